@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import strawberry
+from asyncpg import Record
+
+from gateway.authz import policy_field
+from gateway.ids import encode_cursor, encode_global_id
+from resolvers.clinician import Clinician
+from resolvers.enums import ConsultationMode, ConsultationStatus
+from resolvers.node import Node
+from resolvers.patient import Patient
+from resolvers.recording import Recording
+
+__all__ = ["Consultation", "ConsultationConnection", "ConsultationEdge", "PageInfo"]
+
+
+@strawberry.type(description="A consultation between a patient and a clinician.")
+class Consultation(Node):
+    pk: strawberry.Private[UUID]
+    owner: strawberry.Private[UUID]
+    clinician_pk: strawberry.Private[UUID]
+    id: strawberry.ID = policy_field()
+    scheduled_at: datetime | None = policy_field()
+    status: ConsultationStatus | None = policy_field()
+    mode: ConsultationMode | None = policy_field()
+    reason: str | None = policy_field()
+    summary: str | None = policy_field()
+    clinician_notes: str | None = policy_field()
+
+    @policy_field()
+    async def patient(self, info: strawberry.Info) -> Patient | None:
+        row = await info.context.loaders.patient.load(self.owner)
+        return Patient.from_row(row) if row else None
+
+    @policy_field()
+    async def clinician(self, info: strawberry.Info) -> Clinician | None:
+        row = await info.context.loaders.clinician.load(self.clinician_pk)
+        return Clinician.from_row(row) if row else None
+
+    @policy_field(description="The recording's segments in order (audio, then video).")
+    async def recordings(self, info: strawberry.Info) -> list[Recording] | None:
+        rows = await info.context.loaders.recordings_of.load(self.pk)
+        return [Recording.from_row(row) for row in rows]
+
+    @classmethod
+    def from_row(cls, row: Record) -> Consultation:
+        return cls(
+            pk=row["id"],
+            owner=row["patient_id"],
+            clinician_pk=row["clinician_id"],
+            id=strawberry.ID(encode_global_id("Consultation", row["id"])),
+            scheduled_at=row["scheduled_at"],
+            status=ConsultationStatus(row["status"]),
+            mode=ConsultationMode(row["mode"]),
+            reason=row["reason"],
+            summary=row["summary"],
+            clinician_notes=row["clinician_notes"],
+        )
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class ConsultationEdge:
+    cursor: str
+    node: Consultation | None
+
+
+@strawberry.type
+class ConsultationConnection:
+    edges: list[ConsultationEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def from_page(cls, rows: list[Record], has_next_page: bool, after: bool) -> ConsultationConnection:
+        edges = [
+            ConsultationEdge(
+                cursor=encode_cursor(row["scheduled_at"], row["id"]),
+                node=Consultation.from_row(row),
+            )
+            for row in rows
+        ]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=has_next_page,
+                has_previous_page=after,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+        )

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from datetime import date
+from uuid import UUID
+
+import strawberry
+from asyncpg import Record
+
+from gateway.authz import policy_field
+from gateway.ids import encode_global_id
+from resolvers.node import Node
+
+__all__ = ["Patient"]
+
+
+@strawberry.type(description="A patient. Visible to the patient and to their clinicians.")
+class Patient(Node):
+    pk: strawberry.Private[UUID]
+    owner: strawberry.Private[UUID]
+    id: strawberry.ID = policy_field()
+    display_name: str | None = policy_field()
+    birth_date: date | None = policy_field()
+
+    @classmethod
+    def from_row(cls, row: Record) -> Patient:
+        return cls(
+            pk=row["id"],
+            owner=row["id"],
+            id=strawberry.ID(encode_global_id("Patient", row["id"])),
+            display_name=row["display_name"],
+            birth_date=row["birth_date"],
+        )

@@ -1,0 +1,97 @@
+"""The root query: arguments, a loader call, a domain object. No SQL, policy or audit here."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import strawberry
+
+from gateway.errors import BadUserInput
+from gateway.ids import decode_cursor, decode_global_id
+from resolvers.clinician import Clinician
+from resolvers.consultation import Consultation, ConsultationConnection
+from resolvers.node import Node
+from resolvers.patient import Patient
+from resolvers.recording import Recording
+from resolvers.viewer import Viewer
+
+__all__ = ["Query"]
+
+
+async def _consultation(info: strawberry.Info, pk: UUID) -> Consultation | None:
+    row = await info.context.loaders.consultation.load(pk)
+    return Consultation.from_row(row) if row else None
+
+
+async def _recording(info: strawberry.Info, pk: UUID) -> Recording | None:
+    row = await info.context.loaders.recording.load(pk)
+    return Recording.from_row(row) if row else None
+
+
+async def _patient(info: strawberry.Info, pk: UUID) -> Patient | None:
+    row = await info.context.loaders.patient.load(pk)
+    return Patient.from_row(row) if row else None
+
+
+async def _clinician(info: strawberry.Info, pk: UUID) -> Clinician | None:
+    row = await info.context.loaders.clinician.load(pk)
+    return Clinician.from_row(row) if row else None
+
+
+_NODES = {
+    "Consultation": _consultation,
+    "Recording": _recording,
+    "Patient": _patient,
+    "Clinician": _clinician,
+}
+
+
+def _pk_of(global_id: str, type_name: str) -> UUID | None:
+    """The key of an ID of ``type_name``; None for an ID of another type (no such object)."""
+    decoded_type, pk = decode_global_id(global_id)
+    return pk if decoded_type == type_name else None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The authenticated caller.")
+    def me(self, info: strawberry.Info) -> Viewer:
+        principal = info.context.principal
+        return Viewer(
+            pk=None, owner=None, role_of=principal.role, subject=principal.subject
+        )
+
+    @strawberry.field(description="Any object by its global ID; null when it is not yours to see.")
+    async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:
+        type_name, pk = decode_global_id(id)
+        resolve = _NODES.get(type_name)
+        return await resolve(info, pk) if resolve else None
+
+    @strawberry.field(
+        description="Your consultations (a patient's own; a clinician's conducted), newest first."
+    )
+    async def consultations(
+        self, info: strawberry.Info, first: int | None = None, after: str | None = None
+    ) -> ConsultationConnection:
+        settings = info.context.settings
+        size = settings.page_size_default if first is None else first
+        if not 0 <= size <= settings.page_size_max:
+            raise BadUserInput(f"'first' must be between 0 and {settings.page_size_max}")
+        position = decode_cursor(after) if after is not None else None
+        page = await info.context.loaders.consultations_page(size, position)
+        return ConsultationConnection.from_page(page.rows, page.has_next_page, position is not None)
+
+    @strawberry.field
+    async def consultation(self, info: strawberry.Info, id: strawberry.ID) -> Consultation | None:
+        pk = _pk_of(id, "Consultation")
+        return await _consultation(info, pk) if pk else None
+
+    @strawberry.field
+    async def recording(self, info: strawberry.Info, id: strawberry.ID) -> Recording | None:
+        pk = _pk_of(id, "Recording")
+        return await _recording(info, pk) if pk else None
+
+    @strawberry.field
+    async def patient(self, info: strawberry.Info, id: strawberry.ID) -> Patient | None:
+        pk = _pk_of(id, "Patient")
+        return await _patient(info, pk) if pk else None

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from uuid import UUID
+
+import strawberry
+
+from gateway.authz import policy_field
+from gateway.identity import Role as PrincipalRole
+from resolvers.clinician import Clinician
+from resolvers.enums import Role
+from resolvers.patient import Patient
+
+__all__ = ["Viewer"]
+
+
+@strawberry.type(description="The authenticated caller.")
+class Viewer:
+    pk: strawberry.Private[UUID | None]
+    owner: strawberry.Private[UUID | None]
+    role_of: strawberry.Private[PrincipalRole]
+    subject: str | None = policy_field()
+
+    @policy_field()
+    def role(self) -> Role | None:
+        return Role(self.role_of.value)
+
+    @policy_field(description="The patient record of a patient caller.")
+    async def patient(self, info: strawberry.Info) -> Patient | None:
+        principal = info.context.principal
+        if principal.patient_id is None:
+            return None
+        row = await info.context.loaders.patient.load(principal.patient_id)
+        return Patient.from_row(row) if row else None
+
+    @policy_field(description="The clinician record of a clinician caller.")
+    async def clinician(self, info: strawberry.Info) -> Clinician | None:
+        principal = info.context.principal
+        if principal.clinician_id is None:
+            return None
+        row = await info.context.loaders.clinician.load(principal.clinician_id)
+        return Clinician.from_row(row) if row else None

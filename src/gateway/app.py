@@ -1,0 +1,114 @@
+"""``create_app``: the ASGI application, assembled from settings.
+
+This is the one engine module that imports the schema (``resolvers``); everything else in the
+engine is imported by resolvers, never the other way round.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.audit import AccessEventWriter
+from gateway.auth import Authenticator, JwksCache, TokenVerifier
+from gateway.config import Settings
+from gateway.db import Database
+from gateway.errors import ServiceUnavailable
+from gateway.exitcheck import ExitCheck
+from gateway.http import GraphQLEndpoint
+from gateway.media import PlaybackSigner
+from gateway.metrics import Metrics
+
+__all__ = ["create_app"]
+
+
+class _Deferred:
+    """Forwards calls to the Database once the lifespan has opened it."""
+
+    def __init__(self) -> None:
+        self.database: Database | None = None
+
+    async def fetch(self, statement: str, *args: Any) -> list[Any]:
+        if self.database is None:
+            raise ServiceUnavailable()
+        return await self.database.fetch(statement, *args)
+
+    async def execute(self, statement: str, *args: Any) -> None:
+        if self.database is None:
+            raise ServiceUnavailable()
+        await self.database.execute(statement, *args)
+
+
+def create_app(settings: Settings, *, database: Database | None = None) -> Starlette:
+    """The gateway as an ASGI app. ``database`` replaces the pool made from ``DATABASE_URL``
+    (tests use it to sabotage lower layers and prove the exit check)."""
+    from resolvers import build_schema
+
+    metrics = Metrics()
+    edge = _Deferred()
+    jwks = JwksCache(
+        url=settings.jwks_url,
+        file=settings.jwks_file,
+        min_refresh_seconds=settings.jwks_min_refresh_seconds,
+    )
+    audit = AccessEventWriter(edge.execute)
+    endpoint = GraphQLEndpoint(
+        schema=build_schema(settings),
+        settings=settings,
+        authenticator=Authenticator(TokenVerifier(settings, jwks), edge.fetch),
+        database=edge,  # type: ignore[arg-type]
+        exit_check=ExitCheck(edge.fetch, audit, metrics),
+        playback=PlaybackSigner(
+            settings.signing_keys(), settings.playback_url_ttl_seconds, settings.public_base_url
+        ),
+        metrics=metrics,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        edge.database = database or await Database.connect(settings)
+        with contextlib.suppress(Exception):
+            await jwks.refresh()
+        try:
+            yield
+        finally:
+            if database is None:
+                await edge.database.close()
+            edge.database = None
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await edge.fetch("select 1")
+        except ServiceUnavailable:
+            return JSONResponse({"status": "database unavailable"}, status_code=503)
+        if not jwks.loaded:
+            with contextlib.suppress(Exception):
+                await jwks.refresh()
+            if not jwks.loaded:
+                return JSONResponse({"status": "jwks unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    return app

@@ -1,0 +1,55 @@
+"""Layer 1: the one permission class every field of every governed type carries.
+
+``FieldPolicy.has_permission`` is synchronous and costs a dict lookup: it finds the rule for
+(type, field, caller's role) in the policy table, writes the read into the request's ledger with
+the owner taken from the row, and denies everything the table does not grant.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+from uuid import UUID
+
+import strawberry
+from strawberry.permission import BasePermission, PermissionExtension
+
+from gateway.errors import Forbidden
+from gateway.ledger import Denial
+from gateway.policy import rule_for
+
+__all__ = ["FieldPolicy", "Governed", "policy_field"]
+
+
+class Governed(Protocol):
+    """What a governed object exposes to the policy: its key and its owner patient, both read
+    from its database row (None when the type is not patient data)."""
+
+    pk: UUID | None
+    owner: UUID | None
+
+
+class FieldPolicy(BasePermission):
+    message = "Not authorized to read this field"
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        context = info.context
+        type_name = info.path.typename
+        field_name = info.field_name
+        rule = rule_for(type_name, field_name, context.principal.role)
+        if rule is None:
+            context.ledger.record_denial(
+                Denial(type_name, source.pk, source.owner, field_name, "default-deny")
+            )
+            return False
+        context.ledger.record_read(type_name, source.pk, source.owner, field_name)
+        return True
+
+    def on_unauthorized(self) -> None:
+        raise Forbidden(self.message)
+
+
+def policy_field(**kwargs: Any) -> Any:
+    """``strawberry.field`` guarded by the policy table; every field of a governed type uses it."""
+    guard = PermissionExtension(permissions=[FieldPolicy()], use_directives=False)
+    extensions = [*kwargs.pop("extensions", ()), guard]
+    return strawberry.field(extensions=extensions, **kwargs)

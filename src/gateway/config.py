@@ -1,0 +1,135 @@
+"""One frozen settings object, read from the environment once at start.
+
+No other module reads ``os.environ``. A bad or missing variable is reported by its environment
+name (``ConfigurationError: GATEWAY_JWT_AUDIENCE: field required``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from gateway.errors import ConfigurationError
+
+__all__ = ["DEV_ISSUER", "Mode", "Settings", "load_settings"]
+
+DEV_ISSUER = "urn:consultation-gateway:development"
+DEV_KEY_PREFIX = "gateway-dev-"
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+class Mode(StrEnum):
+    PRODUCTION = "production"
+    DEVELOPMENT = "development"
+
+
+class Settings(BaseSettings):
+    """Everything the gateway can be told. Environment names are ``GATEWAY_<FIELD>`` except
+    ``DATABASE_URL``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", frozen=True, extra="ignore", populate_by_name=True
+    )
+
+    mode: Mode = Mode.PRODUCTION
+    database_url: str = Field(validation_alias=AliasChoices("DATABASE_URL", "GATEWAY_DATABASE_URL"))
+    jwt_issuer: str
+    jwt_audience: str
+    jwks_url: str | None = None
+    jwks_file: Path | None = None
+    jwt_algorithms: Annotated[frozenset[str], NoDecode] = frozenset(
+        {"RS256", "PS256", "ES256", "EdDSA"}
+    )
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
+    db_pool_min_size: int = Field(default=1, ge=0)
+    db_pool_max_size: int = Field(default=10, ge=1)
+    db_statement_timeout_ms: int = Field(default=5000, ge=1)
+    db_acquire_timeout_seconds: float = Field(default=2.0, gt=0)
+    db_statement_cache_size: int = Field(default=256, ge=0)
+    page_size_default: int = Field(default=20, ge=1)
+    page_size_max: int = Field(default=100, ge=1)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    max_query_depth: int = Field(default=12, ge=2)
+    max_aliases: int = Field(default=100, ge=1)
+    max_tokens: int = Field(default=5000, ge=10)
+    playback_url_ttl_seconds: int = Field(default=300, ge=10, le=3600)
+    media_signing_keys: str = Field(
+        default="",
+        description="Comma-separated key-id:secret pairs; the first signs, all verify.",
+    )
+    public_base_url: str = ""
+
+    @field_validator("jwt_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if (self.jwks_url is None) == (self.jwks_file is None):
+            raise ValueError("set exactly one of GATEWAY_JWKS_URL or GATEWAY_JWKS_FILE")
+        bad = self.jwt_algorithms - ASYMMETRIC_ALGORITHMS
+        if bad or not self.jwt_algorithms:
+            raise ValueError(
+                f"GATEWAY_JWT_ALGORITHMS must be asymmetric algorithms, not {sorted(bad)}"
+            )
+        if self.page_size_default > self.page_size_max:
+            raise ValueError("GATEWAY_PAGE_SIZE_DEFAULT exceeds GATEWAY_PAGE_SIZE_MAX")
+        if self.mode is Mode.PRODUCTION and len(self.signing_keys()) == 0:
+            raise ValueError("GATEWAY_MEDIA_SIGNING_KEYS is required in production")
+        return self
+
+    @property
+    def development(self) -> bool:
+        return self.mode is Mode.DEVELOPMENT
+
+    def signing_keys(self) -> tuple[tuple[str, bytes], ...]:
+        """(key id, secret) pairs for playback URLs, the signing key first."""
+        keys = []
+        for item in filter(None, (part.strip() for part in self.media_signing_keys.split(","))):
+            kid, sep, secret = item.partition(":")
+            if not sep or not kid or len(secret) < 32:
+                raise ValueError(
+                    "GATEWAY_MEDIA_SIGNING_KEYS: each entry is key-id:secret, secret >= 32 chars"
+                )
+            keys.append((kid, secret.encode()))
+        return tuple(keys)
+
+
+def _env_name(loc: tuple) -> str:
+    field = str(loc[0]) if loc else ""
+    if field in {"database_url", "DATABASE_URL"}:
+        return "DATABASE_URL"
+    return f"GATEWAY_{field.upper()}" if field else "settings"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build settings from ``environ`` (the process environment when None) plus overrides."""
+    try:
+        if environ is None:
+            return Settings(**overrides)
+        values = {
+            key.removeprefix("GATEWAY_").lower(): value
+            for key, value in environ.items()
+            if key.startswith("GATEWAY_")
+        }
+        if "DATABASE_URL" in environ:
+            values["DATABASE_URL"] = environ["DATABASE_URL"]
+        values.update(overrides)
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = _env_name(first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigurationError(f"{where}: {message}") from None

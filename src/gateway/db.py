@@ -1,0 +1,102 @@
+"""The data edge: the connection pool, the start-up check of the application role, and the
+translation of asyncpg's errors into the gateway's.
+
+No loader, cache or connection is shared across requests: each call acquires a pooled connection
+for one statement, whose ``api`` function sets the caller's scope local to that statement's
+transaction, so nothing of one request outlives it on the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+
+from gateway.config import Settings
+from gateway.errors import ConfigurationError, ServiceUnavailable
+
+__all__ = ["Database", "check_application_role"]
+
+_UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+ROLE_CHECK = """
+select r.rolname, r.rolsuper, r.rolbypassrls,
+       (select count(*) from pg_class c where c.relowner = r.oid) as owned_relations,
+       (select count(*) from pg_namespace n where n.nspowner = r.oid) as owned_schemas
+from pg_roles r where r.rolname = current_user
+"""
+
+
+async def check_application_role(connection: asyncpg.Connection) -> None:
+    """Refuse to serve through a role that could see past row-level security."""
+    row = await connection.fetchrow(ROLE_CHECK)
+    problems = []
+    if row["rolsuper"]:
+        problems.append("is a superuser")
+    if row["rolbypassrls"]:
+        problems.append("has BYPASSRLS")
+    if row["owned_relations"] or row["owned_schemas"]:
+        problems.append("owns database objects (owners bypass row-level security)")
+    if problems:
+        raise ConfigurationError(
+            f"DATABASE_URL: role {row['rolname']!r} {', '.join(problems)}; connect as a role that "
+            "is a member of gateway_app, NOSUPERUSER NOBYPASSRLS, owning nothing"
+        )
+
+
+class Database:
+    """A pool of connections as the application role."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self._pool = pool
+        self._acquire_timeout = settings.db_acquire_timeout_seconds
+
+    @classmethod
+    async def connect(cls, settings: Settings) -> Database:
+        try:
+            pool = await asyncpg.create_pool(
+                settings.database_url,
+                min_size=settings.db_pool_min_size,
+                max_size=settings.db_pool_max_size,
+                statement_cache_size=settings.db_statement_cache_size,
+                server_settings={
+                    "application_name": "consultation-gateway",
+                    "statement_timeout": str(settings.db_statement_timeout_ms),
+                },
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise ConfigurationError(f"DATABASE_URL: cannot connect ({exc})") from exc
+        try:
+            async with pool.acquire() as connection:
+                await check_application_role(connection)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, settings)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def fetch(self, statement: str, *args: Any) -> list[asyncpg.Record]:
+        try:
+            async with self._pool.acquire(timeout=self._acquire_timeout) as connection:
+                return await connection.fetch(statement, *args)
+        except _UNAVAILABLE as exc:
+            raise ServiceUnavailable() from exc
+
+    async def execute(self, statement: str, *args: Any) -> None:
+        try:
+            async with self._pool.acquire(timeout=self._acquire_timeout) as connection:
+                await connection.execute(statement, *args)
+        except _UNAVAILABLE as exc:
+            raise ServiceUnavailable() from exc

@@ -1,0 +1,303 @@
+"""GraphQL over HTTP: ``POST /graphql`` (JSON), and GraphiQL on ``GET /graphql`` in development.
+
+Follows the GraphQL over HTTP specification: ``application/graphql-response+json`` when the client
+accepts it (400 for documents that do not parse or validate), ``application/json`` otherwise (200
+for every well-formed request). The caller is authenticated before any GraphQL work; a request
+without a valid token gets 401 with ``WWW-Authenticate``. After execution the exit check runs; only
+then is the response serialized.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from graphql import GraphQLError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, Response
+from strawberry import Schema
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.http.ides import get_graphql_ide_html
+from strawberry.types.graphql import OperationType
+
+from gateway.auth import Authenticator
+from gateway.config import Settings
+from gateway.context import RequestContext
+from gateway.db import Database
+from gateway.errors import (
+    AuthenticationError,
+    BadRequest,
+    GatewayError,
+    ResponseWithheld,
+    ServiceUnavailable,
+)
+from gateway.exitcheck import ExitCheck
+from gateway.ledger import Ledger
+from gateway.loaders import Loaders
+from gateway.media import PlaybackSigner
+from gateway.metrics import Metrics
+
+__all__ = ["GraphQLEndpoint", "format_error"]
+
+log = logging.getLogger("gateway.http")
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SUGGESTION = re.compile(r" Did you mean .*$", re.DOTALL)
+_ALLOWED_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
+DATA_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
+
+
+@dataclass(frozen=True, slots=True)
+class GraphQLParams:
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+
+
+def format_error(error: GraphQLError, *, development: bool) -> dict[str, Any]:
+    """The client's view of an error: typed errors keep their message and code; errors of the
+    document keep a message without suggestions in production; everything else is masked."""
+    original = error.original_error
+    if isinstance(original, GatewayError):
+        message, code = original.message, original.code
+    elif original is None:
+        message = error.message if development else _SUGGESTION.sub("", error.message)
+        code = "GRAPHQL_VALIDATION_FAILED"
+    else:
+        message, code = "Internal server error", "INTERNAL_SERVER_ERROR"
+    formatted: dict[str, Any] = {"message": message}
+    if error.locations:
+        formatted["locations"] = [{"line": x.line, "column": x.column} for x in error.locations]
+    if error.path:
+        formatted["path"] = error.path
+    formatted["extensions"] = {"code": code}
+    return formatted
+
+
+def _negotiate(accept: str | None) -> str | None:
+    """The response media type for an Accept header, or None when none is acceptable."""
+    if not accept:
+        return JSON
+    offered = []
+    for part in accept.split(","):
+        media, *params = (item.strip() for item in part.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        offered.append((media.lower(), quality))
+    best: tuple[float, int, str] | None = None
+    for media, quality in offered:
+        if quality <= 0:
+            continue
+        if media == GRAPHQL_RESPONSE:
+            candidate = (quality, 2, GRAPHQL_RESPONSE)
+        elif media in {JSON, "application/*", "*/*"}:
+            candidate = (quality, 1, JSON)
+        else:
+            continue
+        if best is None or candidate > best:
+            best = candidate
+    return best[2] if best else None
+
+
+def _parse_params(body: bytes) -> GraphQLParams:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest("Request body is not valid JSON") from None
+    if isinstance(payload, list):
+        raise BadRequest("Batched requests are not supported")
+    if not isinstance(payload, dict):
+        raise BadRequest("Request body must be a JSON object")
+    query = payload.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise BadRequest("The 'query' parameter must be a non-empty string")
+    variables = payload.get("variables")
+    if variables is not None and not isinstance(variables, dict):
+        raise BadRequest("The 'variables' parameter must be an object")
+    operation_name = payload.get("operationName")
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise BadRequest("The 'operationName' parameter must be a string")
+    return GraphQLParams(query, variables, operation_name)
+
+
+def _error_body(message: str, code: str) -> bytes:
+    return orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]})
+
+
+class GraphQLEndpoint:
+    def __init__(
+        self,
+        *,
+        schema: Schema,
+        settings: Settings,
+        authenticator: Authenticator,
+        database: Database,
+        exit_check: ExitCheck,
+        playback: PlaybackSigner,
+        metrics: Metrics,
+    ) -> None:
+        self._schema = schema
+        self._settings = settings
+        self._authenticator = authenticator
+        self._database = database
+        self._exit_check = exit_check
+        self._playback = playback
+        self._metrics = metrics
+        self._development = settings.development
+
+    async def handle(self, request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = request.headers.get("x-request-id", "")
+        if not _REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex
+        if request.method == "GET":
+            response = self._get(request)
+        else:
+            response = await self._post(request, request_id)
+        response.headers["x-request-id"] = request_id
+        self._metrics.requests.labels(str(response.status_code)).inc()
+        self._metrics.latency.observe(time.perf_counter() - started)
+        return response
+
+    def _get(self, request: Request) -> Response:
+        accepts_html = "text/html" in request.headers.get("accept", "")
+        if self._development and accepts_html:
+            return HTMLResponse(get_graphql_ide_html("graphiql"))
+        return Response(
+            _error_body("Send GraphQL operations with POST", "METHOD_NOT_ALLOWED"),
+            status_code=405,
+            media_type=JSON,
+            headers={"allow": "POST", **DATA_HEADERS},
+        )
+
+    def _reply(self, status: int, body: bytes, media_type: str, **headers: str) -> Response:
+        return Response(
+            body, status_code=status, media_type=media_type, headers={**DATA_HEADERS, **headers}
+        )
+
+    async def _post(self, request: Request, request_id: str) -> Response:
+        try:
+            principal = await self._authenticator.authenticate(request.headers.get("authorization"))
+        except AuthenticationError as exc:
+            challenge = 'Bearer realm="consultation-gateway"'
+            if exc.credentials_present:
+                challenge += ', error="invalid_token"'
+            return self._reply(
+                401,
+                _error_body(exc.message, exc.code),
+                JSON,
+                **{"www-authenticate": challenge},
+            )
+        except ServiceUnavailable as exc:
+            return self._unavailable(exc, JSON)
+
+        media_type = _negotiate(request.headers.get("accept"))
+        if media_type is None:
+            return self._reply(
+                406,
+                _error_body(f"Acceptable media types: {GRAPHQL_RESPONSE}, {JSON}", "NOT_ACCEPTABLE"),
+                JSON,
+            )
+        try:
+            params = await self._read_params(request)
+        except BadRequest as exc:
+            return self._reply(exc.status, _error_body(exc.message, exc.code), media_type)
+
+        ledger = Ledger()
+        context = RequestContext(
+            principal=principal,
+            loaders=Loaders(self._database.fetch, principal, ledger),
+            ledger=ledger,
+            request_id=request_id,
+            settings=self._settings,
+            playback=self._playback,
+        )
+        try:
+            result = await self._schema.execute(
+                params.query,
+                variable_values=params.variables,
+                context_value=context,
+                operation_name=params.operation_name,
+                allowed_operation_types=_ALLOWED_OPERATIONS,
+            )
+        except InvalidOperationTypeError:
+            return self._reply(
+                400,
+                _error_body("Subscriptions are served over WebSocket", "BAD_REQUEST"),
+                media_type,
+            )
+        except MissingQueryError:
+            return self._reply(400, _error_body("No query", "BAD_REQUEST"), media_type)
+
+        errors = result.errors or []
+        for error in errors:
+            original = error.original_error
+            if isinstance(original, ServiceUnavailable):
+                return self._unavailable(original, media_type)
+            if original is not None and not isinstance(original, GatewayError):
+                log.error(
+                    "masked internal error",
+                    exc_info=original,
+                    extra={"request_id": request_id, "path": error.path},
+                )
+        request_error = result.data is None and bool(errors) and all(
+            error.path is None for error in errors
+        )
+        data = result.data
+        formatted = [format_error(error, development=self._development) for error in errors]
+        if not request_error:
+            try:
+                await self._exit_check.verify(context)
+            except ResponseWithheld as exc:
+                data, formatted = None, [{"message": exc.message, "extensions": {"code": exc.code}}]
+            except ServiceUnavailable as exc:
+                return self._unavailable(exc, media_type)
+        for item in formatted:
+            self._metrics.errors.labels(item["extensions"]["code"]).inc()
+        for denial in ledger.denials:
+            self._metrics.denials.labels(denial.type_name, denial.field).inc()
+        payload: dict[str, Any] = {} if request_error else {"data": data}
+        if formatted:
+            payload["errors"] = formatted
+        status = 400 if request_error and media_type == GRAPHQL_RESPONSE else 200
+        return self._reply(status, orjson.dumps(payload), media_type)
+
+    async def _read_params(self, request: Request) -> GraphQLParams:
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() != JSON:
+            raise BadRequest("Content-Type must be application/json", status=415)
+        limit = self._settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise BadRequest("Request body too large", status=413)
+        body = bytearray()
+        try:
+            async for chunk in request.stream():
+                body.extend(chunk)
+                if len(body) > limit:
+                    raise BadRequest("Request body too large", status=413)
+        except ClientDisconnect:
+            raise BadRequest("Client disconnected") from None
+        return _parse_params(bytes(body))
+
+    def _unavailable(self, exc: ServiceUnavailable, media_type: str) -> Response:
+        return self._reply(
+            503,
+            _error_body(exc.message, exc.code),
+            media_type,
+            **{"retry-after": str(exc.retry_after)},
+        )

@@ -1,0 +1,62 @@
+"""Opaque Relay global IDs and pagination cursors.
+
+A global ID is base64url("Type:uuid"); a cursor is base64url("c1|<iso time>|<uuid>"). Neither is
+trusted: a decoded ID only says which loader to ask, and a cursor is only a keyset position inside
+the caller's own rows, so a forged one can reveal nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from uuid import UUID
+
+from gateway.errors import BadUserInput
+
+__all__ = ["decode_cursor", "decode_global_id", "encode_cursor", "encode_global_id"]
+
+_MAX_ID_LENGTH = 200
+
+
+def _b64encode(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+
+def _b64decode(value: str) -> str:
+    if len(value) > _MAX_ID_LENGTH:
+        raise ValueError("too long")
+    padded = value + "=" * (-len(value) % 4)
+    return base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
+
+
+def encode_global_id(type_name: str, pk: UUID) -> str:
+    return _b64encode(f"{type_name}:{pk}")
+
+
+def decode_global_id(value: str) -> tuple[str, UUID]:
+    """(type name, primary key) of a global ID; BAD_USER_INPUT when it is not one."""
+    try:
+        type_name, _, raw = _b64decode(value).partition(":")
+        if not type_name.isidentifier():
+            raise ValueError("bad type")
+        return type_name, UUID(raw)
+    except (ValueError, UnicodeError, binascii.Error):
+        raise BadUserInput("Invalid ID") from None
+
+
+def encode_cursor(scheduled_at: datetime, pk: UUID) -> str:
+    return _b64encode(f"c1|{scheduled_at.isoformat()}|{pk}")
+
+
+def decode_cursor(value: str) -> tuple[datetime, UUID]:
+    try:
+        version, at, raw = _b64decode(value).split("|")
+        if version != "c1":
+            raise ValueError("version")
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None:
+            raise ValueError("naive")
+        return moment, UUID(raw)
+    except (ValueError, UnicodeError, binascii.Error):
+        raise BadUserInput("Invalid cursor") from None

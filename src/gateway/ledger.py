@@ -1,0 +1,56 @@
+"""The per-request disclosure ledger: what was read, of which object, owned by which patient.
+
+The field permission class writes a line for every field read it allows (and every denial); the
+loaders write a line for every row they hand out. Owners always come from database rows. At the
+end of the request the exit check verifies every owner here, and the audit writer stores the same
+lines, so what was checked, audited and sent is one list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from uuid import UUID
+
+__all__ = ["Denial", "Ledger"]
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    type_name: str
+    object_id: UUID | None
+    owner: UUID | None
+    field: str
+    rule: str
+
+
+@dataclass(slots=True)
+class Ledger:
+    # (type, object id, owner patient) of every row a loader returned.
+    objects: list[tuple[str, UUID, UUID | None]] = field(default_factory=list)
+    # (type, object id, owner patient, field) of every allowed field read.
+    reads: list[tuple[str, UUID | None, UUID | None, str]] = field(default_factory=list)
+    denials: list[Denial] = field(default_factory=list)
+
+    def record_object(self, type_name: str, object_id: UUID, owner: UUID | None) -> None:
+        self.objects.append((type_name, object_id, owner))
+
+    def record_read(
+        self, type_name: str, object_id: UUID | None, owner: UUID | None, field_name: str
+    ) -> None:
+        self.reads.append((type_name, object_id, owner, field_name))
+
+    def record_denial(self, denial: Denial) -> None:
+        self.denials.append(denial)
+
+    def owners(self) -> set[UUID]:
+        """Every patient that owns something this request loaded or read."""
+        found = {owner for _, _, owner in self.objects if owner is not None}
+        found.update(owner for _, _, owner, _ in self.reads if owner is not None)
+        return found
+
+    def disclosures(self) -> dict[tuple[str, UUID | None, UUID | None], list[str]]:
+        """Fields read, grouped by object: the audit trail's view of the response."""
+        grouped: dict[tuple[str, UUID | None, UUID | None], list[str]] = {}
+        for type_name, object_id, owner, field_name in self.reads:
+            grouped.setdefault((type_name, object_id, owner), []).append(field_name)
+        return grouped

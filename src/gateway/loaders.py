@@ -1,0 +1,115 @@
+"""Layer 2: the per-request loaders. Every row the schema sees comes through here.
+
+Each loader's SQL (queries.py -> api.* functions) carries the caller's visibility predicate, taken
+from the principal as query parameters, and sets the row-level-security scope for its own
+statement. A ``Loaders`` is built for one request and dropped with it: nothing is cached across
+requests. Every row handed out is written into the request's ledger with its owner patient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from aiodataloader import DataLoader
+from asyncpg import Record
+
+from gateway import queries
+from gateway.identity import Principal
+from gateway.ledger import Ledger
+from gateway.policy import RowScope, row_scope
+
+__all__ = ["ConsultationPage", "Loaders"]
+
+Fetch = Callable[..., Awaitable[list[Record]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsultationPage:
+    rows: list[Record]
+    has_next_page: bool
+
+
+class Loaders:
+    """Per-request DataLoaders for one principal."""
+
+    def __init__(self, fetch: Fetch, principal: Principal, ledger: Ledger) -> None:
+        self._fetch = fetch
+        self._principal = principal
+        self._ledger = ledger
+        self._role = principal.role.value
+        self._actor = principal.actor_id
+        self.consultation = DataLoader(self._consultations_by_id)
+        self.recording = DataLoader(self._recordings_by_id)
+        self.recordings_of = DataLoader(self._recordings_by_consultation)
+        self.patient = DataLoader(self._patients_by_id)
+        self.clinician = DataLoader(self._clinicians_by_id)
+
+    def _sees(self, type_name: str) -> bool:
+        return row_scope(type_name, self._principal.role) is not RowScope.NONE
+
+    def _hand_out(self, type_name: str, rows: list[Record], owner_column: str) -> None:
+        record = self._ledger.record_object
+        for row in rows:
+            record(type_name, row["id"], row[owner_column])
+
+    async def _scoped(self, statement: str, *args: Any) -> list[Record]:
+        return await self._fetch(statement, self._role, self._actor, *args)
+
+    async def _consultations_by_id(self, ids: Sequence[UUID]) -> list[Record | None]:
+        if not self._sees("Consultation"):
+            return [None] * len(ids)
+        rows = await self._scoped(queries.CONSULTATIONS_BY_ID, list(ids))
+        self._hand_out("Consultation", rows, "patient_id")
+        by_id = {row["id"]: row for row in rows}
+        return [by_id.get(key) for key in ids]
+
+    async def _recordings_by_id(self, ids: Sequence[UUID]) -> list[Record | None]:
+        if not self._sees("Recording"):
+            return [None] * len(ids)
+        rows = await self._scoped(queries.RECORDINGS_BY_ID, list(ids))
+        self._hand_out("Recording", rows, "patient_id")
+        by_id = {row["id"]: row for row in rows}
+        return [by_id.get(key) for key in ids]
+
+    async def _recordings_by_consultation(self, ids: Sequence[UUID]) -> list[list[Record]]:
+        if not self._sees("Recording"):
+            return [[] for _ in ids]
+        rows = await self._scoped(queries.RECORDINGS_BY_CONSULTATION, list(ids))
+        self._hand_out("Recording", rows, "patient_id")
+        grouped: dict[UUID, list[Record]] = {key: [] for key in ids}
+        for row in rows:
+            grouped[row["consultation_id"]].append(row)
+        return [grouped[key] for key in ids]
+
+    async def _patients_by_id(self, ids: Sequence[UUID]) -> list[Record | None]:
+        if not self._sees("Patient"):
+            return [None] * len(ids)
+        rows = await self._scoped(queries.PATIENTS_BY_ID, list(ids))
+        self._hand_out("Patient", rows, "id")
+        by_id = {row["id"]: row for row in rows}
+        return [by_id.get(key) for key in ids]
+
+    async def _clinicians_by_id(self, ids: Sequence[UUID]) -> list[Record | None]:
+        if not self._sees("Clinician"):
+            return [None] * len(ids)
+        rows = await self._fetch(queries.CLINICIANS_BY_ID, list(ids))
+        by_id = {row["id"]: row for row in rows}
+        return [by_id.get(key) for key in ids]
+
+    async def consultations_page(
+        self, first: int, after: tuple[datetime, UUID] | None
+    ) -> ConsultationPage:
+        """The caller's own consultations, newest first, ``first`` after the ``after`` position."""
+        if not self._sees("Consultation"):
+            return ConsultationPage([], False)
+        after_at, after_id = after if after else (None, None)
+        rows = await self._scoped(queries.CONSULTATIONS_PAGE, first + 1, after_at, after_id)
+        page = rows[:first]
+        self._hand_out("Consultation", page, "patient_id")
+        for row in page:
+            self.consultation.prime(row["id"], row)
+        return ConsultationPage(page, len(rows) > first)
