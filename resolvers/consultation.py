@@ -81,7 +81,9 @@ class ConsultationConnection:
     page_info: PageInfo
 
     @classmethod
-    def from_page(cls, rows: list[Record], has_next_page: bool, after: bool) -> ConsultationConnection:
+    def from_page(
+        cls, rows: list[Record], has_next_page: bool, after: bool
+    ) -> ConsultationConnection:
         edges = [
             ConsultationEdge(
                 cursor=encode_cursor(row["scheduled_at"], row["id"]),

@@ -57,9 +57,7 @@ class Query:
     @strawberry.field(description="The authenticated caller.")
     def me(self, info: strawberry.Info) -> Viewer:
         principal = info.context.principal
-        return Viewer(
-            pk=None, owner=None, role_of=principal.role, subject=principal.subject
-        )
+        return Viewer(pk=None, owner=None, role_of=principal.role, subject=principal.subject)
 
     @strawberry.field(description="Any object by its global ID; null when it is not yours to see.")
     async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:

@@ -60,12 +60,18 @@ class Environment:
     truth: Truth
 
     def patients(self) -> list[tuple[str, UUID]]:
-        return [(p["subject"], decode_global_id(p["id"])[1])
-                for p in self.principals if p["role"] == "patient"]
+        return [
+            (p["subject"], decode_global_id(p["id"])[1])
+            for p in self.principals
+            if p["role"] == "patient"
+        ]
 
     def clinicians(self) -> list[tuple[str, UUID]]:
-        return [(p["subject"], decode_global_id(p["id"])[1])
-                for p in self.principals if p["role"] == "clinician"]
+        return [
+            (p["subject"], decode_global_id(p["id"])[1])
+            for p in self.principals
+            if p["role"] == "clinician"
+        ]
 
     def token(self, subject: str, **claims) -> str:
         return self.identity.token(subject, **claims)
@@ -88,10 +94,14 @@ async def _read_truth(url: str) -> Truth:
     truth = Truth()
     connection = await asyncpg.connect(url)
     try:
-        for row in await connection.fetch("select id, patient_id, clinician_id from data.consultations"):
+        for row in await connection.fetch(
+            "select id, patient_id, clinician_id from data.consultations"
+        ):
             truth.consultations_of_patient.setdefault(row["patient_id"], set()).add(row["id"])
             truth.consultations_of_clinician.setdefault(row["clinician_id"], set()).add(row["id"])
-            truth.patients_of_clinician.setdefault(row["clinician_id"], set()).add(row["patient_id"])
+            truth.patients_of_clinician.setdefault(row["clinician_id"], set()).add(
+                row["patient_id"]
+            )
             truth.owner_of[row["id"]] = row["patient_id"]
             truth.recordings_of_consultation.setdefault(row["id"], [])
         for row in await connection.fetch(

@@ -59,8 +59,9 @@ class GraphQLClient:
         self.base_url = base_url
         self.http = httpx.Client(base_url=base_url, timeout=30)
 
-    def post(self, query: str, token: str | None, variables: dict | None = None,
-             **headers: str) -> httpx.Response:
+    def post(
+        self, query: str, token: str | None, variables: dict | None = None, **headers: str
+    ) -> httpx.Response:
         if token is not None:
             headers["authorization"] = f"Bearer {token}"
         body: dict[str, Any] = {"query": query}

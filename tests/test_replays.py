@@ -27,9 +27,7 @@ def test_every_patient_sees_exactly_their_own_replays_and_nothing_foreign(env, c
         nodes = [edge["node"] for edge in body["data"]["consultations"]["edges"]]
         seen = {decode_global_id(node["id"])[1] for node in nodes}
         assert seen == env.truth.consultations_of_patient[patient]
-        recordings = {
-            decode_global_id(r["id"])[1] for node in nodes for r in node["recordings"]
-        }
+        recordings = {decode_global_id(r["id"])[1] for node in nodes for r in node["recordings"]}
         assert recordings == env.truth.recordings_of_patient[patient]
         for node in nodes:
             assert node["patient"]["id"] == encode_global_id("Patient", patient)

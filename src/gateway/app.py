@@ -26,7 +26,7 @@ from gateway.http import GraphQLEndpoint
 from gateway.media import PlaybackSigner
 from gateway.metrics import Metrics
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_app_from_environment"]
 
 
 class _Deferred:
@@ -112,3 +112,10 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
     )
     app.state.metrics = metrics
     return app
+
+
+def create_app_from_environment() -> Starlette:
+    """Factory for ``uvicorn --factory`` (``gateway serve`` with several workers)."""
+    from gateway.config import load_settings
+
+    return create_app(load_settings())

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator

@@ -69,5 +69,7 @@ class ExitCheck:
         try:
             await self._audit.write(events)
         except Exception:
-            log.exception("could not record exit-check alert", extra={"request_id": context.request_id})
+            log.exception(
+                "could not record exit-check alert", extra={"request_id": context.request_id}
+            )
         raise ResponseWithheld("Response withheld")

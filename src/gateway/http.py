@@ -22,8 +22,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from strawberry import Schema
 from strawberry.exceptions import MissingQueryError
-from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.http.ides import get_graphql_ide_html
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
 from gateway.auth import Authenticator
@@ -209,7 +209,9 @@ class GraphQLEndpoint:
         if media_type is None:
             return self._reply(
                 406,
-                _error_body(f"Acceptable media types: {GRAPHQL_RESPONSE}, {JSON}", "NOT_ACCEPTABLE"),
+                _error_body(
+                    f"Acceptable media types: {GRAPHQL_RESPONSE}, {JSON}", "NOT_ACCEPTABLE"
+                ),
                 JSON,
             )
         try:
@@ -254,8 +256,8 @@ class GraphQLEndpoint:
                     exc_info=original,
                     extra={"request_id": request_id, "path": error.path},
                 )
-        request_error = result.data is None and bool(errors) and all(
-            error.path is None for error in errors
+        request_error = (
+            result.data is None and bool(errors) and all(error.path is None for error in errors)
         )
         data = result.data
         formatted = [format_error(error, development=self._development) for error in errors]

@@ -95,7 +95,9 @@ class EmbeddedPostgres:
         options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
         if self.fast:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        self._run(["pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"])
+        self._run(
+            ["pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"]
+        )
         return f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
     def _start_pgserver(self) -> str:

@@ -19,17 +19,75 @@ from gateway.ids import encode_global_id
 
 __all__ = ["SeedPlan", "seed_database"]
 
-_FIRST = ["Ada", "Bo", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hana", "Ivo", "Juno", "Kofi",
-          "Lena", "Mira", "Nils", "Oona", "Pia", "Quinn", "Rafa", "Sana", "Tomas"]
-_LAST = ["Adams", "Berg", "Costa", "Dahl", "Ekwueme", "Fischer", "Garcia", "Holm", "Ito", "Jensen",
-         "Kowalski", "Lind", "Moreau", "Novak", "Okafor", "Petrov", "Quist", "Rossi", "Sato"]
+_FIRST = [
+    "Ada",
+    "Bo",
+    "Chen",
+    "Dara",
+    "Eli",
+    "Fatima",
+    "Goran",
+    "Hana",
+    "Ivo",
+    "Juno",
+    "Kofi",
+    "Lena",
+    "Mira",
+    "Nils",
+    "Oona",
+    "Pia",
+    "Quinn",
+    "Rafa",
+    "Sana",
+    "Tomas",
+]
+_LAST = [
+    "Adams",
+    "Berg",
+    "Costa",
+    "Dahl",
+    "Ekwueme",
+    "Fischer",
+    "Garcia",
+    "Holm",
+    "Ito",
+    "Jensen",
+    "Kowalski",
+    "Lind",
+    "Moreau",
+    "Novak",
+    "Okafor",
+    "Petrov",
+    "Quist",
+    "Rossi",
+    "Sato",
+]
 _SPECIALTIES = ["General practice", "Dermatology", "Psychiatry", "Paediatrics", "Cardiology"]
-_REASONS = ["Persistent cough", "Skin rash", "Follow-up on blood pressure", "Sleep problems",
-            "Medication review", "Headaches", "Back pain", "Anxiety", "Child fever", "Allergy"]
-_SUMMARIES = ["Advised rest and fluids.", "Prescription renewed.", "Referred to a specialist.",
-              "Lab tests ordered.", "Symptoms improving; review in two weeks."]
-_NOTES = ["Consider differential diagnosis.", "Patient anxious about results.",
-          "History of non-adherence.", "Discussed lifestyle changes at length."]
+_REASONS = [
+    "Persistent cough",
+    "Skin rash",
+    "Follow-up on blood pressure",
+    "Sleep problems",
+    "Medication review",
+    "Headaches",
+    "Back pain",
+    "Anxiety",
+    "Child fever",
+    "Allergy",
+]
+_SUMMARIES = [
+    "Advised rest and fluids.",
+    "Prescription renewed.",
+    "Referred to a specialist.",
+    "Lab tests ordered.",
+    "Symptoms improving; review in two weeks.",
+]
+_NOTES = [
+    "Consider differential diagnosis.",
+    "Patient anxious about results.",
+    "History of non-adherence.",
+    "Discussed lifestyle changes at length.",
+]
 _CONTENT_TYPES = {"AUDIO": ("audio/ogg", "ogg"), "VIDEO": ("video/webm", "webm")}
 
 
@@ -57,24 +115,31 @@ async def seed_database(
         raise ConfigurationError("seed: need at least one patient and one clinician")
     if await connection.fetchval("select exists (select 1 from data.patients)"):
         raise ConfigurationError("seed: the database already holds patients; seed an empty one")
-    rng = random.Random(plan.seed)
+    rng = random.Random(plan.seed)  # noqa: S311 - synthetic data, reproducible by design
     base = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
-    clinicians = [(_uuid(rng), f"Dr {_name(rng)}", rng.choice(_SPECIALTIES))
-                  for _ in range(plan.clinicians)]
+    clinicians = [
+        (_uuid(rng), f"Dr {_name(rng)}", rng.choice(_SPECIALTIES)) for _ in range(plan.clinicians)
+    ]
     patients, consultations, recordings, accounts, principals = [], [], [], [], []
     for number, clinician in enumerate(clinicians, start=1):
         subject = f"clinician-{number:04d}"
         accounts.append((issuer, subject, "clinician", None, clinician[0], None))
-        principals.append({"subject": subject, "role": "clinician",
-                           "id": encode_global_id("Clinician", clinician[0])})
+        principals.append(
+            {
+                "subject": subject,
+                "role": "clinician",
+                "id": encode_global_id("Clinician", clinician[0]),
+            }
+        )
     for number in range(1, plan.patients + 1):
         patient_id = _uuid(rng)
         birth = date(1940, 1, 1) + timedelta(days=rng.randrange(0, 30000))
         patients.append((patient_id, _name(rng), birth))
         subject = f"patient-{number:05d}"
         accounts.append((issuer, subject, "patient", patient_id, None, None))
-        principals.append({"subject": subject, "role": "patient",
-                           "id": encode_global_id("Patient", patient_id)})
+        principals.append(
+            {"subject": subject, "role": "patient", "id": encode_global_id("Patient", patient_id)}
+        )
         for _ in range(plan.consultations_per_patient):
             consultation_id = _uuid(rng)
             clinician_id = rng.choice(clinicians)[0]
@@ -82,41 +147,90 @@ async def seed_database(
             status = rng.choices(["COMPLETED", "SCHEDULED", "CANCELLED"], [8, 1, 1])[0]
             segments = rng.randint(1, 3) if status == "COMPLETED" else 0
             modes = ["AUDIO", "VIDEO", "AUDIO"][:segments]
-            consultations.append((
-                consultation_id, patient_id, clinician_id, at, status,
-                modes[-1] if modes else rng.choice(["AUDIO", "VIDEO"]),
-                rng.choice(_REASONS),
-                rng.choice(_SUMMARIES) if status == "COMPLETED" else None,
-                rng.choice(_NOTES) if status == "COMPLETED" else None,
-            ))
+            consultations.append(
+                (
+                    consultation_id,
+                    patient_id,
+                    clinician_id,
+                    at,
+                    status,
+                    modes[-1] if modes else rng.choice(["AUDIO", "VIDEO"]),
+                    rng.choice(_REASONS),
+                    rng.choice(_SUMMARIES) if status == "COMPLETED" else None,
+                    rng.choice(_NOTES) if status == "COMPLETED" else None,
+                )
+            )
             started = at
             for index, mode in enumerate(modes):
                 recording_id = _uuid(rng)
                 duration = rng.randint(60, 900)
                 content_type, extension = _CONTENT_TYPES[mode]
-                recordings.append((
-                    recording_id, consultation_id, patient_id, index, mode, started, duration,
-                    content_type, rng.randint(20_000, 90_000),
-                    f"recordings/{recording_id}.{extension}",
-                ))
+                recordings.append(
+                    (
+                        recording_id,
+                        consultation_id,
+                        patient_id,
+                        index,
+                        mode,
+                        started,
+                        duration,
+                        content_type,
+                        rng.randint(20_000, 90_000),
+                        f"recordings/{recording_id}.{extension}",
+                    )
+                )
                 started += timedelta(seconds=duration)
     async with connection.transaction():
         await connection.copy_records_to_table(
-            "clinicians", schema_name="data", records=clinicians,
-            columns=["id", "display_name", "specialty"])
+            "clinicians",
+            schema_name="data",
+            records=clinicians,
+            columns=["id", "display_name", "specialty"],
+        )
         await connection.copy_records_to_table(
-            "patients", schema_name="data", records=patients,
-            columns=["id", "display_name", "birth_date"])
+            "patients",
+            schema_name="data",
+            records=patients,
+            columns=["id", "display_name", "birth_date"],
+        )
         await connection.copy_records_to_table(
-            "accounts", schema_name="data", records=accounts,
-            columns=["issuer", "subject", "role", "patient_id", "clinician_id", "partner_id"])
+            "accounts",
+            schema_name="data",
+            records=accounts,
+            columns=["issuer", "subject", "role", "patient_id", "clinician_id", "partner_id"],
+        )
         await connection.copy_records_to_table(
-            "consultations", schema_name="data", records=consultations,
-            columns=["id", "patient_id", "clinician_id", "scheduled_at", "status", "mode",
-                     "reason", "summary", "clinician_notes"])
+            "consultations",
+            schema_name="data",
+            records=consultations,
+            columns=[
+                "id",
+                "patient_id",
+                "clinician_id",
+                "scheduled_at",
+                "status",
+                "mode",
+                "reason",
+                "summary",
+                "clinician_notes",
+            ],
+        )
         await connection.copy_records_to_table(
-            "recordings", schema_name="data", records=recordings,
-            columns=["id", "consultation_id", "patient_id", "segment_index", "mode", "started_at",
-                     "duration_seconds", "content_type", "byte_size", "storage_key"])
+            "recordings",
+            schema_name="data",
+            records=recordings,
+            columns=[
+                "id",
+                "consultation_id",
+                "patient_id",
+                "segment_index",
+                "mode",
+                "started_at",
+                "duration_seconds",
+                "content_type",
+                "byte_size",
+                "storage_key",
+            ],
+        )
     await connection.execute("analyze")
     return principals

@@ -1,0 +1,393 @@
+"""The ``gateway`` command: dev, serve, migrate, seed, token, schema, policy.
+
+Every failure a user can cause (bad arguments, unreachable database, missing settings) ends in one
+line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import asyncpg
+import click
+
+from gateway.config import DEV_ISSUER, DEV_KEY_PREFIX, Mode, Settings, load_settings
+from gateway.errors import ConfigurationError
+from gateway.identity import Role
+from gateway.policy import POLICY
+
+__all__ = ["main"]
+
+
+def _fail(message: str) -> None:
+    click.echo(f"gateway: {message}", err=True)
+    sys.exit(2)
+
+
+def _run(coroutine: Any) -> Any:
+    try:
+        return asyncio.run(coroutine)
+    except ConfigurationError as exc:
+        _fail(exc.message)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        _fail(f"database: {exc}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """The consultation gateway."""
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("aborted")
+    except click.ClickException as exc:
+        _fail(exc.format_message())
+    except ConfigurationError as exc:
+        _fail(exc.message)
+
+
+# --- database administration -------------------------------------------------------------------
+
+_ADMIN_URL = click.option(
+    "--database-url",
+    envvar="GATEWAY_ADMIN_DATABASE_URL",
+    required=True,
+    help="URL of a role that owns the schema (env GATEWAY_ADMIN_DATABASE_URL).",
+)
+
+
+@cli.command()
+@_ADMIN_URL
+def migrate(database_url: str) -> None:
+    """Apply pending migrations (idempotent)."""
+    from gateway.migrate import apply_migrations
+
+    async def go() -> list[str]:
+        connection = await _connect(database_url)
+        try:
+            return await apply_migrations(connection)
+        finally:
+            await connection.close()
+
+    applied = _run(go())
+    click.echo(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+
+
+async def _connect(url: str) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(url, timeout=10)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        raise ConfigurationError(f"cannot connect to the database ({exc})") from None
+
+
+@cli.command()
+@_ADMIN_URL
+@click.option("--patients", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--clinicians", type=click.IntRange(1), default=3, show_default=True)
+@click.option(
+    "--consultations",
+    type=click.IntRange(0),
+    default=4,
+    show_default=True,
+    help="Consultations per patient.",
+)
+@click.option("--seed", "seed_value", type=int, default=1, show_default=True)
+@click.option(
+    "--issuer", default=DEV_ISSUER, show_default=True, help="Issuer of the accounts' tokens."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the principals made, as JSON.")
+def seed(
+    database_url: str,
+    patients: int,
+    clinicians: int,
+    consultations: int,
+    seed_value: int,
+    issuer: str,
+    as_json: bool,
+) -> None:
+    """Load deterministic synthetic data into an empty, migrated database."""
+    from gateway.seed import SeedPlan, seed_database
+
+    async def go() -> list[dict[str, str]]:
+        connection = await _connect(database_url)
+        try:
+            plan = SeedPlan(patients, clinicians, consultations, seed_value)
+            return await seed_database(connection, plan, issuer)
+        finally:
+            await connection.close()
+
+    principals = _run(go())
+    if as_json:
+        click.echo(json.dumps(principals, indent=2))
+    else:
+        click.echo(f"seeded {patients} patients, {clinicians} clinicians")
+
+
+# --- development -------------------------------------------------------------------------------
+
+_DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("dev-data"),
+    show_default=True,
+    help="Folder holding the development database, signing key and media.",
+)
+
+
+@cli.command()
+@_DATA_DIR
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+def dev(data_dir: Path, host: str, port: int) -> None:
+    """Run a development gateway: embedded PostgreSQL, demo data, GraphiQL, demo tokens."""
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.devkeys import DevIdentity
+    from gateway.pgembed import EmbeddedPostgres
+
+    data_dir = data_dir.resolve()
+    identity = DevIdentity.load_or_create(data_dir)
+    cluster = EmbeddedPostgres(data_dir)
+    try:
+        server_url = cluster.start()
+        app_url, principals = _run(_prepare_dev_database(server_url, data_dir, identity.issuer))
+        (data_dir / "principals.json").write_text(json.dumps(principals, indent=2))
+        base_url = f"http://{host}:{port}"
+        settings = load_settings(
+            {},
+            mode=Mode.DEVELOPMENT,
+            database_url=app_url,
+            jwt_issuer=identity.issuer,
+            jwt_audience=identity.audience,
+            jwks_file=identity.jwks_file,
+            media_signing_keys=identity.media_keys(),
+            public_base_url=base_url,
+        )
+        _print_banner(base_url, data_dir, identity, principals)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    finally:
+        cluster.stop()
+
+
+async def _prepare_dev_database(
+    server_url: str, data_dir: Path, issuer: str
+) -> tuple[str, list[dict[str, str]]]:
+    from gateway.ids import encode_global_id
+    from gateway.pgembed import provision, with_credentials
+    from gateway.seed import SeedPlan, seed_database
+
+    connection = await _connect(server_url)
+    try:
+        if not await connection.fetchval("select 1 from pg_database where datname = 'gateway'"):
+            await connection.execute("create database gateway")
+    finally:
+        await connection.close()
+    admin_url = with_credentials(server_url, "postgres", "", database="gateway")
+    password_file = data_dir / "app-password"
+    if not password_file.exists():
+        password_file.write_text(secrets.token_urlsafe(24))
+        password_file.chmod(0o600)
+    app_url = await provision(admin_url, password_file.read_text().strip())
+    connection = await _connect(admin_url)
+    try:
+        if not await connection.fetchval("select exists (select 1 from data.patients)"):
+            await seed_database(connection, SeedPlan(), issuer)
+        rows = await connection.fetch(
+            "select subject, role, patient_id, clinician_id, partner_id from data.accounts "
+            "order by role, subject"
+        )
+    finally:
+        await connection.close()
+    kinds = {"patient_id": "Patient", "clinician_id": "Clinician", "partner_id": "Partner"}
+    principals = []
+    for row in rows:
+        column = next((c for c in kinds if row[c] is not None), None)
+        principals.append(
+            {
+                "subject": row["subject"],
+                "role": row["role"],
+                "id": encode_global_id(kinds[column], row[column]) if column else "",
+            }
+        )
+    return app_url, principals
+
+
+def _print_banner(
+    base_url: str, data_dir: Path, identity: Any, principals: list[dict[str, str]]
+) -> None:
+    patient = next(p for p in principals if p["role"] == "patient")
+    clinician = next(p for p in principals if p["role"] == "clinician")
+    patient_token = identity.token(patient["subject"], ttl=8 * 3600)
+    clinician_token = identity.token(clinician["subject"], ttl=8 * 3600)
+    headers = quote(json.dumps({"Authorization": f"Bearer {patient_token}"}))
+    click.echo(
+        f"""
+Consultation gateway (development mode)
+  GraphiQL:    {base_url}/graphql?headers={headers}
+  principals:  {data_dir / "principals.json"}
+  more tokens: gateway token --data-dir {data_dir} --subject SUBJECT
+
+  patient   {patient["subject"]}:
+    {patient_token}
+  clinician {clinician["subject"]}:
+    {clinician_token}
+
+  curl -s {base_url}/graphql -H 'content-type: application/json' \\
+    -H 'authorization: Bearer {patient_token[:16]}...' \\
+    -d '{{"query": "{{ consultations(first: 5) {{ edges {{ node {{ id reason }} }} }} }}"}}'
+"""
+    )
+
+
+@cli.command()
+@_DATA_DIR
+@click.option("--subject", required=True, help="Subject of an account in principals.json.")
+@click.option(
+    "--ttl",
+    type=click.IntRange(1, 7 * 24 * 3600),
+    default=3600,
+    show_default=True,
+    help="Lifetime in seconds.",
+)
+@click.option(
+    "--mode",
+    envvar="GATEWAY_MODE",
+    type=click.Choice([m.value for m in Mode]),
+    default=Mode.DEVELOPMENT.value,
+    hidden=True,
+)
+def token(data_dir: Path, subject: str, ttl: int, mode: str) -> None:
+    """Print a development token for one of a development instance's accounts."""
+    from gateway.devkeys import DevIdentity
+
+    if mode == Mode.PRODUCTION.value:
+        _fail("token: refused in production (GATEWAY_MODE=production); tokens come from your IdP")
+    identity = DevIdentity.load(data_dir.resolve())
+    principals_file = data_dir / "principals.json"
+    if not principals_file.exists():
+        _fail(f"--data-dir: {principals_file} not found (start `gateway dev` once)")
+    subjects = {p["subject"] for p in json.loads(principals_file.read_text())}
+    if subject not in subjects:
+        _fail(f"--subject: no account {subject!r} in {principals_file}")
+    click.echo(identity.token(subject, ttl=ttl))
+
+
+# --- production --------------------------------------------------------------------------------
+
+
+def refuse_development_identity(settings: Settings) -> None:
+    """``serve`` must never trust the development identity provider."""
+    if settings.jwt_issuer == DEV_ISSUER:
+        raise ConfigurationError("GATEWAY_JWT_ISSUER: the development issuer is refused by serve")
+    if settings.jwks_file is not None:
+        try:
+            keys = json.loads(settings.jwks_file.read_text()).get("keys", [])
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"GATEWAY_JWKS_FILE: cannot read ({exc})") from None
+        if any(str(key.get("kid", "")).startswith(DEV_KEY_PREFIX) for key in keys):
+            raise ConfigurationError("GATEWAY_JWKS_FILE: holds a development key; refused by serve")
+
+
+@cli.command()
+@click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve in production mode (settings from the environment; see README)."""
+    import uvicorn
+
+    settings = load_settings()
+    if settings.mode is not Mode.PRODUCTION:
+        click.echo("gateway: warning: GATEWAY_MODE is not production", err=True)
+    refuse_development_identity(settings)
+
+    async def check() -> None:
+        from gateway.db import Database
+
+        database = await Database.connect(settings)
+        await database.close()
+
+    _run(check())
+    uvicorn.run(
+        "gateway.app:create_app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        proxy_headers=True,
+    )
+
+
+# --- introspection of the code -----------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of stdout.",
+)
+def schema(output: Path | None) -> None:
+    """Print the GraphQL schema (SDL)."""
+    from resolvers import build_schema
+
+    text = build_schema().as_str() + "\n"
+    if output:
+        output.write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command()
+def policy() -> None:
+    """Print the policy table as a role x field matrix."""
+    click.echo(render_policy_matrix())
+
+
+def render_policy_matrix() -> str:
+    roles = list(Role)
+    header = ["type.field", *[role.value for role in roles]]
+    rows = []
+    for entry in POLICY:
+        fields = sorted(set().union(*(g.fields for g in entry.grants.values())))
+        rows.append(
+            [
+                f"{entry.type_name} rows",
+                *[entry.grants[role].rows.value if role in entry.grants else "-" for role in roles],
+            ]
+        )
+        for field in fields:
+            rows.append(
+                [
+                    f"{entry.type_name}.{field}",
+                    *[
+                        "yes"
+                        if role in entry.grants and field in entry.grants[role].fields
+                        else "-"
+                        for role in roles
+                    ],
+                ]
+            )
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * width for width in widths))
+    lines += [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+if __name__ == "__main__":
+    main()
