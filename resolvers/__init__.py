@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import strawberry
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     AddValidationRules,
@@ -18,6 +17,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 
 from gateway.config import Settings
+from gateway.schema import GatewaySchema
 from resolvers.clinician import Clinician
 from resolvers.consultation import Consultation
 from resolvers.patient import Patient
@@ -27,7 +27,7 @@ from resolvers.recording import Recording
 __all__ = ["build_schema"]
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+def build_schema(settings: Settings | None = None) -> GatewaySchema:
     """The schema for ``settings`` (production defaults when None: no introspection, no
     suggestions, limits on)."""
     development = settings is not None and settings.development
@@ -41,7 +41,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         ]
     if not development:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
-    return strawberry.Schema(
+    return GatewaySchema(
         query=Query,
         types=[Consultation, Recording, Patient, Clinician],
         extensions=extensions,

@@ -1,0 +1,127 @@
+"""Layer 3: the application role meets FORCE ROW LEVEL SECURITY; an unfiltered query returns
+nothing foreign, and the scope never outlives its statement on a pooled connection."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from gateway.db import Database
+from gateway.errors import ConfigurationError
+
+PATIENT_DATA = [
+    "data.patients",
+    "data.consultations",
+    "data.recordings",
+    "data.consents",
+    "data.break_glass_grants",
+    "data.access_events",
+]
+
+
+def _run(coroutine):
+    return asyncio.run(coroutine)
+
+
+async def _as_app(env, work):
+    connection = await asyncpg.connect(env.app_url)
+    try:
+        return await work(connection)
+    finally:
+        await connection.close()
+
+
+def test_the_application_role_is_nosuperuser_nobypassrls_and_owns_nothing(env):
+    async def work(connection):
+        return await connection.fetchrow(
+            """select r.rolsuper, r.rolbypassrls,
+                      (select count(*) from pg_class c where c.relowner = r.oid) as owned
+               from pg_roles r where r.rolname = current_user"""
+        )
+
+    row = _run(_as_app(env, work))
+    assert (row["rolsuper"], row["rolbypassrls"], row["owned"]) == (False, False, 0)
+
+
+def test_every_patient_data_table_forces_row_level_security(env):
+    async def work(connection):
+        return await connection.fetch(
+            """select c.oid::regclass::text as name, c.relrowsecurity, c.relforcerowsecurity
+               from pg_class c where c.oid = any($1::regclass[])""",
+            PATIENT_DATA,
+        )
+
+    rows = _run(_as_app(env, work))
+    assert sorted(r["name"] for r in rows) == sorted(PATIENT_DATA)
+    assert all(r["relrowsecurity"] and r["relforcerowsecurity"] for r in rows)
+
+
+def test_an_unfiltered_query_without_a_scope_returns_no_rows_at_all(env):
+    async def work(connection):
+        return [await connection.fetchval(f"select count(*) from {t}") for t in PATIENT_DATA]
+
+    assert _run(_as_app(env, work)) == [0] * len(PATIENT_DATA)
+
+
+def test_an_unfiltered_query_scoped_to_a_patient_returns_only_that_patients_rows(env):
+    async def work(connection, patient):
+        async with connection.transaction():
+            await connection.execute("select api.enter_scope('patient', $1)", patient)
+            consultations = await connection.fetch("select id, patient_id from data.consultations")
+            recordings = await connection.fetch("select id, patient_id from data.recordings")
+            patients = await connection.fetch("select id from data.patients")
+        return consultations, recordings, patients
+
+    for _, patient in env.patients():
+        consultations, recordings, patients = _run(_as_app(env, lambda c, p=patient: work(c, p)))
+        assert {r["id"] for r in consultations} == env.truth.consultations_of_patient[patient]
+        assert {r["id"] for r in recordings} == env.truth.recordings_of_patient[patient]
+        assert [r["id"] for r in patients] == [patient]
+
+
+def test_an_unfiltered_query_scoped_to_a_clinician_returns_only_conducted_consultations(env):
+    async def work(connection, clinician):
+        async with connection.transaction():
+            await connection.execute("select api.enter_scope('clinician', $1)", clinician)
+            consultations = await connection.fetch("select id from data.consultations")
+            patients = await connection.fetch("select id from data.patients")
+        return consultations, patients
+
+    for _, clinician in env.clinicians():
+        consultations, patients = _run(_as_app(env, lambda c, x=clinician: work(c, x)))
+        assert {r["id"] for r in consultations} == env.truth.consultations_of_clinician[clinician]
+        assert {r["id"] for r in patients} == env.truth.patients_of_clinician[clinician]
+
+
+def test_the_scope_does_not_outlive_its_statement_on_the_same_connection(env):
+    _, patient = env.patients()[0]
+    ids = list(env.truth.consultations_of_patient[patient])
+
+    async def work(connection):
+        loaded = await connection.fetch(
+            "select * from api.consultations_by_id('patient', $1, $2::uuid[])", patient, ids
+        )
+        after = await connection.fetchval("select count(*) from data.consultations")
+        setting = await connection.fetchval("select current_setting('gateway.actor_id', true)")
+        return len(loaded), after, setting
+
+    loaded, after, setting = _run(_as_app(env, work))
+    assert loaded == len(ids) > 0
+    assert after == 0
+    assert setting in (None, "")
+
+
+def test_the_application_role_cannot_write_clinical_tables(env):
+    async def work(connection):
+        await connection.execute("delete from data.consultations")
+
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        _run(_as_app(env, work))
+
+
+def test_the_gateway_refuses_to_serve_through_a_superuser(env):
+    settings = env.settings(database_url=env.admin_url)
+    with pytest.raises(ConfigurationError, match="is a superuser"):
+        _run(Database.connect(settings))

@@ -1,0 +1,169 @@
+"""Every route to another patient's object returns null, exactly as for an object that does not
+exist: same body, no error text, no count."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from gateway.ids import encode_cursor, encode_global_id
+from tests.support import all_strings
+
+
+@pytest.fixture(scope="module")
+def victim_and_attacker(env):
+    (attacker_subject, attacker), (_, victim) = env.patients()[0], env.patients()[1]
+    consultation = sorted(env.truth.consultations_of_patient[victim])[0]
+    recording = sorted(env.truth.recordings_of_patient[victim])[0]
+    return {
+        "token": env.token(attacker_subject),
+        "attacker": attacker,
+        "victim": victim,
+        "consultation": encode_global_id("Consultation", consultation),
+        "recording": encode_global_id("Recording", recording),
+        "patient": encode_global_id("Patient", victim),
+    }
+
+
+def _assert_nothing_foreign(env, body, attacker):
+    foreign = env.truth.global_ids_not_of(attacker)
+    leaked = [s for s in all_strings(body) if any(f in s for f in foreign)]
+    assert leaked == []
+
+
+@pytest.mark.parametrize(
+    ("field", "kind"),
+    [("consultation", "consultation"), ("recording", "recording"), ("patient", "patient")],
+)
+def test_patient_gets_null_for_another_patients_object_by_id(
+    env, client, victim_and_attacker, field, kind
+):
+    attack = victim_and_attacker
+    query = f"query($id: ID!) {{ {field}(id: $id) {{ id __typename }} }}"
+    foreign = client.execute(query, attack["token"], {"id": attack[kind]})
+    missing_id = encode_global_id(kind.capitalize(), uuid.uuid4())
+    missing = client.execute(query, attack["token"], {"id": missing_id})
+    assert foreign == {"data": {field: None}}
+    assert foreign == missing
+
+
+def test_node_returns_null_for_every_foreign_type(env, client, victim_and_attacker):
+    attack = victim_and_attacker
+    query = """query($a: ID!, $b: ID!, $c: ID!) {
+      a: node(id: $a) { id ... on Consultation { reason } }
+      b: node(id: $b) { id ... on Recording { playbackUrl } }
+      c: node(id: $c) { id ... on Patient { displayName } }
+    }"""
+    variables = {"a": attack["consultation"], "b": attack["recording"], "c": attack["patient"]}
+    body = client.execute(query, attack["token"], variables)
+    assert body == {"data": {"a": None, "b": None, "c": None}}
+
+
+def test_inline_and_named_fragments_reach_nothing_foreign(env, client, victim_and_attacker):
+    attack = victim_and_attacker
+    query = """
+    fragment C on Consultation { id reason summary recordings { id playbackUrl } patient { id } }
+    query($id: ID!) {
+      consultation(id: $id) { ...C }
+      node(id: $id) { ... on Consultation { ...C } ... on Node { id } }
+    }"""
+    body = client.execute(query, attack["token"], {"id": attack["consultation"]})
+    assert body == {"data": {"consultation": None, "node": None}}
+
+
+def test_fifty_aliases_over_every_foreign_consultation_return_fifty_nulls(
+    env, client, victim_and_attacker
+):
+    attack = victim_and_attacker
+    foreign = [
+        encode_global_id("Consultation", pk)
+        for owner, items in sorted(env.truth.consultations_of_patient.items())
+        if owner != attack["attacker"]
+        for pk in sorted(items)
+    ][:50]
+    assert len(foreign) == 50
+    selections = " ".join(
+        f'a{i}: consultation(id: "{gid}") {{ id reason recordings {{ id }} }}'
+        for i, gid in enumerate(foreign)
+    )
+    body = client.execute(f"{{ {selections} }}", attack["token"])
+    assert body == {"data": {f"a{i}": None for i in range(50)}}
+
+
+def test_a_forged_cursor_from_another_patients_row_pages_only_own_rows(
+    env, client, victim_and_attacker
+):
+    attack = victim_and_attacker
+    own = env.truth.consultations_of_patient[attack["attacker"]]
+    query = """query($after: String) { consultations(first: 100, after: $after) {
+        edges { node { id } } pageInfo { hasNextPage } } }"""
+    for consultation in env.truth.consultations_of_patient[attack["victim"]]:
+        # A cursor is only a position; forge one at the victim's row, and at the extremes.
+        for scheduled_at in ("2100-01-01T00:00:00+00:00", "2026-06-01T00:00:00+00:00"):
+            from datetime import datetime
+
+            cursor = encode_cursor(datetime.fromisoformat(scheduled_at), consultation)
+            body = client.execute(query, attack["token"], {"after": cursor})
+            ids = {edge["node"]["id"] for edge in body["data"]["consultations"]["edges"]}
+            assert ids <= {encode_global_id("Consultation", pk) for pk in own}
+            _assert_nothing_foreign(env, body, attack["attacker"])
+
+
+def test_a_malformed_cursor_is_a_clear_input_error(env, client, victim_and_attacker):
+    body = client.execute(
+        '{ consultations(after: "not-a-cursor") { edges { node { id } } } }',
+        victim_and_attacker["token"],
+    )
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert body["errors"][0]["message"] == "Invalid cursor"
+
+
+def test_a_malformed_id_is_a_clear_input_error(env, client, victim_and_attacker):
+    body = client.execute('{ consultation(id: "%%%") { id } }', victim_and_attacker["token"])
+    assert body["data"] == {"consultation": None}
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert body["errors"][0]["path"] == ["consultation"]
+
+
+def test_an_id_of_another_type_is_simply_not_found(env, client, victim_and_attacker):
+    attack = victim_and_attacker
+    own = sorted(env.truth.recordings_of_patient[attack["attacker"]])[0]
+    body = client.execute(
+        "query($id: ID!) { consultation(id: $id) { id } }",
+        attack["token"],
+        {"id": encode_global_id("Recording", own)},
+    )
+    assert body == {"data": {"consultation": None}}
+
+
+def test_page_size_outside_the_limits_is_refused(env, client, victim_and_attacker):
+    for first in (-1, 101):
+        body = client.execute(
+            f"{{ consultations(first: {first}) {{ edges {{ node {{ id }} }} }} }}",
+            victim_and_attacker["token"],
+        )
+        assert body["data"] is None
+        assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def test_paging_through_own_consultations_visits_each_exactly_once(
+    env, client, victim_and_attacker
+):
+    attack = victim_and_attacker
+    query = """query($after: String) { consultations(first: 2, after: $after) {
+        edges { node { id } } pageInfo { hasNextPage endCursor } } }"""
+    seen, after = [], None
+    while True:
+        page = client.execute(query, attack["token"], {"after": after})["data"]["consultations"]
+        seen += [edge["node"]["id"] for edge in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    expected = {
+        encode_global_id("Consultation", pk)
+        for pk in env.truth.consultations_of_patient[attack["attacker"]]
+    }
+    assert len(seen) == len(set(seen))
+    assert set(seen) == expected
