@@ -67,7 +67,7 @@ def test_clinician_gets_null_for_a_patient_they_never_saw(env, client):
 
 
 def test_clinician_reads_notes_of_their_own_consultations(env, client):
-    subject, clinician = env.clinicians()[0]
+    subject, _clinician = env.clinicians()[0]
     body = client.execute(LIST, env.token(subject))
     notes = [e["node"]["clinicianNotes"] for e in body["data"]["consultations"]["edges"]]
     assert any(note for note in notes)
