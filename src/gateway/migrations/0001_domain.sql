@@ -9,14 +9,17 @@
 create schema data;
 create schema api;
 
+-- The application role owns nothing and can never see past row-level security. Creating it
+-- needs CREATEROLE; a pre-existing role with dangerous attributes stops the migration.
 do $$
 begin
     if not exists (select from pg_roles where rolname = 'gateway_app') then
         create role gateway_app nologin nosuperuser nobypassrls nocreatedb nocreaterole noinherit;
+    elsif exists (select from pg_roles where rolname = 'gateway_app' and (rolsuper or rolbypassrls)) then
+        raise exception 'role gateway_app exists with SUPERUSER or BYPASSRLS; refusing to migrate';
     end if;
 end
 $$;
-alter role gateway_app nosuperuser nobypassrls nocreatedb nocreaterole;
 
 create table data.patients (
     id uuid primary key,

@@ -1,0 +1,184 @@
+"""The ``gateway`` command as a user runs it: real processes, one clear line on every failure."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from gateway.config import DEV_ISSUER
+from gateway.pgembed import with_credentials
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def gateway(*args: str, env: dict | None = None, timeout: float = 60):
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith("GATEWAY_") and k != "DATABASE_URL"}
+    environ.update(env or {})
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
+                          text=True, env=environ, timeout=timeout, cwd=ROOT, check=False)
+
+
+def assert_one_line_failure(result, text: str):
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert text in result.stderr
+
+
+def _fresh_database(postgres_url: str) -> str:
+    name = f"gateway_cli_{secrets.token_hex(4)}"
+
+    async def create():
+        connection = await asyncpg.connect(postgres_url)
+        try:
+            await connection.execute(f'create database "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(postgres_url)
+    return with_credentials(postgres_url, unquote(parts.username or "postgres"),
+                            unquote(parts.password or ""), database=name)
+
+
+def test_policy_prints_the_role_by_field_matrix():
+    result = gateway("policy")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["type.field", "patient", "clinician", "support", "partner",
+                                "auditor"]
+    assert "Consultation.clinicianNotes  -         yes" in result.stdout
+
+
+def test_schema_prints_the_exported_sdl():
+    result = gateway("schema")
+    assert result.returncode == 0
+    assert result.stdout == (ROOT / "schema.graphql").read_text()
+
+
+def test_migrate_is_idempotent_and_seed_is_deterministic(postgres_url):
+    outputs = []
+    for _ in range(2):
+        url = _fresh_database(postgres_url)
+        first = gateway("migrate", "--database-url", url)
+        again = gateway("migrate", "--database-url", url)
+        assert first.returncode == 0 and first.stdout.startswith("applied: 0001_domain")
+        assert again.stdout == "database is up to date\n"
+        seeded = gateway("seed", "--database-url", url, "--patients", "5", "--clinicians", "2",
+                         "--seed", "9", "--json")
+        assert seeded.returncode == 0, seeded.stderr
+        outputs.append(json.loads(seeded.stdout))
+    assert outputs[0] == outputs[1]
+    assert {p["role"] for p in outputs[0]} == {"patient", "clinician"}
+    assert len(outputs[0]) == 7
+
+
+def test_seeding_a_database_that_holds_patients_is_refused(env):
+    result = gateway("seed", "--database-url", env.admin_url)
+    assert_one_line_failure(result, "already holds patients")
+
+
+def test_an_unreachable_database_is_one_line(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = gateway("migrate", "--database-url", f"postgresql://x@127.0.0.1:{port}/x")
+    assert_one_line_failure(result, "cannot connect to the database")
+
+
+@pytest.mark.parametrize("args", [["seed", "--database-url", "x", "--patients", "0"],
+                                  ["nosuchcommand"], ["token"]])
+def test_bad_arguments_are_one_line(args):
+    result = gateway(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("gateway: ")
+
+
+def test_serve_without_settings_names_the_missing_variable():
+    assert_one_line_failure(gateway("serve"), "DATABASE_URL")
+
+
+def test_serve_refuses_the_development_identity(env):
+    result = gateway("serve", env={
+        "DATABASE_URL": env.app_url, "GATEWAY_JWT_ISSUER": DEV_ISSUER,
+        "GATEWAY_JWT_AUDIENCE": "x", "GATEWAY_JWKS_FILE": str(env.identity.jwks_file),
+        "GATEWAY_MEDIA_SIGNING_KEYS": env.identity.media_keys()})
+    assert_one_line_failure(result, "development issuer is refused")
+    result = gateway("serve", env={
+        "DATABASE_URL": env.app_url, "GATEWAY_JWT_ISSUER": "https://idp.example",
+        "GATEWAY_JWT_AUDIENCE": "x", "GATEWAY_JWKS_FILE": str(env.identity.jwks_file),
+        "GATEWAY_MEDIA_SIGNING_KEYS": env.identity.media_keys()})
+    assert_one_line_failure(result, "holds a development key")
+
+
+def test_token_is_refused_in_production(env):
+    result = gateway("token", "--data-dir", str(env.identity.directory), "--subject", "x",
+                     env={"GATEWAY_MODE": "production"})
+    assert_one_line_failure(result, "refused in production")
+
+
+def test_dev_gives_a_working_gateway_with_demo_data_graphiql_and_tokens():
+    directory = Path(tempfile.mkdtemp(prefix="gateway-dev-test-"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    process = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "gateway.cli", "dev", "--data-dir", str(directory),
+         "--port", str(port)], cwd=ROOT, env=environ,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, process.stdout.read()
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "gateway dev did not become ready"
+            time.sleep(0.3)
+        principals = json.loads((directory / "principals.json").read_text())
+        assert {p["role"] for p in principals} == {"patient", "clinician"}
+        assert all(set(p) == {"subject", "role", "id"} for p in principals)
+        patient = next(p for p in principals if p["role"] == "patient")
+        token = gateway("token", "--data-dir", str(directory), "--subject", patient["subject"],
+                        "--ttl", "120")
+        assert token.returncode == 0, token.stderr
+        response = httpx.post(f"{base}/graphql", headers={
+            "authorization": f"Bearer {token.stdout.strip()}"},
+            json={"query": "{ me { patient { id } } consultations { edges { node { id "
+                           "recordings { mode } } } } }"})
+        body = response.json()
+        assert body["data"]["me"]["patient"]["id"] == patient["id"]
+        assert body["data"]["consultations"]["edges"]
+        page = httpx.get(f"{base}/graphql", headers={"accept": "text/html"})
+        assert page.status_code == 200 and "graphiql" in page.text.lower()
+        unknown = gateway("token", "--data-dir", str(directory), "--subject", "nobody")
+        assert_one_line_failure(unknown, "no account 'nobody'")
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+        shutil.rmtree(directory, ignore_errors=True)
+    assert process.returncode == 0, output
+    assert "GraphiQL:" in output

@@ -1,0 +1,59 @@
+"""Settings: one frozen object; every bad or missing variable is named."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.config import Mode, load_settings
+from gateway.errors import ConfigurationError
+
+BASE = {
+    "DATABASE_URL": "postgresql://gateway@db/gateway",
+    "GATEWAY_JWT_ISSUER": "https://idp.example",
+    "GATEWAY_JWT_AUDIENCE": "gateway",
+    "GATEWAY_JWKS_URL": "https://idp.example/jwks.json",
+    "GATEWAY_MEDIA_SIGNING_KEYS": "k1:" + "s" * 40,
+}
+
+
+def test_production_is_the_default_mode():
+    settings = load_settings(BASE)
+    assert settings.mode is Mode.PRODUCTION
+    assert not settings.development
+
+
+@pytest.mark.parametrize(("missing", "named"), [
+    ("DATABASE_URL", "DATABASE_URL"),
+    ("GATEWAY_JWT_AUDIENCE", "GATEWAY_JWT_AUDIENCE"),
+    ("GATEWAY_JWT_ISSUER", "GATEWAY_JWT_ISSUER"),
+])
+def test_a_missing_variable_is_named(missing, named):
+    environ = {k: v for k, v in BASE.items() if k != missing}
+    with pytest.raises(ConfigurationError, match=f"^{named}: "):
+        load_settings(environ)
+
+
+def test_a_bad_number_is_named():
+    with pytest.raises(ConfigurationError, match="^GATEWAY_PAGE_SIZE_MAX: "):
+        load_settings({**BASE, "GATEWAY_PAGE_SIZE_MAX": "lots"})
+
+
+def test_symmetric_algorithms_are_refused():
+    with pytest.raises(ConfigurationError, match="asymmetric"):
+        load_settings({**BASE, "GATEWAY_JWT_ALGORITHMS": "RS256,HS256"})
+
+
+def test_exactly_one_jwks_source_is_required():
+    with pytest.raises(ConfigurationError, match="exactly one of GATEWAY_JWKS_URL"):
+        load_settings({**BASE, "GATEWAY_JWKS_FILE": "/etc/jwks.json"})
+
+
+def test_production_requires_media_signing_keys():
+    environ = {k: v for k, v in BASE.items() if k != "GATEWAY_MEDIA_SIGNING_KEYS"}
+    with pytest.raises(ConfigurationError, match="GATEWAY_MEDIA_SIGNING_KEYS"):
+        load_settings(environ)
+
+
+def test_short_media_secrets_are_refused():
+    with pytest.raises(ConfigurationError, match="secret >= 32"):
+        load_settings({**BASE, "GATEWAY_MEDIA_SIGNING_KEYS": "k1:short"})
