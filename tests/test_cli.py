@@ -26,11 +26,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def gateway(*args: str, env: dict | None = None, timeout: float = 60):
-    environ = {k: v for k, v in os.environ.items()
-               if not k.startswith("GATEWAY_") and k != "DATABASE_URL"}
+    environ = {
+        k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_") and k != "DATABASE_URL"
+    }
     environ.update(env or {})
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
-                          text=True, env=environ, timeout=timeout, cwd=ROOT, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
 
 
 def assert_one_line_failure(result, text: str):
@@ -55,16 +63,26 @@ def _fresh_database(postgres_url: str) -> str:
     from urllib.parse import unquote, urlsplit
 
     parts = urlsplit(postgres_url)
-    return with_credentials(postgres_url, unquote(parts.username or "postgres"),
-                            unquote(parts.password or ""), database=name)
+    return with_credentials(
+        postgres_url,
+        unquote(parts.username or "postgres"),
+        unquote(parts.password or ""),
+        database=name,
+    )
 
 
 def test_policy_prints_the_role_by_field_matrix():
     result = gateway("policy")
     assert result.returncode == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["type.field", "patient", "clinician", "support", "partner",
-                                "auditor"]
+    assert lines[0].split() == [
+        "type.field",
+        "patient",
+        "clinician",
+        "support",
+        "partner",
+        "auditor",
+    ]
     assert "Consultation.clinicianNotes  -         yes" in result.stdout
 
 
@@ -82,8 +100,18 @@ def test_migrate_is_idempotent_and_seed_is_deterministic(postgres_url):
         again = gateway("migrate", "--database-url", url)
         assert first.returncode == 0 and first.stdout.startswith("applied: 0001_domain")
         assert again.stdout == "database is up to date\n"
-        seeded = gateway("seed", "--database-url", url, "--patients", "5", "--clinicians", "2",
-                         "--seed", "9", "--json")
+        seeded = gateway(
+            "seed",
+            "--database-url",
+            url,
+            "--patients",
+            "5",
+            "--clinicians",
+            "2",
+            "--seed",
+            "9",
+            "--json",
+        )
         assert seeded.returncode == 0, seeded.stderr
         outputs.append(json.loads(seeded.stdout))
     assert outputs[0] == outputs[1]
@@ -104,8 +132,9 @@ def test_an_unreachable_database_is_one_line(tmp_path):
     assert_one_line_failure(result, "cannot connect to the database")
 
 
-@pytest.mark.parametrize("args", [["seed", "--database-url", "x", "--patients", "0"],
-                                  ["nosuchcommand"], ["token"]])
+@pytest.mark.parametrize(
+    "args", [["seed", "--database-url", "x", "--patients", "0"], ["nosuchcommand"], ["token"]]
+)
 def test_bad_arguments_are_one_line(args):
     result = gateway(*args)
     assert result.returncode == 2
@@ -118,21 +147,39 @@ def test_serve_without_settings_names_the_missing_variable():
 
 
 def test_serve_refuses_the_development_identity(env):
-    result = gateway("serve", env={
-        "DATABASE_URL": env.app_url, "GATEWAY_JWT_ISSUER": DEV_ISSUER,
-        "GATEWAY_JWT_AUDIENCE": "x", "GATEWAY_JWKS_FILE": str(env.identity.jwks_file),
-        "GATEWAY_MEDIA_SIGNING_KEYS": env.identity.media_keys()})
+    result = gateway(
+        "serve",
+        env={
+            "DATABASE_URL": env.app_url,
+            "GATEWAY_JWT_ISSUER": DEV_ISSUER,
+            "GATEWAY_JWT_AUDIENCE": "x",
+            "GATEWAY_JWKS_FILE": str(env.identity.jwks_file),
+            "GATEWAY_MEDIA_SIGNING_KEYS": env.identity.media_keys(),
+        },
+    )
     assert_one_line_failure(result, "development issuer is refused")
-    result = gateway("serve", env={
-        "DATABASE_URL": env.app_url, "GATEWAY_JWT_ISSUER": "https://idp.example",
-        "GATEWAY_JWT_AUDIENCE": "x", "GATEWAY_JWKS_FILE": str(env.identity.jwks_file),
-        "GATEWAY_MEDIA_SIGNING_KEYS": env.identity.media_keys()})
+    result = gateway(
+        "serve",
+        env={
+            "DATABASE_URL": env.app_url,
+            "GATEWAY_JWT_ISSUER": "https://idp.example",
+            "GATEWAY_JWT_AUDIENCE": "x",
+            "GATEWAY_JWKS_FILE": str(env.identity.jwks_file),
+            "GATEWAY_MEDIA_SIGNING_KEYS": env.identity.media_keys(),
+        },
+    )
     assert_one_line_failure(result, "holds a development key")
 
 
 def test_token_is_refused_in_production(env):
-    result = gateway("token", "--data-dir", str(env.identity.directory), "--subject", "x",
-                     env={"GATEWAY_MODE": "production"})
+    result = gateway(
+        "token",
+        "--data-dir",
+        str(env.identity.directory),
+        "--subject",
+        "x",
+        env={"GATEWAY_MODE": "production"},
+    )
     assert_one_line_failure(result, "refused in production")
 
 
@@ -142,10 +189,23 @@ def test_dev_gives_a_working_gateway_with_demo_data_graphiql_and_tokens():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     environ = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    process = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "gateway.cli", "dev", "--data-dir", str(directory),
-         "--port", str(port)], cwd=ROOT, env=environ,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "dev",
+            "--data-dir",
+            str(directory),
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -162,13 +222,18 @@ def test_dev_gives_a_working_gateway_with_demo_data_graphiql_and_tokens():
         assert {p["role"] for p in principals} == {"patient", "clinician"}
         assert all(set(p) == {"subject", "role", "id"} for p in principals)
         patient = next(p for p in principals if p["role"] == "patient")
-        token = gateway("token", "--data-dir", str(directory), "--subject", patient["subject"],
-                        "--ttl", "120")
+        token = gateway(
+            "token", "--data-dir", str(directory), "--subject", patient["subject"], "--ttl", "120"
+        )
         assert token.returncode == 0, token.stderr
-        response = httpx.post(f"{base}/graphql", headers={
-            "authorization": f"Bearer {token.stdout.strip()}"},
-            json={"query": "{ me { patient { id } } consultations { edges { node { id "
-                           "recordings { mode } } } } }"})
+        response = httpx.post(
+            f"{base}/graphql",
+            headers={"authorization": f"Bearer {token.stdout.strip()}"},
+            json={
+                "query": "{ me { patient { id } } consultations { edges { node { id "
+                "recordings { mode } } } } }"
+            },
+        )
         body = response.json()
         assert body["data"]["me"]["patient"]["id"] == patient["id"]
         assert body["data"]["consultations"]["edges"]

@@ -11,39 +11,50 @@ import httpx
 from gateway.ids import decode_global_id, encode_global_id
 from tests.support import all_strings
 
-LIST = "{ me { subject } consultations(first: 100) { edges { node { id reason " \
-       "patient { id } recordings { id consultation { id } } } } } }"
+LIST = (
+    "{ me { subject } consultations(first: 100) { edges { node { id reason "
+    "patient { id } recordings { id consultation { id } } } } } }"
+)
 BY_ID = "query($ids: [ID!]!) { a: node(id: $ids) { id } }"
 
 
 def _ids_in(body) -> set[str]:
-    return {s for s in all_strings(body)
-            if s[:8] in {"Q29uc3Vs", "UGF0aWVu", "UmVjb3Jk"}}
+    return {s for s in all_strings(body) if s[:8] in {"Q29uc3Vs", "UGF0aWVu", "UmVjb3Jk"}}
 
 
 def test_hundreds_of_interleaved_requests_from_many_callers_return_zero_foreign_rows(env, server):
     rng = random.Random(42)
     callers = []
     for subject, patient in env.patients():
-        visible = {encode_global_id("Consultation", pk)
-                   for pk in env.truth.consultations_of_patient[patient]}
-        visible |= {encode_global_id("Recording", pk)
-                    for pk in env.truth.recordings_of_patient[patient]}
+        visible = {
+            encode_global_id("Consultation", pk)
+            for pk in env.truth.consultations_of_patient[patient]
+        }
+        visible |= {
+            encode_global_id("Recording", pk) for pk in env.truth.recordings_of_patient[patient]
+        }
         visible.add(encode_global_id("Patient", patient))
         callers.append((subject, env.token(subject), visible))
     for subject, clinician in env.clinicians():
         conducted = env.truth.consultations_of_clinician[clinician]
         visible = {encode_global_id("Consultation", pk) for pk in conducted}
-        visible |= {encode_global_id("Recording", r) for pk in conducted
-                    for r in env.truth.recordings_of_consultation[pk]}
-        visible |= {encode_global_id("Patient", p)
-                    for p in env.truth.patients_of_clinician[clinician]}
+        visible |= {
+            encode_global_id("Recording", r)
+            for pk in conducted
+            for r in env.truth.recordings_of_consultation[pk]
+        }
+        visible |= {
+            encode_global_id("Patient", p) for p in env.truth.patients_of_clinician[clinician]
+        }
         callers.append((subject, env.token(subject), visible))
     every_object = sorted(
         encode_global_id(kind, pk)
-        for kind, table in (("Consultation", env.truth.consultations_of_patient),
-                            ("Recording", env.truth.recordings_of_patient))
-        for items in table.values() for pk in items
+        for kind, table in (
+            ("Consultation", env.truth.consultations_of_patient),
+            ("Recording", env.truth.recordings_of_patient),
+        )
+        for items in table.values()
+        for pk in items
     )
 
     plan = []
@@ -53,10 +64,19 @@ def test_hundreds_of_interleaved_requests_from_many_callers_return_zero_foreign_
             plan.append((subject, token, visible, {"query": LIST}, None))
         else:
             target = rng.choice(every_object)
-            plan.append((subject, token, visible,
-                         {"query": "query($id: ID!) { node(id: $id) { id "
-                                   "... on Consultation { reason recordings { id } } } }",
-                          "variables": {"id": target}}, target))
+            plan.append(
+                (
+                    subject,
+                    token,
+                    visible,
+                    {
+                        "query": "query($id: ID!) { node(id: $id) { id "
+                        "... on Consultation { reason recordings { id } } } }",
+                        "variables": {"id": target},
+                    },
+                    target,
+                )
+            )
 
     async def run():
         limits = httpx.Limits(max_connections=64)
@@ -64,17 +84,18 @@ def test_hundreds_of_interleaved_requests_from_many_callers_return_zero_foreign_
             gate = asyncio.Semaphore(64)
 
             async def one(item):
-                subject, token, visible, payload, target = item
+                _subject, token, _visible, payload, _target = item
                 async with gate:
                     response = await http.post(
-                        "/graphql", json=payload, headers={"authorization": f"Bearer {token}"})
+                        "/graphql", json=payload, headers={"authorization": f"Bearer {token}"}
+                    )
                 return item, response
 
             return await asyncio.gather(*(one(item) for item in plan))
 
     results = asyncio.run(run())
     assert len(results) == 400
-    for (subject, _, visible, payload, target), response in results:
+    for (subject, _, visible, _payload, target), response in results:
         assert response.status_code == 200
         body = response.json()
         assert "errors" not in body, body

@@ -22,19 +22,22 @@ def test_production_is_the_default_mode():
     assert not settings.development
 
 
-@pytest.mark.parametrize(("missing", "named"), [
-    ("DATABASE_URL", "DATABASE_URL"),
-    ("GATEWAY_JWT_AUDIENCE", "GATEWAY_JWT_AUDIENCE"),
-    ("GATEWAY_JWT_ISSUER", "GATEWAY_JWT_ISSUER"),
-])
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [
+        ("DATABASE_URL", "DATABASE_URL"),
+        ("GATEWAY_JWT_AUDIENCE", "GATEWAY_JWT_AUDIENCE"),
+        ("GATEWAY_JWT_ISSUER", "GATEWAY_JWT_ISSUER"),
+    ],
+)
 def test_a_missing_variable_is_named(missing, named):
     environ = {k: v for k, v in BASE.items() if k != missing}
-    with pytest.raises(ConfigurationError, match=f"^{named}: "):
+    with pytest.raises(ConfigurationError, match=rf"^{named}: "):
         load_settings(environ)
 
 
 def test_a_bad_number_is_named():
-    with pytest.raises(ConfigurationError, match="^GATEWAY_PAGE_SIZE_MAX: "):
+    with pytest.raises(ConfigurationError, match=r"^GATEWAY_PAGE_SIZE_MAX: "):
         load_settings({**BASE, "GATEWAY_PAGE_SIZE_MAX": "lots"})
 
 
@@ -55,5 +58,5 @@ def test_production_requires_media_signing_keys():
 
 
 def test_short_media_secrets_are_refused():
-    with pytest.raises(ConfigurationError, match="secret >= 32"):
+    with pytest.raises(ConfigurationError, match=r"secret >= 32"):
         load_settings({**BASE, "GATEWAY_MEDIA_SIGNING_KEYS": "k1:short"})

@@ -18,8 +18,11 @@ def token(env):
 
 
 def _post(client, token, body: bytes, **headers):
-    return client.http.post("/graphql", content=body, headers={
-        "authorization": f"Bearer {token}", "content-type": "application/json", **headers})
+    return client.http.post(
+        "/graphql",
+        content=body,
+        headers={"authorization": f"Bearer {token}", "content-type": "application/json", **headers},
+    )
 
 
 def test_a_valid_request_asking_for_graphql_response_json_gets_it(client, token):
@@ -31,12 +34,12 @@ def test_a_valid_request_asking_for_graphql_response_json_gets_it(client, token)
 
 
 @pytest.mark.parametrize("document", ["{ me { subject }", "{ me { nosuchfield } }"])
-def test_an_unparsable_or_invalid_document_is_400_under_graphql_response_json(client, token,
-                                                                              document):
+def test_an_unparsable_or_invalid_document_is_400_under_graphql_response_json(
+    client, token, document
+):
     import json
 
-    response = _post(client, token, json.dumps({"query": document}).encode(),
-                     accept=RESPONSE_TYPE)
+    response = _post(client, token, json.dumps({"query": document}).encode(), accept=RESPONSE_TYPE)
     assert response.status_code == 400
     body = response.json()
     assert "data" not in body
@@ -55,30 +58,42 @@ def test_an_unacceptable_accept_header_is_406(client, token):
     assert response.status_code == 406
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
-                                          "multipart/form-data; boundary=x"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"],
+)
 def test_a_body_that_is_not_json_is_415(client, token, content_type):
-    response = client.http.post("/graphql", content=b'{"query": "{ me { subject } }"}',
-                                headers={"authorization": f"Bearer {token}",
-                                         "content-type": content_type})
+    response = client.http.post(
+        "/graphql",
+        content=b'{"query": "{ me { subject } }"}',
+        headers={"authorization": f"Bearer {token}", "content-type": content_type},
+    )
     assert response.status_code == 415
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    (b"{not json", "Request body is not valid JSON"),
-    (b'[{"query": "{ me { subject } }"}]', "Batched requests are not supported"),
-    (b'"text"', "Request body must be a JSON object"),
-    (b'{"query": 5}', "The 'query' parameter must be a non-empty string"),
-    (b'{"query": "{ me { subject } }", "variables": [1]}',
-     "The 'variables' parameter must be an object"),
-    (b'{"query": "{ me { subject } }", "operationName": 3}',
-     "The 'operationName' parameter must be a string"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "Request body is not valid JSON"),
+        (b'[{"query": "{ me { subject } }"}]', "Batched requests are not supported"),
+        (b'"text"', "Request body must be a JSON object"),
+        (b'{"query": 5}', "The 'query' parameter must be a non-empty string"),
+        (
+            b'{"query": "{ me { subject } }", "variables": [1]}',
+            "The 'variables' parameter must be an object",
+        ),
+        (
+            b'{"query": "{ me { subject } }", "operationName": 3}',
+            "The 'operationName' parameter must be a string",
+        ),
+    ],
+)
 def test_a_malformed_request_is_400_with_a_clear_message(client, token, body, message):
     response = _post(client, token, body)
     assert response.status_code == 400
-    assert response.json() == {"errors": [{"message": message,
-                                           "extensions": {"code": "BAD_REQUEST"}}]}
+    assert response.json() == {
+        "errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]
+    }
 
 
 def test_a_body_over_the_limit_is_413(client, token):
@@ -89,8 +104,9 @@ def test_a_body_over_the_limit_is_413(client, token):
 
 def test_get_is_refused_in_production_and_serves_no_graphiql(client):
     for accept in ("text/html", "application/json"):
-        response = client.http.get("/graphql", params={"query": "{ me { subject } }"},
-                                   headers={"accept": accept})
+        response = client.http.get(
+            "/graphql", params={"query": "{ me { subject } }"}, headers={"accept": accept}
+        )
         assert response.status_code == 405
         assert response.headers["allow"] == "POST"
         assert "graphiql" not in response.text.lower()
@@ -111,8 +127,9 @@ def test_production_errors_carry_no_suggestions(client, token):
 def test_the_request_id_is_echoed_when_sane_and_replaced_when_not(client, token):
     ok = _post(client, token, b'{"query": "{ me { subject } }"}', **{"x-request-id": "abc-123"})
     assert ok.headers["x-request-id"] == "abc-123"
-    bad = _post(client, token, b'{"query": "{ me { subject } }"}',
-                **{"x-request-id": "<script>" * 20})
+    bad = _post(
+        client, token, b'{"query": "{ me { subject } }"}', **{"x-request-id": "<script>" * 20}
+    )
     assert bad.headers["x-request-id"] != "<script>" * 20
     assert len(bad.headers["x-request-id"]) == 32
 
@@ -144,13 +161,16 @@ class ExplodingDatabase(Database):
 def test_internal_errors_are_masked(env, token):
     with serving(create_app(env.settings(), database=ExplodingDatabase(env))) as server:
         body = GraphQLClient(server.url).execute(
-            "{ me { subject } consultations { edges { node { id } } } }", token)
-    assert body["errors"] == [{
-        "message": "Internal server error",
-        "locations": [{"line": 1, "column": 18}],
-        "path": ["consultations"],
-        "extensions": {"code": "INTERNAL_SERVER_ERROR"},
-    }]
+            "{ me { subject } consultations { edges { node { id } } } }", token
+        )
+    assert body["errors"] == [
+        {
+            "message": "Internal server error",
+            "locations": [{"line": 1, "column": 18}],
+            "path": ["consultations"],
+            "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+        }
+    ]
     assert "secret" not in str(body)
 
 

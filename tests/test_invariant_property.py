@@ -56,33 +56,53 @@ worlds = st.tuples(
     st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2), st.integers(0, 3)), max_size=10),
 )
 
-FIELDS = ["id", "reason", "summary", "status", "mode", "scheduledAt", "patient { id }",
-          "clinician { id }", "recordings { id mode playbackUrl consultation { id } }"]
+FIELDS = [
+    "id",
+    "reason",
+    "summary",
+    "status",
+    "mode",
+    "scheduledAt",
+    "patient { id }",
+    "clinician { id }",
+    "recordings { id mode playbackUrl consultation { id } }",
+]
 
 
 async def _insert(admin_url: str, issuer: str, shape) -> World:
     n_patients, n_clinicians, rows = shape
-    world = World([uuid.uuid4() for _ in range(n_patients)],
-                  [uuid.uuid4() for _ in range(n_clinicians)], {})
+    world = World(
+        [uuid.uuid4() for _ in range(n_patients)], [uuid.uuid4() for _ in range(n_clinicians)], {}
+    )
     connection = await asyncpg.connect(admin_url)
     try:
         async with connection.transaction():
             for index, pk in enumerate(world.patients):
                 await connection.execute(
-                    "insert into data.patients values ($1, $2, '1990-01-01')", pk, f"P{index}")
+                    "insert into data.patients values ($1, $2, '1990-01-01')", pk, f"P{index}"
+                )
                 subject = f"prop-{pk}"
                 world.subjects[("patient", index)] = subject
                 await connection.execute(
                     "insert into data.accounts (issuer, subject, role, patient_id) "
-                    "values ($1, $2, 'patient', $3)", issuer, subject, pk)
+                    "values ($1, $2, 'patient', $3)",
+                    issuer,
+                    subject,
+                    pk,
+                )
             for index, pk in enumerate(world.clinicians):
                 await connection.execute(
-                    "insert into data.clinicians values ($1, $2, 'GP')", pk, f"C{index}")
+                    "insert into data.clinicians values ($1, $2, 'GP')", pk, f"C{index}"
+                )
                 subject = f"prop-{pk}"
                 world.subjects[("clinician", index)] = subject
                 await connection.execute(
                     "insert into data.accounts (issuer, subject, role, clinician_id) "
-                    "values ($1, $2, 'clinician', $3)", issuer, subject, pk)
+                    "values ($1, $2, 'clinician', $3)",
+                    issuer,
+                    subject,
+                    pk,
+                )
             at = datetime(2026, 3, 1, tzinfo=UTC)
             for number, (patient, clinician, segments) in enumerate(rows):
                 patient %= n_patients
@@ -91,8 +111,11 @@ async def _insert(admin_url: str, issuer: str, shape) -> World:
                 await connection.execute(
                     "insert into data.consultations (id, patient_id, clinician_id, scheduled_at,"
                     " status, mode, reason) values ($1, $2, $3, $4, 'COMPLETED', 'VIDEO', 'r')",
-                    pk, world.patients[patient], world.clinicians[clinician],
-                    at + timedelta(hours=number))
+                    pk,
+                    world.patients[patient],
+                    world.clinicians[clinician],
+                    at + timedelta(hours=number),
+                )
                 recordings = []
                 for index in range(segments):
                     recording = uuid.uuid4()
@@ -100,16 +123,24 @@ async def _insert(admin_url: str, issuer: str, shape) -> World:
                     await connection.execute(
                         "insert into data.recordings values ($1, $2, $3, $4, $5, $6, 60,"
                         " 'audio/ogg', 1000, 'k')",
-                        recording, pk, world.patients[patient], index,
-                        "AUDIO" if index == 0 else "VIDEO", at)
+                        recording,
+                        pk,
+                        world.patients[patient],
+                        index,
+                        "AUDIO" if index == 0 else "VIDEO",
+                        at,
+                    )
                 world.consultations[pk] = (patient, clinician, recordings)
     finally:
         await connection.close()
     return world
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(shape=worlds, data=st.data())
 def test_generated_callers_receive_exactly_what_the_policy_grants(env, client, shape, data):
     world = asyncio.run(_insert(env.admin_url, env.identity.issuer, shape))
@@ -118,15 +149,20 @@ def test_generated_callers_receive_exactly_what_the_policy_grants(env, client, s
         role, index = data.draw(st.sampled_from(callers), label="caller")
         token = env.token(world.subjects[(role, index)])
         visible = world.visible_to(role, index)
-        fields = data.draw(st.lists(st.sampled_from(FIELDS), min_size=1, unique=True),
-                           label="fields")
-        targets = data.draw(st.lists(st.sampled_from(world.every_id() + env_ids(env)),
-                                     max_size=6), label="targets")
+        fields = data.draw(
+            st.lists(st.sampled_from(FIELDS), min_size=1, unique=True), label="fields"
+        )
+        targets = data.draw(
+            st.lists(st.sampled_from(world.every_id() + env_ids(env)), max_size=6), label="targets"
+        )
         selection = " ".join(fields)
         aliases = " ".join(
             f'n{i}: node(id: "{t}") {{ id ... on Consultation {{ {selection} }} }}'
-            for i, t in enumerate(targets))
-        query = f"{{ consultations(first: 100) {{ edges {{ node {{ {selection} }} }} }} {aliases} }}"
+            for i, t in enumerate(targets)
+        )
+        query = (
+            f"{{ consultations(first: 100) {{ edges {{ node {{ {selection} }} }} }} {aliases} }}"
+        )
         body = client.execute(query, token)
         assert "errors" not in body, body
         ids = {s for s in all_strings(body) if s[:8] in {"Q29uc3Vs", "UGF0aWVu", "UmVjb3Jk"}}

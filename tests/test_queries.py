@@ -24,5 +24,10 @@ def test_statement_prepares_as_the_application_role(env, name):
 
 
 def test_there_are_statements_to_check():
-    assert {"CONSULTATIONS_BY_ID", "CONSULTATIONS_PAGE", "RECORDINGS_BY_CONSULTATION",
-            "ACCOUNT_FOR", "AUTHORIZED_PATIENTS"} <= set(STATEMENTS)
+    assert {
+        "CONSULTATIONS_BY_ID",
+        "CONSULTATIONS_PAGE",
+        "RECORDINGS_BY_CONSULTATION",
+        "ACCOUNT_FOR",
+        "AUTHORIZED_PATIENTS",
+    } <= set(STATEMENTS)
