@@ -7,7 +7,8 @@ from uuid import UUID
 import strawberry
 
 from gateway.errors import BadUserInput
-from gateway.ids import decode_cursor, decode_global_id
+from gateway.ids import decode_cursor, decode_global_id, decode_sequence_cursor
+from resolvers.access_log import AccessEventConnection
 from resolvers.clinician import Clinician
 from resolvers.consultation import Consultation, ConsultationConnection
 from resolvers.node import Node
@@ -52,6 +53,14 @@ def _pk_of(global_id: str, type_name: str) -> UUID | None:
     return pk if decoded_type == type_name else None
 
 
+def _page_size(info: strawberry.Info, first: int | None) -> int:
+    settings = info.context.settings
+    size = settings.page_size_default if first is None else first
+    if not 0 <= size <= settings.page_size_max:
+        raise BadUserInput(f"'first' must be between 0 and {settings.page_size_max}")
+    return size
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="The authenticated caller.")
@@ -71,13 +80,19 @@ class Query:
     async def consultations(
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> ConsultationConnection:
-        settings = info.context.settings
-        size = settings.page_size_default if first is None else first
-        if not 0 <= size <= settings.page_size_max:
-            raise BadUserInput(f"'first' must be between 0 and {settings.page_size_max}")
+        size = _page_size(info, first)
         position = decode_cursor(after) if after is not None else None
         page = await info.context.loaders.consultations_page(size, position)
         return ConsultationConnection.from_page(page.rows, page.has_next_page, position is not None)
+
+    @strawberry.field(description="Who read your record and when, newest first (patients).")
+    async def access_log(
+        self, info: strawberry.Info, first: int | None = None, after: str | None = None
+    ) -> AccessEventConnection:
+        size = _page_size(info, first)
+        before = decode_sequence_cursor(after) if after is not None else None
+        rows = await info.context.loaders.access_events_page(size, before)
+        return AccessEventConnection.from_rows(rows, size, before is not None)
 
     @strawberry.field
     async def consultation(self, info: strawberry.Info, id: strawberry.ID) -> Consultation | None:

@@ -21,7 +21,7 @@ from gateway.config import Mode, Settings
 from gateway.devkeys import DevIdentity
 from gateway.ids import decode_global_id, encode_global_id
 from gateway.pgembed import EmbeddedPostgres, provision, with_credentials
-from gateway.seed import SeedPlan, seed_database
+from gateway.seed import SeedPlan, seed_database, write_demo_media
 from tests.support import GraphQLClient, ServerThread
 
 PLAN = SeedPlan(patients=12, clinicians=3, consultations_per_patient=5, seed=7)
@@ -56,6 +56,7 @@ class Environment:
     admin_url: str
     app_url: str
     identity: DevIdentity
+    media_root: Path
     principals: list[dict[str, str]]
     truth: Truth
 
@@ -85,6 +86,7 @@ class Environment:
             "jwks_file": self.identity.jwks_file,
             "media_signing_keys": self.identity.media_keys(),
             "jwks_min_refresh_seconds": 0,
+            "media_root": self.media_root,
         }
         values.update(overrides)
         return load_settings({}, **values)
@@ -119,7 +121,7 @@ async def _read_truth(url: str) -> Truth:
     return truth
 
 
-async def _prepare(server_url: str, identity: DevIdentity) -> Environment:
+async def _prepare(server_url: str, identity: DevIdentity, media_root: Path) -> Environment:
     database = f"gateway_test_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(server_url)
     try:
@@ -131,9 +133,12 @@ async def _prepare(server_url: str, identity: DevIdentity) -> Environment:
     connection = await asyncpg.connect(admin_url)
     try:
         principals = await seed_database(connection, PLAN, identity.issuer)
+        await write_demo_media(connection, media_root)
     finally:
         await connection.close()
-    return Environment(admin_url, app_url, identity, principals, await _read_truth(admin_url))
+    return Environment(
+        admin_url, app_url, identity, media_root, principals, await _read_truth(admin_url)
+    )
 
 
 def _user_password(url: str) -> tuple[str, str]:
@@ -163,7 +168,8 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def env(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Environment:
     identity = DevIdentity.load_or_create(Path(tmp_path_factory.mktemp("identity")))
-    return asyncio.run(_prepare(postgres_url, identity))
+    media_root = Path(tmp_path_factory.mktemp("media"))
+    return asyncio.run(_prepare(postgres_url, identity, media_root))
 
 
 @pytest.fixture(scope="session")

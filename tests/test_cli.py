@@ -83,7 +83,9 @@ def test_policy_prints_the_role_by_field_matrix():
         "partner",
         "auditor",
     ]
-    assert "Consultation.clinicianNotes  -         yes" in result.stdout
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert rows["Consultation.clinicianNotes"] == ["-", "yes", "-", "-", "-"]
+    assert rows["Consultation"] == ["rows", "own", "conducted", "-", "-", "-"]
 
 
 def test_schema_prints_the_exported_sdl():
@@ -155,6 +157,7 @@ def test_serve_refuses_the_development_identity(env):
             "GATEWAY_JWT_AUDIENCE": "x",
             "GATEWAY_JWKS_FILE": str(env.identity.jwks_file),
             "GATEWAY_MEDIA_SIGNING_KEYS": env.identity.media_keys(),
+            "GATEWAY_MEDIA_ROOT": str(env.media_root),
         },
     )
     assert_one_line_failure(result, "development issuer is refused")
@@ -166,6 +169,7 @@ def test_serve_refuses_the_development_identity(env):
             "GATEWAY_JWT_AUDIENCE": "x",
             "GATEWAY_JWKS_FILE": str(env.identity.jwks_file),
             "GATEWAY_MEDIA_SIGNING_KEYS": env.identity.media_keys(),
+            "GATEWAY_MEDIA_ROOT": str(env.media_root),
         },
     )
     assert_one_line_failure(result, "holds a development key")

@@ -13,6 +13,7 @@ BASE = {
     "GATEWAY_JWT_AUDIENCE": "gateway",
     "GATEWAY_JWKS_URL": "https://idp.example/jwks.json",
     "GATEWAY_MEDIA_SIGNING_KEYS": "k1:" + "s" * 40,
+    "GATEWAY_MEDIA_ROOT": "/srv/media",
 }
 
 
@@ -60,3 +61,8 @@ def test_production_requires_media_signing_keys():
 def test_short_media_secrets_are_refused():
     with pytest.raises(ConfigurationError, match=r"secret >= 32"):
         load_settings({**BASE, "GATEWAY_MEDIA_SIGNING_KEYS": "k1:short"})
+
+
+def test_the_s3_store_needs_a_bucket():
+    with pytest.raises(ConfigurationError, match="GATEWAY_MEDIA_S3_BUCKET is required"):
+        load_settings({**BASE, "GATEWAY_MEDIA_STORE": "s3"})

@@ -13,7 +13,14 @@ from gateway.authz import FieldPolicy, policy_field
 from gateway.policy import POLICY, governed_types
 from resolvers import build_schema
 
-STRUCTURAL = {"Query", "PageInfo", "ConsultationConnection", "ConsultationEdge"}
+STRUCTURAL = {
+    "Query",
+    "PageInfo",
+    "ConsultationConnection",
+    "ConsultationEdge",
+    "AccessEventConnection",
+    "AccessEventEdge",
+}
 ROOT = Path(__file__).resolve().parents[1]
 
 

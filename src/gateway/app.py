@@ -24,7 +24,9 @@ from gateway.errors import ServiceUnavailable
 from gateway.exitcheck import ExitCheck
 from gateway.http import GraphQLEndpoint
 from gateway.media import PlaybackSigner
+from gateway.media_endpoint import MediaEndpoint
 from gateway.metrics import Metrics
+from gateway.storage import LocalMediaStore, MediaStore, S3MediaStore
 
 __all__ = ["create_app", "create_app_from_environment"]
 
@@ -58,17 +60,29 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
         file=settings.jwks_file,
         min_refresh_seconds=settings.jwks_min_refresh_seconds,
     )
-    audit = AccessEventWriter(edge.execute)
+    audit = AccessEventWriter(edge.execute, metrics)
+    authenticator = Authenticator(TokenVerifier(settings, jwks), edge.fetch)
+    exit_check = ExitCheck(edge.fetch, audit, metrics)
+    signer = PlaybackSigner(
+        settings.signing_keys(), settings.playback_url_ttl_seconds, settings.public_base_url
+    )
     endpoint = GraphQLEndpoint(
         schema=build_schema(settings),
         settings=settings,
-        authenticator=Authenticator(TokenVerifier(settings, jwks), edge.fetch),
+        authenticator=authenticator,
         database=edge,  # type: ignore[arg-type]
-        exit_check=ExitCheck(edge.fetch, audit, metrics),
-        playback=PlaybackSigner(
-            settings.signing_keys(), settings.playback_url_ttl_seconds, settings.public_base_url
-        ),
+        exit_check=exit_check,
+        audit=audit,
+        playback=signer,
         metrics=metrics,
+    )
+    media = MediaEndpoint(
+        authenticator=authenticator,
+        fetch=edge.fetch,
+        signer=signer,
+        exit_check=exit_check,
+        audit=audit,
+        store=media_store(settings),
     )
 
     @contextlib.asynccontextmanager
@@ -104,6 +118,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
     app = Starlette(
         routes=[
             Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
+            Route("/media/recordings/{id}", media.handle, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
@@ -112,6 +127,18 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
     )
     app.state.metrics = metrics
     return app
+
+
+def media_store(settings: Settings) -> MediaStore:
+    if settings.media_store == "s3":
+        return S3MediaStore(
+            settings.media_s3_bucket or "",
+            presign_seconds=settings.media_presign_seconds,
+            endpoint_url=settings.media_s3_endpoint_url,
+            region=settings.media_s3_region,
+        )
+    assert settings.media_root is not None
+    return LocalMediaStore(settings.media_root)
 
 
 def create_app_from_environment() -> Starlette:

@@ -132,6 +132,76 @@ def seed(
         click.echo(f"seeded {patients} patients, {clinicians} clinicians")
 
 
+# --- audit trail -------------------------------------------------------------------------------
+
+
+@cli.group()
+def audit() -> None:
+    """The audit trail: verify its hash chain, export it."""
+
+
+@audit.command("verify")
+@_ADMIN_URL
+def audit_verify(database_url: str) -> None:
+    """Check the hash chain; name the first broken link (exit 1)."""
+    from gateway.audit_chain import verify_chain
+
+    async def go():
+        connection = await _connect(database_url)
+        try:
+            return await verify_chain(connection)
+        finally:
+            await connection.close()
+
+    report = _run(go())
+    if not report.intact:
+        click.echo(f"gateway: audit chain {report.message}", err=True)
+        sys.exit(1)
+    click.echo(report.message)
+
+
+@audit.command("export")
+@_ADMIN_URL
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),
+    required=True,
+    help="Earliest event time (UTC unless an offset is given).",
+)
+@click.option(
+    "--format", "output_format", type=click.Choice(["fhir"]), default="fhir", show_default=True
+)
+@click.option("--output", type=click.File("w"), default="-", help="File (default stdout).")
+def audit_export(database_url: str, since: Any, output_format: str, output: Any) -> None:
+    """Write events as FHIR R4 AuditEvent JSON, one per line."""
+    from datetime import UTC
+
+    import orjson
+
+    from gateway.fhir import to_audit_event
+
+    start = since if since.tzinfo else since.replace(tzinfo=UTC)
+
+    async def go() -> int:
+        connection = await _connect(database_url)
+        count = 0
+        try:
+            async with connection.transaction(readonly=True):
+                query = (
+                    "select * from data.access_events where occurred_at >= $1 "
+                    "and seq is not null order by seq"
+                )
+                async for row in connection.cursor(query, start, prefetch=1000):
+                    output.write(orjson.dumps(to_audit_event(row)).decode() + "\n")
+                    count += 1
+        finally:
+            await connection.close()
+        return count
+
+    count = _run(go())
+    click.echo(f"exported {count} events", err=True)
+
+
 # --- development -------------------------------------------------------------------------------
 
 _DATA_DIR = click.option(
@@ -171,6 +241,7 @@ def dev(data_dir: Path, host: str, port: int) -> None:
             jwt_audience=identity.audience,
             jwks_file=identity.jwks_file,
             media_signing_keys=identity.media_keys(),
+            media_root=data_dir / "media",
             public_base_url=base_url,
         )
         _print_banner(base_url, data_dir, identity, principals)
@@ -184,7 +255,7 @@ async def _prepare_dev_database(
 ) -> tuple[str, list[dict[str, str]]]:
     from gateway.ids import encode_global_id
     from gateway.pgembed import provision, with_credentials
-    from gateway.seed import SeedPlan, seed_database
+    from gateway.seed import SeedPlan, seed_database, write_demo_media
 
     connection = await _connect(server_url)
     try:
@@ -202,6 +273,7 @@ async def _prepare_dev_database(
     try:
         if not await connection.fetchval("select exists (select 1 from data.patients)"):
             await seed_database(connection, SeedPlan(), issuer)
+            await write_demo_media(connection, data_dir / "media")
         rows = await connection.fetch(
             "select subject, role, patient_id, clinician_id, partner_id from data.accounts "
             "order by role, subject"

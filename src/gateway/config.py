@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         description="Comma-separated key-id:secret pairs; the first signs, all verify.",
     )
     public_base_url: str = ""
+    media_store: Literal["local", "s3"] = "local"
+    media_root: Path | None = None
+    media_s3_bucket: str | None = None
+    media_s3_endpoint_url: str | None = None
+    media_s3_region: str | None = None
+    media_presign_seconds: int = Field(default=60, ge=1, le=900)
 
     @field_validator("jwt_algorithms", mode="before")
     @classmethod
@@ -85,6 +91,10 @@ class Settings(BaseSettings):
             )
         if self.page_size_default > self.page_size_max:
             raise ValueError("GATEWAY_PAGE_SIZE_DEFAULT exceeds GATEWAY_PAGE_SIZE_MAX")
+        if self.media_store == "local" and self.media_root is None:
+            raise ValueError("GATEWAY_MEDIA_ROOT is required when GATEWAY_MEDIA_STORE=local")
+        if self.media_store == "s3" and not self.media_s3_bucket:
+            raise ValueError("GATEWAY_MEDIA_S3_BUCKET is required when GATEWAY_MEDIA_STORE=s3")
         if self.mode is Mode.PRODUCTION and len(self.signing_keys()) == 0:
             raise ValueError("GATEWAY_MEDIA_SIGNING_KEYS is required in production")
         return self
@@ -107,10 +117,10 @@ class Settings(BaseSettings):
 
 
 def _env_name(loc: tuple) -> str:
-    field = str(loc[0]) if loc else ""
+    field = str(loc[0])
     if field in {"database_url", "DATABASE_URL"}:
         return "DATABASE_URL"
-    return f"GATEWAY_{field.upper()}" if field else "settings"
+    return f"GATEWAY_{field.upper()}"
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -129,6 +139,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         return Settings.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = _env_name(first["loc"])
         message = first["msg"].removeprefix("Value error, ")
-        raise ConfigurationError(f"{where}: {message}") from None
+        if first["loc"]:
+            message = f"{_env_name(first['loc'])}: {message}"
+        raise ConfigurationError(message) from None

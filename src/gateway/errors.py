@@ -8,6 +8,7 @@
     ├── Forbidden                     FORBIDDEN       as a GraphQL error at the field's path
     ├── ResponseWithheld              WITHHELD        the whole response's data is withheld
     └── ServiceUnavailable            UNAVAILABLE     HTTP 503 + Retry-After
+        └── AuditUnavailable          AUDIT_UNAVAILABLE  the audit write failed: no data sent
 
 Anything else that escapes a resolver is masked as INTERNAL_SERVER_ERROR; its text is logged with
 the request id and never sent.
@@ -16,6 +17,7 @@ the request id and never sent.
 from __future__ import annotations
 
 __all__ = [
+    "AuditUnavailable",
     "AuthenticationError",
     "BadRequest",
     "BadUserInput",
@@ -75,3 +77,10 @@ class ServiceUnavailable(GatewayError):
     def __init__(self, message: str = "Service temporarily unavailable", *, retry_after: int = 2):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class AuditUnavailable(ServiceUnavailable):
+    code = "AUDIT_UNAVAILABLE"
+
+    def __init__(self) -> None:
+        super().__init__("Response withheld: the audit trail could not be written")

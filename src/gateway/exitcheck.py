@@ -15,9 +15,9 @@ from uuid import UUID
 
 from gateway import queries
 from gateway.audit import AccessEventWriter
-from gateway.context import RequestContext
 from gateway.errors import ResponseWithheld
 from gateway.identity import Principal, Role
+from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 
 __all__ = ["ExitCheck"]
@@ -43,25 +43,30 @@ class ExitCheck:
             return {row["x"] for row in rows}
         return set()
 
-    async def verify(self, context: RequestContext) -> None:
+    async def verify(self, principal: Principal, ledger: Ledger, request_id: str) -> None:
         """Raise ResponseWithheld if the response would disclose a foreign patient's data."""
-        owners = context.ledger.owners()
+        owners = ledger.owners()
         if not owners:
             return
-        foreign = owners - await self.authorized(context.principal, owners)
+        foreign = owners - await self.authorized(principal, owners)
         if not foreign:
             return
         self._metrics.exit_check_trips.inc()
         log.critical(
             "exit check tripped: response withheld",
-            extra={"request_id": context.request_id, "subject": context.principal.subject},
+            extra={"request_id": request_id, "subject": principal.subject},
         )
         events = [
             AccessEventWriter.event(
-                context.principal,
-                context.request_id,
+                principal,
+                request_id,
                 "alert",
                 patient_id=owner,
+                objects=[
+                    {"type": type_name, "id": str(object_id), "fields": []}
+                    for type_name, object_id, object_owner in ledger.objects
+                    if object_owner == owner
+                ],
                 detail={"reason": "exit-check", "layer": 4},
             )
             for owner in sorted(foreign)
@@ -69,7 +74,5 @@ class ExitCheck:
         try:
             await self._audit.write(events)
         except Exception:
-            log.exception(
-                "could not record exit-check alert", extra={"request_id": context.request_id}
-            )
+            log.exception("could not record exit-check alert", extra={"request_id": request_id})
         raise ResponseWithheld("Response withheld")

@@ -26,6 +26,7 @@ from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
+from gateway.audit import AccessEventWriter
 from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.context import RequestContext
@@ -43,7 +44,7 @@ from gateway.loaders import Loaders
 from gateway.media import PlaybackSigner
 from gateway.metrics import Metrics
 
-__all__ = ["GraphQLEndpoint", "format_error"]
+__all__ = ["GraphQLEndpoint", "challenge_response", "format_error", "unavailable_response"]
 
 log = logging.getLogger("gateway.http")
 
@@ -138,6 +139,28 @@ def _error_body(message: str, code: str) -> bytes:
     return orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]})
 
 
+def challenge_response(exc: AuthenticationError) -> Response:
+    """401 with an RFC 6750 challenge; ``error="invalid_token"`` only when a token was sent."""
+    challenge = 'Bearer realm="consultation-gateway"'
+    if exc.credentials_present:
+        challenge += ', error="invalid_token"'
+    return Response(
+        _error_body(exc.message, exc.code),
+        status_code=401,
+        media_type=JSON,
+        headers={**DATA_HEADERS, "www-authenticate": challenge},
+    )
+
+
+def unavailable_response(exc: ServiceUnavailable, media_type: str = JSON) -> Response:
+    return Response(
+        _error_body(exc.message, exc.code),
+        status_code=503,
+        media_type=media_type,
+        headers={**DATA_HEADERS, "retry-after": str(exc.retry_after)},
+    )
+
+
 class GraphQLEndpoint:
     def __init__(
         self,
@@ -147,6 +170,7 @@ class GraphQLEndpoint:
         authenticator: Authenticator,
         database: Database,
         exit_check: ExitCheck,
+        audit: AccessEventWriter,
         playback: PlaybackSigner,
         metrics: Metrics,
     ) -> None:
@@ -155,6 +179,7 @@ class GraphQLEndpoint:
         self._authenticator = authenticator
         self._database = database
         self._exit_check = exit_check
+        self._audit = audit
         self._playback = playback
         self._metrics = metrics
         self._development = settings.development
@@ -193,17 +218,9 @@ class GraphQLEndpoint:
         try:
             principal = await self._authenticator.authenticate(request.headers.get("authorization"))
         except AuthenticationError as exc:
-            challenge = 'Bearer realm="consultation-gateway"'
-            if exc.credentials_present:
-                challenge += ', error="invalid_token"'
-            return self._reply(
-                401,
-                _error_body(exc.message, exc.code),
-                JSON,
-                **{"www-authenticate": challenge},
-            )
+            return challenge_response(exc)
         except ServiceUnavailable as exc:
-            return self._unavailable(exc, JSON)
+            return unavailable_response(exc)
 
         media_type = _negotiate(request.headers.get("accept"))
         if media_type is None:
@@ -249,7 +266,7 @@ class GraphQLEndpoint:
         for error in errors:
             original = error.original_error
             if isinstance(original, ServiceUnavailable):
-                return self._unavailable(original, media_type)
+                return unavailable_response(original, media_type)
             if original is not None and not isinstance(original, GatewayError):
                 log.error(
                     "masked internal error",
@@ -263,11 +280,14 @@ class GraphQLEndpoint:
         formatted = [format_error(error, development=self._development) for error in errors]
         if not request_error:
             try:
-                await self._exit_check.verify(context)
+                await self._exit_check.verify(principal, ledger, request_id)
+                await self._audit.write(
+                    AccessEventWriter.events_from_ledger(principal, request_id, ledger)
+                )
             except ResponseWithheld as exc:
                 data, formatted = None, [{"message": exc.message, "extensions": {"code": exc.code}}]
             except ServiceUnavailable as exc:
-                return self._unavailable(exc, media_type)
+                return unavailable_response(exc, media_type)
         for item in formatted:
             self._metrics.errors.labels(item["extensions"]["code"]).inc()
         for denial in ledger.denials:
@@ -295,11 +315,3 @@ class GraphQLEndpoint:
         except ClientDisconnect:
             raise BadRequest("Client disconnected") from None
         return _parse_params(bytes(body))
-
-    def _unavailable(self, exc: ServiceUnavailable, media_type: str) -> Response:
-        return self._reply(
-            503,
-            _error_body(exc.message, exc.code),
-            media_type,
-            **{"retry-after": str(exc.retry_after)},
-        )

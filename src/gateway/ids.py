@@ -14,7 +14,14 @@ from uuid import UUID
 
 from gateway.errors import BadUserInput
 
-__all__ = ["decode_cursor", "decode_global_id", "encode_cursor", "encode_global_id"]
+__all__ = [
+    "decode_cursor",
+    "decode_global_id",
+    "decode_sequence_cursor",
+    "encode_cursor",
+    "encode_global_id",
+    "encode_sequence_cursor",
+]
 
 _MAX_ID_LENGTH = 200
 
@@ -30,7 +37,7 @@ def _b64decode(value: str) -> str:
     return base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
 
 
-def encode_global_id(type_name: str, pk: UUID) -> str:
+def encode_global_id(type_name: str, pk: UUID | int) -> str:
     return _b64encode(f"{type_name}:{pk}")
 
 
@@ -58,5 +65,19 @@ def decode_cursor(value: str) -> tuple[datetime, UUID]:
         if moment.tzinfo is None:
             raise ValueError("naive")
         return moment, UUID(raw)
+    except (ValueError, UnicodeError, binascii.Error):
+        raise BadUserInput("Invalid cursor") from None
+
+
+def encode_sequence_cursor(sequence: int) -> str:
+    return _b64encode(f"s1|{sequence}")
+
+
+def decode_sequence_cursor(value: str) -> int:
+    try:
+        version, raw = _b64decode(value).split("|")
+        if version != "s1" or not raw.isdigit():
+            raise ValueError("bad cursor")
+        return int(raw)
     except (ValueError, UnicodeError, binascii.Error):
         raise BadUserInput("Invalid cursor") from None

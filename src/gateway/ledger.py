@@ -11,13 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from uuid import UUID
 
-__all__ = ["Denial", "Ledger"]
+Key = UUID | int
+
+__all__ = ["Denial", "Key", "Ledger"]
 
 
 @dataclass(frozen=True, slots=True)
 class Denial:
     type_name: str
-    object_id: UUID | None
+    object_id: Key | None
     owner: UUID | None
     field: str
     rule: str
@@ -26,16 +28,16 @@ class Denial:
 @dataclass(slots=True)
 class Ledger:
     # (type, object id, owner patient) of every row a loader returned.
-    objects: list[tuple[str, UUID, UUID | None]] = field(default_factory=list)
+    objects: list[tuple[str, Key, UUID | None]] = field(default_factory=list)
     # (type, object id, owner patient, field) of every allowed field read.
-    reads: list[tuple[str, UUID | None, UUID | None, str]] = field(default_factory=list)
+    reads: list[tuple[str, Key | None, UUID | None, str]] = field(default_factory=list)
     denials: list[Denial] = field(default_factory=list)
 
-    def record_object(self, type_name: str, object_id: UUID, owner: UUID | None) -> None:
+    def record_object(self, type_name: str, object_id: Key, owner: UUID | None) -> None:
         self.objects.append((type_name, object_id, owner))
 
     def record_read(
-        self, type_name: str, object_id: UUID | None, owner: UUID | None, field_name: str
+        self, type_name: str, object_id: Key | None, owner: UUID | None, field_name: str
     ) -> None:
         self.reads.append((type_name, object_id, owner, field_name))
 
@@ -47,10 +49,3 @@ class Ledger:
         found = {owner for _, _, owner in self.objects if owner is not None}
         found.update(owner for _, _, owner, _ in self.reads if owner is not None)
         return found
-
-    def disclosures(self) -> dict[tuple[str, UUID | None, UUID | None], list[str]]:
-        """Fields read, grouped by object: the audit trail's view of the response."""
-        grouped: dict[tuple[str, UUID | None, UUID | None], list[str]] = {}
-        for type_name, object_id, owner, field_name in self.reads:
-            grouped.setdefault((type_name, object_id, owner), []).append(field_name)
-        return grouped

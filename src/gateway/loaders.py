@@ -113,3 +113,14 @@ class Loaders:
         for row in page:
             self.consultation.prime(row["id"], row)
         return ConsultationPage(page, len(rows) > first)
+
+    async def access_events_page(self, first: int, before: int | None) -> list[Record]:
+        """Events about the caller's own record, newest first, ``first + 1`` rows (the extra
+        one tells whether there is a next page)."""
+        if not self._sees("AccessEvent"):
+            return []
+        rows = await self._scoped(queries.ACCESS_EVENTS_PAGE, first + 1, before)
+        record = self._ledger.record_object
+        for row in rows[:first]:
+            record("AccessEvent", row["seq"], row["patient_id"])
+        return rows

@@ -88,6 +88,16 @@ RECORDING = (
     "playbackUrl",
 )
 
+ACCESS_EVENT = (
+    "occurredAt",
+    "kind",
+    "accessorRole",
+    "accessorSubject",
+    "accessorName",
+    "breakGlassReason",
+    "objects",
+)
+
 POLICY: tuple[TypePolicy, ...] = (
     TypePolicy(
         "Consultation",
@@ -122,6 +132,16 @@ POLICY: tuple[TypePolicy, ...] = (
             Role.PATIENT: grant(RowScope.EVERYONE, "id", "displayName", "specialty"),
             Role.CLINICIAN: grant(RowScope.EVERYONE, "id", "displayName", "specialty"),
         },
+    ),
+    TypePolicy(
+        "AccessEvent",
+        patient_owned=True,
+        grants={Role.PATIENT: grant(RowScope.OWN, ACCESS_EVENT)},
+    ),
+    TypePolicy(
+        "AccessedObject",
+        patient_owned=True,
+        grants={Role.PATIENT: grant(RowScope.OWN, "type", "id", "fields")},
     ),
     TypePolicy(
         "Viewer",

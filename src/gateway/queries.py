@@ -17,6 +17,7 @@ RECORDINGS_BY_ID = "select * from api.recordings_by_id($1, $2, $3::uuid[])"
 PATIENTS_BY_ID = "select * from api.patients_by_id($1, $2, $3::uuid[])"
 CLINICIANS_BY_ID = "select * from api.clinicians_by_id($1::uuid[])"
 AUTHORIZED_PATIENTS = "select x from api.authorized_patients($1, $2, $3::uuid[]) as x"
+ACCESS_EVENTS_PAGE = "select * from api.access_events_page($1, $2, $3, $4)"
 RECORD_ACCESS_EVENTS = "select api.record_access_events($1::jsonb)"
 PING = "select 1"
 

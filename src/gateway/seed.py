@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from importlib import resources
+from pathlib import Path
 from uuid import UUID
 
 import asyncpg
@@ -17,7 +19,7 @@ import asyncpg
 from gateway.errors import ConfigurationError
 from gateway.ids import encode_global_id
 
-__all__ = ["SeedPlan", "seed_database"]
+__all__ = ["SeedPlan", "seed_database", "write_demo_media"]
 
 _FIRST = [
     "Ada",
@@ -234,3 +236,25 @@ async def seed_database(
         )
     await connection.execute("analyze")
     return principals
+
+
+_SAMPLES = {"audio/ogg": "sample.ogg", "video/webm": "sample.webm"}
+
+
+async def write_demo_media(connection: asyncpg.Connection, root: Path) -> int:
+    """Give every recording a small real media file (a generated tone, a test pattern) under
+    ``root`` and set its byte size to match; return how many files were written."""
+    samples = {
+        content_type: (resources.files("gateway") / "demo_media" / name).read_bytes()
+        for content_type, name in _SAMPLES.items()
+    }
+    rows = await connection.fetch("select id, content_type, storage_key from data.recordings")
+    for row in rows:
+        path = root / row["storage_key"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(samples[row["content_type"]])
+    await connection.executemany(
+        "update data.recordings set byte_size = $2 where content_type = $1",
+        [(content_type, len(data)) for content_type, data in samples.items()],
+    )
+    return len(rows)

@@ -1,0 +1,100 @@
+"""A patient's access log: who read their record, when, and what."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from uuid import UUID
+
+import orjson
+import strawberry
+from asyncpg import Record
+
+from gateway.authz import policy_field
+from gateway.ids import encode_global_id, encode_sequence_cursor
+from resolvers.consultation import PageInfo
+from resolvers.enums import Role
+
+__all__ = ["AccessEvent", "AccessEventConnection", "AccessKind", "AccessedObject"]
+
+
+@strawberry.enum
+class AccessKind(Enum):
+    DISCLOSURE = "disclosure"
+    MEDIA = "media"
+
+
+@strawberry.type(description="An object of yours that an access disclosed, and which fields.")
+class AccessedObject:
+    pk: strawberry.Private[int]
+    owner: strawberry.Private[UUID]
+    type_name: str | None = policy_field(name="type")
+    id: strawberry.ID | None = policy_field()
+    fields: list[str] | None = policy_field()
+
+
+@strawberry.type(description="One access to your record: who, when, what.")
+class AccessEvent:
+    pk: strawberry.Private[int]
+    owner: strawberry.Private[UUID]
+    occurred_at: datetime | None = policy_field()
+    kind: AccessKind | None = policy_field()
+    accessor_role: Role | None = policy_field()
+    accessor_subject: str | None = policy_field()
+    accessor_name: str | None = policy_field(description="The clinician's name, when one.")
+    break_glass_reason: str | None = policy_field()
+    objects: list[AccessedObject] | None = policy_field()
+
+    @classmethod
+    def from_row(cls, row: Record) -> AccessEvent:
+        owner = row["patient_id"]
+        return cls(
+            pk=row["seq"],
+            owner=owner,
+            occurred_at=row["occurred_at"],
+            kind=AccessKind(row["kind"]),
+            accessor_role=Role(row["role"]),
+            accessor_subject=row["subject"],
+            accessor_name=row["actor_name"],
+            break_glass_reason=row["break_glass_reason"],
+            objects=[
+                AccessedObject(
+                    pk=row["seq"],
+                    owner=owner,
+                    type_name=item["type"],
+                    id=strawberry.ID(encode_global_id(item["type"], item["id"])),
+                    fields=item["fields"],
+                )
+                for item in orjson.loads(row["objects"])
+            ],
+        )
+
+
+@strawberry.type
+class AccessEventEdge:
+    cursor: str
+    node: AccessEvent | None
+
+
+@strawberry.type
+class AccessEventConnection:
+    edges: list[AccessEventEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def from_rows(cls, rows: list[Record], first: int, after: bool) -> AccessEventConnection:
+        edges = [
+            AccessEventEdge(
+                cursor=encode_sequence_cursor(row["seq"]), node=AccessEvent.from_row(row)
+            )
+            for row in rows[:first]
+        ]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(rows) > first,
+                has_previous_page=after,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+        )

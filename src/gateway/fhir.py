@@ -1,0 +1,110 @@
+"""Access events as FHIR R4 AuditEvent resources, the shape health-record systems import."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+import orjson
+from asyncpg import Record
+
+__all__ = ["to_audit_event"]
+
+_EVENT_TYPE = {
+    "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+    "code": "rest",
+    "display": "RESTful Operation",
+}
+_READ = {"system": "http://hl7.org/fhir/restful-interaction", "code": "read", "display": "read"}
+_OUTCOME = {"disclosure": "0", "media": "0", "denial": "4", "alert": "8"}
+_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+_ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+_ROLE_SYSTEM = "urn:consultation-gateway:role"
+
+
+def to_audit_event(row: Record) -> dict[str, Any]:
+    objects = orjson.loads(row["objects"]) if isinstance(row["objects"], str) else row["objects"]
+    break_glass = row["break_glass_reason"]
+    entities: list[dict[str, Any]] = []
+    if row["patient_id"] is not None:
+        entities.append(
+            {
+                "what": {"reference": f"Patient/{row['patient_id']}"},
+                "type": {"system": _ENTITY_TYPE, "code": "1", "display": "Person"},
+                "role": {
+                    "system": "http://terminology.hl7.org/CodeSystem/object-role",
+                    "code": "1",
+                    "display": "Patient",
+                },
+            }
+        )
+    for item in objects:
+        entity: dict[str, Any] = {
+            "what": {
+                "identifier": {
+                    "system": f"urn:consultation-gateway:{item['type']}",
+                    "value": str(item["id"]),
+                }
+            },
+            "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
+        }
+        if item.get("fields"):
+            entity["detail"] = [{"type": "fields", "valueString": ",".join(item["fields"])}]
+        entities.append(entity)
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": str(row["seq"]),
+        "type": _EVENT_TYPE,
+        "subtype": [_READ],
+        "action": "R",
+        "recorded": row["occurred_at"].astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "outcome": _OUTCOME[row["kind"]],
+        "purposeOfEvent": [
+            {
+                "coding": [
+                    {
+                        "system": _REASON,
+                        "code": "ETREAT" if break_glass else "TREAT",
+                    }
+                ]
+            }
+        ],
+        "agent": [
+            {
+                "type": {"coding": [{"system": _ROLE_SYSTEM, "code": row["role"]}]},
+                "who": {"identifier": {"system": row["issuer"], "value": row["subject"]}},
+                "requestor": True,
+            }
+        ],
+        "source": {
+            "observer": {"display": "consultation-gateway"},
+            "type": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
+                    "code": "4",
+                    "display": "Application Server",
+                }
+            ],
+        },
+        "entity": entities,
+    }
+    if row["kind"] != "disclosure":
+        event["outcomeDesc"] = {
+            "media": "media served",
+            "denial": "fields denied",
+            "alert": "response withheld by the exit check",
+        }[row["kind"]]
+    if break_glass:
+        event["purposeOfEvent"][0]["text"] = f"break-glass: {break_glass}"
+    if row["client_id"]:
+        event["agent"].append(
+            {
+                "who": {"identifier": {"value": row["client_id"]}},
+                "requestor": False,
+                "type": {"coding": [{"system": _ROLE_SYSTEM, "code": "client"}]},
+            }
+        )
+    event["extension"] = [
+        {"url": "urn:consultation-gateway:request-id", "valueString": row["request_id"]}
+    ]
+    return event
