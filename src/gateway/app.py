@@ -48,9 +48,12 @@ class _Deferred:
         await self.database.execute(statement, *args)
 
 
-def create_app(settings: Settings, *, database: Database | None = None) -> Starlette:
+def create_app(
+    settings: Settings, *, database: Database | None = None, store: MediaStore | None = None
+) -> Starlette:
     """The gateway as an ASGI app. ``database`` replaces the pool made from ``DATABASE_URL``
-    (tests use it to sabotage lower layers and prove the exit check)."""
+    (tests use it to sabotage lower layers and prove the exit check); ``store`` replaces the
+    media store the settings describe."""
     from resolvers import build_schema
 
     metrics = Metrics()
@@ -82,7 +85,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
         signer=signer,
         exit_check=exit_check,
         audit=audit,
-        store=media_store(settings),
+        store=store or media_store(settings),
     )
 
     @contextlib.asynccontextmanager

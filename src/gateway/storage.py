@@ -24,7 +24,7 @@ class MediaStore(Protocol):
 
 
 class _MediaFile(FileResponse):
-    max_ranges = 16  # a request for hundreds of tiny ranges is refused, not served
+    max_ranges = 16  # past this the Range header is ignored and the whole file sent (RFC 9110)
 
 
 class LocalMediaStore:
@@ -69,8 +69,14 @@ class S3MediaStore:
     ) -> None:
         if client is None:
             import boto3
+            from botocore.config import Config
 
-            client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+            client = boto3.client(
+                "s3",
+                endpoint_url=endpoint_url,
+                region_name=region,
+                config=Config(signature_version="s3v4"),
+            )
         self._client = client
         self._bucket = bucket
         self._presign_seconds = presign_seconds
