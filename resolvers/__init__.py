@@ -20,6 +20,8 @@ from gateway.config import Settings
 from gateway.schema import GatewaySchema
 from resolvers.clinician import Clinician
 from resolvers.consultation import Consultation
+from resolvers.mutation import Mutation
+from resolvers.partner import Partner
 from resolvers.patient import Patient
 from resolvers.query import Query
 from resolvers.recording import Recording
@@ -43,7 +45,8 @@ def build_schema(settings: Settings | None = None) -> GatewaySchema:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return GatewaySchema(
         query=Query,
-        types=[Consultation, Recording, Patient, Clinician],
+        mutation=Mutation,
+        types=[Consultation, Recording, Patient, Clinician, Partner],
         extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=not development),
     )

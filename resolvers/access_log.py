@@ -44,6 +44,7 @@ class AccessEvent:
     accessor_name: str | None = policy_field(description="The clinician's name, when one.")
     break_glass_reason: str | None = policy_field()
     objects: list[AccessedObject] | None = policy_field()
+    patient_id: strawberry.ID | None = policy_field(description="Whose record was accessed.")
 
     @classmethod
     def from_row(cls, row: Record) -> AccessEvent:
@@ -57,6 +58,7 @@ class AccessEvent:
             accessor_subject=row["subject"],
             accessor_name=row["actor_name"],
             break_glass_reason=row["break_glass_reason"],
+            patient_id=strawberry.ID(encode_global_id("Patient", owner)) if owner else None,
             objects=[
                 AccessedObject(
                     pk=row["seq"],

@@ -21,6 +21,7 @@ __all__ = ["Consultation", "ConsultationConnection", "ConsultationEdge", "PageIn
 class Consultation(Node):
     pk: strawberry.Private[UUID]
     owner: strawberry.Private[UUID]
+    consent_scopes: strawberry.Private[tuple[str, ...] | None]
     clinician_pk: strawberry.Private[UUID]
     id: strawberry.ID = policy_field()
     scheduled_at: datetime | None = policy_field()
@@ -49,6 +50,7 @@ class Consultation(Node):
     def from_row(cls, row: Record) -> Consultation:
         return cls(
             pk=row["id"],
+            consent_scopes=row["consent_scopes"],
             owner=row["patient_id"],
             clinician_pk=row["clinician_id"],
             id=strawberry.ID(encode_global_id("Consultation", row["id"])),

@@ -17,6 +17,7 @@ __all__ = ["Patient"]
 class Patient(Node):
     pk: strawberry.Private[UUID]
     owner: strawberry.Private[UUID]
+    consent_scopes: strawberry.Private[tuple[str, ...] | None]
     id: strawberry.ID = policy_field()
     display_name: str | None = policy_field()
     birth_date: date | None = policy_field()
@@ -25,6 +26,7 @@ class Patient(Node):
     def from_row(cls, row: Record) -> Patient:
         return cls(
             pk=row["id"],
+            consent_scopes=row["consent_scopes"],
             owner=row["id"],
             id=strawberry.ID(encode_global_id("Patient", row["id"])),
             display_name=row["display_name"],

@@ -10,8 +10,10 @@ from gateway.errors import BadUserInput
 from gateway.ids import decode_cursor, decode_global_id, decode_sequence_cursor
 from resolvers.access_log import AccessEventConnection
 from resolvers.clinician import Clinician
+from resolvers.consent import Consent
 from resolvers.consultation import Consultation, ConsultationConnection
 from resolvers.node import Node
+from resolvers.partner import Partner
 from resolvers.patient import Patient
 from resolvers.recording import Recording
 from resolvers.viewer import Viewer
@@ -39,7 +41,13 @@ async def _clinician(info: strawberry.Info, pk: UUID) -> Clinician | None:
     return Clinician.from_row(row) if row else None
 
 
+async def _partner(info: strawberry.Info, pk: UUID) -> Partner | None:
+    row = await info.context.loaders.partner.load(pk)
+    return Partner.from_row(row) if row else None
+
+
 _NODES = {
+    "Partner": _partner,
     "Consultation": _consultation,
     "Recording": _recording,
     "Patient": _patient,
@@ -85,7 +93,17 @@ class Query:
         page = await info.context.loaders.consultations_page(size, position)
         return ConsultationConnection.from_page(page.rows, page.has_next_page, position is not None)
 
-    @strawberry.field(description="Who read your record and when, newest first (patients).")
+    @strawberry.field(description="Partners you may consent to share data with.")
+    async def partners(self, info: strawberry.Info) -> list[Partner]:
+        return [Partner.from_row(row) for row in await info.context.loaders.all_partners()]
+
+    @strawberry.field(description="Your consents to partners, newest first (patients).")
+    async def consents(self, info: strawberry.Info) -> list[Consent]:
+        return [Consent.from_row(row) for row in await info.context.loaders.consents()]
+
+    @strawberry.field(
+        description="Who read your record and when (patients); every patient's (auditors)."
+    )
     async def access_log(
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> AccessEventConnection:

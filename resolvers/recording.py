@@ -24,6 +24,7 @@ __all__ = ["Recording"]
 class Recording(Node):
     pk: strawberry.Private[UUID]
     owner: strawberry.Private[UUID]
+    consent_scopes: strawberry.Private[tuple[str, ...] | None]
     consultation_pk: strawberry.Private[UUID]
     id: strawberry.ID = policy_field()
     segment_index: int | None = policy_field()
@@ -51,6 +52,7 @@ class Recording(Node):
     def from_row(cls, row: Record) -> Recording:
         return cls(
             pk=row["id"],
+            consent_scopes=row["consent_scopes"],
             owner=row["patient_id"],
             consultation_pk=row["consultation_id"],
             id=strawberry.ID(encode_global_id("Recording", row["id"])),

@@ -20,6 +20,10 @@ class Viewer:
     role_of: strawberry.Private[PrincipalRole]
     subject: str | None = policy_field()
 
+    @policy_field(description="The token's scopes (partners).")
+    def scopes(self, info: strawberry.Info) -> list[str] | None:
+        return sorted(info.context.principal.scopes)
+
     @policy_field()
     def role(self) -> Role | None:
         return Role(self.role_of.value)

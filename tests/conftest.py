@@ -86,6 +86,8 @@ class Environment:
             "jwks_file": self.identity.jwks_file,
             "media_signing_keys": self.identity.media_keys(),
             "jwks_min_refresh_seconds": 0,
+            # Client and server share this process's two cores in tests: be patient.
+            "db_acquire_timeout_seconds": 15,
             "media_root": self.media_root,
         }
         values.update(overrides)

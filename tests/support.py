@@ -23,7 +23,9 @@ class ServerThread:
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", loop="asyncio")
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="on", loop="asyncio", timeout_keep_alive=60
+        )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, daemon=True)
 

@@ -96,7 +96,7 @@ def test_hundreds_of_interleaved_requests_from_many_callers_return_zero_foreign_
     results = asyncio.run(run())
     assert len(results) == 400
     for (subject, _, visible, _payload, target), response in results:
-        assert response.status_code == 200
+        assert response.status_code == 200, response.text
         body = response.json()
         assert "errors" not in body, body
         assert _ids_in(body) <= visible, subject

@@ -18,18 +18,20 @@ from gateway.db import Database
 from gateway.ids import encode_global_id
 from tests.support import serving
 
+_GRANT = "null::text[] as consent_scopes, null::text as break_glass_reason"
+# statement -> (unfiltered SQL run as a superuser, indexes of the arguments it keeps)
 UNFILTERED = {
     queries.CONSULTATIONS_PAGE: (
-        "select * from data.consultations order by scheduled_at desc, id desc limit $1",
-        [2],
+        f"select *, {_GRANT} from data.consultations order by scheduled_at desc, id desc limit $1",
+        [3],
     ),
     queries.CONSULTATIONS_BY_ID: (
-        "select * from data.consultations where id = any($1::uuid[])",
-        [2],
+        f"select *, {_GRANT} from data.consultations where id = any($1::uuid[])",
+        [3],
     ),
     queries.RECORDINGS_BY_CONSULTATION: (
-        "select * from data.recordings where consultation_id = any($1::uuid[])",
-        [2],
+        f"select *, {_GRANT} from data.recordings where consultation_id = any($1::uuid[])",
+        [3],
     ),
 }
 

@@ -122,13 +122,14 @@ async def _insert(admin_url: str, issuer: str, shape) -> World:
                     recordings.append(recording)
                     await connection.execute(
                         "insert into data.recordings values ($1, $2, $3, $4, $5, $6, 60,"
-                        " 'audio/ogg', 1000, 'k')",
+                        " 'audio/ogg', 1000, $7)",
                         recording,
                         pk,
                         world.patients[patient],
                         index,
                         "AUDIO" if index == 0 else "VIDEO",
                         at,
+                        f"recordings/{world.patients[patient]}/{recording}.ogg",
                     )
                 world.consultations[pk] = (patient, clinician, recordings)
     finally:

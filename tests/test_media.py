@@ -245,7 +245,7 @@ def _rss_bytes() -> int:
 def test_a_one_gigabyte_recording_streams_with_flat_memory(env, client, viewer):
     size = 1024**3
     recording = uuid.uuid4()
-    key = f"large/{recording}.webm"
+    key = f"recordings/{viewer['patient']}/{recording}.webm"
     path = env.media_root / key
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as sparse:

@@ -68,7 +68,7 @@ def test_an_unfiltered_query_without_a_scope_returns_no_rows_at_all(env):
 def test_an_unfiltered_query_scoped_to_a_patient_returns_only_that_patients_rows(env):
     async def work(connection, patient):
         async with connection.transaction():
-            await connection.execute("select api.enter_scope('patient', $1)", patient)
+            await connection.execute("select api.enter_scope('patient', $1, null)", patient)
             consultations = await connection.fetch("select id, patient_id from data.consultations")
             recordings = await connection.fetch("select id, patient_id from data.recordings")
             patients = await connection.fetch("select id from data.patients")
@@ -84,7 +84,7 @@ def test_an_unfiltered_query_scoped_to_a_patient_returns_only_that_patients_rows
 def test_an_unfiltered_query_scoped_to_a_clinician_returns_only_conducted_consultations(env):
     async def work(connection, clinician):
         async with connection.transaction():
-            await connection.execute("select api.enter_scope('clinician', $1)", clinician)
+            await connection.execute("select api.enter_scope('clinician', $1, null)", clinician)
             consultations = await connection.fetch("select id from data.consultations")
             patients = await connection.fetch("select id from data.patients")
         return consultations, patients
@@ -101,7 +101,7 @@ def test_the_scope_does_not_outlive_its_statement_on_the_same_connection(env):
 
     async def work(connection):
         loaded = await connection.fetch(
-            "select * from api.consultations_by_id('patient', $1, $2::uuid[])", patient, ids
+            "select * from api.consultations_by_id('patient', $1, null, $2::uuid[])", patient, ids
         )
         after = await connection.fetchval("select count(*) from data.consultations")
         setting = await connection.fetchval("select current_setting('gateway.actor_id', true)")

@@ -15,6 +15,7 @@ from resolvers import build_schema
 
 STRUCTURAL = {
     "Query",
+    "Mutation",
     "PageInfo",
     "ConsultationConnection",
     "ConsultationEdge",

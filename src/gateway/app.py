@@ -62,6 +62,7 @@ def create_app(
         url=settings.jwks_url,
         file=settings.jwks_file,
         min_refresh_seconds=settings.jwks_min_refresh_seconds,
+        max_age_seconds=settings.jwks_max_age_seconds,
     )
     audit = AccessEventWriter(edge.execute, metrics)
     authenticator = Authenticator(TokenVerifier(settings, jwks), edge.fetch)

@@ -80,6 +80,7 @@ class AccessEventWriter:
                 "disclosure",
                 patient_id=owner,
                 objects=_objects(objects.items()),
+                break_glass_reason=ledger.break_glass.get(owner),
             )
             for owner, objects in disclosed.items()
         ]
@@ -107,6 +108,9 @@ class AccessEventWriter:
             log.error("audit write failed; response withheld", exc_info=exc)
             raise AuditUnavailable() from exc
         self._metrics.audit_writes.labels("ok").inc()
+        for event in events:
+            if event["break_glass_reason"] and event["kind"] == "disclosure":
+                self._metrics.break_glass_reads.inc()
 
 
 def _objects(items: Iterable[tuple[tuple[str, str], set[str]]]) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """Verifying the audit trail's hash chain, independently of the database's own functions.
 
-Each event's hash is SHA-256 over its predecessor's hash and its canonical text (the fields
-joined by U+001F, times in UTC to the microsecond, JSON as PostgreSQL prints jsonb). The chain
+Each event's hash is SHA-256 over its predecessor's hash and its canonical text: every field as
+"<length>:<text>" (or "N" for null), concatenated; times in UTC to the microsecond, JSON as
+PostgreSQL prints jsonb. No separator or null can be confused with content. The chain
 head row holds the last sequence number and hash, so removing events at the end is caught too.
 """
 
@@ -31,28 +32,32 @@ class ChainReport:
     message: str
 
 
-def _text(value: object) -> str:
-    return "-" if value is None else str(value)
+def _field(value: object) -> str:
+    if value is None:
+        return "N"
+    text = str(value)
+    return f"{len(text)}:{text}"
 
 
 def event_hash(prev: bytes, row: asyncpg.Record) -> bytes:
     occurred = row["occurred_at"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    canonical = "\x1f".join(
-        [
-            str(row["seq"]),
+    canonical = "".join(
+        _field(value)
+        for value in (
+            row["seq"],
             occurred,
             row["request_id"],
             row["kind"],
             row["issuer"],
             row["subject"],
             row["role"],
-            _text(row["actor_id"]),
-            _text(row["patient_id"]),
-            _text(row["client_id"]),
-            _text(row["break_glass_reason"]),
+            row["actor_id"],
+            row["patient_id"],
+            row["client_id"],
+            row["break_glass_reason"],
             row["objects"],
             row["detail"],
-        ]
+        )
     )
     return hashlib.sha256(prev + canonical.encode()).digest()
 

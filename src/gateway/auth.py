@@ -38,11 +38,13 @@ class JwksCache:
         url: str | None = None,
         file: Path | None = None,
         min_refresh_seconds: float = 30.0,
+        max_age_seconds: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._url = url
         self._file = file
         self._min_refresh = min_refresh_seconds
+        self._max_age = max_age_seconds
         self._clock = clock
         self._keys: dict[str, dict[str, Any]] = {}
         self._parsed: dict[tuple[str, str], jwt.PyJWK | None] = {}
@@ -51,11 +53,16 @@ class JwksCache:
 
     async def key(self, kid: str, algorithm: str) -> jwt.PyJWK | None:
         """The key ``kid`` usable with ``algorithm``, or None. An unknown kid triggers at most
-        one refresh per ``min_refresh_seconds``, however many tokens name it."""
-        if kid not in self._keys:
+        one refresh per ``min_refresh_seconds``, however many tokens name it; keys older than
+        ``max_age_seconds`` are refetched, so a key the provider withdrew stops verifying."""
+        if kid not in self._keys or self._stale():
             async with self._lock:
-                if kid not in self._keys and self._may_refresh():
-                    await self.refresh()
+                if (kid not in self._keys and self._may_refresh()) or self._stale():
+                    try:
+                        await self.refresh()
+                    except (OSError, ValueError, httpx.HTTPError):
+                        if not self._keys:
+                            raise
         entry = self._keys.get(kid)
         if entry is None:
             return None
@@ -71,6 +78,9 @@ class JwksCache:
             return jwt.PyJWK(entry, algorithm=algorithm)
         except jwt.PyJWTError:
             return None
+
+    def _stale(self) -> bool:
+        return self._fetched_at is not None and self._clock() - self._fetched_at >= self._max_age
 
     def _may_refresh(self) -> bool:
         return self._fetched_at is None or self._clock() - self._fetched_at >= self._min_refresh

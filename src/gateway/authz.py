@@ -14,8 +14,9 @@ import strawberry
 from strawberry.permission import BasePermission, PermissionExtension
 
 from gateway.errors import Forbidden
+from gateway.identity import Principal
 from gateway.ledger import Denial
-from gateway.policy import rule_for
+from gateway.policy import ALWAYS, Condition, rule_for
 
 __all__ = ["FieldPolicy", "Governed", "policy_field"]
 
@@ -28,20 +29,46 @@ class Governed(Protocol):
     owner: UUID | None
 
 
+def _unmet(condition: Condition, source: Any, principal: Principal) -> str | None:
+    """Why a granted field's condition fails on this row, or None when it holds."""
+    if condition.scope is not None:
+        if condition.scope not in principal.scopes:
+            return f"token lacks {condition.scope}"
+        if condition.scope not in (getattr(source, "consent_scopes", None) or ()):
+            return f"consent lacks {condition.scope}"
+    if condition.conducted and getattr(source, "clinician_pk", None) != principal.actor_id:
+        return "not the conducting clinician"
+    return None
+
+
 class FieldPolicy(BasePermission):
     message = "Not authorized to read this field"
 
     def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
         context = info.context
+        ledger = context.ledger
         type_name = info.path.typename
         field_name = info.field_name
-        rule = rule_for(type_name, field_name, context.principal.role)
-        if rule is None:
-            context.ledger.record_denial(
-                Denial(type_name, source.pk, source.owner, field_name, "default-deny")
+        principal = context.principal
+        rule = rule_for(type_name, field_name, principal.role)
+        reason = "default-deny" if rule is None else None
+        if rule is not None and rule.condition is not ALWAYS:
+            unmet = _unmet(rule.condition, source, principal)
+            if unmet is not None:
+                reason = f"{rule.name} ({unmet})"
+        if ledger.explanations is not None:
+            path = ".".join(str(key) for key in info.path.as_list())
+            ledger.explain(
+                path,
+                type_name,
+                field_name,
+                reason is None,
+                reason or f"{rule.name} ({rule.condition.describe()})",
             )
+        if reason is not None:
+            ledger.record_denial(Denial(type_name, source.pk, source.owner, field_name, reason))
             return False
-        context.ledger.record_read(type_name, source.pk, source.owner, field_name)
+        ledger.record_read(type_name, source.pk, source.owner, field_name)
         return True
 
     def on_unauthorized(self) -> None:

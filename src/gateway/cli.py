@@ -19,8 +19,6 @@ import click
 
 from gateway.config import DEV_ISSUER, DEV_KEY_PREFIX, Mode, Settings, load_settings
 from gateway.errors import ConfigurationError
-from gateway.identity import Role
-from gateway.policy import POLICY
 
 __all__ = ["main"]
 
@@ -422,43 +420,20 @@ def schema(output: Path | None) -> None:
 
 
 @cli.command()
-def policy() -> None:
-    """Print the policy table as a role x field matrix."""
-    click.echo(render_policy_matrix())
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "markdown"]),
+    default="table",
+    show_default=True,
+)
+def policy(output_format: str) -> None:
+    """Print the policy table as a role x field matrix, with conditions."""
+    from gateway.policy_doc import policy_markdown, policy_matrix
 
-
-def render_policy_matrix() -> str:
-    roles = list(Role)
-    header = ["type.field", *[role.value for role in roles]]
-    rows = []
-    for entry in POLICY:
-        fields = sorted(set().union(*(g.fields for g in entry.grants.values())))
-        rows.append(
-            [
-                f"{entry.type_name} rows",
-                *[entry.grants[role].rows.value if role in entry.grants else "-" for role in roles],
-            ]
-        )
-        for field in fields:
-            rows.append(
-                [
-                    f"{entry.type_name}.{field}",
-                    *[
-                        "yes"
-                        if role in entry.grants and field in entry.grants[role].fields
-                        else "-"
-                        for role in roles
-                    ],
-                ]
-            )
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * width for width in widths))
-    lines += [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in rows
-    ]
-    return "\n".join(line.rstrip() for line in lines)
+    click.echo(policy_matrix() if output_format == "table" else policy_markdown(), nl=False)
+    if output_format == "table":
+        click.echo()
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     )
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
+    jwks_max_age_seconds: float = Field(default=3600.0, gt=0)
     db_pool_min_size: int = Field(default=1, ge=0)
     db_pool_max_size: int = Field(default=10, ge=1)
     db_statement_timeout_ms: int = Field(default=5000, ge=1)
@@ -66,6 +67,11 @@ class Settings(BaseSettings):
         description="Comma-separated key-id:secret pairs; the first signs, all verify.",
     )
     public_base_url: str = ""
+    break_glass_default_minutes: int = Field(default=60, ge=1)
+    break_glass_max_minutes: int = Field(default=240, ge=1)
+    break_glass_min_reason_length: int = Field(default=20, ge=1)
+    consent_max_days: int = Field(default=730, ge=1)
+    explain: bool = False
     media_store: Literal["local", "s3"] = "local"
     media_root: Path | None = None
     media_s3_bucket: str | None = None
@@ -88,6 +94,10 @@ class Settings(BaseSettings):
         if bad or not self.jwt_algorithms:
             raise ValueError(
                 f"GATEWAY_JWT_ALGORITHMS must be asymmetric algorithms, not {sorted(bad)}"
+            )
+        if self.break_glass_default_minutes > self.break_glass_max_minutes:
+            raise ValueError(
+                "GATEWAY_BREAK_GLASS_DEFAULT_MINUTES exceeds GATEWAY_BREAK_GLASS_MAX_MINUTES"
             )
         if self.page_size_default > self.page_size_max:
             raise ValueError("GATEWAY_PAGE_SIZE_DEFAULT exceeds GATEWAY_PAGE_SIZE_MAX")

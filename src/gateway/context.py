@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.changes import AccessChanges
 from gateway.config import Settings
 from gateway.identity import Principal
 from gateway.ledger import Ledger
@@ -21,3 +22,4 @@ class RequestContext:
     request_id: str
     settings: Settings
     playback: PlaybackSigner
+    changes: AccessChanges

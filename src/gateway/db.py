@@ -30,9 +30,11 @@ _UNAVAILABLE = (
 )
 
 ROLE_CHECK = """
-select r.rolname, r.rolsuper, r.rolbypassrls,
+select r.rolname, r.rolsuper, r.rolbypassrls, r.rolcreaterole,
        (select count(*) from pg_class c where c.relowner = r.oid) as owned_relations,
-       (select count(*) from pg_namespace n where n.nspowner = r.oid) as owned_schemas
+       (select count(*) from pg_namespace n where n.nspowner = r.oid) as owned_schemas,
+       exists (select 1 from pg_namespace n where n.nspname in ('data', 'api')
+               and pg_has_role(r.oid, n.nspowner, 'USAGE')) as acts_as_owner
 from pg_roles r where r.rolname = current_user
 """
 
@@ -45,7 +47,9 @@ async def check_application_role(connection: asyncpg.Connection) -> None:
         problems.append("is a superuser")
     if row["rolbypassrls"]:
         problems.append("has BYPASSRLS")
-    if row["owned_relations"] or row["owned_schemas"]:
+    if row["rolcreaterole"]:
+        problems.append("has CREATEROLE")
+    if row["owned_relations"] or row["owned_schemas"] or row["acts_as_owner"]:
         problems.append("owns database objects (owners bypass row-level security)")
     if problems:
         raise ConfigurationError(

@@ -1,8 +1,11 @@
 """Layer 4: before a response leaves, every patient in its ledger must be one the caller may see.
 
-The authorized set is worked out independently of the loaders: for a patient it is their own id;
-for a clinician it is asked of the database by a query of its own (consultations they conducted,
-active break-glass grants). A mismatch withholds the whole response, counts a metric and writes an
+The authorized set is worked out independently of the loaders, per type, from the type's row
+scope for the caller's role in the policy table: a patient holds only their own id; a clinician
+holds patients they conducted a consultation with or hold an active break-glass grant for; a
+partner holds patients whose active consent covers the type's scope; support and auditors hold
+every patient's rows of the types granted to everyone. The database questions are queries of
+their own, not the loaders'. A mismatch withholds the whole response, counts a metric and writes an
 alert to the audit trail. It should never fire: it is the tripwire for layers 1 to 3.
 """
 
@@ -16,9 +19,10 @@ from uuid import UUID
 from gateway import queries
 from gateway.audit import AccessEventWriter
 from gateway.errors import ResponseWithheld
-from gateway.identity import Principal, Role
+from gateway.identity import Principal
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
+from gateway.policy import RowScope, row_scope, type_policy
 
 __all__ = ["ExitCheck"]
 
@@ -33,22 +37,48 @@ class ExitCheck:
         self._audit = audit
         self._metrics = metrics
 
-    async def authorized(self, principal: Principal, owners: set[UUID]) -> set[UUID]:
-        if principal.role is Role.PATIENT:
-            return owners & {principal.actor_id}
-        if principal.role is Role.CLINICIAN:
-            rows = await self._fetch(
-                queries.AUTHORIZED_PATIENTS, principal.role.value, principal.actor_id, list(owners)
-            )
-            return {row["x"] for row in rows}
-        return set()
+    async def foreign_owners(self, principal: Principal, ledger: Ledger) -> set[UUID]:
+        """Owners of objects in the ledger that this caller may not hold, judged per type by the
+        type's row scope for the caller's role."""
+        foreign: set[UUID] = set()
+        conducted: set[UUID] = set()
+        consented: dict[str, set[UUID]] = {}
+        seen = {(t, o) for t, _, o in ledger.objects if o is not None}
+        seen.update((t, o) for t, _, o, _ in ledger.reads if o is not None)
+        for type_name, owner in seen:
+            scope = row_scope(type_name, principal.role)
+            if scope is RowScope.EVERYONE:
+                continue
+            if scope is RowScope.OWN:
+                if owner != principal.actor_id:
+                    foreign.add(owner)
+            elif scope is RowScope.CONDUCTED:
+                conducted.add(owner)
+            elif scope is RowScope.CONSENTED:
+                needs = type_policy(type_name).smart_scope
+                consented.setdefault(needs or "", set()).add(owner)
+            else:
+                foreign.add(owner)
+        if conducted:
+            foreign |= conducted - await self._ask(principal, "", conducted)
+        for needs, owners in consented.items():
+            foreign |= owners - await self._ask(principal, needs, owners)
+        return foreign
+
+    async def _ask(self, principal: Principal, needs: str, owners: set[UUID]) -> set[UUID]:
+        rows = await self._fetch(
+            queries.AUTHORIZED_PATIENTS,
+            principal.role.value,
+            principal.actor_id,
+            sorted(principal.scopes),
+            needs,
+            list(owners),
+        )
+        return {row["x"] for row in rows}
 
     async def verify(self, principal: Principal, ledger: Ledger, request_id: str) -> None:
         """Raise ResponseWithheld if the response would disclose a foreign patient's data."""
-        owners = ledger.owners()
-        if not owners:
-            return
-        foreign = owners - await self.authorized(principal, owners)
+        foreign = await self.foreign_owners(principal, ledger)
         if not foreign:
             return
         self._metrics.exit_check_trips.inc()

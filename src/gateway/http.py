@@ -28,6 +28,7 @@ from strawberry.types.graphql import OperationType
 
 from gateway.audit import AccessEventWriter
 from gateway.auth import Authenticator
+from gateway.changes import AccessChanges
 from gateway.config import Settings
 from gateway.context import RequestContext
 from gateway.db import Database
@@ -39,6 +40,7 @@ from gateway.errors import (
     ServiceUnavailable,
 )
 from gateway.exitcheck import ExitCheck
+from gateway.explain import explanation
 from gateway.ledger import Ledger
 from gateway.loaders import Loaders
 from gateway.media import PlaybackSigner
@@ -237,6 +239,9 @@ class GraphQLEndpoint:
             return self._reply(exc.status, _error_body(exc.message, exc.code), media_type)
 
         ledger = Ledger()
+        explaining = self._development and request.headers.get("x-gateway-explain") == "1"
+        if explaining:
+            ledger.explanations = []
         context = RequestContext(
             principal=principal,
             loaders=Loaders(self._database.fetch, principal, ledger),
@@ -244,6 +249,9 @@ class GraphQLEndpoint:
             request_id=request_id,
             settings=self._settings,
             playback=self._playback,
+            changes=AccessChanges(
+                self._database.fetch, principal, ledger, request_id, self._settings
+            ),
         )
         try:
             result = await self._schema.execute(
@@ -295,6 +303,8 @@ class GraphQLEndpoint:
         payload: dict[str, Any] = {} if request_error else {"data": data}
         if formatted:
             payload["errors"] = formatted
+        if explaining and ledger.explanations is not None:
+            payload["extensions"] = {"explain": explanation(ledger)}
         status = 400 if request_error and media_type == GRAPHQL_RESPONSE else 200
         return self._reply(status, orjson.dumps(payload), media_type)
 

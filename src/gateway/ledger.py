@@ -32,6 +32,10 @@ class Ledger:
     # (type, object id, owner patient, field) of every allowed field read.
     reads: list[tuple[str, Key | None, UUID | None, str]] = field(default_factory=list)
     denials: list[Denial] = field(default_factory=list)
+    # patient -> break-glass reason, for rows a clinician saw under an emergency grant.
+    break_glass: dict[UUID, str] = field(default_factory=dict)
+    # When explaining: (path, type, field, "allowed" | "denied", rule), for every field check.
+    explanations: list[tuple[str, str, str, str, str]] | None = None
 
     def record_object(self, type_name: str, object_id: Key, owner: UUID | None) -> None:
         self.objects.append((type_name, object_id, owner))
@@ -43,6 +47,11 @@ class Ledger:
 
     def record_denial(self, denial: Denial) -> None:
         self.denials.append(denial)
+
+    def explain(self, path: str, type_name: str, field_name: str, allowed: bool, rule: str) -> None:
+        if self.explanations is not None:
+            decision = "allowed" if allowed else "denied"
+            self.explanations.append((path, type_name, field_name, decision, rule))
 
     def owners(self) -> set[UUID]:
         """Every patient that owns something this request loaded or read."""

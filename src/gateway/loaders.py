@@ -42,22 +42,28 @@ class Loaders:
         self._ledger = ledger
         self._role = principal.role.value
         self._actor = principal.actor_id
+        self._scopes = sorted(principal.scopes)
         self.consultation = DataLoader(self._consultations_by_id)
         self.recording = DataLoader(self._recordings_by_id)
         self.recordings_of = DataLoader(self._recordings_by_consultation)
         self.patient = DataLoader(self._patients_by_id)
         self.clinician = DataLoader(self._clinicians_by_id)
+        self.partner = DataLoader(self._partners_by_id)
 
     def _sees(self, type_name: str) -> bool:
         return row_scope(type_name, self._principal.role) is not RowScope.NONE
 
     def _hand_out(self, type_name: str, rows: list[Record], owner_column: str) -> None:
         record = self._ledger.record_object
+        break_glass = self._ledger.break_glass
         for row in rows:
-            record(type_name, row["id"], row[owner_column])
+            owner = row[owner_column]
+            record(type_name, row["id"], owner)
+            if row["break_glass_reason"] is not None:
+                break_glass[owner] = row["break_glass_reason"]
 
     async def _scoped(self, statement: str, *args: Any) -> list[Record]:
-        return await self._fetch(statement, self._role, self._actor, *args)
+        return await self._fetch(statement, self._role, self._actor, self._scopes, *args)
 
     async def _consultations_by_id(self, ids: Sequence[UUID]) -> list[Record | None]:
         if not self._sees("Consultation"):
@@ -99,6 +105,23 @@ class Loaders:
         rows = await self._fetch(queries.CLINICIANS_BY_ID, list(ids))
         by_id = {row["id"]: row for row in rows}
         return [by_id.get(key) for key in ids]
+
+    async def _partners_by_id(self, ids: Sequence[UUID]) -> list[Record | None]:
+        rows = await self._fetch(queries.PARTNERS_BY_ID, list(ids))
+        by_id = {row["id"]: row for row in rows}
+        return [by_id.get(key) for key in ids]
+
+    async def all_partners(self) -> list[Record]:
+        return await self._fetch(queries.ALL_PARTNERS)
+
+    async def consents(self) -> list[Record]:
+        """The caller's own consents (patients), newest first, revoked ones included."""
+        if not self._sees("Consent"):
+            return []
+        rows = await self._fetch(queries.CONSENTS_OF, self._role, self._actor)
+        for row in rows:
+            self._ledger.record_object("Consent", row["id"], row["patient_id"])
+        return rows
 
     async def consultations_page(
         self, first: int, after: tuple[datetime, UUID] | None

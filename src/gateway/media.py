@@ -55,4 +55,4 @@ class PlaybackSigner:
         if secret is None or expires < (time.time() if now is None else now):
             return False
         expected = self._mac(secret, recording, issuer, subject, expires)
-        return hmac.compare_digest(expected, signature)
+        return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))

@@ -100,4 +100,7 @@ class MediaEndpoint:
             return _forbidden()
         except ServiceUnavailable as exc:
             return unavailable_response(exc)
-        return await self._store.respond(row["storage_key"], row["content_type"], request)
+        key = row["storage_key"]
+        if not key.startswith(f"recordings/{row['patient_id']}/{row['id']}."):
+            return _forbidden()  # the database refuses such keys; this is the second lock
+        return await self._store.respond(key, row["content_type"], request)

@@ -39,6 +39,11 @@ class Metrics:
             "Responses withheld because they held an object of a patient the caller may not see.",
             registry=self.registry,
         )
+        self.break_glass_reads = Counter(
+            "gateway_break_glass_reads_total",
+            "Disclosures of a patient's data to a clinician under break-glass (alert on any).",
+            registry=self.registry,
+        )
         self.audit_writes = Counter(
             "gateway_audit_writes_total",
             "Access-event batches written, by outcome.",

@@ -1,10 +1,12 @@
-"""The policy table: for each GraphQL type, per role, which rows and which fields.
+"""The policy table: for each GraphQL type, per role, which rows and which fields, and on what
+condition.
 
 It is the one source of truth that every layer reads: the field permission class (layer 1), the
 loaders' row scopes (layer 2, whose SQL implements each scope), the settings that row-level
-security reads (layer 3), the exit check's notion of a patient-owned object (layer 4),
-``gateway policy``, docs and the generated tests. A role that a type does not list gets nothing;
-a field a role does not list is denied. Read it like Hasura's permission metadata, top to bottom.
+security reads (layer 3), the exit check's per-type notion of whose data a caller may hold
+(layer 4), ``gateway policy``, ``gateway explain``, docs/POLICY.md and the generated tests. A role
+a type does not list gets nothing; a field a role does not list is denied. Read it like Hasura's
+permission metadata, top to bottom.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from enum import StrEnum
 from gateway.identity import Role
 
 __all__ = [
+    "ALWAYS",
     "POLICY",
+    "Condition",
     "Grant",
     "RowScope",
     "Rule",
@@ -27,22 +31,52 @@ __all__ = [
     "type_policy",
 ]
 
+CONSULTATION_SCOPE = "patient/Consultation.rs"
+RECORDING_SCOPE = "patient/Recording.rs"
+PATIENT_SCOPE = "patient/Patient.rs"
+SMART_SCOPES = (CONSULTATION_SCOPE, RECORDING_SCOPE, PATIENT_SCOPE)
+
 
 class RowScope(StrEnum):
     """Which rows of a type a role sees. Each scope is implemented by the loaders' SQL (api.*)
     and, independently, by the row-level security policies of migrations/."""
 
     OWN = "own"  # the rows of the patient the account acts for
-    CONDUCTED = "conducted"  # rows of consultations the clinician conducted, or under break-glass
-    EVERYONE = "everyone"  # not patient data: any authenticated principal with this grant
+    CONDUCTED = "conducted"  # consultations the clinician conducted, or under active break-glass
+    CONSENTED = "consented"  # patients with an active consent to the partner, for the scope
+    EVERYONE = "everyone"  # every patient's rows
     SELF = "self"  # the caller's own principal
     NONE = "none"
 
 
 @dataclass(frozen=True, slots=True)
+class Condition:
+    """What must also hold, on the row being read, for a granted field to be readable."""
+
+    scope: str | None = None  # the token's scopes and the patient's consent both hold it
+    conducted: bool = False  # the caller conducted this consultation (not break-glass)
+
+    def describe(self) -> str:
+        parts = []
+        if self.scope:
+            parts.append(f"scope {self.scope}")
+        if self.conducted:
+            parts.append("if conducted")
+        return ", ".join(parts) or "yes"
+
+
+ALWAYS = Condition()
+
+
+@dataclass(frozen=True, slots=True)
 class Grant:
     rows: RowScope
-    fields: frozenset[str]
+    fields: Mapping[str, Condition]
+
+    def __or__(self, other: Grant) -> Grant:
+        if other.rows is not self.rows:
+            raise ValueError("grants of one role on one type share one row scope")
+        return Grant(self.rows, {**self.fields, **other.fields})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,28 +84,36 @@ class TypePolicy:
     type_name: str
     patient_owned: bool
     grants: Mapping[Role, Grant]
+    smart_scope: str | None = None  # what a partner needs, in token and consent, to see rows
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """The reason a (type, field, role) read is allowed; its name appears in denials and docs."""
+    """Why a (type, field, role) read may be allowed; its name appears in denials and docs."""
 
     type_name: str
     field: str
     role: Role
     rows: RowScope
-    patient_owned: bool
+    condition: Condition
 
     @property
     def name(self) -> str:
         return f"{self.type_name}.{self.field}@{self.role}"
 
 
-def grant(rows: RowScope, *fields: Iterable[str] | str) -> Grant:
-    names: set[str] = set()
+def grant(
+    rows: RowScope,
+    *fields: Iterable[str] | str,
+    scope: str | None = None,
+    conducted: bool = False,
+) -> Grant:
+    condition = Condition(scope, conducted) if scope or conducted else ALWAYS
+    names: dict[str, Condition] = {}
     for item in fields:
-        names.update([item] if isinstance(item, str) else item)
-    return Grant(rows, frozenset(names))
+        for name in [item] if isinstance(item, str) else item:
+            names[name] = condition
+    return Grant(rows, names)
 
 
 SCHEDULING = ("id", "scheduledAt", "status", "mode", "clinician")
@@ -87,7 +129,6 @@ RECORDING = (
     "byteSize",
     "playbackUrl",
 )
-
 ACCESS_EVENT = (
     "occurredAt",
     "kind",
@@ -96,75 +137,124 @@ ACCESS_EVENT = (
     "accessorName",
     "breakGlassReason",
     "objects",
+    "patientId",
 )
+DIRECTORY = ("id", "displayName", "specialty")
 
 POLICY: tuple[TypePolicy, ...] = (
     TypePolicy(
         "Consultation",
         patient_owned=True,
+        smart_scope=CONSULTATION_SCOPE,
         grants={
             Role.PATIENT: grant(RowScope.OWN, SCHEDULING, CLINICAL, "patient", "recordings"),
-            Role.CLINICIAN: grant(
-                RowScope.CONDUCTED, SCHEDULING, CLINICAL, "patient", "recordings", "clinicianNotes"
-            ),
+            Role.CLINICIAN: grant(RowScope.CONDUCTED, SCHEDULING, CLINICAL, "patient", "recordings")
+            | grant(RowScope.CONDUCTED, "clinicianNotes", conducted=True),
+            Role.SUPPORT: grant(RowScope.EVERYONE, SCHEDULING, "patient"),
+            Role.PARTNER: grant(
+                RowScope.CONSENTED, SCHEDULING, "summary", "patient", scope=CONSULTATION_SCOPE
+            )
+            | grant(RowScope.CONSENTED, "recordings", scope=RECORDING_SCOPE),
         },
     ),
     TypePolicy(
         "Recording",
         patient_owned=True,
+        smart_scope=RECORDING_SCOPE,
         grants={
             Role.PATIENT: grant(RowScope.OWN, RECORDING),
             Role.CLINICIAN: grant(RowScope.CONDUCTED, RECORDING),
+            Role.PARTNER: grant(RowScope.CONSENTED, RECORDING, scope=RECORDING_SCOPE),
         },
     ),
     TypePolicy(
         "Patient",
         patient_owned=True,
+        smart_scope=PATIENT_SCOPE,
         grants={
             Role.PATIENT: grant(RowScope.OWN, "id", "displayName", "birthDate"),
             Role.CLINICIAN: grant(RowScope.CONDUCTED, "id", "displayName", "birthDate"),
+            Role.SUPPORT: grant(RowScope.EVERYONE, "id", "displayName"),
+            Role.PARTNER: grant(
+                RowScope.CONSENTED, "id", "displayName", "birthDate", scope=PATIENT_SCOPE
+            ),
+        },
+    ),
+    TypePolicy(
+        "AccessEvent",
+        patient_owned=True,
+        grants={
+            Role.PATIENT: grant(RowScope.OWN, ACCESS_EVENT),
+            Role.AUDITOR: grant(RowScope.EVERYONE, ACCESS_EVENT),
+        },
+    ),
+    TypePolicy(
+        "AccessedObject",
+        patient_owned=True,
+        grants={
+            Role.PATIENT: grant(RowScope.OWN, "type", "id", "fields"),
+            Role.AUDITOR: grant(RowScope.EVERYONE, "type", "id", "fields"),
+        },
+    ),
+    TypePolicy(
+        "Consent",
+        patient_owned=True,
+        grants={
+            Role.PATIENT: grant(
+                RowScope.OWN,
+                "id",
+                "partner",
+                "scopes",
+                "grantedAt",
+                "expiresAt",
+                "revokedAt",
+                "active",
+            ),
+        },
+    ),
+    TypePolicy(
+        "BreakGlassGrant",
+        patient_owned=True,
+        grants={
+            Role.CLINICIAN: grant(
+                RowScope.CONDUCTED, "id", "patient", "reason", "openedAt", "expiresAt"
+            ),
         },
     ),
     TypePolicy(
         "Clinician",
         patient_owned=False,
         grants={
-            Role.PATIENT: grant(RowScope.EVERYONE, "id", "displayName", "specialty"),
-            Role.CLINICIAN: grant(RowScope.EVERYONE, "id", "displayName", "specialty"),
+            role: grant(RowScope.EVERYONE, DIRECTORY)
+            for role in (Role.PATIENT, Role.CLINICIAN, Role.SUPPORT, Role.PARTNER)
         },
     ),
     TypePolicy(
-        "AccessEvent",
-        patient_owned=True,
-        grants={Role.PATIENT: grant(RowScope.OWN, ACCESS_EVENT)},
-    ),
-    TypePolicy(
-        "AccessedObject",
-        patient_owned=True,
-        grants={Role.PATIENT: grant(RowScope.OWN, "type", "id", "fields")},
+        "Partner",
+        patient_owned=False,
+        grants={role: grant(RowScope.EVERYONE, "id", "name") for role in Role},
     ),
     TypePolicy(
         "Viewer",
         patient_owned=False,
         grants={
-            role: grant(RowScope.SELF, "subject", "role", "patient", "clinician") for role in Role
+            role: grant(RowScope.SELF, "subject", "role", "scopes", "patient", "clinician")
+            for role in Role
         },
     ),
 )
 
 _BY_TYPE: dict[str, TypePolicy] = {policy.type_name: policy for policy in POLICY}
 _RULES: dict[tuple[str, str, Role], Rule] = {
-    (policy.type_name, field, role): Rule(
-        policy.type_name, field, role, granted.rows, policy.patient_owned
-    )
+    (policy.type_name, field, role): Rule(policy.type_name, field, role, granted.rows, condition)
     for policy in POLICY
     for role, granted in policy.grants.items()
-    for field in granted.fields
+    for field, condition in granted.fields.items()
 }
 
 
 def rule_for(type_name: str, field: str, role: Role) -> Rule | None:
-    """The rule allowing ``role`` to read ``type_name.field``, or None (denied)."""
+    """The rule that may allow ``role`` to read ``type_name.field``, or None (denied)."""
     return _RULES.get((type_name, field, role))
 
 

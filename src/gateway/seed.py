@@ -178,7 +178,7 @@ async def seed_database(
                         duration,
                         content_type,
                         rng.randint(20_000, 90_000),
-                        f"recordings/{recording_id}.{extension}",
+                        f"recordings/{patient_id}/{recording_id}.{extension}",
                     )
                 )
                 started += timedelta(seconds=duration)

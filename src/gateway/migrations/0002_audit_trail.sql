@@ -24,17 +24,26 @@ create table data.audit_chain_head (
 insert into data.audit_chain_head values (1, 0, sha256(convert_to('consultation-gateway audit', 'UTF8')));
 -- (the genesis hash above is the prev_hash of event seq 1)
 
--- The canonical text of an event, hashed with its predecessor's hash.
+-- The canonical text of an event, hashed with its predecessor's hash: every field as
+-- "<length>:<text>", or "N" for null, concatenated; no separator or null can be confused with
+-- content.
+create function data.canonical_field(value text) returns text
+    language sql immutable
+    as $$ select coalesce(length(value)::text || ':' || value, 'N') $$;
+
 create function data.access_event_hash(prev bytea, e data.access_events) returns bytea
     language sql stable
     as $$
-    select sha256(prev || convert_to(concat_ws(E'\x1f',
-        e.seq::text,
-        to_char(e.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        e.request_id, e.kind, e.issuer, e.subject, e.role,
-        coalesce(e.actor_id::text, '-'), coalesce(e.patient_id::text, '-'),
-        coalesce(e.client_id, '-'), coalesce(e.break_glass_reason, '-'),
-        e.objects::text, e.detail::text), 'UTF8'))
+    select sha256(prev || convert_to(
+        data.canonical_field(e.seq::text)
+        || data.canonical_field(to_char(e.occurred_at at time zone 'UTC',
+                                        'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+        || data.canonical_field(e.request_id) || data.canonical_field(e.kind)
+        || data.canonical_field(e.issuer) || data.canonical_field(e.subject)
+        || data.canonical_field(e.role) || data.canonical_field(e.actor_id::text)
+        || data.canonical_field(e.patient_id::text) || data.canonical_field(e.client_id)
+        || data.canonical_field(e.break_glass_reason) || data.canonical_field(e.objects::text)
+        || data.canonical_field(e.detail::text), 'UTF8'))
 $$;
 
 create function data.chain_access_event() returns trigger
@@ -45,6 +54,7 @@ declare
 begin
     -- The head row lock serializes appends across every gateway replica.
     select * into head from data.audit_chain_head where id = 1 for update;
+    new.occurred_at := now();
     new.seq := head.last_seq + 1;
     new.prev_hash := head.last_hash;
     new.hash := data.access_event_hash(head.last_hash, new);

@@ -1,0 +1,61 @@
+"""Mutations: arguments, an engine call, a domain object."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from gateway.errors import BadUserInput
+from gateway.ids import decode_global_id
+from resolvers.break_glass import BreakGlassGrant
+from resolvers.consent import Consent
+
+__all__ = ["Mutation"]
+
+
+def _pk(global_id: str, type_name: str):
+    decoded_type, pk = decode_global_id(global_id)
+    if decoded_type != type_name:
+        raise BadUserInput(f"Expected the ID of a {type_name}")
+    return pk
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        description="Let a partner read parts of your record until expiresAt "
+        "(replaces any consent you gave that partner)."
+    )
+    async def grant_consent(
+        self,
+        info: strawberry.Info,
+        partner_id: strawberry.ID,
+        scopes: list[str],
+        expires_at: datetime,
+    ) -> Consent:
+        row = await info.context.changes.grant_consent(
+            _pk(partner_id, "Partner"), scopes, expires_at
+        )
+        return Consent.from_row(row)
+
+    @strawberry.mutation(description="Withdraw a consent; effective from the next request.")
+    async def revoke_consent(self, info: strawberry.Info, id: strawberry.ID) -> Consent | None:
+        row = await info.context.changes.revoke_consent(_pk(id, "Consent"))
+        return Consent.from_row(row) if row else None
+
+    @strawberry.mutation(
+        description="Open emergency access to a patient's record (clinicians). "
+        "Every read under it is audited and shown to the patient."
+    )
+    async def open_break_glass(
+        self,
+        info: strawberry.Info,
+        patient_id: strawberry.ID,
+        reason: str,
+        minutes: int | None = None,
+    ) -> BreakGlassGrant:
+        row = await info.context.changes.open_break_glass(
+            _pk(patient_id, "Patient"), reason, minutes
+        )
+        return BreakGlassGrant.from_row(row)
