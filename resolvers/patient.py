@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
 import strawberry
@@ -9,6 +10,9 @@ from asyncpg import Record
 from gateway.authz import policy_field
 from gateway.ids import encode_global_id
 from resolvers.node import Node
+
+if TYPE_CHECKING:
+    from resolvers.consultation import Consultation
 
 __all__ = ["Patient"]
 
@@ -21,6 +25,15 @@ class Patient(Node):
     id: strawberry.ID = policy_field()
     display_name: str | None = policy_field()
     birth_date: date | None = policy_field()
+
+    @policy_field(description="Their consultations you may see, newest first.")
+    async def consultations(
+        self, info: strawberry.Info
+    ) -> list[Annotated[Consultation, strawberry.lazy("resolvers.consultation")]] | None:
+        from resolvers.consultation import Consultation
+
+        rows = await info.context.loaders.consultations_of.load(self.pk)
+        return [Consultation.from_row(row) for row in rows]
 
     @classmethod
     def from_row(cls, row: Record) -> Patient:

@@ -286,7 +286,7 @@ async def _prepare_dev_database(
             {
                 "subject": row["subject"],
                 "role": row["role"],
-                "id": encode_global_id(kinds[column], row[column]) if column else "",
+                "id": encode_global_id(kinds[column], row[column]) if column else None,
             }
         )
     return app_url, principals
@@ -330,13 +330,18 @@ Consultation gateway (development mode)
     help="Lifetime in seconds.",
 )
 @click.option(
+    "--scope",
+    default=None,
+    help="Space-separated scopes (partners), e.g. 'patient/Consultation.rs'.",
+)
+@click.option(
     "--mode",
     envvar="GATEWAY_MODE",
     type=click.Choice([m.value for m in Mode]),
     default=Mode.DEVELOPMENT.value,
     hidden=True,
 )
-def token(data_dir: Path, subject: str, ttl: int, mode: str) -> None:
+def token(data_dir: Path, subject: str, ttl: int, scope: str | None, mode: str) -> None:
     """Print a development token for one of a development instance's accounts."""
     from gateway.devkeys import DevIdentity
 
@@ -349,7 +354,8 @@ def token(data_dir: Path, subject: str, ttl: int, mode: str) -> None:
     subjects = {p["subject"] for p in json.loads(principals_file.read_text())}
     if subject not in subjects:
         _fail(f"--subject: no account {subject!r} in {principals_file}")
-    click.echo(identity.token(subject, ttl=ttl))
+    claims = {"scope": scope, "azp": subject} if scope else {}
+    click.echo(identity.token(subject, ttl=ttl, **claims))
 
 
 # --- production --------------------------------------------------------------------------------

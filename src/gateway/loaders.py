@@ -46,6 +46,7 @@ class Loaders:
         self.consultation = DataLoader(self._consultations_by_id)
         self.recording = DataLoader(self._recordings_by_id)
         self.recordings_of = DataLoader(self._recordings_by_consultation)
+        self.consultations_of = DataLoader(self._consultations_by_patient)
         self.patient = DataLoader(self._patients_by_id)
         self.clinician = DataLoader(self._clinicians_by_id)
         self.partner = DataLoader(self._partners_by_id)
@@ -72,6 +73,17 @@ class Loaders:
         self._hand_out("Consultation", rows, "patient_id")
         by_id = {row["id"]: row for row in rows}
         return [by_id.get(key) for key in ids]
+
+    async def _consultations_by_patient(self, ids: Sequence[UUID]) -> list[list[Record]]:
+        if not self._sees("Consultation"):
+            return [[] for _ in ids]
+        rows = await self._scoped(queries.CONSULTATIONS_BY_PATIENT, list(ids))
+        self._hand_out("Consultation", rows, "patient_id")
+        grouped: dict[UUID, list[Record]] = {key: [] for key in ids}
+        for row in rows:
+            grouped[row["patient_id"]].append(row)
+            self.consultation.prime(row["id"], row)
+        return [grouped[key] for key in ids]
 
     async def _recordings_by_id(self, ids: Sequence[UUID]) -> list[Record | None]:
         if not self._sees("Recording"):

@@ -172,12 +172,15 @@ POLICY: tuple[TypePolicy, ...] = (
         patient_owned=True,
         smart_scope=PATIENT_SCOPE,
         grants={
-            Role.PATIENT: grant(RowScope.OWN, "id", "displayName", "birthDate"),
-            Role.CLINICIAN: grant(RowScope.CONDUCTED, "id", "displayName", "birthDate"),
-            Role.SUPPORT: grant(RowScope.EVERYONE, "id", "displayName"),
+            Role.PATIENT: grant(RowScope.OWN, "id", "displayName", "birthDate", "consultations"),
+            Role.CLINICIAN: grant(
+                RowScope.CONDUCTED, "id", "displayName", "birthDate", "consultations"
+            ),
+            Role.SUPPORT: grant(RowScope.EVERYONE, "id", "displayName", "consultations"),
             Role.PARTNER: grant(
                 RowScope.CONSENTED, "id", "displayName", "birthDate", scope=PATIENT_SCOPE
-            ),
+            )
+            | grant(RowScope.CONSENTED, "consultations", scope=CONSULTATION_SCOPE),
         },
     ),
     TypePolicy(

@@ -20,6 +20,10 @@ CONSULTATIONS_PAGE = (
     "select (x.consultation).*, x.consent_scopes, x.break_glass_reason "
     "from api.consultations_page($1, $2, $3::text[], $4, $5, $6) x"
 )
+CONSULTATIONS_BY_PATIENT = (
+    "select (x.consultation).*, x.consent_scopes, x.break_glass_reason "
+    "from api.consultations_by_patient($1, $2, $3::text[], $4::uuid[]) x"
+)
 RECORDINGS_BY_CONSULTATION = (
     "select (x.recording).*, x.consent_scopes, x.break_glass_reason "
     "from api.recordings_by_consultation($1, $2, $3::text[], $4::uuid[]) x"

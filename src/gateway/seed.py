@@ -90,6 +90,13 @@ _NOTES = [
     "History of non-adherence.",
     "Discussed lifestyle changes at length.",
 ]
+_PARTNERS = [
+    "Northside Pharmacy",
+    "Meridian Health Insurance",
+    "Harbour Care Group",
+    "Lakeside Physiotherapy",
+]
+_ALL_SCOPES = ["patient/Consultation.rs", "patient/Patient.rs", "patient/Recording.rs"]
 _CONTENT_TYPES = {"AUDIO": ("audio/ogg", "ogg"), "VIDEO": ("video/webm", "webm")}
 
 
@@ -99,6 +106,7 @@ class SeedPlan:
     clinicians: int = 3
     consultations_per_patient: int = 4
     seed: int = 1
+    partners: int = 2
 
 
 def _uuid(rng: random.Random) -> UUID:
@@ -182,7 +190,33 @@ async def seed_database(
                     )
                 )
                 started += timedelta(seconds=duration)
+    # Partners, staff and demo consents come from a second stream, so adding them left every
+    # patient, clinician and consultation ID of earlier versions unchanged.
+    extra = random.Random(plan.seed * 7919 + 1)  # noqa: S311 - reproducible by design
+    partners = [(_uuid(extra), _PARTNERS[i % len(_PARTNERS)]) for i in range(plan.partners)]
+    for number, (partner_id, _) in enumerate(partners, start=1):
+        subject = f"partner-{number:04d}"
+        accounts.append((issuer, subject, "partner", None, None, partner_id))
+        principals.append(
+            {"subject": subject, "role": "partner", "id": encode_global_id("Partner", partner_id)}
+        )
+    for role in ("support", "auditor"):
+        accounts.append((issuer, f"{role}-0001", role, None, None, None))
+        principals.append({"subject": f"{role}-0001", "role": role, "id": None})
+    consents = [
+        (
+            _uuid(extra),
+            patients[0][0],
+            partner_id,
+            _ALL_SCOPES,
+            datetime.now(UTC) + timedelta(days=365),
+        )
+        for partner_id, _ in partners[:1]
+    ]
     async with connection.transaction():
+        await connection.copy_records_to_table(
+            "partners", schema_name="data", records=partners, columns=["id", "name"]
+        )
         await connection.copy_records_to_table(
             "clinicians",
             schema_name="data",
@@ -216,6 +250,12 @@ async def seed_database(
                 "summary",
                 "clinician_notes",
             ],
+        )
+        await connection.copy_records_to_table(
+            "consents",
+            schema_name="data",
+            records=consents,
+            columns=["id", "patient_id", "partner_id", "scopes", "expires_at"],
         )
         await connection.copy_records_to_table(
             "recordings",

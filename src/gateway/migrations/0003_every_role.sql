@@ -234,6 +234,25 @@ begin
 end
 $$;
 
+-- A patient's consultations, for whoever may see them: the patient, their clinicians (and a
+-- clinician under break-glass: all of them), support, a consented partner.
+create function api.consultations_by_patient(
+    p_role text, p_actor uuid, p_scopes text[], p_patients uuid[]
+) returns table (consultation data.consultations, consent_scopes text[], break_glass_reason text)
+    language plpgsql volatile
+    as $$
+begin
+    perform api.enter_scope(p_role, p_actor, p_scopes);
+    return query
+        select c, g.consent_scopes, g.break_glass_reason
+        from data.consultations c
+        cross join lateral api.grant_for(p_role, p_actor, p_scopes, c.patient_id, c.clinician_id,
+                                         'patient/Consultation.rs') g
+        where c.patient_id = any(p_patients)
+        order by c.patient_id, c.scheduled_at desc, c.id desc;
+end
+$$;
+
 create function api.recordings_by_consultation(
     p_role text, p_actor uuid, p_scopes text[], p_ids uuid[]
 ) returns table (recording data.recordings, consent_scopes text[], break_glass_reason text)
