@@ -22,6 +22,11 @@ __all__ = ["AccessEvent", "AccessEventConnection", "AccessKind", "AccessedObject
 class AccessKind(Enum):
     DISCLOSURE = "disclosure"
     MEDIA = "media"
+    DENIAL = "denial"
+    ALERT = "alert"
+    CONSENT_GRANTED = "consent-granted"
+    CONSENT_REVOKED = "consent-revoked"
+    BREAK_GLASS_OPENED = "break-glass-opened"
 
 
 @strawberry.type(description="An object of yours that an access disclosed, and which fields.")

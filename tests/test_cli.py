@@ -141,8 +141,13 @@ def test_migrate_is_idempotent_and_seed_is_deterministic(postgres_url):
         assert seeded.returncode == 0, seeded.stderr
         outputs.append(json.loads(seeded.stdout))
     assert outputs[0] == outputs[1]
-    assert {p["role"] for p in outputs[0]} == {"patient", "clinician", "partner", "support",
-                                              "auditor"}
+    assert {p["role"] for p in outputs[0]} == {
+        "patient",
+        "clinician",
+        "partner",
+        "support",
+        "auditor",
+    }
     assert len(outputs[0]) == 5 + 2 + 2 + 2
 
 
@@ -248,8 +253,13 @@ def test_dev_gives_a_working_gateway_with_demo_data_graphiql_and_tokens():
             assert time.monotonic() < deadline, "gateway dev did not become ready"
             time.sleep(0.3)
         principals = json.loads((directory / "principals.json").read_text())
-        assert {p["role"] for p in principals} == {"patient", "clinician", "partner", "support",
-                                              "auditor"}
+        assert {p["role"] for p in principals} == {
+            "patient",
+            "clinician",
+            "partner",
+            "support",
+            "auditor",
+        }
         assert all(set(p) == {"subject", "role", "id"} for p in principals)
         patient = next(p for p in principals if p["role"] == "patient")
         token = gateway(

@@ -51,7 +51,7 @@ class FieldPolicy(BasePermission):
         field_name = info.field_name
         principal = context.principal
         rule = rule_for(type_name, field_name, principal.role)
-        reason = "default-deny" if rule is None else None
+        reason = f"not granted to {principal.role} (default deny)" if rule is None else None
         if rule is not None and rule.condition is not ALWAYS:
             unmet = _unmet(rule.condition, source, principal)
             if unmet is not None:

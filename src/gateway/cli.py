@@ -405,6 +405,49 @@ def serve(host: str, port: int, workers: int) -> None:
     )
 
 
+@cli.command()
+@click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    required=True,
+    help="The application role's URL (env DATABASE_URL).",
+)
+@click.option("--subject", required=True, help="The account to explain for.")
+@click.option("--issuer", default=DEV_ISSUER, show_default=True)
+@click.option("--scope", default="", help="Token scopes (partners), space-separated.")
+@click.option(
+    "--query",
+    "query_file",
+    type=click.File("r"),
+    required=True,
+    help="File holding the GraphQL document ('-' for stdin).",
+)
+@click.option("--variables", default="{}", help="JSON object of variables.")
+def explain(
+    database_url: str, subject: str, issuer: str, scope: str, query_file: Any, variables: str
+) -> None:
+    """Show, for each field and object a query touches, allowed or denied and by which rule.
+
+    Runs the query as the account would, against the database, and prints decisions and object
+    IDs, never field values."""
+    from gateway.explain import explain_query, render_explanation
+
+    try:
+        parsed = json.loads(variables)
+    except ValueError:
+        _fail("--variables: not valid JSON")
+    if not isinstance(parsed, dict):
+        _fail("--variables: must be a JSON object")
+    entries, objects, errors = _run(
+        explain_query(
+            database_url, issuer, subject, frozenset(scope.split()), query_file.read(), parsed
+        )
+    )
+    click.echo(render_explanation(entries, objects))
+    for error in errors:
+        click.echo(f"error: {error}", err=True)
+
+
 # --- introspection of the code -----------------------------------------------------------------
 
 

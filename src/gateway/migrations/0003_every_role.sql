@@ -371,7 +371,9 @@ begin
         where (p_before_seq is null or e.seq < p_before_seq)
           and e.seq is not null
           and case p_role
-              when 'patient' then e.patient_id = p_actor and e.kind in ('disclosure', 'media')
+              when 'patient' then e.patient_id = p_actor and e.kind in (
+                  'disclosure', 'media', 'consent-granted', 'consent-revoked',
+                  'break-glass-opened')
               when 'auditor' then true
               else false
           end

@@ -1,0 +1,332 @@
+"""The generated matrix: every governed type x field (from the policy table) x role x ownership
+case, over real HTTP, each asserting the exact outcome given by tests/policy_spec.py.
+
+Ownership cases, for a target patient T and a consultation X of T conducted by clinician C1:
+own (T herself; C1; a partner: as `other`), other (another patient; a clinician who never saw T;
+a partner without consent), consented (a partner T consented to, with every scope), revoked (a
+partner whose consent T revoked), break-glass (a clinician with an active grant on T),
+expired-break-glass (a clinician whose grant on T expired). Support and auditors see the same in
+every case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from gateway.ids import encode_global_id
+from gateway.policy import POLICY
+from tests import policy_spec
+from tests.policy_spec import CASES, ROLES, expected
+
+ALL_SCOPES = "patient/Consultation.rs patient/Recording.rs patient/Patient.rs"
+OBJECT_FIELDS = {
+    "clinician",
+    "patient",
+    "recordings",
+    "consultation",
+    "consultations",
+    "objects",
+    "partner",
+}
+CASES_BY_ROLE = {
+    "patient": {"own": "T", "other": "U"},
+    "clinician": {
+        "own": "C1",
+        "other": "C_other",
+        "consented": "C_other",
+        "revoked": "C_other",
+        "break-glass": "C_bg",
+        "expired-break-glass": "C_exp",
+    },
+    "support": {},
+    "partner": {"consented": "P1", "revoked": "P2"},
+    "auditor": {},
+}
+DEFAULT_CALLER = {
+    "patient": "U",
+    "clinician": "C_other",
+    "support": "S",
+    "partner": "P3",
+    "auditor": "A",
+}
+
+MATRIX = [
+    (entry.type_name, field, role, case)
+    for entry in POLICY
+    for field in sorted(set().union(*(g.fields for g in entry.grants.values())))
+    for role in ROLES
+    for case in CASES
+]
+
+
+def _selection(type_name: str) -> str:
+    entry = next(e for e in POLICY if e.type_name == type_name)
+    fields = sorted(set().union(*(g.fields for g in entry.grants.values())))
+    return " ".join(f"{f} {{ __typename }}" if f in OBJECT_FIELDS else f for f in fields)
+
+
+async def _setup(env) -> dict[str, Any]:
+    connection = await asyncpg.connect(env.admin_url)
+    issuer = env.identity.issuer
+    try:
+        x = await connection.fetchrow(
+            "select c.id, c.patient_id, c.clinician_id from data.consultations c "
+            "where c.status = 'COMPLETED' and exists (select 1 from data.recordings r "
+            "where r.consultation_id = c.id) order by c.id limit 1"
+        )
+        recording = await connection.fetchval(
+            "select id from data.recordings where consultation_id = $1 order by segment_index "
+            "limit 1",
+            x["id"],
+        )
+        target = x["patient_id"]
+        other_patient = await connection.fetchval(
+            "select a.patient_id from data.accounts a where a.role = 'patient' "
+            "and a.patient_id <> $1 and not exists (select 1 from data.consents k "
+            "where k.patient_id = a.patient_id) order by a.subject limit 1",
+            target,
+        )
+        people: dict[str, str] = {}
+        for name in ("C_other", "C_bg", "C_exp"):
+            pk = uuid.uuid4()
+            await connection.execute(
+                "insert into data.clinicians values ($1, $2, 'GP')", pk, f"Dr {name}"
+            )
+            subject = f"matrix-{name}-{pk}"
+            await connection.execute(
+                "insert into data.accounts (issuer, subject, role, clinician_id) "
+                "values ($1, $2, 'clinician', $3)",
+                issuer,
+                subject,
+                pk,
+            )
+            people[name] = subject
+            people[f"{name}:id"] = str(pk)
+        partners = {}
+        for name in ("P1", "P2", "P3"):
+            pk = uuid.uuid4()
+            partners[name] = pk
+            await connection.execute(
+                "insert into data.partners values ($1, $2)", pk, f"Partner {name}"
+            )
+            subject = f"matrix-{name}-{pk}"
+            await connection.execute(
+                "insert into data.accounts (issuer, subject, role, partner_id) "
+                "values ($1, $2, 'partner', $3)",
+                issuer,
+                subject,
+                pk,
+            )
+            people[name] = subject
+        scopes = ALL_SCOPES.split()
+        expires = datetime.now(UTC) + timedelta(days=30)
+        for name in ("P1", "P2"):
+            await connection.execute(
+                "insert into data.consents (id, patient_id, partner_id, scopes, expires_at) "
+                "values ($1, $2, $3, $4, $5)",
+                uuid.uuid4(),
+                target,
+                partners[name],
+                scopes,
+                expires,
+            )
+        await connection.execute(
+            "update data.consents set revoked_at = now() where partner_id = $1", partners["P2"]
+        )
+        for name in ("C_bg", "C_exp"):
+            await connection.execute(
+                "insert into data.break_glass_grants (id, clinician_id, patient_id, reason, "
+                "expires_at) values ($1, $2, $3, 'Unconscious patient in the emergency room', "
+                "now() + interval '1 hour')",
+                uuid.uuid4(),
+                uuid.UUID(people[f"{name}:id"]),
+                target,
+            )
+        await connection.execute(
+            "update data.break_glass_grants set opened_at = now() - interval '3 hours', "
+            "expires_at = now() - interval '1 hour' where clinician_id = $1",
+            uuid.UUID(people["C_exp:id"]),
+        )
+        subjects = dict(
+            await connection.fetch(
+                "select coalesce(patient_id::text, clinician_id::text), subject from data.accounts "
+                "where patient_id = any($1::uuid[]) or clinician_id = $2",
+                [target, other_patient],
+                x["clinician_id"],
+            )
+        )
+    finally:
+        await connection.close()
+    people.update(
+        {
+            "T": subjects[str(target)],
+            "U": subjects[str(other_patient)],
+            "C1": subjects[str(x["clinician_id"])],
+            "S": "support-0001",
+            "A": "auditor-0001",
+        }
+    )
+    return {
+        "people": people,
+        "target": target,
+        "ids": {
+            "Consultation": encode_global_id("Consultation", x["id"]),
+            "Recording": encode_global_id("Recording", recording),
+            "Patient": encode_global_id("Patient", target),
+            "Clinician": encode_global_id("Clinician", x["clinician_id"]),
+            "Partner": encode_global_id("Partner", partners["P1"]),
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def world(env, client):
+    world = asyncio.run(_setup(env))
+    # T reads her record once, so that she (and auditors) have access events about her.
+    client.execute(
+        "{ consultations { edges { node { id reason } } } }", env.token(world["people"]["T"])
+    )
+    world["cache"] = {}
+    return world
+
+
+def _token(env, world, role: str, case: str) -> str:
+    name = CASES_BY_ROLE[role].get(case, DEFAULT_CALLER[role])
+    subject = world["people"][name]
+    if role == "partner":
+        return env.token(subject, scope=ALL_SCOPES, azp=subject)
+    return env.token(subject)
+
+
+def _fresh_clinician(env) -> str:
+    async def make():
+        connection = await asyncpg.connect(env.admin_url)
+        try:
+            pk = uuid.uuid4()
+            await connection.execute("insert into data.clinicians values ($1, 'Dr New', 'GP')", pk)
+            subject = f"matrix-fresh-{pk}"
+            await connection.execute(
+                "insert into data.accounts (issuer, subject, role, clinician_id) "
+                "values ($1, $2, 'clinician', $3)",
+                env.identity.issuer,
+                subject,
+                pk,
+            )
+            return subject
+        finally:
+            await connection.close()
+
+    return asyncio.run(make())
+
+
+def _errors_at(body: dict, prefix: list) -> dict[str, str]:
+    found = {}
+    for error in body.get("errors", []):
+        path = error.get("path") or []
+        if path[: len(prefix)] == prefix and len(path) == len(prefix) + 1:
+            found[path[-1]] = error["extensions"]["code"]
+    return found
+
+
+def _observe(env, client, world, type_name: str, role: str, case: str):
+    """(the object or None, {field: error code}, the whole body) for one caller and type."""
+    key = (type_name, role, case)
+    if key in world["cache"]:
+        return world["cache"][key]
+    selection = _selection(type_name)
+    token = _token(env, world, role, case)
+    target = encode_global_id("Patient", world["target"])
+    if type_name in world["ids"]:
+        body = client.execute(
+            f"query($id: ID!) {{ node(id: $id) {{ ... on {type_name} {{ {selection} }} }} }}",
+            token,
+            {"id": world["ids"][type_name]},
+        )
+        result = (body["data"]["node"], _errors_at(body, ["node"]), body)
+    elif type_name == "Viewer":
+        body = client.execute(f"{{ me {{ {selection} }} }}", token)
+        result = (body["data"]["me"], _errors_at(body, ["me"]), body)
+    elif type_name in ("AccessEvent", "AccessedObject"):
+        inner = selection if type_name == "AccessEvent" else f"objects {{ {selection} }}"
+        body = client.execute(
+            "{ probe: accessLog(first: 100) { edges { node { patientId objects { id } } } } "
+            f"log: accessLog(first: 100) {{ edges {{ node {{ {inner} }} }} }} }}",
+            token,
+        )
+        probe = body["data"]["probe"]["edges"]
+        index = next(
+            (
+                i
+                for i, e in enumerate(probe)
+                if e["node"]["patientId"] == target and e["node"]["objects"]
+            ),
+            None,
+        )
+        if index is None:
+            result = (None, {}, body)
+        elif type_name == "AccessEvent":
+            result = (
+                body["data"]["log"]["edges"][index]["node"],
+                _errors_at(body, ["log", "edges", index, "node"]),
+                body,
+            )
+        else:
+            result = (
+                body["data"]["log"]["edges"][index]["node"]["objects"][0],
+                _errors_at(body, ["log", "edges", index, "node", "objects", 0]),
+                body,
+            )
+    elif type_name == "Consent":
+        body = client.execute(f"{{ consents {{ {selection} }} }}", token)
+        consents = body["data"]["consents"]
+        result = (consents[0] if consents else None, _errors_at(body, ["consents", 0]), body)
+    elif type_name == "BreakGlassGrant":
+        if role == "clinician":
+            token = env.token(_fresh_clinician(env))
+        response = client.post(
+            "mutation($p: ID!) { openBreakGlass(patientId: $p, reason: "
+            f'"Unconscious patient in the emergency room", minutes: 5) {{ {selection} }} }}',
+            token,
+            {"p": target},
+        )
+        body = response.json()
+        data = body.get("data") or {}
+        result = (data.get("openBreakGlass"), _errors_at(body, ["openBreakGlass"]), body)
+    else:
+        raise AssertionError(f"no way to observe {type_name}")
+    world["cache"][key] = result
+    return result
+
+
+def test_every_policy_field_has_an_expectation():
+    for entry in POLICY:
+        fields = set().union(*(g.fields for g in entry.grants.values()))
+        assert fields == set(policy_spec.FIELDS[entry.type_name]), entry.type_name
+
+
+@pytest.mark.parametrize(
+    ("type_name", "field", "role", "case"), MATRIX, ids=["-".join(item) for item in MATRIX]
+)
+def test_matrix(env, client, world, type_name, field, role, case):
+    obj, errors, body = _observe(env, client, world, type_name, role, case)
+    outcome = expected(type_name, field, role, case)
+    if outcome == "invisible":
+        assert obj is None, body
+        if type_name == "BreakGlassGrant":
+            assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+            assert body["errors"][0]["path"] == ["openBreakGlass"]
+        else:
+            assert "errors" not in body, body
+    elif outcome == "value":
+        assert obj is not None, body
+        assert field not in errors, body
+    else:
+        assert obj is not None, body
+        assert obj[field] is None
+        assert errors.get(field) == "FORBIDDEN", body
