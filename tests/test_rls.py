@@ -125,3 +125,59 @@ def test_the_gateway_refuses_to_serve_through_a_superuser(env):
     settings = env.settings(database_url=env.admin_url)
     with pytest.raises(ConfigurationError, match="is a superuser"):
         _run(Database.connect(settings))
+
+
+def test_role_scopes_hold_in_the_database_alone(env):
+    """Support: every consultation, no recording; auditor and unknown roles: no clinical row."""
+
+    async def count(connection, role, table):
+        async with connection.transaction():
+            await connection.execute("select api.enter_scope($1, null, null)", role)
+            return await connection.fetchval(f"select count(*) from {table}")
+
+    async def work(connection):
+        return {
+            (role, table): await count(connection, role, table)
+            for role in ("support", "auditor", "nosuchrole")
+            for table in ("data.consultations", "data.recordings", "data.patients")
+        }
+
+    counts = _run(_as_app(env, work))
+    total = sum(len(v) for v in env.truth.consultations_of_patient.values())
+    assert counts[("support", "data.consultations")] >= total
+    assert counts[("support", "data.recordings")] == 0
+    assert all(
+        counts[(role, t)] == 0
+        for role in ("auditor", "nosuchrole")
+        for t in ("data.consultations", "data.recordings", "data.patients")
+    )
+
+
+def test_a_partner_without_the_token_scope_sees_no_row_even_with_consent(env):
+    async def consenting_partner():
+        admin = await asyncpg.connect(env.admin_url)
+        try:
+            return await admin.fetchval(
+                "select partner_id from data.consents where revoked_at is null "
+                "and now() < expires_at and 'patient/Consultation.rs' = any(scopes) limit 1"
+            )
+        finally:
+            await admin.close()
+
+    partner = _run(consenting_partner())
+    assert partner is not None
+
+    async def work(connection):
+        async with connection.transaction():
+            await connection.execute("select api.enter_scope('partner', $1, null)", partner)
+            without = await connection.fetchval("select count(*) from data.consultations")
+        async with connection.transaction():
+            await connection.execute(
+                "select api.enter_scope('partner', $1, '{patient/Consultation.rs}')", partner
+            )
+            scoped = await connection.fetchval("select count(*) from data.consultations")
+        return without, scoped
+
+    without, scoped = _run(_as_app(env, work))
+    assert without == 0
+    assert scoped > 0
