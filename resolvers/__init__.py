@@ -6,17 +6,11 @@
 from __future__ import annotations
 
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from strawberry.extensions import MaxTokensLimiter, ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
 from gateway.config import Settings
+from gateway.limits import DocumentLimits, LimitsExtension
 from gateway.schema import GatewaySchema
 from resolvers.clinician import Clinician
 from resolvers.consultation import Consultation
@@ -31,18 +25,23 @@ __all__ = ["build_schema"]
 
 def build_schema(settings: Settings | None = None) -> GatewaySchema:
     """The schema for ``settings`` (production defaults when None: no introspection, no
-    suggestions, limits on)."""
+    suggestions, limits on). Limit rules are built here once, so the validation cache hits."""
     development = settings is not None and settings.development
-    extensions: list = [lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)]
+    extensions: list = [lambda: ParserCache(maxsize=512)]
+    rules: tuple = () if development else (NoSchemaIntrospectionCustomRule,)
     if settings is not None:
-        depth, aliases, tokens = settings.max_query_depth, settings.max_aliases, settings.max_tokens
-        extensions += [
-            lambda: QueryDepthLimiter(max_depth=depth),
-            lambda: MaxAliasesLimiter(max_alias_count=aliases),
-            lambda: MaxTokensLimiter(max_token_count=tokens),
-        ]
-    if not development:
-        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
+        limits = DocumentLimits(
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_aliases,
+            max_directives=settings.max_directives,
+            max_cost=settings.max_query_cost,
+            page_size_max=settings.page_size_max,
+        )
+        rules += limits.rules()
+        tokens = settings.max_tokens
+        extensions.append(lambda: MaxTokensLimiter(max_token_count=tokens))
+    extensions.append(type("GatewayLimits", (LimitsExtension,), {"rules": rules}))
+    extensions.append(lambda: ValidationCache(maxsize=512))
     return GatewaySchema(
         query=Query,
         mutation=Mutation,

@@ -43,7 +43,10 @@ def test_an_unparsable_or_invalid_document_is_400_under_graphql_response_json(
     assert response.status_code == 400
     body = response.json()
     assert "data" not in body
-    assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert body["errors"][0]["extensions"]["code"] in {
+        "GRAPHQL_PARSE_FAILED",
+        "GRAPHQL_VALIDATION_FAILED",
+    }
 
 
 def test_an_invalid_document_is_200_without_data_under_legacy_json(client, token):
@@ -115,13 +118,23 @@ def test_get_is_refused_in_production_and_serves_no_graphiql(client):
 def test_introspection_is_refused_in_production(client, token):
     body = client.execute("{ __schema { types { name } } }", token)
     assert "data" not in body
-    assert "introspection" in body["errors"][0]["message"].lower()
+    assert body["errors"] == [
+        {
+            "message": "The GraphQL document is not valid for this API",
+            "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
+        }
+    ]
 
 
 def test_production_errors_carry_no_suggestions(client, token):
     body = client.execute("{ consultatons { edges { node { id } } } }", token)
     assert "did you mean" not in str(body).lower()
-    assert body["errors"][0]["message"] == "Cannot query field 'consultatons' on type 'Query'."
+    assert body["errors"] == [
+        {
+            "message": "The GraphQL document is not valid for this API",
+            "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
+        }
+    ]
 
 
 def test_the_request_id_is_echoed_when_sane_and_replaced_when_not(client, token):

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(default=12, ge=2)
     max_aliases: int = Field(default=100, ge=1)
     max_tokens: int = Field(default=5000, ge=10)
+    max_directives: int = Field(default=20, ge=0)
+    max_query_cost: int = Field(default=20000, ge=1)
+    max_query_chars: int = Field(default=20000, ge=100)
     playback_url_ttl_seconds: int = Field(default=300, ge=10, le=3600)
     media_signing_keys: str = Field(
         default="",

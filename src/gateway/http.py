@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSyntaxError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from strawberry import Schema
@@ -42,6 +42,7 @@ from gateway.errors import (
 from gateway.exitcheck import ExitCheck
 from gateway.explain import explanation
 from gateway.ledger import Ledger
+from gateway.limits import LIMIT_EXCEEDED
 from gateway.loaders import Loaders
 from gateway.media import PlaybackSigner
 from gateway.metrics import Metrics
@@ -71,6 +72,8 @@ def format_error(error: GraphQLError, *, development: bool) -> dict[str, Any]:
     original = error.original_error
     if isinstance(original, GatewayError):
         message, code = original.message, original.code
+    elif original is None and (error.extensions or {}).get("code") == LIMIT_EXCEEDED:
+        message, code = error.message, LIMIT_EXCEEDED
     elif original is None:
         message = error.message if development else _SUGGESTION.sub("", error.message)
         code = "GRAPHQL_VALIDATION_FAILED"
@@ -83,6 +86,24 @@ def format_error(error: GraphQLError, *, development: bool) -> dict[str, Any]:
         formatted["path"] = error.path
     formatted["extensions"] = {"code": code}
     return formatted
+
+
+def document_error(errors: list[GraphQLError]) -> dict[str, Any]:
+    """Production's one error for a document that does not parse or validate: the same text
+    for a made-up field, a real field used wrongly or ten unknown directives, so guessing names
+    from differences between errors recovers nothing. Limits say which limit."""
+    for error in errors:
+        if (error.extensions or {}).get("code") == LIMIT_EXCEEDED:
+            return {"message": error.message, "extensions": {"code": LIMIT_EXCEEDED}}
+    if any(isinstance(error, GraphQLSyntaxError) for error in errors):
+        return {
+            "message": "Syntax error in the GraphQL document",
+            "extensions": {"code": "GRAPHQL_PARSE_FAILED"},
+        }
+    return {
+        "message": "The GraphQL document is not valid for this API",
+        "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
+    }
 
 
 def _negotiate(accept: str | None) -> str | None:
@@ -116,7 +137,7 @@ def _negotiate(accept: str | None) -> str | None:
     return best[2] if best else None
 
 
-def _parse_params(body: bytes) -> GraphQLParams:
+def _parse_params(body: bytes, max_chars: int) -> GraphQLParams:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -128,6 +149,8 @@ def _parse_params(body: bytes) -> GraphQLParams:
     query = payload.get("query")
     if not isinstance(query, str) or not query.strip():
         raise BadRequest("The 'query' parameter must be a non-empty string")
+    if len(query) > max_chars:
+        raise BadRequest(f"The query is longer than {max_chars} characters")
     variables = payload.get("variables")
     if variables is not None and not isinstance(variables, dict):
         raise BadRequest("The 'variables' parameter must be an object")
@@ -285,7 +308,10 @@ class GraphQLEndpoint:
             result.data is None and bool(errors) and all(error.path is None for error in errors)
         )
         data = result.data
-        formatted = [format_error(error, development=self._development) for error in errors]
+        if request_error and not self._development:
+            formatted = [document_error(errors)]
+        else:
+            formatted = [format_error(error, development=self._development) for error in errors]
         if not request_error:
             try:
                 await self._exit_check.verify(principal, ledger, request_id)
@@ -324,4 +350,4 @@ class GraphQLEndpoint:
                     raise BadRequest("Request body too large", status=413)
         except ClientDisconnect:
             raise BadRequest("Client disconnected") from None
-        return _parse_params(bytes(body))
+        return _parse_params(bytes(body), self._settings.max_query_chars)
