@@ -11,6 +11,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from gateway.config import Settings
 from gateway.limits import DocumentLimits, LimitsExtension
+from gateway.ratelimit import RateLimiter, RateLimitExtension
 from gateway.schema import GatewaySchema
 from resolvers.clinician import Clinician
 from resolvers.consultation import Consultation
@@ -23,7 +24,9 @@ from resolvers.recording import Recording
 __all__ = ["build_schema"]
 
 
-def build_schema(settings: Settings | None = None) -> GatewaySchema:
+def build_schema(
+    settings: Settings | None = None, limiter: RateLimiter | None = None
+) -> GatewaySchema:
     """The schema for ``settings`` (production defaults when None: no introspection, no
     suggestions, limits on). Limit rules are built here once, so the validation cache hits."""
     development = settings is not None and settings.development
@@ -42,6 +45,8 @@ def build_schema(settings: Settings | None = None) -> GatewaySchema:
         extensions.append(lambda: MaxTokensLimiter(max_token_count=tokens))
     extensions.append(type("GatewayLimits", (LimitsExtension,), {"rules": rules}))
     extensions.append(lambda: ValidationCache(maxsize=512))
+    if limiter is not None:
+        extensions.append(type("GatewayRateLimit", (RateLimitExtension,), {"limiter": limiter}))
     return GatewaySchema(
         query=Query,
         mutation=Mutation,

@@ -12,23 +12,58 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.audit import AccessEventWriter
 from gateway.auth import Authenticator, JwksCache, TokenVerifier
 from gateway.config import Settings
 from gateway.db import Database
+from gateway.documents import FreeForm, TrustedDocuments
 from gateway.errors import ServiceUnavailable
 from gateway.exitcheck import ExitCheck
 from gateway.http import GraphQLEndpoint
 from gateway.media import PlaybackSigner
 from gateway.media_endpoint import MediaEndpoint
 from gateway.metrics import Metrics
+from gateway.ratelimit import RateLimiter
 from gateway.storage import LocalMediaStore, MediaStore, S3MediaStore
 
 __all__ = ["create_app", "create_app_from_environment"]
+
+
+class SecurityHeaders:
+    """Headers every response carries, whatever route produced it."""
+
+    HEADERS = (
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),
+        (b"cross-origin-resource-policy", b"same-origin"),
+    )
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *((n, v) for n, v in self.HEADERS if n not in present),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class _Deferred:
@@ -71,7 +106,12 @@ def create_app(
         settings.signing_keys(), settings.playback_url_ttl_seconds, settings.public_base_url
     )
     endpoint = GraphQLEndpoint(
-        schema=build_schema(settings),
+        schema=build_schema(
+            settings,
+            RateLimiter(
+                settings.rate_limit_requests_per_minute, settings.rate_limit_field_calls_per_minute
+            ),
+        ),
         settings=settings,
         authenticator=authenticator,
         database=edge,  # type: ignore[arg-type]
@@ -79,6 +119,7 @@ def create_app(
         audit=audit,
         playback=signer,
         metrics=metrics,
+        documents=TrustedDocuments.load(settings.trusted_documents, FreeForm(settings.free_form)),
     )
     media = MediaEndpoint(
         authenticator=authenticator,
@@ -119,7 +160,20 @@ def create_app(
     async def metrics_endpoint(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    middleware = [Middleware(SecurityHeaders)]
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["POST"],
+                allow_headers=["authorization", "content-type", "accept", "x-request-id"],
+                expose_headers=["x-request-id"],
+                max_age=600,
+            )
+        )
     app = Starlette(
+        middleware=middleware,
         routes=[
             Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
             Route("/media/recordings/{id}", media.handle, methods=["GET"]),

@@ -194,4 +194,5 @@ class Authenticator:
             expires_at=float(claims["exp"]),
             client_id=claims.get("azp") or claims.get("client_id"),
             scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
+            developer=bool(row["developer"]),
         )

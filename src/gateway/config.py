@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     max_directives: int = Field(default=20, ge=0)
     max_query_cost: int = Field(default=20000, ge=1)
     max_query_chars: int = Field(default=20000, ge=100)
+    request_timeout_seconds: float = Field(default=15.0, gt=0)
+    max_concurrent_requests: int = Field(default=200, ge=1)
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    rate_limit_requests_per_minute: int = Field(default=600, ge=1)
+    rate_limit_field_calls_per_minute: int = Field(default=300, ge=1)
+    trusted_documents: Path | None = None
+    free_form_documents: Literal["everyone", "developers", "nobody"] | None = None
     playback_url_ttl_seconds: int = Field(default=300, ge=10, le=3600)
     media_signing_keys: str = Field(
         default="",
@@ -81,6 +88,13 @@ class Settings(BaseSettings):
     media_s3_endpoint_url: str | None = None
     media_s3_region: str | None = None
     media_presign_seconds: int = Field(default=60, ge=1, le=900)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("jwt_algorithms", mode="before")
     @classmethod
@@ -115,6 +129,14 @@ class Settings(BaseSettings):
     @property
     def development(self) -> bool:
         return self.mode is Mode.DEVELOPMENT
+
+    @property
+    def free_form(self) -> str:
+        """Who may send free-form documents: everyone in development, developers in
+        production, unless set."""
+        if self.free_form_documents is not None:
+            return self.free_form_documents
+        return "everyone" if self.development else "developers"
 
     def signing_keys(self) -> tuple[tuple[str, bytes], ...]:
         """(key id, secret) pairs for playback URLs, the signing key first."""

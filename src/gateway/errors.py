@@ -54,9 +54,11 @@ class AuthenticationError(GatewayError):
 class BadRequest(GatewayError):
     code = "BAD_REQUEST"
 
-    def __init__(self, message: str, *, status: int = 400) -> None:
+    def __init__(self, message: str, *, status: int = 400, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        if code is not None:
+            self.code = code
 
 
 class BadUserInput(GatewayError):

@@ -9,8 +9,10 @@ then is the response serialized.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from gateway.changes import AccessChanges
 from gateway.config import Settings
 from gateway.context import RequestContext
 from gateway.db import Database
+from gateway.documents import TrustedDocuments
 from gateway.errors import (
     AuthenticationError,
     BadRequest,
@@ -46,6 +49,7 @@ from gateway.limits import LIMIT_EXCEEDED
 from gateway.loaders import Loaders
 from gateway.media import PlaybackSigner
 from gateway.metrics import Metrics
+from gateway.ratelimit import RATE_LIMITED
 
 __all__ = ["GraphQLEndpoint", "challenge_response", "format_error", "unavailable_response"]
 
@@ -54,6 +58,7 @@ log = logging.getLogger("gateway.http")
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _SUGGESTION = re.compile(r" Did you mean .*$", re.DOTALL)
 _ALLOWED_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 DATA_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
@@ -61,9 +66,10 @@ DATA_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff"
 
 @dataclass(frozen=True, slots=True)
 class GraphQLParams:
-    query: str
+    query: str | None
     variables: dict[str, Any] | None
     operation_name: str | None
+    sha256: str | None = None
 
 
 def format_error(error: GraphQLError, *, development: bool) -> dict[str, Any]:
@@ -146,10 +152,13 @@ def _parse_params(body: bytes, max_chars: int) -> GraphQLParams:
         raise BadRequest("Batched requests are not supported")
     if not isinstance(payload, dict):
         raise BadRequest("Request body must be a JSON object")
+    sha256 = _persisted_hash(payload.get("extensions"))
     query = payload.get("query")
-    if not isinstance(query, str) or not query.strip():
+    if query is None and sha256 is not None:
+        pass
+    elif not isinstance(query, str) or not query.strip():
         raise BadRequest("The 'query' parameter must be a non-empty string")
-    if len(query) > max_chars:
+    elif len(query) > max_chars:
         raise BadRequest(f"The query is longer than {max_chars} characters")
     variables = payload.get("variables")
     if variables is not None and not isinstance(variables, dict):
@@ -157,11 +166,43 @@ def _parse_params(body: bytes, max_chars: int) -> GraphQLParams:
     operation_name = payload.get("operationName")
     if operation_name is not None and not isinstance(operation_name, str):
         raise BadRequest("The 'operationName' parameter must be a string")
-    return GraphQLParams(query, variables, operation_name)
+    return GraphQLParams(query, variables, operation_name, sha256)
+
+
+def _persisted_hash(extensions: object) -> str | None:
+    if extensions is None:
+        return None
+    if not isinstance(extensions, dict):
+        raise BadRequest("The 'extensions' parameter must be an object")
+    persisted = extensions.get("persistedQuery")
+    if persisted is None:
+        return None
+    digest = persisted.get("sha256Hash") if isinstance(persisted, dict) else None
+    if not isinstance(digest, str) or not _SHA256.match(digest):
+        raise BadRequest("persistedQuery.sha256Hash must be 64 hexadecimal digits")
+    return digest.lower()
 
 
 def _error_body(message: str, code: str) -> bytes:
     return orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]})
+
+
+def graphiql_page() -> Response:
+    """GraphiQL (development only) under a strict Content-Security-Policy: scripts only with
+    this response's nonce or from the pinned CDN, requests only to this origin, no framing."""
+    nonce = secrets.token_urlsafe(16)
+    html = get_graphql_ide_html("graphiql")
+    html = html.replace("<script", f'<script nonce="{nonce}"')
+    policy = (
+        "default-src 'none'; "
+        f"script-src 'nonce-{nonce}' https://unpkg.com; "
+        "style-src 'unsafe-inline' https://unpkg.com; "
+        "font-src https://unpkg.com data:; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    )
+    return HTMLResponse(
+        html, headers={"content-security-policy": policy, "cache-control": "no-store"}
+    )
 
 
 def challenge_response(exc: AuthenticationError) -> Response:
@@ -198,6 +239,7 @@ class GraphQLEndpoint:
         audit: AccessEventWriter,
         playback: PlaybackSigner,
         metrics: Metrics,
+        documents: TrustedDocuments,
     ) -> None:
         self._schema = schema
         self._settings = settings
@@ -208,6 +250,8 @@ class GraphQLEndpoint:
         self._playback = playback
         self._metrics = metrics
         self._development = settings.development
+        self._documents = documents
+        self._in_flight = 0
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -216,8 +260,17 @@ class GraphQLEndpoint:
             request_id = uuid.uuid4().hex
         if request.method == "GET":
             response = self._get(request)
+        elif self._in_flight >= self._settings.max_concurrent_requests:
+            response = unavailable_response(ServiceUnavailable("Server busy", retry_after=1))
         else:
-            response = await self._post(request, request_id)
+            self._in_flight += 1
+            try:
+                async with asyncio.timeout(self._settings.request_timeout_seconds):
+                    response = await self._post(request, request_id)
+            except TimeoutError:
+                response = unavailable_response(ServiceUnavailable("Request timed out"))
+            finally:
+                self._in_flight -= 1
         response.headers["x-request-id"] = request_id
         self._metrics.requests.labels(str(response.status_code)).inc()
         self._metrics.latency.observe(time.perf_counter() - started)
@@ -226,7 +279,7 @@ class GraphQLEndpoint:
     def _get(self, request: Request) -> Response:
         accepts_html = "text/html" in request.headers.get("accept", "")
         if self._development and accepts_html:
-            return HTMLResponse(get_graphql_ide_html("graphiql"))
+            return graphiql_page()
         return Response(
             _error_body("Send GraphQL operations with POST", "METHOD_NOT_ALLOWED"),
             status_code=405,
@@ -258,6 +311,7 @@ class GraphQLEndpoint:
             )
         try:
             params = await self._read_params(request)
+            query = self._documents.resolve(params.query, params.sha256, principal)
         except BadRequest as exc:
             return self._reply(exc.status, _error_body(exc.message, exc.code), media_type)
 
@@ -278,7 +332,7 @@ class GraphQLEndpoint:
         )
         try:
             result = await self._schema.execute(
-                params.query,
+                query,
                 variable_values=params.variables,
                 context_value=context,
                 operation_name=params.operation_name,
@@ -294,6 +348,16 @@ class GraphQLEndpoint:
             return self._reply(400, _error_body("No query", "BAD_REQUEST"), media_type)
 
         errors = result.errors or []
+        limited = next(
+            (e for e in errors if (e.extensions or {}).get("code") == RATE_LIMITED), None
+        )
+        if limited is not None:
+            return self._reply(
+                429,
+                _error_body(limited.message, RATE_LIMITED),
+                media_type,
+                **{"retry-after": str(limited.extensions["retryAfter"])},
+            )
         for error in errors:
             original = error.original_error
             if isinstance(original, ServiceUnavailable):

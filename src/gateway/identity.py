@@ -33,6 +33,7 @@ class Principal:
     expires_at: float
     client_id: str | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
+    developer: bool = False  # may send free-form GraphQL documents in production
 
     @property
     def patient_id(self) -> UUID | None:

@@ -121,8 +121,9 @@ def document_cost(
     schema = schema or (context.schema if context else None)
     fragments = _fragments(document)
 
-    def typed(selection_set: SelectionSetNode | None, parent: Any,
-              seen: frozenset[str]) -> Iterator[tuple[FieldNode, Any, frozenset[str]]]:
+    def typed(
+        selection_set: SelectionSetNode | None, parent: Any, seen: frozenset[str]
+    ) -> Iterator[tuple[FieldNode, Any, frozenset[str]]]:
         if selection_set is None:
             return
         for selection in selection_set.selections:
@@ -140,8 +141,13 @@ def document_cost(
                 inner = schema.get_type(fragment.type_condition.name.value)
                 yield from typed(fragment.selection_set, inner or parent, seen | {name})
 
-    def cost(selection_set: SelectionSetNode | None, parent: Any, seen: frozenset[str],
-             multiplier: int, depth: int) -> int:
+    def cost(
+        selection_set: SelectionSetNode | None,
+        parent: Any,
+        seen: frozenset[str],
+        multiplier: int,
+        depth: int,
+    ) -> int:
         total = 0
         if depth > 64:
             return total
@@ -160,8 +166,7 @@ def document_cost(
                 inner *= max(first if first is not None else limits.page_size_max, 1)
             elif is_list_type(field_type) and name != "edges":  # a connection's page: counted
                 inner *= limits.default_list_size
-            total += cost(field.selection_set, get_named_type(field_type), path, inner,
-                          depth + 1)
+            total += cost(field.selection_set, get_named_type(field_type), path, inner, depth + 1)
         return total
 
     worst = 0

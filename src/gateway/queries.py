@@ -11,7 +11,9 @@ from __future__ import annotations
 
 __all__ = ["STATEMENTS"]
 
-ACCOUNT_FOR = "select role, patient_id, clinician_id, partner_id from api.account_for($1, $2)"
+ACCOUNT_FOR = (
+    "select role, patient_id, clinician_id, partner_id, developer from api.account_for($1, $2)"
+)
 CONSULTATIONS_BY_ID = (
     "select (x.consultation).*, x.consent_scopes, x.break_glass_reason "
     "from api.consultations_by_id($1, $2, $3::text[], $4::uuid[]) x"
