@@ -145,8 +145,9 @@ def test_page_size_outside_the_limits_is_refused(env, client, victim_and_attacke
     assert negative["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     too_many = client.execute("{ consultations(first: 101) { edges { node { id } } } }", token)
     assert "data" not in too_many
-    assert too_many["errors"] == [{"message": "'first' may be at most 100",
-                                   "extensions": {"code": "LIMIT_EXCEEDED"}}]
+    assert too_many["errors"] == [
+        {"message": "'first' may be at most 100", "extensions": {"code": "LIMIT_EXCEEDED"}}
+    ]
 
 
 def test_paging_through_own_consultations_visits_each_exactly_once(

@@ -448,6 +448,35 @@ def explain(
         click.echo(f"error: {error}", err=True)
 
 
+@cli.group()
+def manifest() -> None:
+    """Trusted documents: the manifest of operations first-party apps may send by hash."""
+
+
+@manifest.command("build")
+@click.argument("paths", nargs=-1, required=True,
+                type=click.Path(exists=True, path_type=Path))
+@click.option("--output", type=click.File("w"), default="-", help="File (default stdout).")
+def manifest_build(paths: tuple[Path, ...], output: Any) -> None:
+    """Build a persisted query manifest from .graphql files (or folders of them)."""
+    from gateway.documents import build_manifest
+    from resolvers import build_schema
+
+    files: list[Path] = []
+    for path in paths:
+        files += sorted(path.rglob("*.graphql")) if path.is_dir() else [path]
+    if not files:
+        _fail("manifest: no .graphql files found")
+    try:
+        built = build_manifest(files, build_schema()._schema)
+    except ConfigurationError as exc:
+        _fail(exc.message)
+    except Exception as exc:  # a syntax error in an app's document
+        _fail(f"manifest: {exc}".splitlines()[0])
+    output.write(json.dumps(built, indent=2) + "\n")
+    click.echo(f"{len(built['operations'])} operations", err=True)
+
+
 # --- introspection of the code -----------------------------------------------------------------
 
 
