@@ -13,6 +13,7 @@ from gateway.config import Settings
 from gateway.limits import DocumentLimits, LimitsExtension
 from gateway.ratelimit import RateLimiter, RateLimitExtension
 from gateway.schema import GatewaySchema
+from gateway.subscriptions import build_websocket_extensions
 from resolvers.clinician import Clinician
 from resolvers.consultation import Consultation
 from resolvers.mutation import Mutation
@@ -20,6 +21,7 @@ from resolvers.partner import Partner
 from resolvers.patient import Patient
 from resolvers.query import Query
 from resolvers.recording import Recording
+from resolvers.subscription import Subscription
 
 __all__ = ["build_schema"]
 
@@ -45,11 +47,13 @@ def build_schema(
         extensions.append(lambda: MaxTokensLimiter(max_token_count=tokens))
     extensions.append(type("GatewayLimits", (LimitsExtension,), {"rules": rules}))
     extensions.append(lambda: ValidationCache(maxsize=512))
+    extensions.append(build_websocket_extensions(development))
     if limiter is not None:
         extensions.append(type("GatewayRateLimit", (RateLimitExtension,), {"limiter": limiter}))
     return GatewaySchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[Consultation, Recording, Patient, Clinician, Partner],
         extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=not development),

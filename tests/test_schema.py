@@ -14,6 +14,8 @@ from gateway.policy import POLICY, governed_types
 from resolvers import build_schema
 
 STRUCTURAL = {
+    "Subscription",
+    "ConsultationEvent",
     "Query",
     "Mutation",
     "PageInfo",

@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.audit import AccessEventWriter
@@ -25,6 +25,7 @@ from gateway.config import Settings
 from gateway.db import Database
 from gateway.documents import FreeForm, TrustedDocuments
 from gateway.errors import ServiceUnavailable
+from gateway.events import ConnectionContext, EventHub
 from gateway.exitcheck import ExitCheck
 from gateway.http import GraphQLEndpoint
 from gateway.media import PlaybackSigner
@@ -32,6 +33,7 @@ from gateway.media_endpoint import MediaEndpoint
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.storage import LocalMediaStore, MediaStore, S3MediaStore
+from gateway.subscriptions import SubscriptionEndpoint
 
 __all__ = ["create_app", "create_app_from_environment"]
 
@@ -130,6 +132,24 @@ def create_app(
         store=store or media_store(settings),
     )
 
+    hub = EventHub(settings.database_url)
+
+    def connection_context(request: object, response: object) -> ConnectionContext:
+        return ConnectionContext(
+            settings=settings,
+            playback=signer,
+            fetch=edge.fetch,
+            exit_check=exit_check,
+            audit=audit,
+            hub=hub,
+            request=request,
+            response=response,
+        )
+
+    subscriptions = SubscriptionEndpoint(
+        endpoint.schema, settings, authenticator, connection_context
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         edge.database = database or await Database.connect(settings)
@@ -138,6 +158,7 @@ def create_app(
         try:
             yield
         finally:
+            await hub.close()
             if database is None:
                 await edge.database.close()
             edge.database = None
@@ -176,6 +197,7 @@ def create_app(
         middleware=middleware,
         routes=[
             Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", subscriptions),
             Route("/media/recordings/{id}", media.handle, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),

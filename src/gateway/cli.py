@@ -454,8 +454,7 @@ def manifest() -> None:
 
 
 @manifest.command("build")
-@click.argument("paths", nargs=-1, required=True,
-                type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--output", type=click.File("w"), default="-", help="File (default stdout).")
 def manifest_build(paths: tuple[Path, ...], output: Any) -> None:
     """Build a persisted query manifest from .graphql files (or folders of them)."""

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(default=15.0, gt=0)
     max_concurrent_requests: int = Field(default=200, ge=1)
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    websocket_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    max_subscriptions_per_connection: int = Field(default=10, ge=1)
     rate_limit_requests_per_minute: int = Field(default=600, ge=1)
     rate_limit_field_calls_per_minute: int = Field(default=300, ge=1)
     trusted_documents: Path | None = None
@@ -89,7 +91,7 @@ class Settings(BaseSettings):
     media_s3_region: str | None = None
     media_presign_seconds: int = Field(default=60, ge=1, le=900)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "websocket_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

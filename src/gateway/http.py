@@ -253,6 +253,10 @@ class GraphQLEndpoint:
         self._documents = documents
         self._in_flight = 0
 
+    @property
+    def schema(self) -> Schema:
+        return self._schema
+
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
         request_id = request.headers.get("x-request-id", "")

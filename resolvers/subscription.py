@@ -1,0 +1,48 @@
+"""Subscriptions: live events of a consultation you may see (WebSocket, graphql-transport-ws)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from gateway.errors import BadUserInput
+from gateway.events import follow_consultation
+from gateway.ids import decode_global_id
+from resolvers.consultation import Consultation
+
+__all__ = ["ConsultationEvent", "Subscription"]
+
+
+@strawberry.type(
+    description="A change of a consultation: its state when you subscribe "
+    "(`current`), then `updated` or `recording-added`."
+)
+class ConsultationEvent:
+    kind: str
+    consultation: Consultation | None
+
+
+def _selected(info: strawberry.Info) -> list[str]:
+    names: list[str] = []
+    for field in info.selected_fields:
+        for child in getattr(field, "selections", []):
+            if getattr(child, "name", None) == "consultation":
+                names += [getattr(g, "name", "") for g in child.selections]
+    return [name for name in names if name and not name.startswith("__")]
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Events of one of your consultations, until you may no "
+        "longer see it or your token expires."
+    )
+    async def consultation_events(
+        self, info: strawberry.Info, consultation_id: strawberry.ID
+    ) -> AsyncGenerator[ConsultationEvent, None]:
+        kind, pk = decode_global_id(consultation_id)
+        if kind != "Consultation":
+            raise BadUserInput("Consultation not found")
+        async for event, row in follow_consultation(info.context, pk, _selected(info)):
+            yield ConsultationEvent(kind=event, consultation=Consultation.from_row(row))
