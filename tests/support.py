@@ -88,3 +88,17 @@ def all_strings(value: Any) -> Iterator[str]:
     elif isinstance(value, list):
         for item in value:
             yield from all_strings(item)
+
+
+def as_admin(env: Any, work: Any) -> Any:
+    """Run ``work(connection)`` on a superuser connection to the test database."""
+    import asyncpg
+
+    async def run() -> Any:
+        connection = await asyncpg.connect(env.admin_url)
+        try:
+            return await work(connection)
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())

@@ -19,7 +19,7 @@ from gateway import create_app
 from gateway.db import Database
 from gateway.ids import encode_global_id
 from gateway.queries import RECORD_ACCESS_EVENTS
-from tests.support import GraphQLClient, serving
+from tests.support import GraphQLClient, as_admin, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG = """{ accessLog(first: 50) { edges { node {
@@ -27,15 +27,7 @@ LOG = """{ accessLog(first: 50) { edges { node {
     objects { type id fields } } } } }"""
 
 
-def _admin(env, work):
-    async def run():
-        connection = await asyncpg.connect(env.admin_url)
-        try:
-            return await work(connection)
-        finally:
-            await connection.close()
-
-    return asyncio.run(run())
+_admin = as_admin
 
 
 def _events(env, request_id):

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import asyncpg
 import pytest
 
 from gateway.errors import ConfigurationError
 from gateway.migrate import apply_migrations, available_migrations
+from tests.support import as_admin
 
-
-def _with_admin(env, work):
-    async def run():
-        connection = await asyncpg.connect(env.admin_url)
-        try:
-            return await work(connection)
-        finally:
-            await connection.close()
-
-    return asyncio.run(run())
+_with_admin = as_admin
 
 
 def test_migrating_an_up_to_date_database_applies_nothing(env):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -11,21 +10,14 @@ import asyncpg
 import pytest
 
 from gateway.ids import decode_global_id, encode_global_id
+from tests.support import as_admin
 
 ALL_SCOPES = "patient/Consultation.rs patient/Recording.rs patient/Patient.rs"
 LIST = "{ consultations(first: 100) { edges { node { id summary recordings { id } } } } }"
 EXPIRES = (datetime.now(UTC) + timedelta(days=30)).isoformat()
 
 
-def _admin(env, work):
-    async def run():
-        connection = await asyncpg.connect(env.admin_url)
-        try:
-            return await work(connection)
-        finally:
-            await connection.close()
-
-    return asyncio.run(run())
+_admin = as_admin
 
 
 def _new_partner(env) -> tuple[str, str]:

@@ -44,6 +44,7 @@ from gateway.errors import (
 )
 from gateway.exitcheck import ExitCheck
 from gateway.explain import explanation
+from gateway.identity import Principal
 from gateway.ledger import Ledger
 from gateway.limits import LIMIT_EXCEEDED
 from gateway.loaders import Loaders
@@ -51,7 +52,13 @@ from gateway.media import PlaybackSigner
 from gateway.metrics import Metrics
 from gateway.ratelimit import RATE_LIMITED
 
-__all__ = ["GraphQLEndpoint", "challenge_response", "format_error", "unavailable_response"]
+__all__ = [
+    "GraphQLEndpoint",
+    "authenticate",
+    "challenge_response",
+    "format_error",
+    "unavailable_response",
+]
 
 log = logging.getLogger("gateway.http")
 
@@ -205,6 +212,16 @@ def graphiql_page() -> Response:
     )
 
 
+async def authenticate(authenticator: Authenticator, request: Request) -> Principal | Response:
+    """The request's principal, or the response refusing it (401 challenge, or 503)."""
+    try:
+        return await authenticator.authenticate(request.headers.get("authorization"))
+    except AuthenticationError as exc:
+        return challenge_response(exc)
+    except ServiceUnavailable as exc:
+        return unavailable_response(exc)
+
+
 def challenge_response(exc: AuthenticationError) -> Response:
     """401 with an RFC 6750 challenge; ``error="invalid_token"`` only when a token was sent."""
     challenge = 'Bearer realm="consultation-gateway"'
@@ -297,12 +314,9 @@ class GraphQLEndpoint:
         )
 
     async def _post(self, request: Request, request_id: str) -> Response:
-        try:
-            principal = await self._authenticator.authenticate(request.headers.get("authorization"))
-        except AuthenticationError as exc:
-            return challenge_response(exc)
-        except ServiceUnavailable as exc:
-            return unavailable_response(exc)
+        principal = await authenticate(self._authenticator, request)
+        if isinstance(principal, Response):
+            return principal
 
         media_type = _negotiate(request.headers.get("accept"))
         if media_type is None:

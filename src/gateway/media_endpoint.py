@@ -17,13 +17,12 @@ from starlette.responses import Response
 from gateway.audit import AccessEventWriter
 from gateway.auth import Authenticator
 from gateway.errors import (
-    AuthenticationError,
     BadUserInput,
     ResponseWithheld,
     ServiceUnavailable,
 )
 from gateway.exitcheck import ExitCheck
-from gateway.http import challenge_response, unavailable_response
+from gateway.http import authenticate, unavailable_response
 from gateway.ids import decode_global_id
 from gateway.ledger import Ledger
 from gateway.loaders import Fetch, Loaders
@@ -59,12 +58,9 @@ class MediaEndpoint:
 
     async def handle(self, request: Request) -> Response:
         request_id = uuid.uuid4().hex
-        try:
-            principal = await self._authenticator.authenticate(request.headers.get("authorization"))
-        except AuthenticationError as exc:
-            return challenge_response(exc)
-        except ServiceUnavailable as exc:
-            return unavailable_response(exc)
+        principal = await authenticate(self._authenticator, request)
+        if isinstance(principal, Response):
+            return principal
         try:
             type_name, pk = decode_global_id(request.path_params["id"])
             expires = int(request.query_params["exp"])
