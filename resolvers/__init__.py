@@ -9,6 +9,7 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import MaxTokensLimiter, ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
+from gateway.authz import install_fast_path
 from gateway.config import Settings
 from gateway.limits import DocumentLimits, LimitsExtension
 from gateway.ratelimit import RateLimiter, RateLimitExtension
@@ -50,7 +51,7 @@ def build_schema(
     extensions.append(build_websocket_extensions(development))
     if limiter is not None:
         extensions.append(type("GatewayRateLimit", (RateLimitExtension,), {"limiter": limiter}))
-    return GatewaySchema(
+    schema = GatewaySchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -58,3 +59,5 @@ def build_schema(
         extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=not development),
     )
+    install_fast_path(schema)
+    return schema

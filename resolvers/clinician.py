@@ -29,3 +29,7 @@ class Clinician(Node):
             display_name=row["display_name"],
             specialty=row["specialty"],
         )
+
+    @classmethod
+    def maybe(cls, row: Record | None) -> Clinician | None:
+        return cls.from_row(row) if row else None

@@ -8,6 +8,7 @@ from asyncpg import Record
 
 from gateway.authz import policy_field
 from gateway.ids import encode_cursor, encode_global_id
+from gateway.loaders import then
 from resolvers.clinician import Clinician
 from resolvers.enums import ConsultationMode, ConsultationStatus
 from resolvers.node import Node
@@ -32,19 +33,16 @@ class Consultation(Node):
     clinician_notes: str | None = policy_field()
 
     @policy_field()
-    async def patient(self, info: strawberry.Info) -> Patient | None:
-        row = await info.context.loaders.patient.load(self.owner)
-        return Patient.from_row(row) if row else None
+    def patient(self, info: strawberry.Info) -> Patient | None:
+        return then(info.context.loaders.patient.load(self.owner), Patient.maybe)
 
     @policy_field()
-    async def clinician(self, info: strawberry.Info) -> Clinician | None:
-        row = await info.context.loaders.clinician.load(self.clinician_pk)
-        return Clinician.from_row(row) if row else None
+    def clinician(self, info: strawberry.Info) -> Clinician | None:
+        return then(info.context.loaders.clinician.load(self.clinician_pk), Clinician.maybe)
 
     @policy_field(description="The recording's segments in order (audio, then video).")
-    async def recordings(self, info: strawberry.Info) -> list[Recording] | None:
-        rows = await info.context.loaders.recordings_of.load(self.pk)
-        return [Recording.from_row(row) for row in rows]
+    def recordings(self, info: strawberry.Info) -> list[Recording] | None:
+        return then(info.context.loaders.recordings_of.load(self.pk), Recording.many)
 
     @classmethod
     def from_row(cls, row: Record) -> Consultation:

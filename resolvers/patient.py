@@ -45,3 +45,7 @@ class Patient(Node):
             display_name=row["display_name"],
             birth_date=row["birth_date"],
         )
+
+    @classmethod
+    def maybe(cls, row: Record | None) -> Patient | None:
+        return cls.from_row(row) if row else None

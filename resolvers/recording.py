@@ -63,3 +63,11 @@ class Recording(Node):
             content_type=row["content_type"],
             byte_size=row["byte_size"],
         )
+
+    @classmethod
+    def maybe(cls, row: Record | None) -> Recording | None:
+        return cls.from_row(row) if row else None
+
+    @classmethod
+    def many(cls, rows: list[Record]) -> list[Recording]:
+        return [cls.from_row(row) for row in rows]

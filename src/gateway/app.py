@@ -71,17 +71,20 @@ class SecurityHeaders:
 class _Deferred:
     """Forwards calls to the Database once the lifespan has opened it."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics) -> None:
         self.database: Database | None = None
+        self._statements = metrics.db_statements
 
     async def fetch(self, statement: str, *args: Any) -> list[Any]:
         if self.database is None:
             raise ServiceUnavailable()
+        self._statements.inc()
         return await self.database.fetch(statement, *args)
 
     async def execute(self, statement: str, *args: Any) -> None:
         if self.database is None:
             raise ServiceUnavailable()
+        self._statements.inc()
         await self.database.execute(statement, *args)
 
 
@@ -94,7 +97,7 @@ def create_app(
     from resolvers import build_schema
 
     metrics = Metrics()
-    edge = _Deferred()
+    edge = _Deferred(metrics)
     jwks = JwksCache(
         url=settings.jwks_url,
         file=settings.jwks_file,

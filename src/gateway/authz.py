@@ -18,7 +18,7 @@ from gateway.identity import Principal
 from gateway.ledger import Denial
 from gateway.policy import ALWAYS, Condition, rule_for
 
-__all__ = ["FieldPolicy", "Governed", "policy_field"]
+__all__ = ["FieldPolicy", "Governed", "check_field", "install_fast_path", "policy_field"]
 
 
 class Governed(Protocol):
@@ -41,38 +41,78 @@ def _unmet(condition: Condition, source: Any, principal: Principal) -> str | Non
     return None
 
 
+def check_field(context: Any, source: Any, type_name: str, field_name: str, path: Any) -> bool:
+    """The policy decision for one field read, written to the request's ledger."""
+    ledger = context.ledger
+    principal = context.principal
+    rule = rule_for(type_name, field_name, principal.role)
+    reason = f"not granted to {principal.role} (default deny)" if rule is None else None
+    if rule is not None and rule.condition is not ALWAYS:
+        unmet = _unmet(rule.condition, source, principal)
+        if unmet is not None:
+            reason = f"{rule.name} ({unmet})"
+    if ledger.explanations is not None:
+        where = ".".join(str(key) for key in path.as_list())
+        ledger.explain(
+            where,
+            type_name,
+            field_name,
+            reason is None,
+            reason or f"{rule.name} ({rule.condition.describe()})",
+        )
+    if reason is not None:
+        ledger.record_denial(Denial(type_name, source.pk, source.owner, field_name, reason))
+        return False
+    ledger.record_read(type_name, source.pk, source.owner, field_name)
+    return True
+
+
 class FieldPolicy(BasePermission):
     message = "Not authorized to read this field"
 
     def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
-        context = info.context
-        ledger = context.ledger
-        type_name = info.path.typename
-        field_name = info.field_name
-        principal = context.principal
-        rule = rule_for(type_name, field_name, principal.role)
-        reason = f"not granted to {principal.role} (default deny)" if rule is None else None
-        if rule is not None and rule.condition is not ALWAYS:
-            unmet = _unmet(rule.condition, source, principal)
-            if unmet is not None:
-                reason = f"{rule.name} ({unmet})"
-        if ledger.explanations is not None:
-            path = ".".join(str(key) for key in info.path.as_list())
-            ledger.explain(
-                path,
-                type_name,
-                field_name,
-                reason is None,
-                reason or f"{rule.name} ({rule.condition.describe()})",
-            )
-        if reason is not None:
-            ledger.record_denial(Denial(type_name, source.pk, source.owner, field_name, reason))
-            return False
-        ledger.record_read(type_name, source.pk, source.owner, field_name)
-        return True
+        return check_field(info.context, source, info.path.typename, info.field_name, info.path)
 
     def on_unauthorized(self) -> None:
         raise Forbidden(self.message)
+
+
+def install_fast_path(schema: Any) -> int:
+    """For guarded fields that only read an attribute, call the same policy check straight
+    from graphql-core, skipping Strawberry's per-field extension machinery (its Info object,
+    argument conversion, extension chain): same decision, a fraction of the cost. Fields with
+    resolvers of their own keep the Strawberry path. Returns how many fields were switched."""
+    switched = 0
+    for graphql_type in schema._schema.type_map.values():
+        for field_name, field in getattr(graphql_type, "fields", {}).items():
+            definition = (field.extensions or {}).get("strawberry-definition")
+            if definition is None or definition.base_resolver is not None or field.args:
+                continue
+            guards = [
+                extension
+                for extension in definition.extensions
+                if isinstance(extension, PermissionExtension)
+            ]
+            if (
+                len(guards) != 1
+                or len(definition.extensions) != 1
+                or not all(isinstance(p, FieldPolicy) for p in guards[0].permissions)
+            ):
+                continue
+            field.resolve = _fast_resolver(definition.python_name, field_name)
+            switched += 1
+    return switched
+
+
+def _fast_resolver(attribute: str, field_name: str) -> Any:
+    message = FieldPolicy.message
+
+    def resolve(source: Any, info: Any, **_: Any) -> Any:
+        if check_field(info.context, source, info.parent_type.name, field_name, info.path):
+            return getattr(source, attribute)
+        raise Forbidden(message)
+
+    return resolve
 
 
 def policy_field(**kwargs: Any) -> Any:

@@ -8,7 +8,8 @@ requests. Every row handed out is written into the request's ledger with its own
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,11 +21,23 @@ from asyncpg import Record
 from gateway import queries
 from gateway.identity import Principal
 from gateway.ledger import Ledger
-from gateway.policy import RowScope, row_scope
+from gateway.policy import RowScope, row_scope, rule_for
 
-__all__ = ["ConsultationPage", "Loaders"]
+__all__ = ["ConsultationPage", "Loaders", "then"]
 
 Fetch = Callable[..., Awaitable[list[Record]]]
+
+
+def then(pending: Awaitable[Any], convert: Callable[[Any], Any]) -> Any:
+    """``convert`` of a loader's result: at once when the loader already holds it (no await, no
+    event-loop round for graphql-core), else an awaitable of it."""
+    if isinstance(pending, asyncio.Future) and pending.done():
+        return convert(pending.result())
+
+    async def later() -> Any:
+        return convert(await pending)
+
+    return later()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +147,25 @@ class Loaders:
         for row in rows:
             self._ledger.record_object("Consent", row["id"], row["patient_id"])
         return rows
+
+    async def preload_consultation_relations(
+        self, rows: Sequence[Record], relations: Iterable[str]
+    ) -> None:
+        """Batch-load, in parallel, the relations a query selected under a list of
+        consultations, so that their fields resolve without one await per object. Only
+        relations the caller's role may read at all are loaded."""
+        wanted = {
+            name for name in relations if rule_for("Consultation", name, self._principal.role)
+        }
+        jobs = []
+        if "clinician" in wanted:
+            jobs.append(self.clinician.load_many(list({r["clinician_id"] for r in rows})))
+        if "patient" in wanted:
+            jobs.append(self.patient.load_many(list({r["patient_id"] for r in rows})))
+        if "recordings" in wanted:
+            jobs.append(self.recordings_of.load_many([r["id"] for r in rows]))
+        if jobs:
+            await asyncio.gather(*jobs)
 
     async def consultations_page(
         self, first: int, after: tuple[datetime, UUID] | None

@@ -10,7 +10,7 @@ import base64
 import hashlib
 import hmac
 import time
-from urllib.parse import urlencode
+from urllib.parse import quote
 from uuid import UUID
 
 __all__ = ["PlaybackSigner"]
@@ -24,13 +24,14 @@ class PlaybackSigner:
             raise ValueError("at least one media signing key is required")
         self._keys = dict(keys)
         self._signing_kid = keys[0][0]
+        self._kid_quoted = quote(self._signing_kid, safe="")
         self._ttl = ttl_seconds
         self._base_url = base_url.rstrip("/")
 
     @staticmethod
     def _mac(secret: bytes, recording: UUID, issuer: str, subject: str, expires: int) -> str:
         message = f"{recording}\n{issuer}\n{subject}\n{expires}".encode()
-        digest = hmac.new(secret, message, hashlib.sha256).digest()
+        digest = hmac.digest(secret, message, hashlib.sha256)
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     def url(
@@ -38,8 +39,11 @@ class PlaybackSigner:
     ) -> str:
         expires = int((time.time() if now is None else now) + self._ttl)
         signature = self._mac(self._keys[self._signing_kid], recording, issuer, subject, expires)
-        query = urlencode({"exp": expires, "kid": self._signing_kid, "sig": signature})
-        return f"{self._base_url}/media/recordings/{path_id}?{query}"
+        # Every part is URL-safe already (digits, the key id, base64url), so no urlencode.
+        return (
+            f"{self._base_url}/media/recordings/{path_id}"
+            f"?exp={expires}&kid={self._kid_quoted}&sig={signature}"
+        )
 
     def verify(
         self,

@@ -44,6 +44,11 @@ class Metrics:
             "Disclosures of a patient's data to a clinician under break-glass (alert on any).",
             registry=self.registry,
         )
+        self.db_statements = Counter(
+            "gateway_db_statements_total",
+            "SQL statements sent (each one round trip: the api functions set scope and query).",
+            registry=self.registry,
+        )
         self.audit_writes = Counter(
             "gateway_audit_writes_total",
             "Access-event batches written, by outcome.",

@@ -1,0 +1,53 @@
+"""A small, bounded HTTP/1.1 load generator: keep-alive connections, a fixed number of requests,
+per-request latency. Runs in its own process (pinned to its own core by run.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+
+async def _one_connection(host: str, port: int, requests: list[bytes], latencies: list[float],
+                          statuses: dict[int, int]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while requests:
+            request = requests.pop()
+            started = time.perf_counter()
+            writer.write(request)
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            statuses[status] = statuses.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+async def run(host: str, port: int, requests: list[bytes], concurrency: int) -> dict:
+    pending = list(reversed(requests))
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    started = time.perf_counter()
+    await asyncio.gather(*(_one_connection(host, port, pending, latencies, statuses)
+                           for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return {"elapsed": elapsed, "latencies": latencies, "statuses": statuses}
+
+
+def main() -> None:
+    spec = json.loads(sys.stdin.read())
+    requests = [bytes.fromhex(item) for item in spec["requests"]]
+    result = asyncio.run(run(spec["host"], spec["port"], requests, spec["concurrency"]))
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

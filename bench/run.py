@@ -1,0 +1,395 @@
+"""One command: seed a realistic data set, start the gateway in production mode beside its
+baselines, load them with a bounded, repeatable load on loopback, print the report.
+
+    python -m bench.run                      # 1,000 patients x 50 consultations, 200 clinicians
+    python -m bench.run --patients 10000     # the --scale of the issue
+    python -m bench.run --quick              # a small smoke run
+
+Systems: ``gateway`` (production mode, trusted documents by hash, every limit on), ``nochecks``
+(the same without field permission checks, to price them), ``floor`` (hand-written asyncpg
+queries on a bare Starlette endpoint) and, when Node.js 22 and PostGraphile V5 are installed
+under bench/.node (``bench/postgraphile/install.sh``), ``postgraphile`` over the same tables
+with equivalent row-level security. Servers are pinned to core 0, the load generator to core 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "bench" / ".work"
+OUT = ROOT / "bench" / "out"
+QUERIES = ("Q1", "Q2", "Q3", "Q4", "Q5")
+OPERATIONS = ROOT / "bench" / "operations.graphql"
+
+
+def _sh(*command: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(command, check=True, capture_output=True, text=True, **kwargs)
+
+
+def _cores() -> tuple[list[str], list[str]]:
+    """taskset prefixes: servers on core 0, load on core 1 (when there are two)."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        return ["taskset", "-c", "0"], ["taskset", "-c", "1"]
+    return [], []
+
+
+async def prepare_database(server_url: str, patients: int, clinicians: int,
+                           consultations: int, issuer: str) -> tuple[str, str]:
+    from gateway.pgembed import provision, with_credentials
+    from gateway.seed import SeedPlan, seed_database, write_demo_media
+
+    name = f"bench_{patients}_{clinicians}_{consultations}"
+    connection = await asyncpg.connect(server_url)
+    try:
+        exists = await connection.fetchval("select 1 from pg_database where datname = $1", name)
+        if not exists:
+            await connection.execute(f'create database "{name}"')
+    finally:
+        await connection.close()
+    admin_url = with_credentials(server_url, "postgres", "", database=name)
+    app_url = await provision(admin_url, "bench-only-password")
+    connection = await asyncpg.connect(admin_url)
+    try:
+        if not await connection.fetchval("select exists (select 1 from data.patients)"):
+            print(f"seeding {patients} patients x {consultations} consultations ...", flush=True)
+            await seed_database(connection, SeedPlan(patients, clinicians, consultations, 7),
+                                issuer)
+            await write_demo_media(connection, WORK / "media")
+    finally:
+        await connection.close()
+    return admin_url, app_url
+
+
+async def callers(admin_url: str, count: int) -> list[dict]:
+    connection = await asyncpg.connect(admin_url)
+    try:
+        rows = await connection.fetch(
+            "select a.subject, a.patient_id, (select c.id from data.consultations c "
+            "where c.patient_id = a.patient_id order by c.scheduled_at desc limit 1) as one "
+            "from data.accounts a where a.role = 'patient' order by a.subject limit $1", count)
+    finally:
+        await connection.close()
+    return [{"subject": r["subject"], "patient": str(r["patient_id"]), "one": str(r["one"])}
+            for r in rows]
+
+
+def _http(port: int, path: str, body: dict, headers: dict[str, str]) -> bytes:
+    payload = json.dumps(body).encode()
+    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}",
+             "Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+def build_requests(system: str, port: int, query: str, people: list[dict], tokens: dict,
+                   support: str, manifest: dict, count: int) -> list[bytes]:
+    out = []
+    for index in range(count):
+        person = people[index % len(people)]
+        if system == "floor":
+            body = {"patient": person["patient"], "consultation": person["one"]}
+            out.append(_http(port, f"/q/{query.lower()}", body, {}))
+            continue
+        if system == "postgraphile":
+            from bench.postgraphile import requests as pg_requests
+
+            out.append(pg_requests.request(port, query, person))
+            continue
+        variables = {"id": encode_consultation(person["one"])} if query == "Q3" else {}
+        token = support if query == "Q4" else tokens[person["subject"]]
+        body = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": manifest[query]}},
+                "variables": variables}
+        out.append(_http(port, "/graphql", body, {"Authorization": f"Bearer {token}"}))
+    return out
+
+
+def encode_consultation(pk: str) -> str:
+    from uuid import UUID
+
+    from gateway.ids import encode_global_id
+
+    return encode_global_id("Consultation", UUID(pk))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children, from /proc."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(child) for child in children]
+    for each in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / ticks
+    return total
+
+
+def _rss_mb(pid: int) -> float:
+    total = 0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    for each in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+def _statements(system: str, port: int) -> float:
+    try:
+        if system == "floor":
+            return float(httpx.get(f"http://127.0.0.1:{port}/stats").json()["count"])
+        if system == "postgraphile":
+            return float("nan")
+        for line in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
+            if line.startswith("gateway_db_statements_total "):
+                return float(line.split()[1])
+    except httpx.HTTPError:
+        pass
+    return float("nan")
+
+
+def load(port: int, requests: list[bytes], concurrency: int, pin: list[str]) -> dict:
+    spec = json.dumps({"host": "127.0.0.1", "port": port, "concurrency": concurrency,
+                       "requests": [r.hex() for r in requests]})
+    done = subprocess.run([*pin, sys.executable, "-m", "bench.load"], input=spec,
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(done.stdout)
+
+
+def start_server(name: str, app: str, port: int, env: dict, pin: list[str]) -> subprocess.Popen:
+    command = [*pin, sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1",
+               "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+               "--no-access-log", "--log-level", "warning"]
+    process = subprocess.Popen(command, env={**os.environ, **env}, cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{name} did not start: {process.stderr.read().decode()[-2000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            probe = "/stats" if name == "floor" else "/healthz"
+            if httpx.get(f"http://127.0.0.1:{port}{probe}", timeout=1).status_code == 200:
+                return process
+        time.sleep(0.2)
+    raise SystemExit(f"{name} did not start in time")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--patients", "--scale", type=int, default=1000)
+    parser.add_argument("--clinicians", type=int, default=200)
+    parser.add_argument("--consultations", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=400, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", default="1,8,16,32")
+    parser.add_argument("--systems", default="gateway,nochecks,floor,postgraphile")
+    parser.add_argument("--quick", action="store_true", help="200 patients, 1 round, c=1,8")
+    args = parser.parse_args()
+    if args.quick:
+        args.patients, args.clinicians, args.rounds, args.requests = 200, 40, 1, 200
+        args.concurrency = "1,8"
+    levels = [int(c) for c in args.concurrency.split(",")]
+    systems = [s for s in args.systems.split(",") if s]
+    if "postgraphile" in systems and not (ROOT / "bench" / ".node" / "node_modules").exists():
+        print("postgraphile: not installed (bench/postgraphile/install.sh); skipped", flush=True)
+        systems.remove("postgraphile")
+    WORK.mkdir(parents=True, exist_ok=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    from gateway.devkeys import DevIdentity
+    from gateway.documents import build_manifest
+    from gateway.pgembed import EmbeddedPostgres
+    from resolvers import build_schema
+
+    identity = DevIdentity.load_or_create(WORK / "identity")
+    cluster = EmbeddedPostgres(WORK, fast=True)
+    server_url = cluster.start()
+    processes: dict[str, subprocess.Popen] = {}
+    server_pin, load_pin = _cores()
+    try:
+        admin_url, app_url = asyncio.run(prepare_database(
+            server_url, args.patients, args.clinicians, args.consultations, identity.issuer))
+        people = asyncio.run(callers(admin_url, 200))
+        tokens = {p["subject"]: identity.token(p["subject"], ttl=6 * 3600) for p in people}
+        support = identity.token("support-0001", ttl=6 * 3600)
+        built = build_manifest([OPERATIONS], build_schema()._schema)
+        (WORK / "manifest.json").write_text(json.dumps(built))
+        manifest = {o["name"]: o["id"] for o in built["operations"]}
+        gateway_env = {
+            "GATEWAY_MODE": "production", "DATABASE_URL": app_url,
+            "GATEWAY_JWT_ISSUER": identity.issuer, "GATEWAY_JWT_AUDIENCE": identity.audience,
+            "GATEWAY_JWKS_FILE": str(identity.jwks_file),
+            "GATEWAY_MEDIA_SIGNING_KEYS": f"bench:{secrets.token_urlsafe(32)}",
+            "GATEWAY_MEDIA_ROOT": str(WORK / "media"),
+            "GATEWAY_TRUSTED_DOCUMENTS": str(WORK / "manifest.json"),
+            "GATEWAY_FREE_FORM_DOCUMENTS": "nobody",
+            "GATEWAY_PAGE_SIZE_MAX": "500", "GATEWAY_DB_POOL_MAX_SIZE": "10",
+            "GATEWAY_RATE_LIMIT_REQUESTS_PER_MINUTE": "100000000",
+            "GATEWAY_RATE_LIMIT_FIELD_CALLS_PER_MINUTE": "100000000",
+            "GATEWAY_MAX_CONCURRENT_REQUESTS": "1000",
+        }
+        ports = {"gateway": 18081, "nochecks": 18082, "floor": 18083, "postgraphile": 18084}
+        apps = {"gateway": "gateway.app:create_app_from_environment",
+                "nochecks": "bench.nochecks:create_app", "floor": "bench.floor:create_app"}
+        for system in systems:
+            if system == "postgraphile":
+                from bench.postgraphile import requests as pg_requests
+
+                processes[system] = pg_requests.start(ports[system], app_url, server_pin)
+                continue
+            env = gateway_env if system != "floor" else {"FLOOR_DATABASE_URL": admin_url}
+            processes[system] = start_server(system, apps[system], ports[system], env, server_pin)
+
+        results: dict = {}
+        for system in systems:  # warm-up: caches, pools, prepared statements
+            for query in QUERIES:
+                load(ports[system], build_requests(system, ports[system], query, people, tokens,
+                                                   support, manifest, 100), 8, load_pin)
+        for round_number in range(args.rounds):
+            for query in QUERIES:
+                for concurrency in levels:
+                    for system in systems:
+                        port, pid = ports[system], processes[system].pid
+                        requests = build_requests(system, port, query, people, tokens, support,
+                                                  manifest, args.requests)
+                        cpu, statements = _cpu_seconds(pid), _statements(system, port)
+                        outcome = load(port, requests, concurrency, load_pin)
+                        cpu = _cpu_seconds(pid) - cpu
+                        statements = _statements(system, port) - statements
+                        bad = {k: v for k, v in outcome["statuses"].items() if k != "200"}
+                        if bad:
+                            raise SystemExit(f"{system} {query}: non-200 responses {bad}")
+                        n = len(outcome["latencies"])
+                        results.setdefault((system, query, concurrency), []).append({
+                            "throughput": n / outcome["elapsed"],
+                            "p50": percentile(outcome["latencies"], 0.5) * 1000,
+                            "p99": percentile(outcome["latencies"], 0.99) * 1000,
+                            "cpu_per_request_ms": cpu / n * 1000,
+                            "statements": statements / n,
+                            "rss_mb": _rss_mb(pid),
+                        })
+            print(f"round {round_number + 1}/{args.rounds} done", flush=True)
+        report(results, systems, levels, args)
+    finally:
+        for process in processes.values():
+            process.send_signal(signal.SIGINT)
+        for process in processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=20)
+        cluster.stop()
+
+
+def _median(runs: list[dict], key: str) -> float:
+    return statistics.median(run[key] for run in runs)
+
+
+def report(results: dict, systems: list[str], levels: list[int], args) -> None:
+    rows = []
+    header = ("system", "query", "c", "req/s (min-max)", "p50 ms", "p99 ms", "CPU ms/req",
+              "SQL/req", "RSS MB")
+    for (system, query, concurrency), runs in sorted(results.items()):
+        rows.append((system, query, str(concurrency),
+                     f"{_median(runs, 'throughput'):.0f} "
+                     f"({min(r['throughput'] for r in runs):.0f}-"
+                     f"{max(r['throughput'] for r in runs):.0f})",
+                     f"{_median(runs, 'p50'):.1f}", f"{_median(runs, 'p99'):.1f}",
+                     f"{_median(runs, 'cpu_per_request_ms'):.2f}",
+                     f"{_median(runs, 'statements'):.1f}", f"{_median(runs, 'rss_mb'):.0f}"))
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
+             for row in [header, *rows]]
+
+    def metric(system, query, c, key):
+        runs = results.get((system, query, c))
+        return _median(runs, key) if runs else float("nan")
+
+    c16 = 16 if 16 in levels else levels[-1]
+    ratios, targets = [], []
+    for query in QUERIES:
+        gateway = metric("gateway", query, c16, "throughput")
+        ratios.append(f"{query} c={c16}: gateway/floor throughput "
+                      f"{gateway / metric('floor', query, c16, 'throughput'):.2f}, "
+                      f"checks on/off {gateway / metric('nochecks', query, c16, 'throughput'):.2f}"
+                      + (f", gateway/postgraphile "
+                         f"{gateway / metric('postgraphile', query, c16, 'throughput'):.2f}"
+                         if "postgraphile" in systems else ""))
+    on_off = metric("gateway", "Q2", c16, "throughput") / metric("nochecks", "Q2", c16,
+                                                                 "throughput")
+    cpu_ratio = metric("gateway", "Q2", c16, "cpu_per_request_ms") / metric(
+        "floor", "Q2", c16, "cpu_per_request_ms")
+    p99 = metric("gateway", "Q2", c16, "p99")
+    targets.append(("permission checks cost <= 10% of Q2 throughput", f"{1 - on_off:.1%}",
+                    on_off >= 0.9))
+    targets.append(("Q2 CPU-seconds/request <= 4x the floor", f"{cpu_ratio:.2f}x",
+                    cpu_ratio <= 4))
+    if "postgraphile" in systems:
+        vs = metric("gateway", "Q2", c16, "throughput") / metric("postgraphile", "Q2", c16,
+                                                                 "throughput")
+        targets.append(("Q2 throughput at c=16 >= PostGraphile's", f"{vs:.2f}x", vs >= 1))
+    else:
+        targets.append(("Q2 throughput at c=16 >= PostGraphile's", "not measured", False))
+    targets.append(("Q2 p99 at c=16 < 50 ms", f"{p99:.1f} ms", p99 < 50))
+    environment = (f"{platform.platform()}, Python {platform.python_version()}, "
+                   f"{os.cpu_count()} cores; {args.patients} patients x {args.consultations} "
+                   f"consultations, {args.clinicians} clinicians; {args.requests} requests x "
+                   f"{args.rounds} rounds per cell; medians")
+    text = "\n".join([environment, "", *lines, "", *ratios, "",
+                      *(f"[{'met' if ok else 'NOT met'}] {name}: {value}"
+                        for name, value, ok in targets)])
+    print(text)
+    (OUT / "report.txt").write_text(text + "\n")
+    (OUT / "results.json").write_text(json.dumps(
+        {f"{s}|{q}|{c}": runs for (s, q, c), runs in results.items()}, indent=1))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for system in systems:
+        axes[0].plot(levels, [metric(system, "Q2", c, "p50") for c in levels], marker="o",
+                     label=system)
+        axes[1].plot(levels, [metric(system, "Q2", c, "p99") for c in levels], marker="o",
+                     label=system)
+    for axis, title in zip(axes, ("Q2 p50 latency", "Q2 p99 latency"), strict=True):
+        axis.set_xlabel("concurrency")
+        axis.set_ylabel("ms")
+        axis.set_title(title)
+        axis.set_xticks(levels)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(OUT / "latency.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()
