@@ -49,13 +49,22 @@ async def _consultations(request: Request, rows, nested: bool, with_recordings: 
             patients[row["id"]] = row["display_name"]
     if with_recordings and rows:
         for row in await _fetch(pool, RECORDINGS, [r["id"] for r in rows]):
-            recordings.setdefault(row["consultation_id"], []).append({
-                "id": str(row["id"]), "segmentIndex": row["segment_index"], "mode": row["mode"],
-                "durationSeconds": row["duration_seconds"],
-                "playbackUrl": f"/media/recordings/{row['id']}"})
+            recordings.setdefault(row["consultation_id"], []).append(
+                {
+                    "id": str(row["id"]),
+                    "segmentIndex": row["segment_index"],
+                    "mode": row["mode"],
+                    "durationSeconds": row["duration_seconds"],
+                    "playbackUrl": f"/media/recordings/{row['id']}",
+                }
+            )
     for row in rows:
-        node = {"id": str(row["id"]), "scheduledAt": _iso(row["scheduled_at"]),
-                "status": row["status"], "mode": row["mode"]}
+        node = {
+            "id": str(row["id"]),
+            "scheduledAt": _iso(row["scheduled_at"]),
+            "status": row["status"],
+            "mode": row["mode"],
+        }
         if "reason" in row:
             node["reason"], node["summary"] = row["reason"], row["summary"]
         if nested:
@@ -93,10 +102,13 @@ async def stats(request: Request) -> Response:
 def create_app() -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        app.state.pool = await asyncpg.create_pool(os.environ["FLOOR_DATABASE_URL"],
-                                                   min_size=2, max_size=10)
+        app.state.pool = await asyncpg.create_pool(
+            os.environ["FLOOR_DATABASE_URL"], min_size=2, max_size=10
+        )
         yield
         await app.state.pool.close()
 
-    return Starlette(routes=[Route("/q/{name}", query, methods=["POST"]),
-                             Route("/stats", stats)], lifespan=lifespan)
+    return Starlette(
+        routes=[Route("/q/{name}", query, methods=["POST"]), Route("/stats", stats)],
+        lifespan=lifespan,
+    )

@@ -9,8 +9,9 @@ import sys
 import time
 
 
-async def _one_connection(host: str, port: int, requests: list[bytes], latencies: list[float],
-                          statuses: dict[int, int]) -> None:
+async def _one_connection(
+    host: str, port: int, requests: list[bytes], latencies: list[float], statuses: dict[int, int]
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while requests:
@@ -36,8 +37,9 @@ async def run(host: str, port: int, requests: list[bytes], concurrency: int) -> 
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     started = time.perf_counter()
-    await asyncio.gather(*(_one_connection(host, port, pending, latencies, statuses)
-                           for _ in range(concurrency)))
+    await asyncio.gather(
+        *(_one_connection(host, port, pending, latencies, statuses) for _ in range(concurrency))
+    )
     elapsed = time.perf_counter() - started
     return {"elapsed": elapsed, "latencies": latencies, "statuses": statuses}
 

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import strawberry
-
 from gateway import authz
 from gateway.app import create_app_from_environment
 
 
-def _allow(self: Any, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
-    info.context.ledger.record_read(info.path.typename, source.pk, source.owner, info.field_name)
+def _allow(context: Any, source: Any, type_name: str, field_name: str, path: Any) -> bool:
+    context.ledger.record_read(type_name, source.pk, source.owner, field_name)
     return True
 
 
 def create_app() -> Any:
-    authz.FieldPolicy.has_permission = _allow  # type: ignore[method-assign]
+    authz.check_field = _allow  # both the Strawberry path and the fast path call it
     return create_app_from_environment()

@@ -50,8 +50,9 @@ def _cores() -> tuple[list[str], list[str]]:
     return [], []
 
 
-async def prepare_database(server_url: str, patients: int, clinicians: int,
-                           consultations: int, issuer: str) -> tuple[str, str]:
+async def prepare_database(
+    server_url: str, patients: int, clinicians: int, consultations: int, issuer: str
+) -> tuple[str, str]:
     from gateway.pgembed import provision, with_credentials
     from gateway.seed import SeedPlan, seed_database, write_demo_media
 
@@ -69,8 +70,9 @@ async def prepare_database(server_url: str, patients: int, clinicians: int,
     try:
         if not await connection.fetchval("select exists (select 1 from data.patients)"):
             print(f"seeding {patients} patients x {consultations} consultations ...", flush=True)
-            await seed_database(connection, SeedPlan(patients, clinicians, consultations, 7),
-                                issuer)
+            await seed_database(
+                connection, SeedPlan(patients, clinicians, consultations, 7), issuer
+            )
             await write_demo_media(connection, WORK / "media")
     finally:
         await connection.close()
@@ -83,23 +85,39 @@ async def callers(admin_url: str, count: int) -> list[dict]:
         rows = await connection.fetch(
             "select a.subject, a.patient_id, (select c.id from data.consultations c "
             "where c.patient_id = a.patient_id order by c.scheduled_at desc limit 1) as one "
-            "from data.accounts a where a.role = 'patient' order by a.subject limit $1", count)
+            "from data.accounts a where a.role = 'patient' order by a.subject limit $1",
+            count,
+        )
     finally:
         await connection.close()
-    return [{"subject": r["subject"], "patient": str(r["patient_id"]), "one": str(r["one"])}
-            for r in rows]
+    return [
+        {"subject": r["subject"], "patient": str(r["patient_id"]), "one": str(r["one"])}
+        for r in rows
+    ]
 
 
 def _http(port: int, path: str, body: dict, headers: dict[str, str]) -> bytes:
     payload = json.dumps(body).encode()
-    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}",
-             "Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(payload)}",
+    ]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
 
 
-def build_requests(system: str, port: int, query: str, people: list[dict], tokens: dict,
-                   support: str, manifest: dict, count: int) -> list[bytes]:
+def build_requests(
+    system: str,
+    port: int,
+    query: str,
+    people: list[dict],
+    tokens: dict,
+    support: str,
+    manifest: dict,
+    count: int,
+) -> list[bytes]:
     out = []
     for index in range(count):
         person = people[index % len(people)]
@@ -114,8 +132,10 @@ def build_requests(system: str, port: int, query: str, people: list[dict], token
             continue
         variables = {"id": encode_consultation(person["one"])} if query == "Q3" else {}
         token = support if query == "Q4" else tokens[person["subject"]]
-        body = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": manifest[query]}},
-                "variables": variables}
+        body = {
+            "extensions": {"persistedQuery": {"version": 1, "sha256Hash": manifest[query]}},
+            "variables": variables,
+        }
         out.append(_http(port, "/graphql", body, {"Authorization": f"Bearer {token}"}))
     return out
 
@@ -171,19 +191,52 @@ def _statements(system: str, port: int) -> float:
 
 
 def load(port: int, requests: list[bytes], concurrency: int, pin: list[str]) -> dict:
-    spec = json.dumps({"host": "127.0.0.1", "port": port, "concurrency": concurrency,
-                       "requests": [r.hex() for r in requests]})
-    done = subprocess.run([*pin, sys.executable, "-m", "bench.load"], input=spec,
-                          capture_output=True, text=True, check=True, cwd=ROOT)
+    spec = json.dumps(
+        {
+            "host": "127.0.0.1",
+            "port": port,
+            "concurrency": concurrency,
+            "requests": [r.hex() for r in requests],
+        }
+    )
+    done = subprocess.run(
+        [*pin, sys.executable, "-m", "bench.load"],
+        input=spec,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
     return json.loads(done.stdout)
 
 
 def start_server(name: str, app: str, port: int, env: dict, pin: list[str]) -> subprocess.Popen:
-    command = [*pin, sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1",
-               "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-               "--no-access-log", "--log-level", "warning"]
-    process = subprocess.Popen(command, env={**os.environ, **env}, cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = [
+        *pin,
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -217,7 +270,10 @@ def main() -> None:
         args.concurrency = "1,8"
     levels = [int(c) for c in args.concurrency.split(",")]
     systems = [s for s in args.systems.split(",") if s]
-    if "postgraphile" in systems and not (ROOT / "bench" / ".node" / "node_modules").exists():
+    if (
+        "postgraphile" in systems
+        and not (ROOT / "bench" / ".node" / "node_modules" / ".bin" / "postgraphile").exists()
+    ):
         print("postgraphile: not installed (bench/postgraphile/install.sh); skipped", flush=True)
         systems.remove("postgraphile")
     WORK.mkdir(parents=True, exist_ok=True)
@@ -234,8 +290,11 @@ def main() -> None:
     processes: dict[str, subprocess.Popen] = {}
     server_pin, load_pin = _cores()
     try:
-        admin_url, app_url = asyncio.run(prepare_database(
-            server_url, args.patients, args.clinicians, args.consultations, identity.issuer))
+        admin_url, app_url = asyncio.run(
+            prepare_database(
+                server_url, args.patients, args.clinicians, args.consultations, identity.issuer
+            )
+        )
         people = asyncio.run(callers(admin_url, 200))
         tokens = {p["subject"]: identity.token(p["subject"], ttl=6 * 3600) for p in people}
         support = identity.token("support-0001", ttl=6 * 3600)
@@ -243,25 +302,32 @@ def main() -> None:
         (WORK / "manifest.json").write_text(json.dumps(built))
         manifest = {o["name"]: o["id"] for o in built["operations"]}
         gateway_env = {
-            "GATEWAY_MODE": "production", "DATABASE_URL": app_url,
-            "GATEWAY_JWT_ISSUER": identity.issuer, "GATEWAY_JWT_AUDIENCE": identity.audience,
+            "GATEWAY_MODE": "production",
+            "DATABASE_URL": app_url,
+            "GATEWAY_JWT_ISSUER": identity.issuer,
+            "GATEWAY_JWT_AUDIENCE": identity.audience,
             "GATEWAY_JWKS_FILE": str(identity.jwks_file),
             "GATEWAY_MEDIA_SIGNING_KEYS": f"bench:{secrets.token_urlsafe(32)}",
             "GATEWAY_MEDIA_ROOT": str(WORK / "media"),
             "GATEWAY_TRUSTED_DOCUMENTS": str(WORK / "manifest.json"),
             "GATEWAY_FREE_FORM_DOCUMENTS": "nobody",
-            "GATEWAY_PAGE_SIZE_MAX": "500", "GATEWAY_DB_POOL_MAX_SIZE": "10",
+            "GATEWAY_PAGE_SIZE_MAX": "500",
+            "GATEWAY_DB_POOL_MAX_SIZE": "10",
             "GATEWAY_RATE_LIMIT_REQUESTS_PER_MINUTE": "100000000",
             "GATEWAY_RATE_LIMIT_FIELD_CALLS_PER_MINUTE": "100000000",
             "GATEWAY_MAX_CONCURRENT_REQUESTS": "1000",
         }
         ports = {"gateway": 18081, "nochecks": 18082, "floor": 18083, "postgraphile": 18084}
-        apps = {"gateway": "gateway.app:create_app_from_environment",
-                "nochecks": "bench.nochecks:create_app", "floor": "bench.floor:create_app"}
+        apps = {
+            "gateway": "gateway.app:create_app_from_environment",
+            "nochecks": "bench.nochecks:create_app",
+            "floor": "bench.floor:create_app",
+        }
         for system in systems:
             if system == "postgraphile":
                 from bench.postgraphile import requests as pg_requests
 
+                pg_requests.prepare(admin_url)
                 processes[system] = pg_requests.start(ports[system], app_url, server_pin)
                 continue
             env = gateway_env if system != "floor" else {"FLOOR_DATABASE_URL": admin_url}
@@ -270,15 +336,22 @@ def main() -> None:
         results: dict = {}
         for system in systems:  # warm-up: caches, pools, prepared statements
             for query in QUERIES:
-                load(ports[system], build_requests(system, ports[system], query, people, tokens,
-                                                   support, manifest, 100), 8, load_pin)
+                load(
+                    ports[system],
+                    build_requests(
+                        system, ports[system], query, people, tokens, support, manifest, 100
+                    ),
+                    8,
+                    load_pin,
+                )
         for round_number in range(args.rounds):
             for query in QUERIES:
                 for concurrency in levels:
                     for system in systems:
                         port, pid = ports[system], processes[system].pid
-                        requests = build_requests(system, port, query, people, tokens, support,
-                                                  manifest, args.requests)
+                        requests = build_requests(
+                            system, port, query, people, tokens, support, manifest, args.requests
+                        )
                         cpu, statements = _cpu_seconds(pid), _statements(system, port)
                         outcome = load(port, requests, concurrency, load_pin)
                         cpu = _cpu_seconds(pid) - cpu
@@ -287,14 +360,16 @@ def main() -> None:
                         if bad:
                             raise SystemExit(f"{system} {query}: non-200 responses {bad}")
                         n = len(outcome["latencies"])
-                        results.setdefault((system, query, concurrency), []).append({
-                            "throughput": n / outcome["elapsed"],
-                            "p50": percentile(outcome["latencies"], 0.5) * 1000,
-                            "p99": percentile(outcome["latencies"], 0.99) * 1000,
-                            "cpu_per_request_ms": cpu / n * 1000,
-                            "statements": statements / n,
-                            "rss_mb": _rss_mb(pid),
-                        })
+                        results.setdefault((system, query, concurrency), []).append(
+                            {
+                                "throughput": n / outcome["elapsed"],
+                                "p50": percentile(outcome["latencies"], 0.5) * 1000,
+                                "p99": percentile(outcome["latencies"], 0.99) * 1000,
+                                "cpu_per_request_ms": cpu / n * 1000,
+                                "statements": statements / n,
+                                "rss_mb": _rss_mb(pid),
+                            }
+                        )
             print(f"round {round_number + 1}/{args.rounds} done", flush=True)
         report(results, systems, levels, args)
     finally:
@@ -312,19 +387,38 @@ def _median(runs: list[dict], key: str) -> float:
 
 def report(results: dict, systems: list[str], levels: list[int], args) -> None:
     rows = []
-    header = ("system", "query", "c", "req/s (min-max)", "p50 ms", "p99 ms", "CPU ms/req",
-              "SQL/req", "RSS MB")
+    header = (
+        "system",
+        "query",
+        "c",
+        "req/s (min-max)",
+        "p50 ms",
+        "p99 ms",
+        "CPU ms/req",
+        "SQL/req",
+        "RSS MB",
+    )
     for (system, query, concurrency), runs in sorted(results.items()):
-        rows.append((system, query, str(concurrency),
-                     f"{_median(runs, 'throughput'):.0f} "
-                     f"({min(r['throughput'] for r in runs):.0f}-"
-                     f"{max(r['throughput'] for r in runs):.0f})",
-                     f"{_median(runs, 'p50'):.1f}", f"{_median(runs, 'p99'):.1f}",
-                     f"{_median(runs, 'cpu_per_request_ms'):.2f}",
-                     f"{_median(runs, 'statements'):.1f}", f"{_median(runs, 'rss_mb'):.0f}"))
+        rows.append(
+            (
+                system,
+                query,
+                str(concurrency),
+                f"{_median(runs, 'throughput'):.0f} "
+                f"({min(r['throughput'] for r in runs):.0f}-"
+                f"{max(r['throughput'] for r in runs):.0f})",
+                f"{_median(runs, 'p50'):.1f}",
+                f"{_median(runs, 'p99'):.1f}",
+                f"{_median(runs, 'cpu_per_request_ms'):.2f}",
+                f"{_median(runs, 'statements'):.1f}",
+                f"{_median(runs, 'rss_mb'):.0f}",
+            )
+        )
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
-             for row in [header, *rows]]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
+        for row in [header, *rows]
+    ]
 
     def metric(system, query, c, key):
         runs = results.get((system, query, c))
@@ -334,39 +428,58 @@ def report(results: dict, systems: list[str], levels: list[int], args) -> None:
     ratios, targets = [], []
     for query in QUERIES:
         gateway = metric("gateway", query, c16, "throughput")
-        ratios.append(f"{query} c={c16}: gateway/floor throughput "
-                      f"{gateway / metric('floor', query, c16, 'throughput'):.2f}, "
-                      f"checks on/off {gateway / metric('nochecks', query, c16, 'throughput'):.2f}"
-                      + (f", gateway/postgraphile "
-                         f"{gateway / metric('postgraphile', query, c16, 'throughput'):.2f}"
-                         if "postgraphile" in systems else ""))
-    on_off = metric("gateway", "Q2", c16, "throughput") / metric("nochecks", "Q2", c16,
-                                                                 "throughput")
+        ratios.append(
+            f"{query} c={c16}: gateway/floor throughput "
+            f"{gateway / metric('floor', query, c16, 'throughput'):.2f}, "
+            f"checks on/off {gateway / metric('nochecks', query, c16, 'throughput'):.2f}"
+            + (
+                f", gateway/postgraphile "
+                f"{gateway / metric('postgraphile', query, c16, 'throughput'):.2f}"
+                if "postgraphile" in systems
+                else ""
+            )
+        )
+    on_off = metric("gateway", "Q2", c16, "throughput") / metric(
+        "nochecks", "Q2", c16, "throughput"
+    )
     cpu_ratio = metric("gateway", "Q2", c16, "cpu_per_request_ms") / metric(
-        "floor", "Q2", c16, "cpu_per_request_ms")
+        "floor", "Q2", c16, "cpu_per_request_ms"
+    )
     p99 = metric("gateway", "Q2", c16, "p99")
-    targets.append(("permission checks cost <= 10% of Q2 throughput", f"{1 - on_off:.1%}",
-                    on_off >= 0.9))
-    targets.append(("Q2 CPU-seconds/request <= 4x the floor", f"{cpu_ratio:.2f}x",
-                    cpu_ratio <= 4))
+    targets.append(
+        ("permission checks cost <= 10% of Q2 throughput", f"{1 - on_off:.1%}", on_off >= 0.9)
+    )
+    targets.append(("Q2 CPU-seconds/request <= 4x the floor", f"{cpu_ratio:.2f}x", cpu_ratio <= 4))
     if "postgraphile" in systems:
-        vs = metric("gateway", "Q2", c16, "throughput") / metric("postgraphile", "Q2", c16,
-                                                                 "throughput")
+        vs = metric("gateway", "Q2", c16, "throughput") / metric(
+            "postgraphile", "Q2", c16, "throughput"
+        )
         targets.append(("Q2 throughput at c=16 >= PostGraphile's", f"{vs:.2f}x", vs >= 1))
     else:
         targets.append(("Q2 throughput at c=16 >= PostGraphile's", "not measured", False))
     targets.append(("Q2 p99 at c=16 < 50 ms", f"{p99:.1f} ms", p99 < 50))
-    environment = (f"{platform.platform()}, Python {platform.python_version()}, "
-                   f"{os.cpu_count()} cores; {args.patients} patients x {args.consultations} "
-                   f"consultations, {args.clinicians} clinicians; {args.requests} requests x "
-                   f"{args.rounds} rounds per cell; medians")
-    text = "\n".join([environment, "", *lines, "", *ratios, "",
-                      *(f"[{'met' if ok else 'NOT met'}] {name}: {value}"
-                        for name, value, ok in targets)])
+    environment = (
+        f"{platform.platform()}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} cores; {args.patients} patients x {args.consultations} "
+        f"consultations, {args.clinicians} clinicians; {args.requests} requests x "
+        f"{args.rounds} rounds per cell; medians"
+    )
+    text = "\n".join(
+        [
+            environment,
+            "",
+            *lines,
+            "",
+            *ratios,
+            "",
+            *(f"[{'met' if ok else 'NOT met'}] {name}: {value}" for name, value, ok in targets),
+        ]
+    )
     print(text)
     (OUT / "report.txt").write_text(text + "\n")
-    (OUT / "results.json").write_text(json.dumps(
-        {f"{s}|{q}|{c}": runs for (s, q, c), runs in results.items()}, indent=1))
+    (OUT / "results.json").write_text(
+        json.dumps({f"{s}|{q}|{c}": runs for (s, q, c), runs in results.items()}, indent=1)
+    )
     try:
         import matplotlib
 
@@ -376,10 +489,12 @@ def report(results: dict, systems: list[str], levels: list[int], args) -> None:
         return
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     for system in systems:
-        axes[0].plot(levels, [metric(system, "Q2", c, "p50") for c in levels], marker="o",
-                     label=system)
-        axes[1].plot(levels, [metric(system, "Q2", c, "p99") for c in levels], marker="o",
-                     label=system)
+        axes[0].plot(
+            levels, [metric(system, "Q2", c, "p50") for c in levels], marker="o", label=system
+        )
+        axes[1].plot(
+            levels, [metric(system, "Q2", c, "p99") for c in levels], marker="o", label=system
+        )
     for axis, title in zip(axes, ("Q2 p50 latency", "Q2 p99 latency"), strict=True):
         axis.set_xlabel("concurrency")
         axis.set_ylabel("ms")

