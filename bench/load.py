@@ -9,6 +9,19 @@ import sys
 import time
 
 
+def post_request(port: int, path: str, body: dict, headers: dict[str, str]) -> bytes:
+    """One HTTP/1.1 POST of a JSON body, as bytes on the wire."""
+    payload = json.dumps(body).encode()
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(payload)}",
+    ]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
 async def _one_connection(
     host: str, port: int, requests: list[bytes], latencies: list[float], statuses: dict[int, int]
 ) -> None:

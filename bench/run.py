@@ -32,6 +32,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from bench.load import post_request
+
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / ".work"
 OUT = ROOT / "bench" / "out"
@@ -96,18 +98,6 @@ async def callers(admin_url: str, count: int) -> list[dict]:
     ]
 
 
-def _http(port: int, path: str, body: dict, headers: dict[str, str]) -> bytes:
-    payload = json.dumps(body).encode()
-    lines = [
-        f"POST {path} HTTP/1.1",
-        f"Host: 127.0.0.1:{port}",
-        "Content-Type: application/json",
-        f"Content-Length: {len(payload)}",
-    ]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
-
-
 def build_requests(
     system: str,
     port: int,
@@ -123,7 +113,7 @@ def build_requests(
         person = people[index % len(people)]
         if system == "floor":
             body = {"patient": person["patient"], "consultation": person["one"]}
-            out.append(_http(port, f"/q/{query.lower()}", body, {}))
+            out.append(post_request(port, f"/q/{query.lower()}", body, {}))
             continue
         if system == "postgraphile":
             from bench.postgraphile import requests as pg_requests
@@ -136,7 +126,7 @@ def build_requests(
             "extensions": {"persistedQuery": {"version": 1, "sha256Hash": manifest[query]}},
             "variables": variables,
         }
-        out.append(_http(port, "/graphql", body, {"Authorization": f"Bearer {token}"}))
+        out.append(post_request(port, "/graphql", body, {"Authorization": f"Bearer {token}"}))
     return out
 
 

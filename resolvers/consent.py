@@ -28,9 +28,7 @@ class Consent:
 
     @policy_field(description="In force now: not revoked, not expired.")
     def active(self) -> bool | None:
-        return self.revoked_at is None and (
-            self.expires_at or datetime.min.replace(tzinfo=UTC)
-        ) > datetime.now(UTC)
+        return self.revoked_at is None and self.expires_at > datetime.now(UTC)
 
     @policy_field()
     async def partner(self, info: strawberry.Info) -> Partner | None:

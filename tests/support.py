@@ -102,3 +102,25 @@ def as_admin(env: Any, work: Any) -> Any:
             await connection.close()
 
     return asyncio.run(run())
+
+
+def run_gateway(*args: str, env: dict | None = None, timeout: float = 120) -> Any:
+    """Run the ``gateway`` command as a user would: its own process, no inherited settings."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    environ = {
+        k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_") and k != "DATABASE_URL"
+    }
+    environ.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=timeout,
+        cwd=Path(__file__).resolve().parents[1],
+        check=False,
+    )

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -19,7 +16,7 @@ from gateway import create_app
 from gateway.db import Database
 from gateway.ids import encode_global_id
 from gateway.queries import RECORD_ACCESS_EVENTS
-from tests.support import GraphQLClient, as_admin, serving
+from tests.support import GraphQLClient, as_admin, run_gateway, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG = """{ accessLog(first: 50) { edges { node {
@@ -217,17 +214,7 @@ def test_even_the_owner_cannot_change_events_while_the_trigger_stands(env):
             _admin(env, lambda c, s=statement: c.execute(s))
 
 
-def gateway(*args):
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        capture_output=True,
-        text=True,
-        env=environ,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
+gateway = run_gateway
 
 
 def test_audit_verify_passes_on_the_real_log_and_names_the_row_a_superuser_altered(env, client):

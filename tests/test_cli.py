@@ -21,24 +21,12 @@ import pytest
 
 from gateway.config import DEV_ISSUER
 from gateway.pgembed import with_credentials
+from tests.support import run_gateway
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def gateway(*args: str, env: dict | None = None, timeout: float = 60):
-    environ = {
-        k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_") and k != "DATABASE_URL"
-    }
-    environ.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        capture_output=True,
-        text=True,
-        env=environ,
-        timeout=timeout,
-        cwd=ROOT,
-        check=False,
-    )
+gateway = run_gateway
 
 
 def assert_one_line_failure(result, text: str):

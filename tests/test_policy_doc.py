@@ -3,15 +3,12 @@ rule decided each field."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from gateway import create_app
 from gateway.config import Mode
 from gateway.policy_doc import policy_markdown
-from tests.support import GraphQLClient, serving
+from tests.support import GraphQLClient, run_gateway, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERY = "{ consultations(first: 1) { edges { node { id reason clinicianNotes } } } }"
@@ -26,26 +23,14 @@ def test_docs_policy_md_is_generated_from_the_table():
 def test_gateway_explain_names_the_rule_for_every_field(env, tmp_path):
     query = tmp_path / "q.graphql"
     query.write_text(QUERY)
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "explain",
-            "--database-url",
-            env.app_url,
-            "--subject",
-            env.patients()[0][0],
-            "--query",
-            str(query),
-        ],
-        capture_output=True,
-        text=True,
-        env=environ,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
+    result = run_gateway(
+        "explain",
+        "--database-url",
+        env.app_url,
+        "--subject",
+        env.patients()[0][0],
+        "--query",
+        str(query),
     )
     assert result.returncode == 0, result.stderr
     lines = [line.split() for line in result.stdout.splitlines()]
@@ -71,24 +56,14 @@ def test_gateway_explain_names_the_rule_for_every_field(env, tmp_path):
 def test_gateway_explain_refuses_mutations(env, tmp_path):
     query = tmp_path / "m.graphql"
     query.write_text('mutation { revokeConsent(id: "x") { id } }')
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "explain",
-            "--database-url",
-            env.app_url,
-            "--subject",
-            env.patients()[0][0],
-            "--query",
-            str(query),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
+    result = run_gateway(
+        "explain",
+        "--database-url",
+        env.app_url,
+        "--subject",
+        env.patients()[0][0],
+        "--query",
+        str(query),
     )
     assert result.returncode == 2
     assert result.stderr == "gateway: --query: only queries can be explained\n"

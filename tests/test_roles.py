@@ -254,12 +254,22 @@ REASON = "Patient unconscious in the ER, allergy history needed"
 
 
 def _stranger(env):
-    """A clinician and a patient they never saw."""
-    for subject, clinician in env.clinicians():
-        for patient_subject, patient in env.patients():
-            if patient not in env.truth.patients_of_clinician[clinician]:
-                return subject, patient_subject, patient
-    pytest.skip("every clinician has seen every patient in this data set")
+    """A new clinician, and a patient they never saw (they have seen no one)."""
+    pk = uuid.uuid4()
+
+    async def make(connection):
+        await connection.execute("insert into data.clinicians values ($1, 'Dr New', 'ER')", pk)
+        await connection.execute(
+            "insert into data.accounts (issuer, subject, role, clinician_id) "
+            "values ($1, $2, 'clinician', $3)",
+            env.identity.issuer,
+            f"er-{pk}",
+            pk,
+        )
+
+    _admin(env, make)
+    patient_subject, patient = env.patients()[1]
+    return f"er-{pk}", patient_subject, patient
 
 
 def _open(client, token, patient, reason=REASON, minutes=None):

@@ -7,7 +7,6 @@ it does less work per request than the gateway, which is what a user choosing it
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import subprocess
@@ -15,6 +14,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from bench.load import post_request
 
 HERE = Path(__file__).resolve().parent
 NODE = HERE.parent / ".node"
@@ -101,10 +102,9 @@ def start(port: int, database_url: str, pin: list[str]) -> subprocess.Popen:
 def request(port: int, query: str, person: dict) -> bytes:
     role, actor = ("support", "") if query == "Q4" else ("patient", person["patient"])
     variables = {"id": person["one"]} if query == "Q3" else {}
-    payload = json.dumps({"query": QUERIES[query], "variables": variables}).encode()
-    head = (
-        f"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-        f"X-Role: {role}\r\nX-Actor: {actor}\r\n\r\n"
+    return post_request(
+        port,
+        "/graphql",
+        {"query": QUERIES[query], "variables": variables},
+        {"X-Role": role, "X-Actor": actor},
     )
-    return head.encode() + payload

@@ -41,7 +41,7 @@ def _unmet(condition: Condition, source: Any, principal: Principal) -> str | Non
     return None
 
 
-def check_field(context: Any, source: Any, type_name: str, field_name: str, path: Any) -> bool:
+def check_field(context: Any, source: Governed, type_name: str, field_name: str, path: Any) -> bool:
     """The policy decision for one field read, written to the request's ledger."""
     ledger = context.ledger
     principal = context.principal

@@ -52,9 +52,3 @@ class Ledger:
         if self.explanations is not None:
             decision = "allowed" if allowed else "denied"
             self.explanations.append((path, type_name, field_name, decision, rule))
-
-    def owners(self) -> set[UUID]:
-        """Every patient that owns something this request loaded or read."""
-        found = {owner for _, _, owner in self.objects if owner is not None}
-        found.update(owner for _, _, owner, _ in self.reads if owner is not None)
-        return found
