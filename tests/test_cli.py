@@ -152,6 +152,21 @@ def test_an_unreachable_database_is_one_line(tmp_path):
     assert_one_line_failure(result, "cannot connect to the database")
 
 
+def test_migrate_reads_the_admin_url_from_a_mounted_secret_file(postgres_url, tmp_path):
+    """The migration Job mounts its Secret as a file instead of an environment variable."""
+    secret = tmp_path / "url"
+    secret.write_text(_fresh_database(postgres_url) + "\n")
+    result = gateway("migrate", "--database-url-file", str(secret))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("applied: 0001_domain")
+    both = gateway("migrate", "--database-url-file", str(secret), "--database-url", "x")
+    assert_one_line_failure(both, "give --database-url or --database-url-file, not both")
+    absent = gateway("migrate", "--database-url-file", str(tmp_path / "absent"))
+    assert_one_line_failure(absent, "cannot read (No such file or directory)")
+    neither = gateway("migrate")
+    assert_one_line_failure(neither, "Missing option '--database-url'")
+
+
 @pytest.mark.parametrize(
     "args", [["seed", "--database-url", "x", "--patients", "0"], ["nosuchcommand"], ["token"]]
 )

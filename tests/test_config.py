@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from gateway.config import Mode, load_settings
@@ -66,3 +68,33 @@ def test_short_media_secrets_are_refused():
 def test_the_s3_store_needs_a_bucket():
     with pytest.raises(ConfigurationError, match="GATEWAY_MEDIA_S3_BUCKET is required"):
         load_settings({**BASE, "GATEWAY_MEDIA_STORE": "s3"})
+
+
+def _environment_without_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("GATEWAY_") or key == "DATABASE_URL":
+            monkeypatch.delenv(key)
+    for key, value in BASE.items():
+        if key not in {"DATABASE_URL", "GATEWAY_MEDIA_SIGNING_KEYS"}:
+            monkeypatch.setenv(key, value)
+
+
+def test_secrets_can_be_files_of_a_mounted_secret(tmp_path, monkeypatch):
+    """A Kubernetes Secret mounted as files (GATEWAY_SECRETS_DIR) supplies the database URL and
+    the signing keys, so they need not sit in the process environment."""
+    _environment_without_secrets(monkeypatch)
+    (tmp_path / "DATABASE_URL").write_text("postgresql://login:pw@db-pooler/gateway\n")
+    (tmp_path / "GATEWAY_MEDIA_SIGNING_KEYS").write_text("k2:" + "t" * 40 + "\n")
+    monkeypatch.setenv("GATEWAY_SECRETS_DIR", str(tmp_path))
+    settings = load_settings()
+    assert settings.database_url == "postgresql://login:pw@db-pooler/gateway"
+    assert settings.signing_keys() == (("k2", b"t" * 40),)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://from-env/gateway")
+    assert load_settings().database_url == "postgresql://from-env/gateway"
+
+
+def test_a_missing_secrets_folder_is_named(tmp_path, monkeypatch):
+    _environment_without_secrets(monkeypatch)
+    monkeypatch.setenv("GATEWAY_SECRETS_DIR", str(tmp_path / "absent"))
+    with pytest.raises(ConfigurationError, match=r"^GATEWAY_SECRETS_DIR: .* is not a directory$"):
+        load_settings()

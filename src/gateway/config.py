@@ -6,6 +6,7 @@ name (``ConfigurationError: GATEWAY_JWT_AUDIENCE: field required``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -161,10 +162,20 @@ def _env_name(loc: tuple) -> str:
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-    """Build settings from ``environ`` (the process environment when None) plus overrides."""
+    """Build settings from ``environ`` (the process environment when None) plus overrides.
+
+    From the process environment, ``GATEWAY_SECRETS_DIR`` names a folder of files, one per
+    setting, named like its variable (``DATABASE_URL``, ``GATEWAY_MEDIA_SIGNING_KEYS``): a
+    Kubernetes Secret mounted as a volume, so secrets need not sit in the environment.
+    Environment variables win over files."""
     try:
         if environ is None:
-            return Settings(**overrides)
+            secrets_dir = os.environ.get("GATEWAY_SECRETS_DIR")
+            if secrets_dir is None:
+                return Settings(**overrides)
+            if not Path(secrets_dir).is_dir():
+                raise ConfigurationError(f"GATEWAY_SECRETS_DIR: {secrets_dir} is not a directory")
+            return Settings(_secrets_dir=secrets_dir, **overrides)
         values = {
             key.removeprefix("GATEWAY_").lower(): value
             for key, value in environ.items()
