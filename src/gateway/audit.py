@@ -63,16 +63,13 @@ class AccessEventWriter:
     ) -> list[dict[str, Any]]:
         """One disclosure event per patient whose data the response holds, and one denial event
         per patient (or none) whose fields were refused."""
-        disclosed: dict[UUID, dict[tuple[str, str], set[str]]] = {}
+        disclosed: dict[UUID, dict[tuple[str, Any], set[str]]] = {}
         for type_name, object_id, owner in ledger.objects:
             if owner is not None:
-                disclosed.setdefault(owner, {}).setdefault((type_name, str(object_id)), set())
+                disclosed.setdefault(owner, {}).setdefault((type_name, object_id), set())
         for type_name, object_id, owner, field in ledger.reads:
             if owner is not None:
-                fields = disclosed.setdefault(owner, {}).setdefault(
-                    (type_name, str(object_id)), set()
-                )
-                fields.add(field)
+                disclosed.setdefault(owner, {}).setdefault((type_name, object_id), set()).add(field)
         events = [
             cls.event(
                 principal,
@@ -84,9 +81,9 @@ class AccessEventWriter:
             )
             for owner, objects in disclosed.items()
         ]
-        denied: dict[UUID | None, dict[tuple[str, str], set[str]]] = {}
+        denied: dict[UUID | None, dict[tuple[str, Any], set[str]]] = {}
         for denial in ledger.denials:
-            key = (denial.type_name, str(denial.object_id))
+            key = (denial.type_name, denial.object_id)
             denied.setdefault(denial.owner, {}).setdefault(key, set()).add(denial.field)
         events += [
             cls.event(
@@ -113,8 +110,11 @@ class AccessEventWriter:
                 self._metrics.break_glass_reads.inc()
 
 
-def _objects(items: Iterable[tuple[tuple[str, str], set[str]]]) -> list[dict[str, Any]]:
+def _objects(items: Iterable[tuple[tuple[str, Any], set[str]]]) -> list[dict[str, Any]]:
+    """Objects keyed by (type, id as text), each id converted once, in a stable order."""
     return [
         {"type": type_name, "id": object_id, "fields": sorted(fields)}
-        for (type_name, object_id), fields in sorted(items)
+        for type_name, object_id, fields in sorted(
+            (type_name, str(object_id), fields) for (type_name, object_id), fields in items
+        )
     ]

@@ -77,7 +77,7 @@ def _resolve_admin_url(ctx: click.Context, param: click.Parameter, value: str | 
     return url
 
 
-def _ADMIN_URL(command: Any) -> Any:  # noqa: N802 (used as a decorator, like click's)
+def _ADMIN_URL(command: Any) -> Any:
     """The admin URL, from ``--database-url`` or from a file (a mounted Secret)."""
     command = click.option(
         "--database-url",
