@@ -82,7 +82,6 @@
 
   var search = new URLSearchParams(window.location.search);
   var props = {
-    fetcher: fetcher,
     storage: window.sessionStorage,
     shouldPersistHeaders: false,
   };
@@ -99,5 +98,16 @@
   }
 
   var root = ReactDOM.createRoot(document.getElementById("graphiql"));
-  root.render(React.createElement(GraphiQL, props));
+
+  // A new fetcher makes GraphiQL fetch the schema again, now with the new token.
+  function render() {
+    props.fetcher = function (params, options) {
+      return fetcher(params, options);
+    };
+    root.render(React.createElement(GraphiQL, props));
+  }
+
+  input.addEventListener("change", render);
+  clear.addEventListener("click", render);
+  render();
 })();
