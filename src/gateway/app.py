@@ -27,6 +27,7 @@ from gateway.documents import FreeForm, TrustedDocuments
 from gateway.errors import ServiceUnavailable
 from gateway.events import ConnectionContext, EventHub
 from gateway.exitcheck import ExitCheck
+from gateway.graphiql import ASSET_ROUTE, GraphiQL
 from gateway.http import GraphQLEndpoint
 from gateway.media import PlaybackSigner
 from gateway.media_endpoint import MediaEndpoint
@@ -110,6 +111,7 @@ def create_app(
     signer = PlaybackSigner(
         settings.signing_keys(), settings.playback_url_ttl_seconds, settings.public_base_url
     )
+    graphiql = GraphiQL() if settings.development else None
     endpoint = GraphQLEndpoint(
         schema=build_schema(
             settings,
@@ -125,6 +127,7 @@ def create_app(
         playback=signer,
         metrics=metrics,
         documents=TrustedDocuments.load(settings.trusted_documents, FreeForm(settings.free_form)),
+        graphiql=graphiql,
     )
     media = MediaEndpoint(
         authenticator=authenticator,
@@ -196,18 +199,17 @@ def create_app(
                 max_age=600,
             )
         )
-    app = Starlette(
-        middleware=middleware,
-        routes=[
-            Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", subscriptions),
-            Route("/media/recordings/{id}", media.handle, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
+    routes = [
+        Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", subscriptions),
+        Route("/media/recordings/{id}", media.handle, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    if graphiql is not None:
+        routes.append(Route(ASSET_ROUTE, graphiql.asset, methods=["GET"]))
+    app = Starlette(middleware=middleware, routes=routes, lifespan=lifespan)
     app.state.metrics = metrics
     return app
 

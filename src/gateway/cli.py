@@ -12,7 +12,6 @@ import secrets
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import asyncpg
 import click
@@ -332,11 +331,12 @@ def _print_banner(
     clinician = next(p for p in principals if p["role"] == "clinician")
     patient_token = identity.token(patient["subject"], ttl=8 * 3600)
     clinician_token = identity.token(clinician["subject"], ttl=8 * 3600)
-    headers = quote(json.dumps({"Authorization": f"Bearer {patient_token}"}))
+    from gateway.graphiql import graphiql_link
+
     click.echo(
         f"""
 Consultation gateway (development mode)
-  GraphiQL:    {base_url}/graphql?headers={headers}
+  GraphiQL:    {graphiql_link(base_url, patient_token)}
   principals:  {data_dir / "principals.json"}
   more tokens: gateway token --data-dir {data_dir} --subject SUBJECT
 

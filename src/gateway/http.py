@@ -1,4 +1,5 @@
-"""GraphQL over HTTP: ``POST /graphql`` (JSON), and GraphiQL on ``GET /graphql`` in development.
+"""GraphQL over HTTP: ``POST /graphql`` (JSON), and GraphiQL on ``GET /graphql`` in development
+(the page is ``gateway.graphiql``).
 
 Follows the GraphQL over HTTP specification: ``application/graphql-response+json`` when the client
 accepts it (400 for documents that do not parse or validate), ``application/json`` otherwise (200
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,10 +21,9 @@ from typing import Any
 import orjson
 from graphql import GraphQLError, GraphQLSyntaxError
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from strawberry import Schema
 from strawberry.exceptions import MissingQueryError
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
@@ -44,6 +43,7 @@ from gateway.errors import (
 )
 from gateway.exitcheck import ExitCheck
 from gateway.explain import explanation
+from gateway.graphiql import GraphiQL
 from gateway.identity import Principal
 from gateway.ledger import Ledger
 from gateway.limits import LIMIT_EXCEEDED
@@ -194,24 +194,6 @@ def _error_body(message: str, code: str) -> bytes:
     return orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]})
 
 
-def graphiql_page() -> Response:
-    """GraphiQL (development only) under a strict Content-Security-Policy: scripts only with
-    this response's nonce or from the pinned CDN, requests only to this origin, no framing."""
-    nonce = secrets.token_urlsafe(16)
-    html = get_graphql_ide_html("graphiql")
-    html = html.replace("<script", f'<script nonce="{nonce}"')
-    policy = (
-        "default-src 'none'; "
-        f"script-src 'nonce-{nonce}' https://unpkg.com; "
-        "style-src 'unsafe-inline' https://unpkg.com; "
-        "font-src https://unpkg.com data:; img-src 'self' data:; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-    )
-    return HTMLResponse(
-        html, headers={"content-security-policy": policy, "cache-control": "no-store"}
-    )
-
-
 async def authenticate(authenticator: Authenticator, request: Request) -> Principal | Response:
     """The request's principal, or the response refusing it (401 challenge, or 503)."""
     try:
@@ -257,6 +239,7 @@ class GraphQLEndpoint:
         playback: PlaybackSigner,
         metrics: Metrics,
         documents: TrustedDocuments,
+        graphiql: GraphiQL | None = None,
     ) -> None:
         self._schema = schema
         self._settings = settings
@@ -268,6 +251,7 @@ class GraphQLEndpoint:
         self._metrics = metrics
         self._development = settings.development
         self._documents = documents
+        self._graphiql = graphiql
         self._in_flight = 0
 
     @property
@@ -299,8 +283,8 @@ class GraphQLEndpoint:
 
     def _get(self, request: Request) -> Response:
         accepts_html = "text/html" in request.headers.get("accept", "")
-        if self._development and accepts_html:
-            return graphiql_page()
+        if self._graphiql is not None and accepts_html:
+            return self._graphiql.page()
         return Response(
             _error_body("Send GraphQL operations with POST", "METHOD_NOT_ALLOWED"),
             status_code=405,
