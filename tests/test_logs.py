@@ -98,6 +98,7 @@ def test_each_request_is_one_json_line_with_no_clinical_value_query_or_token(env
         )
         refused = client.post("{ me { role } }", bad_token, **{"x-request-id": "bad-token-1"})
         invalid = client.post("{ consultations { nope } }", token, **{"x-request-id": "doc-1"})
+        assert invalid.status_code == 200  # application/json: 200 with errors
         unparsable = client.post("{ consultations {", token)
         probe = client.http.get("/healthz")
 
