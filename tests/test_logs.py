@@ -10,11 +10,13 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import uvicorn
 
 from gateway import create_app
 from gateway.cli import _uvicorn_logging
+from gateway.ids import encode_global_id
 from gateway.logs import configure_logging
 from tests.support import GraphQLClient, ServerThread, all_strings
 
@@ -43,7 +45,7 @@ class LockedStream(io.StringIO):
 
 @contextlib.contextmanager
 def logging_restored() -> Iterator[None]:
-    names = ["", "uvicorn", "uvicorn.error", "uvicorn.access"]
+    names = ["", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore"]
     saved = {
         name: (logger.handlers[:], logger.level, logger.propagate, logger.disabled)
         for name in names
@@ -207,3 +209,33 @@ def test_serve_and_dev_route_uvicorns_loggers_through_the_one_setup(env):
     assert [(line["logger"], line["event"], line["level"]) for line in stream.lines()] == [
         ("uvicorn.error", "Started server process [7]", "info")
     ]
+
+
+def test_a_playback_is_logged_by_route_template_under_the_id_the_audit_trail_holds(env):
+    from tests.support import as_admin
+    from tests.test_media import PLAY
+
+    subject, patient = env.patients()[6]
+    recording = sorted(env.truth.recordings_of_patient[patient])[0]
+    global_id = encode_global_id("Recording", recording)
+    token = env.token(subject)
+    with logged_server(env.settings()) as (client, stream):
+        body = client.execute(PLAY, token, {"id": global_id})
+        parts = urlsplit(body["data"]["recording"]["playbackUrl"])
+        played = client.http.get(
+            f"{parts.path}?{parts.query}",
+            headers={"authorization": f"Bearer {token}", "x-request-id": "play-1"},
+        )
+    assert played.status_code == 200 and played.headers["x-request-id"] == "play-1"
+    line = _request_lines(stream)["play-1"]
+    assert (line["route"], line["status"], line["subject"]) == (
+        "/media/recordings/{id}",
+        200,
+        subject,
+    )
+    assert global_id not in stream.getvalue() and str(recording) not in stream.getvalue()
+    kinds = as_admin(
+        env,
+        lambda c: c.fetch("select kind from data.access_events where request_id = 'play-1'"),
+    )
+    assert [row["kind"] for row in kinds] == ["media"]

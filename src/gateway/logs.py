@@ -83,7 +83,8 @@ class ConsoleFormatter(logging.Formatter):
 def logging_config(settings: Settings, stream: IO[str] | None = None) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` dictionary (also uvicorn's ``log_config``): one handler
     on the root logger; uvicorn's loggers propagate to it; uvicorn's access log is off, because
-    the gateway writes its own line per request (``gateway.request``)."""
+    the gateway writes its own line per request (``gateway.request``); httpx's request lines are
+    off."""
     formatter = JsonFormatter if settings.log_format == "json" else ConsoleFormatter
     level = settings.log_level.upper()
     return {
@@ -102,6 +103,9 @@ def logging_config(settings: Settings, stream: IO[str] | None = None) -> dict[st
             "uvicorn": {"handlers": [], "propagate": True, "level": level},
             "uvicorn.error": {"handlers": [], "propagate": True, "level": level},
             "uvicorn.access": {"handlers": [], "propagate": False, "level": "CRITICAL"},
+            # httpx logs every URL it fetches at info; URLs can carry signatures or tokens.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
         },
     }
 
