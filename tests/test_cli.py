@@ -208,6 +208,24 @@ def test_serve_refuses_the_development_identity(env):
     assert_one_line_failure(result, "holds a development key")
 
 
+def test_serve_refuses_a_metrics_port_shared_by_several_workers(env):
+    result = gateway(
+        "serve",
+        "--workers",
+        "2",
+        env={
+            "DATABASE_URL": env.app_url,
+            "GATEWAY_JWT_ISSUER": "https://idp.example",
+            "GATEWAY_JWT_AUDIENCE": "x",
+            "GATEWAY_JWKS_URL": "https://idp.example/jwks.json",
+            "GATEWAY_MEDIA_SIGNING_KEYS": env.identity.media_keys(),
+            "GATEWAY_MEDIA_ROOT": str(env.media_root),
+            "GATEWAY_METRICS_PORT": "9100",
+        },
+    )
+    assert_one_line_failure(result, "GATEWAY_METRICS_PORT")
+
+
 def test_token_is_refused_in_production(env):
     result = gateway(
         "token",

@@ -98,3 +98,40 @@ def test_a_missing_secrets_folder_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("GATEWAY_SECRETS_DIR", str(tmp_path / "absent"))
     with pytest.raises(ConfigurationError, match=r"^GATEWAY_SECRETS_DIR: .* is not a directory$"):
         load_settings()
+
+
+def test_observability_defaults_are_json_logs_at_info_metrics_on_the_main_port_no_tracing():
+    settings = load_settings(BASE)
+    assert (settings.log_format, settings.log_level) == ("json", "info")
+    assert settings.metrics_port is None
+    assert settings.traces_endpoint is None
+    assert settings.otel_service_name == "consultation-gateway"
+
+
+@pytest.mark.parametrize(
+    ("variables", "endpoint"),
+    [
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/"},
+            "http://collector:4318/v1/traces",
+        ),
+        ({"GATEWAY_OTLP_ENDPOINT": "http://collector:4318"}, "http://collector:4318/v1/traces"),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c/traces"}, "http://c/traces"),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+                "GATEWAY_OTLP_TRACES_ENDPOINT": "http://c/traces",
+            },
+            "http://c/traces",
+        ),
+    ],
+)
+def test_tracing_follows_opentelemetrys_standard_variables(variables, endpoint):
+    assert load_settings({**BASE, **variables}).traces_endpoint == endpoint
+
+
+def test_observability_settings_are_named_when_bad():
+    with pytest.raises(ConfigurationError, match=r"^GATEWAY_LOG_FORMAT: "):
+        load_settings({**BASE, "GATEWAY_LOG_FORMAT": "xml"})
+    with pytest.raises(ConfigurationError, match=r"^GATEWAY_METRICS_PORT: "):
+        load_settings({**BASE, "GATEWAY_METRICS_PORT": "70000"})

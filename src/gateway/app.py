@@ -6,11 +6,12 @@ engine is imported by resolvers, never the other way round.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -32,9 +33,11 @@ from gateway.http import GraphQLEndpoint
 from gateway.media import PlaybackSigner
 from gateway.media_endpoint import MediaEndpoint
 from gateway.metrics import Metrics
+from gateway.observe import RequestObserver
 from gateway.ratelimit import RateLimiter
 from gateway.storage import LocalMediaStore, MediaStore, S3MediaStore
 from gateway.subscriptions import SubscriptionEndpoint
+from gateway.tracing import Tracing
 
 __all__ = ["create_app", "create_app_from_environment"]
 
@@ -70,23 +73,36 @@ class SecurityHeaders:
 
 
 class _Deferred:
-    """Forwards calls to the Database once the lifespan has opened it."""
+    """Forwards calls to the Database once the lifespan has opened it; counts statements and,
+    when tracing, makes a span of each."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, tracing: Tracing | None) -> None:
         self.database: Database | None = None
         self._statements = metrics.db_statements
+        self._tracing = tracing
 
     async def fetch(self, statement: str, *args: Any) -> list[Any]:
         if self.database is None:
             raise ServiceUnavailable()
         self._statements.inc()
-        return await self.database.fetch(statement, *args)
+        if self._tracing is None:
+            return await self.database.fetch(statement, *args)
+        with self._tracing.statement(statement):
+            return await self.database.fetch(statement, *args)
 
     async def execute(self, statement: str, *args: Any) -> None:
         if self.database is None:
             raise ServiceUnavailable()
         self._statements.inc()
-        await self.database.execute(statement, *args)
+        if self._tracing is None:
+            await self.database.execute(statement, *args)
+            return
+        with self._tracing.statement(statement):
+            await self.database.execute(statement, *args)
+
+    def pool_usage(self) -> tuple[int, int, int] | None:
+        usage = getattr(self.database, "pool_usage", None)
+        return usage() if usage is not None else None
 
 
 def create_app(
@@ -98,7 +114,9 @@ def create_app(
     from resolvers import build_schema
 
     metrics = Metrics()
-    edge = _Deferred(metrics)
+    tracing = Tracing.from_settings(settings)
+    edge = _Deferred(metrics, tracing)
+    metrics.watch_pool(edge.pool_usage)
     jwks = JwksCache(
         url=settings.jwks_url,
         file=settings.jwks_file,
@@ -128,6 +146,7 @@ def create_app(
         metrics=metrics,
         documents=TrustedDocuments.load(settings.trusted_documents, FreeForm(settings.free_form)),
         graphiql=graphiql,
+        tracing=tracing,
     )
     media = MediaEndpoint(
         authenticator=authenticator,
@@ -161,6 +180,10 @@ def create_app(
         edge.database = database or await Database.connect(settings)
         with contextlib.suppress(Exception):
             await jwks.refresh()
+        if settings.metrics_port is not None:
+            app.state.metrics_server, _ = start_http_server(
+                settings.metrics_port, registry=metrics.registry
+            )
         try:
             yield
         finally:
@@ -168,6 +191,11 @@ def create_app(
             if database is None:
                 await edge.database.close()
             edge.database = None
+            if settings.metrics_port is not None:
+                app.state.metrics_server.shutdown()
+                app.state.metrics_server.server_close()
+            if tracing is not None:
+                await asyncio.to_thread(tracing.shutdown)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -187,7 +215,10 @@ def create_app(
     async def metrics_endpoint(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    middleware = [Middleware(SecurityHeaders)]
+    middleware = [
+        Middleware(RequestObserver, metrics=metrics, tracing=tracing),
+        Middleware(SecurityHeaders),
+    ]
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -205,8 +236,9 @@ def create_app(
         Route("/media/recordings/{id}", media.handle, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
+    if settings.metrics_port is None:
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     if graphiql is not None:
         routes.append(Route(ASSET_ROUTE, graphiql.asset, methods=["GET"]))
     app = Starlette(middleware=middleware, routes=routes, lifespan=lifespan)

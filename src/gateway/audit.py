@@ -102,7 +102,15 @@ class AccessEventWriter:
             await self._execute(queries.RECORD_ACCESS_EVENTS, payload)
         except Exception as exc:
             self._metrics.audit_writes.labels("failed").inc()
-            log.error("audit write failed; response withheld", exc_info=exc)
+            log.error(
+                "audit write failed; response withheld",
+                exc_info=exc,
+                extra={
+                    "request_id": events[0]["request_id"],
+                    "events": len(events),
+                    "kinds": sorted({event["kind"] for event in events}),
+                },
+            )
             raise AuditUnavailable() from exc
         self._metrics.audit_writes.labels("ok").inc()
         for event in events:

@@ -247,7 +247,23 @@ _DATA_DIR = click.option(
 @_DATA_DIR
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-def dev(data_dir: Path, host: str, port: int) -> None:
+@click.option(
+    "--log-format",
+    envvar="GATEWAY_LOG_FORMAT",
+    type=click.Choice(["json", "console"]),
+    default="console",
+    show_default=True,
+    help="env GATEWAY_LOG_FORMAT",
+)
+@click.option(
+    "--log-level",
+    envvar="GATEWAY_LOG_LEVEL",
+    type=click.Choice(["debug", "info", "warning", "error", "critical"]),
+    default="info",
+    show_default=True,
+    help="env GATEWAY_LOG_LEVEL",
+)
+def dev(data_dir: Path, host: str, port: int, log_format: str, log_level: str) -> None:
     """Run a development gateway: embedded PostgreSQL, demo data, GraphiQL, demo tokens."""
     import uvicorn
 
@@ -273,9 +289,11 @@ def dev(data_dir: Path, host: str, port: int) -> None:
             media_signing_keys=identity.media_keys(),
             media_root=data_dir / "media",
             public_base_url=base_url,
+            log_format=log_format,
+            log_level=log_level,
         )
         _print_banner(base_url, data_dir, identity, principals)
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(settings), host=host, port=port, **_uvicorn_logging(settings))
     finally:
         cluster.stop()
 
@@ -419,6 +437,8 @@ def serve(host: str, port: int, workers: int) -> None:
     if settings.mode is not Mode.PRODUCTION:
         click.echo("gateway: warning: GATEWAY_MODE is not production", err=True)
     refuse_development_identity(settings)
+    if settings.metrics_port is not None and workers > 1:
+        _fail("GATEWAY_METRICS_PORT: serves one worker's metrics; use --workers 1 (scale pods)")
 
     async def check() -> None:
         from gateway.db import Database
@@ -433,9 +453,21 @@ def serve(host: str, port: int, workers: int) -> None:
         host=host,
         port=port,
         workers=workers,
-        log_level="info",
         proxy_headers=True,
+        **_uvicorn_logging(settings),
     )
+
+
+def _uvicorn_logging(settings: Settings) -> dict[str, Any]:
+    """uvicorn's logging arguments: the gateway's one setup, no access log (the gateway writes
+    its own line per request)."""
+    from gateway.logs import logging_config
+
+    return {
+        "log_config": logging_config(settings),
+        "log_level": settings.log_level,
+        "access_log": False,
+    }
 
 
 @cli.command()

@@ -33,7 +33,9 @@ class Mode(StrEnum):
 
 class Settings(BaseSettings):
     """Everything the gateway can be told. Environment names are ``GATEWAY_<FIELD>`` except
-    ``DATABASE_URL``."""
+    ``DATABASE_URL`` and OpenTelemetry's standard ``OTEL_EXPORTER_OTLP_ENDPOINT``,
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` and ``OTEL_SERVICE_NAME`` (each also accepted as
+    ``GATEWAY_<FIELD>``)."""
 
     model_config = SettingsConfigDict(
         env_prefix="GATEWAY_", frozen=True, extra="ignore", populate_by_name=True
@@ -91,6 +93,40 @@ class Settings(BaseSettings):
     media_s3_endpoint_url: str | None = None
     media_s3_region: str | None = None
     media_presign_seconds: int = Field(default=60, ge=1, le=900)
+    log_format: Literal["json", "console"] = Field(
+        default="json",
+        description="Log lines as JSON objects (one per line) or as text for people.",
+    )
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        default="info",
+        description="Least severe level logged, for the gateway's loggers and uvicorn's.",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Serve /metrics on this port (all interfaces) instead of on the main one, "
+        "where /metrics then answers 404; one worker only.",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "GATEWAY_OTLP_ENDPOINT"),
+        description="Base URL of an OTLP/HTTP receiver; traces go to <url>/v1/traces. "
+        "Tracing is off unless this or otlp_traces_endpoint is set.",
+    )
+    otlp_traces_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "GATEWAY_OTLP_TRACES_ENDPOINT"
+        ),
+        description="Full URL that OTLP/HTTP trace exports are POSTed to (wins over "
+        "otlp_endpoint).",
+    )
+    otel_service_name: str = Field(
+        default="consultation-gateway",
+        validation_alias=AliasChoices("OTEL_SERVICE_NAME", "GATEWAY_OTEL_SERVICE_NAME"),
+        description="service.name of the spans.",
+    )
 
     @field_validator("cors_origins", "websocket_origins", mode="before")
     @classmethod
@@ -130,6 +166,15 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def traces_endpoint(self) -> str | None:
+        """Where spans are exported, or None when tracing is off."""
+        if self.otlp_traces_endpoint:
+            return self.otlp_traces_endpoint
+        if self.otlp_endpoint:
+            return self.otlp_endpoint.rstrip("/") + "/v1/traces"
+        return None
+
+    @property
     def development(self) -> bool:
         return self.mode is Mode.DEVELOPMENT
 
@@ -154,10 +199,20 @@ class Settings(BaseSettings):
         return tuple(keys)
 
 
+# Variables read under their own names, as OpenTelemetry's documentation spells them.
+_STANDARD_NAMES = {
+    "otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "otlp_traces_endpoint": "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "otel_service_name": "OTEL_SERVICE_NAME",
+}
+
+
 def _env_name(loc: tuple) -> str:
     field = str(loc[0])
     if field in {"database_url", "DATABASE_URL"}:
         return "DATABASE_URL"
+    if field in _STANDARD_NAMES or field in _STANDARD_NAMES.values():
+        return _STANDARD_NAMES.get(field, field)
     return f"GATEWAY_{field.upper()}"
 
 
@@ -181,8 +236,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
             for key, value in environ.items()
             if key.startswith("GATEWAY_")
         }
-        if "DATABASE_URL" in environ:
-            values["DATABASE_URL"] = environ["DATABASE_URL"]
+        for name in ("DATABASE_URL", *_STANDARD_NAMES.values()):
+            if name in environ:
+                values[name] = environ[name]
         values.update(overrides)
         return Settings.model_validate(values)
     except ValidationError as exc:

@@ -91,6 +91,10 @@ class Database:
     async def close(self) -> None:
         await self._pool.close()
 
+    def pool_usage(self) -> tuple[int, int, int]:
+        """(connections open, idle, maximum), for the metrics collector."""
+        return self._pool.get_size(), self._pool.get_idle_size(), self._pool.get_max_size()
+
     async def fetch(self, statement: str, *args: Any) -> list[asyncpg.Record]:
         try:
             async with self._pool.acquire(timeout=self._acquire_timeout) as connection:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,8 @@ def document_id(body: str) -> str:
 class TrustedDocuments:
     operations: dict[str, str]
     free_form: FreeForm
+    # id -> operation name, from the manifest (names the request log and spans may show).
+    names: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, manifest: Path | None, free_form: FreeForm) -> TrustedDocuments:
@@ -63,7 +65,7 @@ class TrustedDocuments:
             raise ConfigurationError(f"GATEWAY_TRUSTED_DOCUMENTS: cannot read ({exc})") from None
         if data.get("format") != MANIFEST_FORMAT or data.get("version") != 1:
             raise ConfigurationError(f"GATEWAY_TRUSTED_DOCUMENTS: not an {MANIFEST_FORMAT} v1")
-        operations = {}
+        operations, names = {}, {}
         for operation in data.get("operations", []):
             body = operation["body"]
             if operation["id"] != document_id(body):
@@ -72,7 +74,9 @@ class TrustedDocuments:
                     "that is not the SHA-256 of its body"
                 )
             operations[operation["id"]] = body
-        return cls(operations, free_form)
+            if isinstance(operation.get("name"), str):
+                names[operation["id"]] = operation["name"]
+        return cls(operations, free_form, names)
 
     def resolve(self, query: str | None, sha256: str | None, principal: Principal) -> str:
         """The document to execute; BadRequest when it may not be."""

@@ -84,7 +84,12 @@ class ExitCheck:
         self._metrics.exit_check_trips.inc()
         log.critical(
             "exit check tripped: response withheld",
-            extra={"request_id": request_id, "subject": principal.subject},
+            extra={
+                "request_id": request_id,
+                "subject": principal.subject,
+                "role": principal.role.value,
+                "foreign_patients": len(foreign),
+            },
         )
         events = [
             AccessEventWriter.event(

@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
-import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from graphql import GraphQLError, GraphQLSyntaxError
@@ -33,7 +32,7 @@ from gateway.changes import AccessChanges
 from gateway.config import Settings
 from gateway.context import RequestContext
 from gateway.db import Database
-from gateway.documents import TrustedDocuments
+from gateway.documents import TrustedDocuments, document_id
 from gateway.errors import (
     AuthenticationError,
     BadRequest,
@@ -50,7 +49,12 @@ from gateway.limits import LIMIT_EXCEEDED
 from gateway.loaders import Loaders
 from gateway.media import PlaybackSigner
 from gateway.metrics import Metrics
+from gateway.observe import RequestRecord, request_record
+from gateway.policy import rule_for
 from gateway.ratelimit import RATE_LIMITED
+
+if TYPE_CHECKING:
+    from gateway.tracing import Tracing
 
 __all__ = [
     "GraphQLEndpoint",
@@ -64,7 +68,6 @@ log = logging.getLogger("gateway.http")
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _SUGGESTION = re.compile(r" Did you mean .*$", re.DOTALL)
 _ALLOWED_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
@@ -197,11 +200,16 @@ def _error_body(message: str, code: str) -> bytes:
 async def authenticate(authenticator: Authenticator, request: Request) -> Principal | Response:
     """The request's principal, or the response refusing it (401 challenge, or 503)."""
     try:
-        return await authenticator.authenticate(request.headers.get("authorization"))
+        principal = await authenticator.authenticate(request.headers.get("authorization"))
     except AuthenticationError as exc:
+        request_record(request).error_codes = (exc.code,)
         return challenge_response(exc)
     except ServiceUnavailable as exc:
+        request_record(request).error_codes = (exc.code,)
         return unavailable_response(exc)
+    record = request_record(request)
+    record.subject, record.role = principal.subject, principal.role.value
+    return principal
 
 
 def challenge_response(exc: AuthenticationError) -> Response:
@@ -240,6 +248,7 @@ class GraphQLEndpoint:
         metrics: Metrics,
         documents: TrustedDocuments,
         graphiql: GraphiQL | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._schema = schema
         self._settings = settings
@@ -252,6 +261,7 @@ class GraphQLEndpoint:
         self._development = settings.development
         self._documents = documents
         self._graphiql = graphiql
+        self._tracing = tracing
         self._in_flight = 0
 
     @property
@@ -259,27 +269,44 @@ class GraphQLEndpoint:
         return self._schema
 
     async def handle(self, request: Request) -> Response:
-        started = time.perf_counter()
-        request_id = request.headers.get("x-request-id", "")
-        if not _REQUEST_ID.match(request_id):
-            request_id = uuid.uuid4().hex
+        """One request; its id, log line and request metrics are ``RequestObserver``'s."""
+        record = request_record(request)
         if request.method == "GET":
-            response = self._get(request)
-        elif self._in_flight >= self._settings.max_concurrent_requests:
-            response = unavailable_response(ServiceUnavailable("Server busy", retry_after=1))
-        else:
-            self._in_flight += 1
-            try:
-                async with asyncio.timeout(self._settings.request_timeout_seconds):
-                    response = await self._post(request, request_id)
-            except TimeoutError:
-                response = unavailable_response(ServiceUnavailable("Request timed out"))
-            finally:
-                self._in_flight -= 1
-        response.headers["x-request-id"] = request_id
-        self._metrics.requests.labels(str(response.status_code)).inc()
-        self._metrics.latency.observe(time.perf_counter() - started)
-        return response
+            return self._get(request)
+        if self._in_flight >= self._settings.max_concurrent_requests:
+            return self._unavailable(record, ServiceUnavailable("Server busy", retry_after=1))
+        self._in_flight += 1
+        try:
+            async with asyncio.timeout(self._settings.request_timeout_seconds):
+                return await self._post(request, record)
+        except TimeoutError:
+            return self._unavailable(record, ServiceUnavailable("Request timed out"))
+        finally:
+            self._in_flight -= 1
+
+    def _unavailable(
+        self, record: RequestRecord, exc: ServiceUnavailable, media_type: str = JSON
+    ) -> Response:
+        record.error_codes = (exc.code,)
+        return unavailable_response(exc, media_type)
+
+    def _refuse(
+        self,
+        record: RequestRecord,
+        status: int,
+        message: str,
+        code: str,
+        media_type: str,
+        **headers: str,
+    ) -> Response:
+        record.error_codes = (code,)
+        return self._reply(status, _error_body(message, code), media_type, **headers)
+
+    async def _traced(self, name: str, attributes: dict[str, Any], work: Awaitable[Any]) -> Any:
+        if self._tracing is None:
+            return await work
+        with self._tracing.span(name, attributes):
+            return await work
 
     def _get(self, request: Request) -> Response:
         accepts_html = "text/html" in request.headers.get("accept", "")
@@ -297,25 +324,30 @@ class GraphQLEndpoint:
             body, status_code=status, media_type=media_type, headers={**DATA_HEADERS, **headers}
         )
 
-    async def _post(self, request: Request, request_id: str) -> Response:
+    async def _post(self, request: Request, record: RequestRecord) -> Response:
+        request_id = record.request_id
         principal = await authenticate(self._authenticator, request)
         if isinstance(principal, Response):
             return principal
 
         media_type = _negotiate(request.headers.get("accept"))
         if media_type is None:
-            return self._reply(
+            return self._refuse(
+                record,
                 406,
-                _error_body(
-                    f"Acceptable media types: {GRAPHQL_RESPONSE}, {JSON}", "NOT_ACCEPTABLE"
-                ),
+                f"Acceptable media types: {GRAPHQL_RESPONSE}, {JSON}",
+                "NOT_ACCEPTABLE",
                 JSON,
             )
         try:
             params = await self._read_params(request)
             query = self._documents.resolve(params.query, params.sha256, principal)
         except BadRequest as exc:
-            return self._reply(exc.status, _error_body(exc.message, exc.code), media_type)
+            return self._refuse(record, exc.status, exc.message, exc.code, media_type)
+        # A free-form operation name is the client's text and could name anything: only a
+        # trusted document's name (from the manifest) is logged; otherwise just the hash.
+        record.document = params.sha256 or document_id(query)
+        record.operation = self._documents.names.get(record.document)
 
         ledger = Ledger()
         explaining = self._development and request.headers.get("x-gateway-explain") == "1"
@@ -323,7 +355,7 @@ class GraphQLEndpoint:
             ledger.explanations = []
         context = RequestContext(
             principal=principal,
-            loaders=Loaders(self._database.fetch, principal, ledger),
+            loaders=Loaders(self._database.fetch, principal, ledger, self._tracing),
             ledger=ledger,
             request_id=request_id,
             settings=self._settings,
@@ -333,42 +365,48 @@ class GraphQLEndpoint:
             ),
         )
         try:
-            result = await self._schema.execute(
-                query,
-                variable_values=params.variables,
-                context_value=context,
-                operation_name=params.operation_name,
-                allowed_operation_types=_ALLOWED_OPERATIONS,
+            result = await self._traced(
+                "graphql",
+                {"graphql.document": record.document, "graphql.operation.name": record.operation}
+                if record.operation
+                else {"graphql.document": record.document},
+                self._schema.execute(
+                    query,
+                    variable_values=params.variables,
+                    context_value=context,
+                    operation_name=params.operation_name,
+                    allowed_operation_types=_ALLOWED_OPERATIONS,
+                ),
             )
         except InvalidOperationTypeError:
-            return self._reply(
-                400,
-                _error_body("Subscriptions are served over WebSocket", "BAD_REQUEST"),
-                media_type,
+            return self._refuse(
+                record, 400, "Subscriptions are served over WebSocket", "BAD_REQUEST", media_type
             )
         except MissingQueryError:
-            return self._reply(400, _error_body("No query", "BAD_REQUEST"), media_type)
+            return self._refuse(record, 400, "No query", "BAD_REQUEST", media_type)
 
         errors = result.errors or []
         limited = next(
             (e for e in errors if (e.extensions or {}).get("code") == RATE_LIMITED), None
         )
         if limited is not None:
-            return self._reply(
+            return self._refuse(
+                record,
                 429,
-                _error_body(limited.message, RATE_LIMITED),
+                limited.message,
+                RATE_LIMITED,
                 media_type,
                 **{"retry-after": str(limited.extensions["retryAfter"])},
             )
         for error in errors:
             original = error.original_error
             if isinstance(original, ServiceUnavailable):
-                return unavailable_response(original, media_type)
+                return self._unavailable(record, original, media_type)
             if original is not None and not isinstance(original, GatewayError):
                 log.error(
                     "masked internal error",
                     exc_info=original,
-                    extra={"request_id": request_id, "path": error.path},
+                    extra={"request_id": request_id},
                 )
         request_error = (
             result.data is None and bool(errors) and all(error.path is None for error in errors)
@@ -380,18 +418,25 @@ class GraphQLEndpoint:
             formatted = [format_error(error, development=self._development) for error in errors]
         if not request_error:
             try:
-                await self._exit_check.verify(principal, ledger, request_id)
-                await self._audit.write(
-                    AccessEventWriter.events_from_ledger(principal, request_id, ledger)
+                await self._traced(
+                    "exit_check",
+                    {"gateway.objects": len(ledger.objects)},
+                    self._exit_check.verify(principal, ledger, request_id),
+                )
+                events = AccessEventWriter.events_from_ledger(principal, request_id, ledger)
+                await self._traced(
+                    "audit_write", {"gateway.events": len(events)}, self._audit.write(events)
                 )
             except ResponseWithheld as exc:
                 data, formatted = None, [{"message": exc.message, "extensions": {"code": exc.code}}]
             except ServiceUnavailable as exc:
-                return unavailable_response(exc, media_type)
-        for item in formatted:
-            self._metrics.errors.labels(item["extensions"]["code"]).inc()
-        for denial in ledger.denials:
-            self._metrics.denials.labels(denial.type_name, denial.field).inc()
+                return self._unavailable(record, exc, media_type)
+        codes = [item["extensions"]["code"] for item in formatted]
+        for code in codes:
+            self._metrics.errors.labels(code).inc()
+        record.error_codes = tuple(dict.fromkeys(codes))
+        if ledger.denials:
+            self._count_denials(ledger, principal)
         payload: dict[str, Any] = {} if request_error else {"data": data}
         if formatted:
             payload["errors"] = formatted
@@ -399,6 +444,14 @@ class GraphQLEndpoint:
             payload["extensions"] = {"explain": explanation(ledger)}
         status = 400 if request_error and media_type == GRAPHQL_RESPONSE else 200
         return self._reply(status, orjson.dumps(payload), media_type)
+
+    def _count_denials(self, ledger: Ledger, principal: Principal) -> None:
+        role = principal.role
+        for denial in ledger.denials:
+            rule = rule_for(denial.type_name, denial.field, role)
+            self._metrics.denials.labels(
+                denial.type_name, denial.field, role.value, rule.name if rule else "default-deny"
+            ).inc()
 
     async def _read_params(self, request: Request) -> GraphQLParams:
         content_type = request.headers.get("content-type", "")

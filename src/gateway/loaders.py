@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from aiodataloader import DataLoader
@@ -23,9 +23,13 @@ from gateway.identity import Principal
 from gateway.ledger import Ledger
 from gateway.policy import RowScope, row_scope, rule_for
 
+if TYPE_CHECKING:
+    from gateway.tracing import Tracing
+
 __all__ = ["ConsultationPage", "Loaders", "then"]
 
 Fetch = Callable[..., Awaitable[list[Record]]]
+Batch = Callable[[Sequence[Any]], Awaitable[list[Any]]]
 
 
 def then(pending: Awaitable[Any], convert: Callable[[Any], Any]) -> Any:
@@ -49,20 +53,37 @@ class ConsultationPage:
 class Loaders:
     """Per-request DataLoaders for one principal."""
 
-    def __init__(self, fetch: Fetch, principal: Principal, ledger: Ledger) -> None:
+    def __init__(
+        self, fetch: Fetch, principal: Principal, ledger: Ledger, tracing: Tracing | None = None
+    ) -> None:
         self._fetch = fetch
         self._principal = principal
         self._ledger = ledger
         self._role = principal.role.value
         self._actor = principal.actor_id
         self._scopes = sorted(principal.scopes)
-        self.consultation = DataLoader(self._consultations_by_id)
-        self.recording = DataLoader(self._recordings_by_id)
-        self.recordings_of = DataLoader(self._recordings_by_consultation)
-        self.consultations_of = DataLoader(self._consultations_by_patient)
-        self.patient = DataLoader(self._patients_by_id)
-        self.clinician = DataLoader(self._clinicians_by_id)
-        self.partner = DataLoader(self._partners_by_id)
+        self._tracing = tracing
+        self.consultation = self._loader("consultation", self._consultations_by_id)
+        self.recording = self._loader("recording", self._recordings_by_id)
+        self.recordings_of = self._loader("recordings_of", self._recordings_by_consultation)
+        self.consultations_of = self._loader("consultations_of", self._consultations_by_patient)
+        self.patient = self._loader("patient", self._patients_by_id)
+        self.clinician = self._loader("clinician", self._clinicians_by_id)
+        self.partner = self._loader("partner", self._partners_by_id)
+
+    def _loader(self, name: str, batch: Batch) -> DataLoader:
+        """A DataLoader; when tracing, each batch is a span with the loader's name and the
+        batch's size (never its keys)."""
+        tracing = self._tracing
+        if tracing is None:
+            return DataLoader(batch)
+
+        async def traced(keys: Sequence[Any]) -> list[Any]:
+            attributes = {"gateway.loader": name, "gateway.batch_size": len(keys)}
+            with tracing.span(f"loader {name}", attributes):
+                return await batch(keys)
+
+        return DataLoader(traced)
 
     def _sees(self, type_name: str) -> bool:
         return row_scope(type_name, self._principal.role) is not RowScope.NONE

@@ -9,7 +9,6 @@ same 403 with an empty body; every playback is written to the audit trail before
 from __future__ import annotations
 
 import time
-import uuid
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,6 +26,7 @@ from gateway.ids import decode_global_id
 from gateway.ledger import Ledger
 from gateway.loaders import Fetch, Loaders
 from gateway.media import PlaybackSigner
+from gateway.observe import request_record
 from gateway.storage import MediaStore
 
 __all__ = ["MediaEndpoint"]
@@ -57,7 +57,7 @@ class MediaEndpoint:
         self._store = store
 
     async def handle(self, request: Request) -> Response:
-        request_id = uuid.uuid4().hex
+        request_id = request_record(request).request_id
         principal = await authenticate(self._authenticator, request)
         if isinstance(principal, Response):
             return principal

@@ -1,24 +1,72 @@
-"""Prometheus metrics, in a registry of the app's own (no process-global state)."""
+"""Prometheus metrics, in a registry of the app's own (no process-global state).
+
+Every label takes values from a bounded set: route templates, status codes, error codes, the
+policy table's types, fields and roles, and rule names. Never a subject, an id or a document.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from collections.abc import Callable, Iterator
 
-__all__ = ["Metrics"]
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["Metrics", "PoolCollector", "PoolUsage"]
+
+# (connections open, idle, maximum), or None while the pool is not open.
+PoolUsage = Callable[[], "tuple[int, int, int] | None"]
+
+
+class PoolCollector(Collector):
+    """Gauges of the database pool, read at scrape time (nothing on the request path)."""
+
+    def __init__(self, usage: PoolUsage) -> None:
+        self._usage = usage
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        usage = self._usage()
+        if usage is None:
+            return
+        size, idle, maximum = usage
+        yield GaugeMetricFamily(
+            "gateway_db_pool_size", "Connections the pool holds open.", value=size
+        )
+        yield GaugeMetricFamily(
+            "gateway_db_pool_idle", "Open connections waiting in the pool.", value=idle
+        )
+        yield GaugeMetricFamily(
+            "gateway_db_pool_in_use", "Connections lent to a statement.", value=size - idle
+        )
+        yield GaugeMetricFamily(
+            "gateway_db_pool_max", "Most connections the pool may open.", value=maximum
+        )
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # Cheap: /proc and the interpreter are read when scraped, not per request.
+        ProcessCollector(registry=self.registry)
+        self.registry.register(PLATFORM_COLLECTOR)
+        self.registry.register(GC_COLLECTOR)
         self.requests = Counter(
             "gateway_requests_total",
-            "GraphQL HTTP requests by status code.",
-            ["status"],
+            "HTTP requests by route template and status code.",
+            ["route", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
             "gateway_request_seconds",
-            "GraphQL HTTP request latency.",
+            "HTTP request latency by route template.",
+            ["route"],
             registry=self.registry,
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
@@ -30,8 +78,9 @@ class Metrics:
         )
         self.denials = Counter(
             "gateway_field_denials_total",
-            "Field reads denied by the policy table.",
-            ["type", "field"],
+            "Field reads denied, by type, field, the caller's role and the policy rule whose "
+            "condition failed (Type.field@role), or default-deny when no rule grants the field.",
+            ["type", "field", "role", "rule"],
             registry=self.registry,
         )
         self.exit_check_trips = Counter(
@@ -55,3 +104,7 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+
+    def watch_pool(self, usage: PoolUsage) -> None:
+        """Report the database pool through ``usage``, read at each scrape."""
+        self.registry.register(PoolCollector(usage))

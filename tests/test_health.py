@@ -1,0 +1,121 @@
+"""Probes: /healthz answers while the process runs; /readyz only while the database answers and
+the identity provider's keys are loaded, each failure with a status naming it."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from gateway import create_app
+from tests.support import GraphQLClient, serving
+
+
+class Forwarder:
+    """A TCP relay to PostgreSQL that the test can cut, making the database unreachable."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            with self._lock:
+                self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def cut(self) -> None:
+        self._listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+
+def _through(url: str, port: int) -> str:
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    return urlunsplit(parts._replace(netloc=f"{credentials}@127.0.0.1:{port}"))
+
+
+@contextlib.contextmanager
+def jwks_provider(status: int, keys: list) -> Iterator[dict]:
+    state = {"status": status, "keys": keys}
+
+    async def jwks(request):
+        return JSONResponse({"keys": state["keys"]}, status_code=state["status"])
+
+    with serving(Starlette(routes=[Route("/jwks.json", jwks)])) as server:
+        state["url"] = f"{server.url}/jwks.json"
+        yield state
+
+
+def test_an_unreachable_database_makes_the_gateway_unready_but_alive(env):
+    target = urlsplit(env.app_url)
+    forwarder = Forwarder(target.hostname, target.port)
+    settings = env.settings(
+        database_url=_through(env.app_url, forwarder.port),
+        db_acquire_timeout_seconds=2,
+    )
+    with serving(create_app(settings)) as server:
+        client = GraphQLClient(server.url)
+        assert client.http.get("/readyz").status_code == 200
+        forwarder.cut()
+        ready = client.http.get("/readyz")
+        alive = client.http.get("/healthz")
+    assert (ready.status_code, ready.json()) == (503, {"status": "database unavailable"})
+    assert (alive.status_code, alive.json()) == (200, {"status": "ok"})
+
+
+def test_an_unreadable_jwks_file_makes_the_gateway_unready(env, tmp_path):
+    missing = tmp_path / "jwks.json"
+    with serving(create_app(env.settings(jwks_file=missing))) as server:
+        client = GraphQLClient(server.url)
+        unready = client.http.get("/readyz")
+        missing.write_text(env.identity.jwks_file.read_text())
+        ready = client.http.get("/readyz")
+    assert (unready.status_code, unready.json()) == (503, {"status": "jwks unavailable"})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+
+
+def test_a_failing_or_empty_jwks_url_makes_the_gateway_unready(env):
+    import json
+
+    keys = json.loads(env.identity.jwks_file.read_text())["keys"]
+    with jwks_provider(500, keys) as provider:
+        settings = env.settings(jwks_file=None, jwks_url=provider["url"])
+        with serving(create_app(settings)) as server:
+            client = GraphQLClient(server.url)
+            failing = client.http.get("/readyz")
+            provider["status"], provider["keys"] = 200, []
+            empty = client.http.get("/readyz")
+            provider["keys"] = keys
+            ready = client.http.get("/readyz")
+    assert (failing.status_code, failing.json()) == (503, {"status": "jwks unavailable"})
+    assert (empty.status_code, empty.json()) == (503, {"status": "jwks unavailable"})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
