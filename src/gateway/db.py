@@ -18,16 +18,21 @@ from gateway.errors import ConfigurationError, ServiceUnavailable
 
 __all__ = ["Database", "check_application_role"]
 
+# Faults that pass: the server is down, restarting or starting (57P01-57P03, refused or reset
+# sockets, a connection closed mid-statement), a statement timeout (57014), no free pooled
+# connection in time, too many connections or another lack of resources (class 53), or a pooled
+# connection left on a standby after a failover (25006). A broken connection is dropped by the
+# pool when it is released, so it cannot poison a later request.
 _UNAVAILABLE = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.QueryCanceledError,
-    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
     asyncpg.exceptions.InterfaceError,
 )
+CLOSE_TIMEOUT_SECONDS = 5.0
 
 ROLE_CHECK = """
 select r.rolname, r.rolsuper, r.rolbypassrls, r.rolcreaterole,
@@ -67,16 +72,16 @@ class Database:
 
     @classmethod
     async def connect(cls, settings: Settings) -> Database:
+        server_settings = {"application_name": "consultation-gateway"}
+        if settings.db_statement_timeout_ms:
+            server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
         try:
             pool = await asyncpg.create_pool(
                 settings.database_url,
                 min_size=settings.db_pool_min_size,
                 max_size=settings.db_pool_max_size,
                 statement_cache_size=settings.db_statement_cache_size,
-                server_settings={
-                    "application_name": "consultation-gateway",
-                    "statement_timeout": str(settings.db_statement_timeout_ms),
-                },
+                server_settings=server_settings,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise ConfigurationError(f"DATABASE_URL: cannot connect ({exc})") from exc
@@ -89,7 +94,11 @@ class Database:
         return cls(pool, settings)
 
     async def close(self) -> None:
-        await self._pool.close()
+        """Close gracefully, but not for long on a dead or wedged server: shutdown must end."""
+        try:
+            await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT_SECONDS)
+        except (TimeoutError, *_UNAVAILABLE):
+            self._pool.terminate()
 
     async def fetch(self, statement: str, *args: Any) -> list[asyncpg.Record]:
         try:
