@@ -9,6 +9,8 @@ transaction, so nothing of one request outlives it on the connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -101,15 +103,36 @@ class Database:
             self._pool.terminate()
 
     async def fetch(self, statement: str, *args: Any) -> list[asyncpg.Record]:
-        try:
-            async with self._pool.acquire(timeout=self._acquire_timeout) as connection:
-                return await connection.fetch(statement, *args)
-        except _UNAVAILABLE as exc:
-            raise ServiceUnavailable() from exc
+        async with self._connection() as connection:
+            return await connection.fetch(statement, *args)
 
     async def execute(self, statement: str, *args: Any) -> None:
+        async with self._connection() as connection:
+            await connection.execute(statement, *args)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection for one statement; its faults become ServiceUnavailable.
+
+        A connection that breaks mid-statement can leave asyncpg's protocol state behind, so the
+        fault surfaces as an InternalClientError (from the statement or from the reset on
+        release) on a connection that is by then closed: still the fault, and the pool discards
+        the connection. An InternalClientError on a live connection is a bug, and raised.
+        """
+        connection = None
         try:
             async with self._pool.acquire(timeout=self._acquire_timeout) as connection:
-                await connection.execute(statement, *args)
+                yield connection
         except _UNAVAILABLE as exc:
             raise ServiceUnavailable() from exc
+        except asyncpg.exceptions.InternalClientError as exc:
+            if connection is None or not _discarded(connection):
+                raise
+            raise ServiceUnavailable() from exc
+
+
+def _discarded(connection: asyncpg.Connection) -> bool:
+    try:
+        return connection.is_closed()
+    except asyncpg.exceptions.InterfaceError:
+        return True  # detached from its proxy: the pool terminated it on release
