@@ -53,6 +53,7 @@ SUBSCRIBE = (
 UNAVAILABLE_ERRORS = {
     ("Service temporarily unavailable", "UNAVAILABLE"),
     ("Response withheld: the audit trail could not be written", "AUDIT_UNAVAILABLE"),
+    ("Server shutting down", "UNAVAILABLE"),
 }
 GATEWAY_BACKENDS = "application_name = 'consultation-gateway'"
 
@@ -750,4 +751,10 @@ def test_sigterm_past_the_grace_period_cuts_the_request_and_still_exits(own_pg):
 
     assert locked, "the process exited while the request's statement was still blocked"
     assert returncode == 0, stderr
-    print(f"\ncut request: {result}")
+    cut = result["response"]
+    assert_unavailable(cut)
+    assert cut.json()["errors"][0] == {
+        "message": "Server shutting down",
+        "extensions": {"code": "UNAVAILABLE"},
+    }
+    assert cut.headers["connection"] == "close"

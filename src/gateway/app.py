@@ -32,6 +32,7 @@ from gateway.media import PlaybackSigner
 from gateway.media_endpoint import MediaEndpoint
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
+from gateway.shutdown import CutOnShutdown
 from gateway.storage import LocalMediaStore, MediaStore, S3MediaStore
 from gateway.subscriptions import SubscriptionEndpoint
 
@@ -184,7 +185,7 @@ def create_app(
     async def metrics_endpoint(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    middleware = [Middleware(SecurityHeaders)]
+    middleware = [Middleware(SecurityHeaders), Middleware(CutOnShutdown)]
     if settings.cors_origins:
         middleware.append(
             Middleware(
