@@ -345,8 +345,10 @@ def test_postgresql_restarted_under_load_gives_clean_503s_then_recovers_in_the_s
         sent = consultation_ids(outcome.response.json())
         assert {UUID(o["id"]) for o in objects if o["type"] == "Consultation"} == sent
 
+    codes = sorted(o.response.json()["errors"][0]["extensions"]["code"] for o in refused)
     print(
         f"\nrestart under load: {len(answered)} x 200, {len(refused)} x 503 "
+        f"({', '.join(f'{codes.count(c)} {c}' for c in sorted(set(codes)))}) "
         f"({sum(1 for o in refused if o.started < run.up)} while down or stopping), "
         f"{len(straddling)} in flight at the stop "
         f"({sorted({o.response.status_code for o in straddling})}); "
