@@ -99,7 +99,7 @@ class Database:
         """Close gracefully, but not for long on a dead or wedged server: shutdown must end."""
         try:
             await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT_SECONDS)
-        except (TimeoutError, *_UNAVAILABLE):
+        except _UNAVAILABLE:
             self._pool.terminate()
 
     async def fetch(self, statement: str, *args: Any) -> list[asyncpg.Record]:
