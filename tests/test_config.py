@@ -135,3 +135,17 @@ def test_observability_settings_are_named_when_bad():
         load_settings({**BASE, "GATEWAY_LOG_FORMAT": "xml"})
     with pytest.raises(ConfigurationError, match=r"^GATEWAY_METRICS_PORT: "):
         load_settings({**BASE, "GATEWAY_METRICS_PORT": "70000"})
+
+
+def test_a_statement_timeout_of_zero_means_none_sent_and_negative_is_named():
+    assert (
+        load_settings({**BASE, "GATEWAY_DB_STATEMENT_TIMEOUT_MS": "0"}).db_statement_timeout_ms == 0
+    )
+    with pytest.raises(ConfigurationError, match=r"^GATEWAY_DB_STATEMENT_TIMEOUT_MS: "):
+        load_settings({**BASE, "GATEWAY_DB_STATEMENT_TIMEOUT_MS": "-1"})
+
+
+def test_the_shutdown_grace_ends_before_kubernetes_kills_the_pod():
+    assert load_settings(BASE).shutdown_grace_seconds < 30  # terminationGracePeriodSeconds
+    with pytest.raises(ConfigurationError, match=r"^GATEWAY_SHUTDOWN_GRACE_SECONDS: "):
+        load_settings({**BASE, "GATEWAY_SHUTDOWN_GRACE_SECONDS": "0"})

@@ -35,6 +35,7 @@ from gateway.media_endpoint import MediaEndpoint
 from gateway.metrics import Metrics
 from gateway.observe import RequestObserver
 from gateway.ratelimit import RateLimiter
+from gateway.shutdown import CutOnShutdown
 from gateway.storage import LocalMediaStore, MediaStore, S3MediaStore
 from gateway.subscriptions import SubscriptionEndpoint
 from gateway.tracing import Tracing
@@ -218,6 +219,7 @@ def create_app(
     middleware = [
         Middleware(RequestObserver, metrics=metrics, tracing=tracing),
         Middleware(SecurityHeaders),
+        Middleware(CutOnShutdown),
     ]
     if settings.cors_origins:
         middleware.append(

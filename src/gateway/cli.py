@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -447,6 +448,10 @@ def serve(host: str, port: int, workers: int) -> None:
         await database.close()
 
     _run(check())
+    # uvicorn re-raises SIGTERM/SIGINT once its graceful shutdown is over, so that their default
+    # action ends the process (status 143); a stop that was asked for and completed is a success.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: None)
     uvicorn.run(
         "gateway.app:create_app_from_environment",
         factory=True,
@@ -455,6 +460,7 @@ def serve(host: str, port: int, workers: int) -> None:
         workers=workers,
         proxy_headers=True,
         **_uvicorn_logging(settings),
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
 
 

@@ -55,7 +55,13 @@ class Settings(BaseSettings):
     jwks_max_age_seconds: float = Field(default=3600.0, gt=0)
     db_pool_min_size: int = Field(default=1, ge=0)
     db_pool_max_size: int = Field(default=10, ge=1)
-    db_statement_timeout_ms: int = Field(default=5000, ge=1)
+    db_statement_timeout_ms: int = Field(
+        default=5000,
+        ge=0,
+        description="Sent as the connection's statement_timeout; a statement running (or waiting "
+        "for a lock) longer is cancelled and the request gets 503. 0: not sent, the login role's "
+        "own setting applies (PgBouncer in transaction mode refuses it as a startup parameter).",
+    )
     db_acquire_timeout_seconds: float = Field(default=2.0, gt=0)
     db_statement_cache_size: int = Field(default=256, ge=0)
     page_size_default: int = Field(default=20, ge=1)
@@ -69,6 +75,12 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(default=20000, ge=100)
     request_timeout_seconds: float = Field(default=15.0, gt=0)
     max_concurrent_requests: int = Field(default=200, ge=1)
+    shutdown_grace_seconds: int = Field(
+        default=20,
+        ge=1,
+        description="After SIGTERM, how long requests in flight may take to finish before they "
+        "are cut; below Kubernetes' 30 s terminationGracePeriodSeconds.",
+    )
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     websocket_origins: Annotated[tuple[str, ...], NoDecode] = ()
     max_subscriptions_per_connection: int = Field(default=10, ge=1)

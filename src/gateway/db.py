@@ -9,6 +9,8 @@ transaction, so nothing of one request outlives it on the connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -18,16 +20,21 @@ from gateway.errors import ConfigurationError, ServiceUnavailable
 
 __all__ = ["Database", "check_application_role"]
 
+# Faults that pass: the server is down, restarting or starting (57P01-57P03, refused or reset
+# sockets, a connection closed mid-statement), a statement timeout (57014), no free pooled
+# connection in time, too many connections or another lack of resources (class 53), or a pooled
+# connection left on a standby after a failover (25006). A broken connection is dropped by the
+# pool when it is released, so it cannot poison a later request.
 _UNAVAILABLE = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.QueryCanceledError,
-    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
     asyncpg.exceptions.InterfaceError,
 )
+CLOSE_TIMEOUT_SECONDS = 5.0
 
 ROLE_CHECK = """
 select r.rolname, r.rolsuper, r.rolbypassrls, r.rolcreaterole,
@@ -67,16 +74,16 @@ class Database:
 
     @classmethod
     async def connect(cls, settings: Settings) -> Database:
+        server_settings = {"application_name": "consultation-gateway"}
+        if settings.db_statement_timeout_ms:
+            server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
         try:
             pool = await asyncpg.create_pool(
                 settings.database_url,
                 min_size=settings.db_pool_min_size,
                 max_size=settings.db_pool_max_size,
                 statement_cache_size=settings.db_statement_cache_size,
-                server_settings={
-                    "application_name": "consultation-gateway",
-                    "statement_timeout": str(settings.db_statement_timeout_ms),
-                },
+                server_settings=server_settings,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise ConfigurationError(f"DATABASE_URL: cannot connect ({exc})") from exc
@@ -89,22 +96,47 @@ class Database:
         return cls(pool, settings)
 
     async def close(self) -> None:
-        await self._pool.close()
+        """Close gracefully, but not for long on a dead or wedged server: shutdown must end."""
+        try:
+            await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT_SECONDS)
+        except _UNAVAILABLE:
+            self._pool.terminate()
 
     def pool_usage(self) -> tuple[int, int, int]:
         """(connections open, idle, maximum), for the metrics collector."""
         return self._pool.get_size(), self._pool.get_idle_size(), self._pool.get_max_size()
 
     async def fetch(self, statement: str, *args: Any) -> list[asyncpg.Record]:
-        try:
-            async with self._pool.acquire(timeout=self._acquire_timeout) as connection:
-                return await connection.fetch(statement, *args)
-        except _UNAVAILABLE as exc:
-            raise ServiceUnavailable() from exc
+        async with self._connection() as connection:
+            return await connection.fetch(statement, *args)
 
     async def execute(self, statement: str, *args: Any) -> None:
+        async with self._connection() as connection:
+            await connection.execute(statement, *args)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection for one statement; its faults become ServiceUnavailable.
+
+        A connection that breaks mid-statement can leave asyncpg's protocol state behind, so the
+        fault surfaces as an InternalClientError (from the statement or from the reset on
+        release) on a connection that is by then closed: still the fault, and the pool discards
+        the connection. An InternalClientError on a live connection is a bug, and raised.
+        """
+        connection = None
         try:
             async with self._pool.acquire(timeout=self._acquire_timeout) as connection:
-                await connection.execute(statement, *args)
+                yield connection
         except _UNAVAILABLE as exc:
             raise ServiceUnavailable() from exc
+        except asyncpg.exceptions.InternalClientError as exc:
+            if connection is None or not _discarded(connection):
+                raise
+            raise ServiceUnavailable() from exc
+
+
+def _discarded(connection: asyncpg.Connection) -> bool:
+    try:
+        return connection.is_closed()
+    except asyncpg.exceptions.InterfaceError:
+        return True  # detached from its proxy: the pool terminated it on release

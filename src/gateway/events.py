@@ -25,7 +25,7 @@ import asyncpg
 from gateway.audit import AccessEventWriter
 from gateway.changes import AccessChanges
 from gateway.config import Settings
-from gateway.errors import BadUserInput, ResponseWithheld
+from gateway.errors import BadUserInput, ResponseWithheld, ServiceUnavailable
 from gateway.exitcheck import ExitCheck
 from gateway.identity import Principal
 from gateway.ledger import Ledger
@@ -36,6 +36,7 @@ __all__ = ["ConnectionContext", "EventHub", "follow_consultation"]
 
 log = logging.getLogger("gateway.events")
 CHANNEL = "consultation_events"
+INTERRUPTED = "interrupted"
 
 
 @dataclass(eq=False)
@@ -78,8 +79,24 @@ class EventHub:
     async def _listen(self) -> None:
         async with self._lock:
             if self._connection is None or self._connection.is_closed():
-                self._connection = await asyncpg.connect(self._dsn)
-                await self._connection.add_listener(CHANNEL, self._notified)
+                try:
+                    connection = await asyncpg.connect(self._dsn)
+                    await connection.add_listener(CHANNEL, self._notified)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    raise ServiceUnavailable() from exc
+                connection.add_termination_listener(self._lost)
+                self._connection = connection
+
+    def _lost(self, _connection: Any) -> None:
+        """The LISTEN connection ended (a restart, a failover, shutdown): notifications may be
+        missed from now on, so every subscription ends with UNAVAILABLE and its client subscribes
+        again; the next subscription opens a new connection."""
+        log.warning("event connection lost; ending %d subscriptions", len(self._queues))
+        for queues in self._queues.values():
+            for queue in queues:
+                if queue.full():
+                    queue.get_nowait()
+                queue.put_nowait(INTERRUPTED)
 
     def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         try:
@@ -105,7 +122,7 @@ class EventHub:
 
     async def close(self) -> None:
         if self._connection is not None:
-            await self._connection.close()
+            await self._connection.close(timeout=5)
             self._connection = None
 
 
@@ -157,6 +174,8 @@ async def follow_consultation(
                 kind = await asyncio.wait_for(queue.get(), timeout=remaining)
             except TimeoutError:
                 return
+            if kind == INTERRUPTED:
+                raise ServiceUnavailable("Live events interrupted; subscribe again")
             try:
                 row = await _disclose(context, consultation, fields)
             except ResponseWithheld:
