@@ -220,17 +220,17 @@ def start_server(name: str, app: str, port: int, env: dict, pin: list[str]) -> s
         "--log-level",
         "warning",
     ]
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, **env},
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    # The server's log (one JSON line per request, as in production) goes to a file: a pipe
+    # nobody reads would fill and stall the server.
+    log = WORK / f"{name}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            command, env={**os.environ, **env}, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"{name} did not start: {process.stderr.read().decode()[-2000:]}")
+            raise SystemExit(f"{name} did not start: {log.read_text()[-2000:]}")
         with contextlib.suppress(httpx.HTTPError):
             probe = "/stats" if name == "floor" else "/healthz"
             if httpx.get(f"http://127.0.0.1:{port}{probe}", timeout=1).status_code == 200:

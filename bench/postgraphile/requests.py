@@ -73,22 +73,25 @@ def start(port: int, database_url: str, pin: list[str]) -> subprocess.Popen:
         "PATH": f"{node}:{os.environ['PATH']}",
         "GRAPHILE_ENV": "production",
     }
-    process = subprocess.Popen(
-        [
-            *pin,
-            str(NODE / "node_modules" / ".bin" / "postgraphile"),
-            "--config",
-            "graphile.config.mjs",
-        ],
-        cwd=NODE,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    log = NODE.parent / ".work" / "postgraphile.log"  # a pipe nobody reads would stall it
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [
+                *pin,
+                str(NODE / "node_modules" / ".bin" / "postgraphile"),
+                "--config",
+                "graphile.config.mjs",
+            ],
+            cwd=NODE,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"postgraphile did not start: {process.stderr.read()[-2000:]}")
+            raise SystemExit(f"postgraphile did not start: {log.read_text()[-2000:]}")
         with contextlib.suppress(httpx.HTTPError):
             probe = httpx.post(
                 f"http://127.0.0.1:{port}/graphql", json={"query": "{ __typename }"}, timeout=1
