@@ -14,10 +14,10 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
 COPY resolvers ./resolvers
-# The s3 extra: recordings in object storage (GATEWAY_MEDIA_STORE=s3). Bytecode is compiled here,
-# because the running container cannot write it.
+# Extras: s3 (recordings in object storage) and tracing (OpenTelemetry, off unless configured).
+# Bytecode is compiled here, because the running container cannot write it.
 RUN python -m venv /opt/gateway \
-    && /opt/gateway/bin/pip install --no-cache-dir --no-compile ".[s3]" \
+    && /opt/gateway/bin/pip install --no-cache-dir --no-compile ".[s3,tracing]" \
     && /opt/gateway/bin/python -m compileall -q -j 0 /opt/gateway/lib \
     && /opt/gateway/bin/pip uninstall --yes pip
 

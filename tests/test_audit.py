@@ -311,3 +311,53 @@ def test_audit_export_writes_valid_fhir_r4_audit_events(env, client, tmp_path):
         for entity in e["entity"]
         for d in entity.get("detail", [])
     )
+
+
+def test_concurrent_batches_each_append_one_contiguous_run_of_the_chain(env):
+    """Three statements of 200 events each, at once (a support page over many patients, three
+    replicas): each holds the chain for its whole batch, so its events are consecutive; the head
+    ends at the newest event, and verify recomputes every hash."""
+    patients = [patient for _, patient in env.patients()]
+
+    def batch(number: int) -> str:
+        return json.dumps(
+            [
+                {
+                    "request_id": f"batch-{number}",
+                    "kind": "disclosure",
+                    "issuer": "urn:test",
+                    "subject": "support-batch",
+                    "role": "support",
+                    "patient_id": str(patients[index % len(patients)]),
+                    "objects": [{"type": "Consultation", "id": str(uuid.uuid4()), "fields": []}],
+                }
+                for index in range(200)
+            ]
+        )
+
+    async def write() -> None:
+        database = await Database.connect(env.settings(db_pool_max_size=3))
+        try:
+            await asyncio.gather(
+                *(database.execute(RECORD_ACCESS_EVENTS, batch(n)) for n in range(3))
+            )
+        finally:
+            await database.close()
+
+    asyncio.run(write())
+    rows = _admin(
+        env,
+        lambda c: c.fetch(
+            "select request_id, seq from data.access_events where request_id like 'batch-%' "
+            "order by seq"
+        ),
+    )
+    assert len(rows) == 600
+    for number in range(3):
+        seqs = [r["seq"] for r in rows if r["request_id"] == f"batch-{number}"]
+        assert seqs == list(range(seqs[0], seqs[0] + 200))
+    head = _admin(env, lambda c: c.fetchval("select last_seq from data.audit_chain_head"))
+    newest = _admin(env, lambda c: c.fetchval("select max(seq) from data.access_events"))
+    assert head == newest
+    verified = gateway("audit", "verify", "--database-url", env.admin_url)
+    assert verified.returncode == 0, verified.stderr

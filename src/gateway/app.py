@@ -158,7 +158,7 @@ def create_app(
         store=store or media_store(settings),
     )
 
-    hub = EventHub(settings.database_url)
+    hub = EventHub(settings.listen_url)
 
     def connection_context(request: object, response: object) -> ConnectionContext:
         return ConnectionContext(

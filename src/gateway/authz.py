@@ -101,13 +101,17 @@ def install_fast_path(schema: Any) -> int:
             if (
                 len(guards) != 1
                 or len(definition.extensions) != 1
+                or guards[0].fail_silently
                 or not all(isinstance(p, FieldPolicy) for p in guards[0].permissions)
             ):
                 continue
             if resolver is None:
                 field.resolve = _fast_attribute(definition.python_name, field_name)
             else:
-                field.resolve = _fast_resolver(definition, resolver.wrapped_func, field_name)
+                info_class = schema.config.info_class
+                field.resolve = _fast_resolver(
+                    definition, resolver.wrapped_func, field_name, info_class
+                )
             switched += 1
     return switched
 
@@ -133,12 +137,12 @@ def _fast_attribute(attribute: str, field_name: str) -> Any:
     return resolve
 
 
-def _fast_resolver(definition: Any, function: Any, field_name: str) -> Any:
+def _fast_resolver(definition: Any, function: Any, field_name: str, info_class: Any) -> Any:
     message = FieldPolicy.message
 
     def resolve(source: Any, info: Any, **_: Any) -> Any:
         if check_field(info.context, source, info.parent_type.name, field_name, info.path):
-            return function(source, strawberry.Info(_raw_info=info, _field=definition))
+            return function(source, info_class(_raw_info=info, _field=definition))
         raise Forbidden(message)
 
     return resolve

@@ -584,5 +584,13 @@ def policy(output_format: str) -> None:
         click.echo()
 
 
+@cli.command("settings")
+def settings_command() -> None:
+    """Print every setting (variable, default, meaning) as a Markdown table."""
+    from gateway.settings_doc import settings_markdown
+
+    click.echo(settings_markdown(), nl=False)
+
+
 if __name__ == "__main__":
     main()

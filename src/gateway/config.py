@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gateway.errors import ConfigurationError
 
-__all__ = ["DEV_ISSUER", "Mode", "Settings", "load_settings"]
+__all__ = ["DEV_ISSUER", "Mode", "Settings", "env_name", "load_settings"]
 
 DEV_ISSUER = "urn:consultation-gateway:development"
 DEV_KEY_PREFIX = "gateway-dev-"
@@ -38,23 +38,45 @@ class Settings(BaseSettings):
     ``GATEWAY_<FIELD>``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="GATEWAY_", frozen=True, extra="ignore", populate_by_name=True
+        env_prefix="GATEWAY_",
+        frozen=True,
+        extra="ignore",
+        populate_by_name=True,
+        # Each field's docstring is its description: docs/OPERATIONS.md's table is made of them.
+        use_attribute_docstrings=True,
     )
 
     mode: Mode = Mode.PRODUCTION
+    """`development` enables GraphiQL, introspection, suggestions and the explain extension;
+    `serve` warns unless `production`"""
     database_url: str = Field(validation_alias=AliasChoices("DATABASE_URL", "GATEWAY_DATABASE_URL"))
+    """the application's login role (member of `gateway_app`, owning nothing, NOBYPASSRLS: checked
+    at start); through PgBouncer in production"""
+    listen_database_url: str | None = None
+    """the subscriptions' LISTEN connection, directly to the primary: LISTEN does not work through
+    PgBouncer in transaction mode; none: `DATABASE_URL`"""
     jwt_issuer: str
+    """expected `iss` of access tokens"""
     jwt_audience: str
+    """expected `aud` of access tokens"""
     jwks_url: str | None = None
+    """the identity provider's JWKS (HTTPS); exactly one of this and `GATEWAY_JWKS_FILE`"""
     jwks_file: Path | None = None
+    """a JWKS file instead of a URL (a development identity is refused by `serve`)"""
     jwt_algorithms: Annotated[frozenset[str], NoDecode] = frozenset(
         {"RS256", "PS256", "ES256", "EdDSA"}
     )
+    """accepted signature algorithms, comma-separated; asymmetric only"""
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    """clock skew allowed on `exp`, `nbf`, `iat` (0-300)"""
     jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
+    """an unknown `kid` refetches the JWKS at most this often"""
     jwks_max_age_seconds: float = Field(default=3600.0, gt=0)
+    """keys are refetched after this, so withdrawn keys stop verifying"""
     db_pool_min_size: int = Field(default=1, ge=0)
+    """connections kept open per replica"""
     db_pool_max_size: int = Field(default=10, ge=1)
+    """most connections per replica (plus one LISTEN connection)"""
     db_statement_timeout_ms: int = Field(
         default=5000,
         ge=0,
@@ -63,18 +85,31 @@ class Settings(BaseSettings):
         "own setting applies (PgBouncer in transaction mode refuses it as a startup parameter).",
     )
     db_acquire_timeout_seconds: float = Field(default=2.0, gt=0)
+    """wait for a pooled connection, then 503 + Retry-After"""
     db_statement_cache_size: int = Field(default=256, ge=0)
+    """asyncpg's prepared-statement cache; `0` behind PgBouncer < 1.21 in transaction mode"""
     page_size_default: int = Field(default=20, ge=1)
+    """`first` of a connection when not given"""
     page_size_max: int = Field(default=100, ge=1)
+    """largest `first` accepted (BAD_USER_INPUT past it)"""
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    """larger request bodies get 413"""
     max_query_depth: int = Field(default=12, ge=2)
+    """document limit: nesting depth"""
     max_aliases: int = Field(default=100, ge=1)
+    """document limit: aliases per document"""
     max_tokens: int = Field(default=5000, ge=10)
+    """document limit: lexer tokens, checked before parsing completes"""
     max_directives: int = Field(default=20, ge=0)
+    """document limit: directives per document"""
     max_query_cost: int = Field(default=20000, ge=1)
+    """document limit: estimated cost, lists multiplied by `first`"""
     max_query_chars: int = Field(default=20000, ge=100)
+    """document limit: characters of the query text"""
     request_timeout_seconds: float = Field(default=15.0, gt=0)
+    """a request still running after this gets 503 + Retry-After"""
     max_concurrent_requests: int = Field(default=200, ge=1)
+    """requests executing at once per replica; more get 503 + Retry-After"""
     shutdown_grace_seconds: int = Field(
         default=20,
         ge=1,
@@ -82,29 +117,49 @@ class Settings(BaseSettings):
         "are cut; below Kubernetes' 30 s terminationGracePeriodSeconds.",
     )
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    """browser origins allowed to call `/graphql`, comma-separated; none: no CORS headers"""
     websocket_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    """other origins whose pages may open subscriptions, comma-separated; none:
+    `GATEWAY_CORS_ORIGINS` (same-origin and non-browser clients always may)"""
     max_subscriptions_per_connection: int = Field(default=10, ge=1)
+    """subscriptions one WebSocket connection may hold"""
     rate_limit_requests_per_minute: int = Field(default=600, ge=1)
+    """per principal per replica (429 past it)"""
     rate_limit_field_calls_per_minute: int = Field(default=300, ge=1)
+    """per principal per root field per replica, aliases counted (429)"""
     trusted_documents: Path | None = None
+    """manifest of persisted operations (Apollo format, `gateway manifest build`)"""
     free_form_documents: Literal["everyone", "developers", "nobody"] | None = None
+    """who may send documents not in the manifest: `everyone`, `developers` or `nobody`; default
+    `developers` in production, `everyone` in development"""
     playback_url_ttl_seconds: int = Field(default=300, ge=10, le=3600)
+    """lifetime of a signed playback URL (10-3600)"""
     media_signing_keys: str = Field(
         default="",
         description="Comma-separated key-id:secret pairs; the first signs, all verify.",
     )
     public_base_url: str = ""
+    """prefix of playback URLs (the gateway's public address)"""
     break_glass_default_minutes: int = Field(default=60, ge=1)
+    """break-glass duration when the clinician does not give one"""
     break_glass_max_minutes: int = Field(default=240, ge=1)
+    """longest break-glass a clinician may ask for (the database caps it at 24 h)"""
     break_glass_min_reason_length: int = Field(default=20, ge=1)
+    """characters a break-glass reason needs"""
     consent_max_days: int = Field(default=730, ge=1)
-    explain: bool = False
+    """longest consent a patient may grant (the database caps it at 3 years)"""
     media_store: Literal["local", "s3"] = "local"
+    """`local` (files under `GATEWAY_MEDIA_ROOT`) or `s3` (presigned redirects; the `s3` extra)"""
     media_root: Path | None = None
+    """folder of recordings by storage key; required for `local`"""
     media_s3_bucket: str | None = None
+    """bucket of recordings; required for `s3`"""
     media_s3_endpoint_url: str | None = None
+    """S3-compatible endpoint (MinIO, Ceph); none: AWS"""
     media_s3_region: str | None = None
+    """region of the bucket"""
     media_presign_seconds: int = Field(default=60, ge=1, le=900)
+    """lifetime of a presigned redirect (1-900)"""
     log_format: Literal["json", "console"] = Field(
         default="json",
         description="Log lines as JSON objects (one per line) or as text for people.",
@@ -123,7 +178,7 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = Field(
         default=None,
         validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "GATEWAY_OTLP_ENDPOINT"),
-        description="Base URL of an OTLP/HTTP receiver; traces go to <url>/v1/traces. "
+        description="Base URL of an OTLP/HTTP receiver; traces go to `URL/v1/traces`. "
         "Tracing is off unless this or otlp_traces_endpoint is set.",
     )
     otlp_traces_endpoint: str | None = Field(
@@ -187,6 +242,10 @@ class Settings(BaseSettings):
         return None
 
     @property
+    def listen_url(self) -> str:
+        return self.listen_database_url or self.database_url
+
+    @property
     def development(self) -> bool:
         return self.mode is Mode.DEVELOPMENT
 
@@ -219,8 +278,8 @@ _STANDARD_NAMES = {
 }
 
 
-def _env_name(loc: tuple) -> str:
-    field = str(loc[0])
+def env_name(field: str) -> str:
+    """The environment variable of a settings field."""
     if field in {"database_url", "DATABASE_URL"}:
         return "DATABASE_URL"
     if field in _STANDARD_NAMES or field in _STANDARD_NAMES.values():
@@ -257,5 +316,5 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         first = exc.errors()[0]
         message = first["msg"].removeprefix("Value error, ")
         if first["loc"]:
-            message = f"{_env_name(first['loc'])}: {message}"
+            message = f"{env_name(str(first['loc'][0]))}: {message}"
         raise ConfigurationError(message) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +20,8 @@ from gateway.config import Settings
 from gateway.errors import ConfigurationError, ServiceUnavailable
 
 __all__ = ["Database", "check_application_role"]
+
+log = logging.getLogger("gateway.db")
 
 # Faults that pass: the server is down, restarting or starting (57P01-57P03, refused or reset
 # sockets, a connection closed mid-statement), a statement timeout (57014), no free pooled
@@ -119,24 +122,35 @@ class Database:
         """A pooled connection for one statement; its faults become ServiceUnavailable.
 
         A connection that breaks mid-statement can leave asyncpg's protocol state behind, so the
-        fault surfaces as an InternalClientError (from the statement or from the reset on
-        release) on a connection that is by then closed: still the fault, and the pool discards
-        the connection. An InternalClientError on a live connection is a bug, and raised.
+        fault may surface as an InternalClientError on a connection that is by then closed:
+        still the fault. An InternalClientError on a live connection is a bug: the connection is
+        out of step with its server, so it is terminated (never back in the pool) and the error
+        raised. A statement refused as read-only means the pool still holds connections to a
+        former primary after a failover: all of them are replaced.
         """
-        connection = None
         try:
-            async with self._pool.acquire(timeout=self._acquire_timeout) as connection:
-                yield connection
+            connection = await self._pool.acquire(timeout=self._acquire_timeout)
         except _UNAVAILABLE as exc:
             raise ServiceUnavailable() from exc
+        try:
+            yield connection
         except asyncpg.exceptions.InternalClientError as exc:
-            if connection is None or not _discarded(connection):
-                raise
+            if connection.is_closed():
+                raise ServiceUnavailable() from exc
+            connection.terminate()
+            raise
+        except asyncpg.exceptions.ReadOnlySQLTransactionError as exc:
+            await self._pool.expire_connections()
             raise ServiceUnavailable() from exc
+        except _UNAVAILABLE as exc:
+            raise ServiceUnavailable() from exc
+        finally:
+            await self._release(connection)
 
-
-def _discarded(connection: asyncpg.Connection) -> bool:
-    try:
-        return connection.is_closed()
-    except asyncpg.exceptions.InterfaceError:
-        return True  # detached from its proxy: the pool terminated it on release
+    async def _release(self, connection: asyncpg.Connection) -> None:
+        """Back to the pool. The pool resets the connection first and terminates it when that
+        fails (a connection broken by a fault): the statement's outcome stands either way."""
+        try:
+            await self._pool.release(connection)
+        except Exception as exc:  # the connection is discarded; nothing of it is reused
+            log.warning("connection discarded on release", extra={"error": type(exc).__name__})

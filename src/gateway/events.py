@@ -36,7 +36,9 @@ __all__ = ["ConnectionContext", "EventHub", "follow_consultation"]
 
 log = logging.getLogger("gateway.events")
 CHANNEL = "consultation_events"
-INTERRUPTED = "interrupted"
+# Put in subscribers' queues when the LISTEN connection is lost: an object, so no NOTIFY payload
+# (whose kinds are text) can ever equal it.
+INTERRUPTED = object()
 
 
 @dataclass(eq=False)
@@ -73,7 +75,7 @@ class EventHub:
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
         self._connection: asyncpg.Connection | None = None
-        self._queues: dict[UUID, set[asyncio.Queue[str]]] = {}
+        self._queues: dict[UUID, set[asyncio.Queue[str | object]]] = {}
         self._lock = asyncio.Lock()
 
     async def _listen(self) -> None:
@@ -109,9 +111,9 @@ class EventHub:
                 queue.put_nowait(message.get("kind", "updated"))
 
     @contextlib.asynccontextmanager
-    async def subscription(self, consultation: UUID) -> AsyncIterator[asyncio.Queue[str]]:
+    async def subscription(self, consultation: UUID) -> AsyncIterator[asyncio.Queue[str | object]]:
         await self._listen()
-        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=100)
+        queue: asyncio.Queue[str | object] = asyncio.Queue(maxsize=100)
         self._queues.setdefault(consultation, set()).add(queue)
         try:
             yield queue
@@ -174,7 +176,7 @@ async def follow_consultation(
                 kind = await asyncio.wait_for(queue.get(), timeout=remaining)
             except TimeoutError:
                 return
-            if kind == INTERRUPTED:
+            if kind is INTERRUPTED:
                 raise ServiceUnavailable("Live events interrupted; subscribe again")
             try:
                 row = await _disclose(context, consultation, fields)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket as sockets
 
 import asyncpg
 import pytest
@@ -217,3 +218,38 @@ def test_subscriptions_per_connection_are_capped(env):
     errors = [r for r in replies if r["type"] == "error"]
     assert errors and errors[0]["id"] == "2"
     assert errors[0]["payload"][0]["message"] == "Subscription limit reached"
+
+
+def test_live_events_listen_on_their_own_database_url(env):
+    """LISTEN cannot work through PgBouncer in transaction mode, so the event connection has its
+    own URL (GATEWAY_LISTEN_DATABASE_URL). Pointed at a port where nothing listens, the
+    subscription fails with UNAVAILABLE although queries (DATABASE_URL) work: the hub uses it."""
+    subject, own, _ = _own_and_foreign(env)
+    with sockets.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    nowhere = f"postgresql://gateway_app@127.0.0.1:{closed_port}/gateway"
+    with gateway_with(env, listen_database_url=nowhere) as client:
+
+        async def scenario():
+            socket = await _open(_ws_url(client.base_url), env.token(subject))
+            await _receive(socket)
+            variables = {"id": encode_global_id("Consultation", own)}
+            await socket.send(
+                json.dumps(
+                    {
+                        "id": "1",
+                        "type": "subscribe",
+                        "payload": {"query": SUBSCRIBE, "variables": variables},
+                    }
+                )
+            )
+            reply = await _receive(socket)
+            await socket.close()
+            return reply
+
+        reply = asyncio.run(scenario())
+        assert client.post("{ me { role } }", env.token(subject)).status_code == 200
+    assert reply["type"] in {"next", "error"}
+    errors = reply["payload"]["errors"] if reply["type"] == "next" else reply["payload"]
+    assert [e["extensions"]["code"] for e in errors] == ["UNAVAILABLE"]
