@@ -76,6 +76,16 @@ async def prepare_database(
                 connection, SeedPlan(patients, clinicians, consultations, 7), issuer
             )
             await write_demo_media(connection, WORK / "media")
+        # Every run starts from the same state: the access log of earlier runs (millions of
+        # events) would otherwise grow the indexes and keep autovacuum busy beside the servers.
+        async with connection.transaction():
+            await connection.execute("set local session_replication_role = replica")
+            await connection.execute("truncate data.access_events")
+            await connection.execute(
+                "update data.audit_chain_head set last_seq = 0, "
+                "last_hash = sha256(convert_to('consultation-gateway audit', 'UTF8'))"
+            )
+        await connection.execute("vacuum analyze")
     finally:
         await connection.close()
     return admin_url, app_url

@@ -80,10 +80,10 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(
         default=5000,
         ge=0,
-        description="Sent as the connection's statement_timeout; a statement running (or waiting "
-        "for a lock) longer is cancelled and the request gets 503. 0: not sent, the login role's "
-        "own setting applies (PgBouncer in transaction mode refuses it as a startup parameter).",
     )
+    """sent as the connection's `statement_timeout`: a statement running (or waiting for a lock)
+    longer is cancelled and the request gets 503; `0` sends none, so the login role's own
+    setting applies (PgBouncer in transaction mode refuses it as a startup parameter)"""
     db_acquire_timeout_seconds: float = Field(default=2.0, gt=0)
     """wait for a pooled connection, then 503 + Retry-After"""
     db_statement_cache_size: int = Field(default=256, ge=0)
@@ -113,9 +113,9 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: int = Field(
         default=20,
         ge=1,
-        description="After SIGTERM, how long requests in flight may take to finish before they "
-        "are cut; below Kubernetes' 30 s terminationGracePeriodSeconds.",
     )
+    """after SIGTERM, how long requests in flight may take before they are cut (503); the
+    manifests' 45 s termination grace covers it plus closing"""
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     """browser origins allowed to call `/graphql`, comma-separated; none: no CORS headers"""
     websocket_origins: Annotated[tuple[str, ...], NoDecode] = ()
@@ -136,8 +136,9 @@ class Settings(BaseSettings):
     """lifetime of a signed playback URL (10-3600)"""
     media_signing_keys: str = Field(
         default="",
-        description="Comma-separated key-id:secret pairs; the first signs, all verify.",
     )
+    """`kid:secret,...` (each secret at least 32 characters): the first signs playback URLs, all
+    verify; required in production"""
     public_base_url: str = ""
     """prefix of playback URLs (the gateway's public address)"""
     break_glass_default_minutes: int = Field(default=60, ge=1)
@@ -162,38 +163,38 @@ class Settings(BaseSettings):
     """lifetime of a presigned redirect (1-900)"""
     log_format: Literal["json", "console"] = Field(
         default="json",
-        description="Log lines as JSON objects (one per line) or as text for people.",
     )
+    """`json` (one object per line) or `console` (text for people); `gateway dev` defaults to
+    `console`"""
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         default="info",
-        description="Least severe level logged, for the gateway's loggers and uvicorn's.",
     )
+    """least severe level logged, for the gateway's loggers and uvicorn's"""
     metrics_port: int | None = Field(
         default=None,
         ge=0,
         le=65535,
-        description="Serve /metrics on this port (all interfaces) instead of on the main one, "
-        "where /metrics then answers 404; one worker only.",
     )
+    """serve `/metrics` on this port (all interfaces) instead of the main one, where it then
+    answers 404; one worker per process"""
     otlp_endpoint: str | None = Field(
         default=None,
         validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "GATEWAY_OTLP_ENDPOINT"),
-        description="Base URL of an OTLP/HTTP receiver; traces go to `URL/v1/traces`. "
-        "Tracing is off unless this or otlp_traces_endpoint is set.",
     )
+    """base URL of an OTLP/HTTP receiver (traces go to `URL/v1/traces`); tracing is off unless
+    this or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set (extra `tracing`)"""
     otlp_traces_endpoint: str | None = Field(
         default=None,
         validation_alias=AliasChoices(
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "GATEWAY_OTLP_TRACES_ENDPOINT"
         ),
-        description="Full URL that OTLP/HTTP trace exports are POSTed to (wins over "
-        "otlp_endpoint).",
     )
+    """full URL trace exports are POSTed to; wins over `OTEL_EXPORTER_OTLP_ENDPOINT`"""
     otel_service_name: str = Field(
         default="consultation-gateway",
         validation_alias=AliasChoices("OTEL_SERVICE_NAME", "GATEWAY_OTEL_SERVICE_NAME"),
-        description="service.name of the spans.",
     )
+    """`service.name` of the spans"""
 
     @field_validator("cors_origins", "websocket_origins", mode="before")
     @classmethod

@@ -95,6 +95,7 @@ class MediaEndpoint:
         except ResponseWithheld:
             return _forbidden()
         except ServiceUnavailable as exc:
+            request_record(request).error_codes = (exc.code,)
             return unavailable_response(exc)
         key = row["storage_key"]
         if not key.startswith(f"recordings/{row['patient_id']}/{row['id']}."):

@@ -60,13 +60,14 @@ def request_record(request: Request) -> RequestRecord:
     """The record ``RequestObserver`` put in the request's scope (a fresh one outside it)."""
     record = request.scope.get(_SCOPE_KEY)
     if record is None:
-        record = request.scope[_SCOPE_KEY] = RequestRecord(_request_id(request.headers.get))
+        record = RequestRecord(_request_id(request.headers.get("x-request-id")))
+        request.scope[_SCOPE_KEY] = record
     return record
 
 
-def _request_id(header: Any) -> str:
-    given = header("x-request-id") or ""
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+def _request_id(given: str | None) -> str:
+    """The client's X-Request-Id when it is a safe token, else a new one."""
+    return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
 def _route(scope: Scope) -> str:
@@ -88,10 +89,9 @@ class RequestObserver:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        raw_id = next(
-            (v.decode("latin-1") for n, v in scope["headers"] if n == b"x-request-id"), ""
-        )
-        record = RequestRecord(raw_id if _REQUEST_ID.match(raw_id) else uuid.uuid4().hex)
+        headers = scope["headers"]
+        given = next((v.decode("latin-1") for n, v in headers if n == b"x-request-id"), None)
+        record = RequestRecord(_request_id(given))
         scope[_SCOPE_KEY] = record
         status = 500
         echoed = (b"x-request-id", record.request_id.encode())
