@@ -91,6 +91,14 @@ async def prepare_database(
     return admin_url, app_url
 
 
+async def _server_version(admin_url: str) -> str:
+    connection = await asyncpg.connect(admin_url)
+    try:
+        return await connection.fetchval("show server_version")
+    finally:
+        await connection.close()
+
+
 async def callers(admin_url: str, count: int) -> list[dict]:
     connection = await asyncpg.connect(admin_url)
     try:
@@ -296,6 +304,7 @@ def main() -> None:
             )
         )
         people = asyncio.run(callers(admin_url, 200))
+        args.postgres_version = asyncio.run(_server_version(admin_url))
         tokens = {p["subject"]: identity.token(p["subject"], ttl=6 * 3600) for p in people}
         support = identity.token("support-0001", ttl=6 * 3600)
         built = build_manifest([OPERATIONS], build_schema()._schema)
@@ -389,6 +398,22 @@ def _median(runs: list[dict], key: str) -> float:
     return statistics.median(run[key] for run in runs)
 
 
+def versions(postgres: str) -> str:
+    """The versions of everything measured."""
+    from importlib.metadata import version
+
+    packages = ("strawberry-graphql", "graphql-core", "starlette", "uvicorn", "asyncpg", "orjson")
+    parts = [f"{name} {version(name)}" for name in packages]
+    parts.append(f"PostgreSQL {postgres}")
+    peer = ROOT / "bench" / ".node" / "node_modules" / "postgraphile" / "package.json"
+    if peer.exists():
+        parts.append(f"postgraphile {json.loads(peer.read_text())['version']}")
+        node = ROOT / "bench" / ".node" / "node_modules" / ".bin" / "node"
+        if node.exists():
+            parts.append(f"node {_sh(str(node), '--version').stdout.strip()}")
+    return "versions: " + ", ".join(parts)
+
+
 def report(results: dict, systems: list[str], levels: list[int], args) -> None:
     rows = []
     header = (
@@ -473,6 +498,7 @@ def report(results: dict, systems: list[str], levels: list[int], args) -> None:
     text = "\n".join(
         [
             environment,
+            versions(args.postgres_version),
             "",
             *lines,
             "",
