@@ -33,6 +33,20 @@ async def _open(url: str, token: str | None, origin: str | None = None):
     return socket
 
 
+async def _subscribe(socket, operation_id: str, consultation) -> None:
+    """Start a consultationEvents subscription on ``socket`` for ``consultation`` (its key)."""
+    variables = {"id": encode_global_id("Consultation", consultation)}
+    await socket.send(
+        json.dumps(
+            {
+                "id": operation_id,
+                "type": "subscribe",
+                "payload": {"query": SUBSCRIBE, "variables": variables},
+            }
+        )
+    )
+
+
 async def _receive(socket, wait: float = 10.0) -> dict:
     return json.loads(await asyncio.wait_for(socket.recv(), wait))
 
@@ -60,18 +74,7 @@ def test_a_patient_follows_their_own_consultation_live(env, server):
     async def scenario():
         socket = await _open(_ws_url(server.url), env.token(subject))
         assert (await _receive(socket))["type"] == "connection_ack"
-        await socket.send(
-            json.dumps(
-                {
-                    "id": "1",
-                    "type": "subscribe",
-                    "payload": {
-                        "query": SUBSCRIBE,
-                        "variables": {"id": encode_global_id("Consultation", own)},
-                    },
-                }
-            )
-        )
+        await _subscribe(socket, "1", own)
         first = await _receive(socket)
         await _set_status(env, own, "CANCELLED")
         second = await _receive(socket)
@@ -91,18 +94,7 @@ def test_subscribing_to_another_patients_consultation_is_not_found(env, server):
     async def scenario():
         socket = await _open(_ws_url(server.url), env.token(subject))
         await _receive(socket)
-        await socket.send(
-            json.dumps(
-                {
-                    "id": "1",
-                    "type": "subscribe",
-                    "payload": {
-                        "query": SUBSCRIBE,
-                        "variables": {"id": encode_global_id("Consultation", foreign)},
-                    },
-                }
-            )
-        )
+        await _subscribe(socket, "1", foreign)
         messages = [await _receive(socket)]
         while messages[-1]["type"] not in ("complete", "error"):
             messages.append(await _receive(socket))
@@ -156,18 +148,7 @@ def test_the_connection_closes_when_the_token_expires(env, server):
     async def scenario():
         socket = await _open(_ws_url(server.url), env.identity.token(subject, ttl=2))
         await _receive(socket)
-        await socket.send(
-            json.dumps(
-                {
-                    "id": "1",
-                    "type": "subscribe",
-                    "payload": {
-                        "query": SUBSCRIBE,
-                        "variables": {"id": encode_global_id("Consultation", own)},
-                    },
-                }
-            )
-        )
+        await _subscribe(socket, "1", own)
         await _receive(socket)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             while True:
@@ -198,18 +179,7 @@ def test_subscriptions_per_connection_are_capped(env):
             socket = await _open(_ws_url(client.base_url), env.token(subject))
             await _receive(socket)
             for number in range(3):
-                await socket.send(
-                    json.dumps(
-                        {
-                            "id": str(number),
-                            "type": "subscribe",
-                            "payload": {
-                                "query": SUBSCRIBE,
-                                "variables": {"id": encode_global_id("Consultation", own)},
-                            },
-                        }
-                    )
-                )
+                await _subscribe(socket, str(number), own)
             replies = [await _receive(socket) for _ in range(3)]
             await socket.close()
             return replies
@@ -234,16 +204,7 @@ def test_live_events_listen_on_their_own_database_url(env):
         async def scenario():
             socket = await _open(_ws_url(client.base_url), env.token(subject))
             await _receive(socket)
-            variables = {"id": encode_global_id("Consultation", own)}
-            await socket.send(
-                json.dumps(
-                    {
-                        "id": "1",
-                        "type": "subscribe",
-                        "payload": {"query": SUBSCRIBE, "variables": variables},
-                    }
-                )
-            )
+            await _subscribe(socket, "1", own)
             reply = await _receive(socket)
             await socket.close()
             return reply
