@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway import authz
 from gateway.app import create_app_from_environment
+from gateway.authz import fast_path, field_check
 
 
 def _allow(context: Any, source: Any, type_name: str, field_name: str, path: Any) -> bool:
@@ -16,5 +16,7 @@ def _allow(context: Any, source: Any, type_name: str, field_name: str, path: Any
 
 
 def create_app() -> Any:
-    authz.check_field = _allow  # both the Strawberry path and the fast path call it
+    # Both the Strawberry path and the fast path call it.
+    field_check.check_field = _allow
+    fast_path.check_field = _allow
     return create_app_from_environment()

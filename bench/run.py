@@ -55,8 +55,8 @@ def _cores() -> tuple[list[str], list[str]]:
 async def prepare_database(
     server_url: str, patients: int, clinicians: int, consultations: int, issuer: str
 ) -> tuple[str, str]:
-    from gateway.pgembed import provision, with_credentials
-    from gateway.seed import SeedPlan, seed_database, write_demo_media
+    from gateway.dev.embedded import provision, with_credentials
+    from gateway.dev.seed import SeedPlan, seed_database, write_demo_media
 
     name = f"bench_{patients}_{clinicians}_{consultations}"
     connection = await asyncpg.connect(server_url)
@@ -287,9 +287,9 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     OUT.mkdir(parents=True, exist_ok=True)
 
-    from gateway.devkeys import DevIdentity
-    from gateway.documents import build_manifest
-    from gateway.pgembed import EmbeddedPostgres
+    from gateway.dev.embedded import EmbeddedPostgres
+    from gateway.dev.identity import DevIdentity
+    from gateway.guards.trusted_documents import build_manifest
     from resolvers import build_schema
 
     identity = DevIdentity.load_or_create(WORK / "identity")

@@ -1,20 +1,24 @@
 """The schema: one module per domain type, each field guarded by the policy table.
 
-``build_schema`` assembles it; the engine (``gateway.app``) calls it and nothing else here.
+``build_schema`` assembles it; the application factory and the CLI call it. Nothing here imports
+the web layer: transport-specific extensions (the WebSocket's) are handed in by the caller.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import MaxTokensLimiter, ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
-from gateway.authz import install_fast_path
+from gateway.authz.fast_path import install_fast_path
+from gateway.authz.schema_check import verify_schema
 from gateway.config import Settings
-from gateway.limits import DocumentLimits, LimitsExtension
-from gateway.ratelimit import RateLimiter, RateLimitExtension
-from gateway.schema import GatewaySchema
-from gateway.subscriptions import build_websocket_extensions
+from gateway.guards.document_limits import DocumentLimits, LimitsExtension
+from gateway.guards.rate_limits import RateLimiter, RateLimitExtension
 from resolvers.clinician import Clinician
 from resolvers.consultation import Consultation
 from resolvers.mutation import Mutation
@@ -22,18 +26,23 @@ from resolvers.partner import Partner
 from resolvers.patient import Patient
 from resolvers.query import Query
 from resolvers.recording import Recording
+from resolvers.schema import GatewaySchema
 from resolvers.subscription import Subscription
 
 __all__ = ["build_schema"]
 
 
 def build_schema(
-    settings: Settings | None = None, limiter: RateLimiter | None = None
+    settings: Settings | None = None,
+    limiter: RateLimiter | None = None,
+    *,
+    extensions: Sequence[Callable[[], Any]] = (),
 ) -> GatewaySchema:
     """The schema for ``settings`` (production defaults when None: no introspection, no
-    suggestions, limits on). Limit rules are built here once, so the validation cache hits."""
+    suggestions, limits on). Limit rules are built here once, so the validation cache hits.
+    Refuses to build with a gap in layer 1 (``gateway.authz.schema_check``)."""
     development = settings is not None and settings.development
-    extensions: list = [lambda: ParserCache(maxsize=512)]
+    factories: list[Callable[[], Any]] = [functools.partial(ParserCache, maxsize=512)]
     rules: tuple = () if development else (NoSchemaIntrospectionCustomRule,)
     if settings is not None:
         limits = DocumentLimits(
@@ -44,20 +53,20 @@ def build_schema(
             page_size_max=settings.page_size_max,
         )
         rules += limits.rules()
-        tokens = settings.max_tokens
-        extensions.append(lambda: MaxTokensLimiter(max_token_count=tokens))
-    extensions.append(type("GatewayLimits", (LimitsExtension,), {"rules": rules}))
-    extensions.append(lambda: ValidationCache(maxsize=512))
-    extensions.append(build_websocket_extensions(development))
+        factories.append(functools.partial(MaxTokensLimiter, max_token_count=settings.max_tokens))
+    factories.append(functools.partial(LimitsExtension, rules=rules))
+    factories.append(functools.partial(ValidationCache, maxsize=512))
+    factories += extensions
     if limiter is not None:
-        extensions.append(type("GatewayRateLimit", (RateLimitExtension,), {"limiter": limiter}))
+        factories.append(functools.partial(RateLimitExtension, limiter=limiter))
     schema = GatewaySchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         types=[Consultation, Recording, Patient, Clinician, Partner],
-        extensions=extensions,
+        extensions=factories,
         config=StrawberryConfig(disable_field_suggestions=not development),
     )
+    verify_schema(schema)
     install_fast_path(schema)
     return schema

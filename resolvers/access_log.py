@@ -10,7 +10,7 @@ import orjson
 import strawberry
 from asyncpg import Record
 
-from gateway.authz import policy_field
+from gateway.authz.field_check import policy_field
 from gateway.ids import encode_global_id, encode_sequence_cursor
 from resolvers.consultation import PageInfo
 from resolvers.enums import Role

@@ -8,15 +8,16 @@ from uuid import UUID
 import strawberry
 from asyncpg import Record
 
-from gateway.authz import policy_field
+from gateway.authz.field_check import policy_field
 from gateway.ids import encode_global_id
 from resolvers.patient import Patient
+from resolvers.rows import FromRow
 
 __all__ = ["BreakGlassGrant"]
 
 
 @strawberry.type(description="Emergency access you opened; every read under it is audited.")
-class BreakGlassGrant:
+class BreakGlassGrant(FromRow):
     pk: strawberry.Private[UUID]
     owner: strawberry.Private[UUID]
     id: strawberry.ID | None = policy_field()
@@ -27,7 +28,7 @@ class BreakGlassGrant:
     @policy_field()
     async def patient(self, info: strawberry.Info) -> Patient | None:
         row = await info.context.loaders.patient.load(self.owner)
-        return Patient.from_row(row) if row else None
+        return Patient.maybe(row)
 
     @classmethod
     def from_row(cls, row: Record) -> BreakGlassGrant:

@@ -5,15 +5,16 @@ from uuid import UUID
 import strawberry
 from asyncpg import Record
 
-from gateway.authz import policy_field
+from gateway.authz.field_check import policy_field
 from gateway.ids import encode_global_id
 from resolvers.node import Node
+from resolvers.rows import FromRow
 
 __all__ = ["Clinician"]
 
 
 @strawberry.type(description="A clinician of the service. Not patient data.")
-class Clinician(Node):
+class Clinician(FromRow, Node):
     pk: strawberry.Private[UUID]
     owner: strawberry.Private[UUID | None]
     id: strawberry.ID = policy_field()
@@ -29,7 +30,3 @@ class Clinician(Node):
             display_name=row["display_name"],
             specialty=row["specialty"],
         )
-
-    @classmethod
-    def maybe(cls, row: Record | None) -> Clinician | None:
-        return cls.from_row(row) if row else None

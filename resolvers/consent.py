@@ -8,15 +8,16 @@ from uuid import UUID
 import strawberry
 from asyncpg import Record
 
-from gateway.authz import policy_field
+from gateway.authz.field_check import policy_field
 from gateway.ids import encode_global_id
 from resolvers.partner import Partner
+from resolvers.rows import FromRow
 
 __all__ = ["Consent"]
 
 
 @strawberry.type(description="Your permission for a partner to read parts of your record.")
-class Consent:
+class Consent(FromRow):
     pk: strawberry.Private[UUID]
     owner: strawberry.Private[UUID]
     partner_pk: strawberry.Private[UUID]
@@ -33,7 +34,7 @@ class Consent:
     @policy_field()
     async def partner(self, info: strawberry.Info) -> Partner | None:
         row = await info.context.loaders.partner.load(self.partner_pk)
-        return Partner.from_row(row) if row else None
+        return Partner.maybe(row)
 
     @classmethod
     def from_row(cls, row: Record) -> Consent:

@@ -6,20 +6,21 @@ from uuid import UUID
 import strawberry
 from asyncpg import Record
 
-from gateway.authz import policy_field
+from gateway.authz.field_check import policy_field
+from gateway.data.loaders import then
 from gateway.ids import encode_cursor, encode_global_id
-from gateway.loaders import then
 from resolvers.clinician import Clinician
 from resolvers.enums import ConsultationMode, ConsultationStatus
 from resolvers.node import Node
 from resolvers.patient import Patient
 from resolvers.recording import Recording
+from resolvers.rows import FromRow
 
 __all__ = ["Consultation", "ConsultationConnection", "ConsultationEdge", "PageInfo"]
 
 
 @strawberry.type(description="A consultation between a patient and a clinician.")
-class Consultation(Node):
+class Consultation(FromRow, Node):
     pk: strawberry.Private[UUID]
     owner: strawberry.Private[UUID]
     consent_scopes: strawberry.Private[tuple[str, ...] | None]

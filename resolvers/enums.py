@@ -4,6 +4,8 @@ from enum import Enum
 
 import strawberry
 
+from gateway import identity
+
 __all__ = ["ConsultationMode", "ConsultationStatus", "Role"]
 
 
@@ -21,10 +23,5 @@ class ConsultationStatus(Enum):
     CANCELLED = "CANCELLED"
 
 
-@strawberry.enum
-class Role(Enum):
-    PATIENT = "patient"
-    CLINICIAN = "clinician"
-    SUPPORT = "support"
-    PARTNER = "partner"
-    AUDITOR = "auditor"
+# The principal's role, exposed as it is: one enum for the engine and the schema.
+Role = strawberry.enum(identity.Role, name="Role")

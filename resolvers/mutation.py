@@ -1,4 +1,5 @@
-"""Mutations: arguments, an engine call, a domain object."""
+"""Mutations: arguments, an engine call, a domain object. Who may call each is the policy
+table's (``MUTATIONS``), checked by ``MutationPolicy`` before the resolver runs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import datetime
 
 import strawberry
 
+from gateway.authz.field_check import policy_mutation
 from gateway.errors import BadUserInput
 from gateway.ids import decode_global_id
 from resolvers.break_glass import BreakGlassGrant
@@ -23,7 +25,7 @@ def _pk(global_id: str, type_name: str):
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
+    @policy_mutation(
         description="Let a partner read parts of your record until expiresAt "
         "(replaces any consent you gave that partner)."
     )
@@ -39,12 +41,12 @@ class Mutation:
         )
         return Consent.from_row(row)
 
-    @strawberry.mutation(description="Withdraw a consent; effective from the next request.")
+    @policy_mutation(description="Withdraw a consent; effective from the next request.")
     async def revoke_consent(self, info: strawberry.Info, id: strawberry.ID) -> Consent | None:
         row = await info.context.changes.revoke_consent(_pk(id, "Consent"))
-        return Consent.from_row(row) if row else None
+        return Consent.maybe(row)
 
-    @strawberry.mutation(
+    @policy_mutation(
         description="Open emergency access to a patient's record (clinicians). "
         "Every read under it is audited and shown to the patient."
     )

@@ -1,4 +1,4 @@
-"""The Relay ``Node`` interface and ``node(id:)``."""
+"""The Relay ``Node`` interface (``Query.node(id:)`` resolves it, in ``query.py``)."""
 
 from __future__ import annotations
 

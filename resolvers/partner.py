@@ -5,15 +5,16 @@ from uuid import UUID
 import strawberry
 from asyncpg import Record
 
-from gateway.authz import policy_field
+from gateway.authz.field_check import policy_field
 from gateway.ids import encode_global_id
 from resolvers.node import Node
+from resolvers.rows import FromRow
 
 __all__ = ["Partner"]
 
 
 @strawberry.type(description="A pharmacy, insurer or care provider patients may share data with.")
-class Partner(Node):
+class Partner(FromRow, Node):
     pk: strawberry.Private[UUID]
     owner: strawberry.Private[UUID | None]
     id: strawberry.ID = policy_field()

@@ -7,9 +7,10 @@ from uuid import UUID
 import strawberry
 from asyncpg import Record
 
-from gateway.authz import policy_field
+from gateway.authz.field_check import policy_field
 from gateway.ids import encode_global_id
 from resolvers.node import Node
+from resolvers.rows import FromRow
 
 if TYPE_CHECKING:
     from resolvers.consultation import Consultation
@@ -18,7 +19,7 @@ __all__ = ["Patient"]
 
 
 @strawberry.type(description="A patient. Visible to the patient and to their clinicians.")
-class Patient(Node):
+class Patient(FromRow, Node):
     pk: strawberry.Private[UUID]
     owner: strawberry.Private[UUID]
     consent_scopes: strawberry.Private[tuple[str, ...] | None]
@@ -33,7 +34,7 @@ class Patient(Node):
         from resolvers.consultation import Consultation
 
         rows = await info.context.loaders.consultations_of.load(self.pk)
-        return [Consultation.from_row(row) for row in rows]
+        return Consultation.many(rows)
 
     @classmethod
     def from_row(cls, row: Record) -> Patient:
@@ -45,7 +46,3 @@ class Patient(Node):
             display_name=row["display_name"],
             birth_date=row["birth_date"],
         )
-
-    @classmethod
-    def maybe(cls, row: Record | None) -> Patient | None:
-        return cls.from_row(row) if row else None

@@ -22,28 +22,23 @@ __all__ = ["Query"]
 
 
 async def _consultation(info: strawberry.Info, pk: UUID) -> Consultation | None:
-    row = await info.context.loaders.consultation.load(pk)
-    return Consultation.from_row(row) if row else None
+    return Consultation.maybe(await info.context.loaders.consultation.load(pk))
 
 
 async def _recording(info: strawberry.Info, pk: UUID) -> Recording | None:
-    row = await info.context.loaders.recording.load(pk)
-    return Recording.from_row(row) if row else None
+    return Recording.maybe(await info.context.loaders.recording.load(pk))
 
 
 async def _patient(info: strawberry.Info, pk: UUID) -> Patient | None:
-    row = await info.context.loaders.patient.load(pk)
-    return Patient.from_row(row) if row else None
+    return Patient.maybe(await info.context.loaders.patient.load(pk))
 
 
 async def _clinician(info: strawberry.Info, pk: UUID) -> Clinician | None:
-    row = await info.context.loaders.clinician.load(pk)
-    return Clinician.from_row(row) if row else None
+    return Clinician.maybe(await info.context.loaders.clinician.load(pk))
 
 
 async def _partner(info: strawberry.Info, pk: UUID) -> Partner | None:
-    row = await info.context.loaders.partner.load(pk)
-    return Partner.from_row(row) if row else None
+    return Partner.maybe(await info.context.loaders.partner.load(pk))
 
 
 _NODES = {
@@ -108,11 +103,11 @@ class Query:
 
     @strawberry.field(description="Partners you may consent to share data with.")
     async def partners(self, info: strawberry.Info) -> list[Partner]:
-        return [Partner.from_row(row) for row in await info.context.loaders.all_partners()]
+        return Partner.many(await info.context.loaders.all_partners())
 
     @strawberry.field(description="Your consents to partners, newest first (patients).")
     async def consents(self, info: strawberry.Info) -> list[Consent]:
-        return [Consent.from_row(row) for row in await info.context.loaders.consents()]
+        return Consent.many(await info.context.loaders.consents())
 
     @strawberry.field(
         description="Who read your record and when (patients); every patient's (auditors)."

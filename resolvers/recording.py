@@ -7,10 +7,11 @@ from uuid import UUID
 import strawberry
 from asyncpg import Record
 
-from gateway.authz import policy_field
+from gateway.authz.field_check import policy_field
 from gateway.ids import encode_global_id
 from resolvers.enums import ConsultationMode
 from resolvers.node import Node
+from resolvers.rows import FromRow
 
 if TYPE_CHECKING:
     from resolvers.consultation import Consultation
@@ -21,7 +22,7 @@ __all__ = ["Recording"]
 @strawberry.type(
     description="One segment of a consultation's recording: audio, then video after a switch."
 )
-class Recording(Node):
+class Recording(FromRow, Node):
     pk: strawberry.Private[UUID]
     owner: strawberry.Private[UUID]
     consent_scopes: strawberry.Private[tuple[str, ...] | None]
@@ -41,7 +42,7 @@ class Recording(Node):
         from resolvers.consultation import Consultation
 
         row = await info.context.loaders.consultation.load(self.consultation_pk)
-        return Consultation.from_row(row) if row else None
+        return Consultation.maybe(row)
 
     @policy_field(description="A short-lived URL, bound to the viewer, that plays this segment.")
     def playback_url(self, info: strawberry.Info) -> str | None:
@@ -63,11 +64,3 @@ class Recording(Node):
             content_type=row["content_type"],
             byte_size=row["byte_size"],
         )
-
-    @classmethod
-    def maybe(cls, row: Record | None) -> Recording | None:
-        return cls.from_row(row) if row else None
-
-    @classmethod
-    def many(cls, rows: list[Record]) -> list[Recording]:
-        return [cls.from_row(row) for row in rows]

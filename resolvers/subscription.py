@@ -1,4 +1,7 @@
-"""Subscriptions: live events of a consultation you may see (WebSocket, graphql-transport-ws)."""
+"""Subscriptions: live events of a consultation you may see (WebSocket, graphql-transport-ws).
+
+Each event is read through the event's own loaders; the transport clears it through the
+disclosure step once its whole selection has resolved."""
 
 from __future__ import annotations
 
@@ -6,8 +9,8 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
+from gateway.data.live import follow_consultation
 from gateway.errors import BadUserInput
-from gateway.events import follow_consultation
 from gateway.ids import decode_global_id
 from resolvers.consultation import Consultation
 
@@ -23,15 +26,6 @@ class ConsultationEvent:
     consultation: Consultation | None
 
 
-def _selected(info: strawberry.Info) -> list[str]:
-    names: list[str] = []
-    for field in info.selected_fields:
-        for child in getattr(field, "selections", []):
-            if getattr(child, "name", None) == "consultation":
-                names += [getattr(g, "name", "") for g in child.selections]
-    return [name for name in names if name and not name.startswith("__")]
-
-
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
@@ -44,5 +38,5 @@ class Subscription:
         kind, pk = decode_global_id(consultation_id)
         if kind != "Consultation":
             raise BadUserInput("Consultation not found")
-        async for event, row in follow_consultation(info.context, pk, _selected(info)):
+        async for event, row in follow_consultation(info.context, pk):
             yield ConsultationEvent(kind=event, consultation=Consultation.from_row(row))

@@ -4,8 +4,7 @@ from uuid import UUID
 
 import strawberry
 
-from gateway.authz import policy_field
-from gateway.identity import Role as PrincipalRole
+from gateway.authz.field_check import policy_field
 from resolvers.clinician import Clinician
 from resolvers.enums import Role
 from resolvers.patient import Patient
@@ -17,7 +16,7 @@ __all__ = ["Viewer"]
 class Viewer:
     pk: strawberry.Private[UUID | None]
     owner: strawberry.Private[UUID | None]
-    role_of: strawberry.Private[PrincipalRole]
+    role_of: strawberry.Private[Role]
     subject: str | None = policy_field()
 
     @policy_field(description="The token's scopes (partners).")
@@ -26,7 +25,7 @@ class Viewer:
 
     @policy_field()
     def role(self) -> Role | None:
-        return Role(self.role_of.value)
+        return self.role_of
 
     @policy_field(description="The patient record of a patient caller.")
     async def patient(self, info: strawberry.Info) -> Patient | None:
@@ -34,7 +33,7 @@ class Viewer:
         if principal.patient_id is None:
             return None
         row = await info.context.loaders.patient.load(principal.patient_id)
-        return Patient.from_row(row) if row else None
+        return Patient.maybe(row)
 
     @policy_field(description="The clinician record of a clinician caller.")
     async def clinician(self, info: strawberry.Info) -> Clinician | None:
@@ -42,4 +41,4 @@ class Viewer:
         if principal.clinician_id is None:
             return None
         row = await info.context.loaders.clinician.load(principal.clinician_id)
-        return Clinician.from_row(row) if row else None
+        return Clinician.maybe(row)

@@ -7,7 +7,7 @@
 Fetching uses the ordinary npm client (``npm view`` for the registry's integrity, ``npm pack`` for
 the tarball). Each tarball's SHA-512 must equal both the integrity pinned below and the one the
 registry reports; only then are the listed files copied, byte for byte, into
-``src/gateway/static/graphiql/vendor/`` with their licences, and ``vendor.lock.json`` records
+``src/gateway/web/static/graphiql/vendor/`` with their licences, and ``vendor.lock.json`` records
 package, version, integrity, file and SHA-256. The gateway serves those files and a test compares
 what it serves with the lock. Standard library only; npm is needed only to re-vendor.
 """
@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VENDOR = ROOT / "src" / "gateway" / "static" / "graphiql" / "vendor"
+VENDOR = ROOT / "src" / "gateway" / "web" / "static" / "graphiql" / "vendor"
 LOCK = VENDOR / "vendor.lock.json"
 
 # package, version, registry integrity, {file in the tarball: file in VENDOR}

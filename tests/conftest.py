@@ -18,10 +18,10 @@ import pytest
 
 from gateway import create_app, load_settings
 from gateway.config import Mode, Settings
-from gateway.devkeys import DevIdentity
+from gateway.dev.embedded import EmbeddedPostgres, provision, with_credentials
+from gateway.dev.identity import DevIdentity
+from gateway.dev.seed import SeedPlan, seed_database, write_demo_media
 from gateway.ids import decode_global_id, encode_global_id
-from gateway.pgembed import EmbeddedPostgres, provision, with_credentials
-from gateway.seed import SeedPlan, seed_database, write_demo_media
 from tests.support import GraphQLClient, ServerThread
 
 PLAN = SeedPlan(patients=12, clinicians=3, consultations_per_patient=5, seed=7)

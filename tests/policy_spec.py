@@ -1,9 +1,9 @@
-"""What each role may read, written down independently of src/gateway/policy.py.
+"""What each role may read, written down independently of src/gateway/policy/table.py.
 
-This is DESIGN.md's role table ("Roles and what they read") and issue #4's rules, encoded as test
-expectations. The generated matrix (test_policy_matrix.py) takes its cases from the policy table
-and its expected outcomes from here, so deleting or loosening a rule in the table makes a test
-fail, and a field added to the table without an expectation here fails too.
+This is the design's role table (README's "Roles": what each role sees) and issue #4's rules,
+encoded as test expectations. The generated matrix (test_policy_matrix.py) takes its cases from
+the policy table and its expected outcomes from here, so deleting or loosening a rule in the
+table makes a test fail, and a field added to the table without an expectation here fails too.
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ import pytest
 from fhir.resources.R4B.auditevent import AuditEvent
 
 from gateway import create_app
-from gateway.db import Database
+from gateway.data.pool import Database
+from gateway.data.queries import RECORD_ACCESS_EVENTS
 from gateway.ids import encode_global_id
-from gateway.queries import RECORD_ACCESS_EVENTS
 from tests.support import GraphQLClient, as_admin, run_gateway, serving
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from gateway.config import DEV_ISSUER
-from gateway.pgembed import with_credentials
+from gateway.dev.embedded import with_credentials
 from tests.support import run_gateway
 
 ROOT = Path(__file__).resolve().parents[1]

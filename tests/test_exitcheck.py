@@ -13,8 +13,9 @@ import re
 import asyncpg
 import pytest
 
-from gateway import create_app, queries
-from gateway.db import Database
+from gateway import create_app
+from gateway.data import queries
+from gateway.data.pool import Database
 from gateway.ids import encode_global_id
 from tests.support import serving
 

@@ -35,11 +35,11 @@ import websockets
 
 from gateway import create_app
 from gateway.config import DEV_KEY_PREFIX
-from gateway.db import Database
-from gateway.devkeys import DevIdentity
+from gateway.data.pool import Database
+from gateway.dev.embedded import EmbeddedPostgres
+from gateway.dev.identity import DevIdentity
 from gateway.errors import ConfigurationError
 from gateway.ids import decode_global_id, encode_global_id
-from gateway.pgembed import EmbeddedPostgres
 from tests.conftest import Environment, _prepare
 from tests.support import serving
 

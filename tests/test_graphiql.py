@@ -14,7 +14,9 @@ from gateway import create_app
 from gateway.config import Mode
 from tests.support import GraphQLClient, serving
 
-LOCK = Path(__file__).resolve().parents[1] / "src/gateway/static/graphiql/vendor/vendor.lock.json"
+LOCK = (
+    Path(__file__).resolve().parents[1] / "src/gateway/web/static/graphiql/vendor/vendor.lock.json"
+)
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "

@@ -14,8 +14,8 @@ import pytest
 
 from gateway import create_app
 from gateway.config import Mode
-from gateway.graphiql import graphiql_link
 from gateway.ids import encode_global_id
+from gateway.web.graphiql import graphiql_link
 from tests.support import serving
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -26,6 +26,7 @@ class Forwarder:
         self.port = self._listener.getsockname()[1]
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._cut = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -34,6 +35,10 @@ class Forwarder:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            with self._lock:
+                if self._cut:  # accepted as the cut happened: refuse it too
+                    client.close()
+                    return
             upstream = socket.create_connection(self._target)
             with self._lock:
                 self._sockets += [client, upstream]
@@ -49,6 +54,12 @@ class Forwarder:
             sink.shutdown(socket.SHUT_WR)
 
     def cut(self) -> None:
+        # Closing a socket does not wake a thread blocked in accept() on it, which would then
+        # accept one more connection (the pool's reconnect); shutting it down first does.
+        with self._lock:
+            self._cut = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         with self._lock:
             for sock in self._sockets:

@@ -6,7 +6,7 @@ import pytest
 
 from gateway import create_app
 from gateway.config import Mode
-from gateway.db import Database
+from gateway.data.pool import Database
 from tests.support import GraphQLClient, serving
 
 RESPONSE_TYPE = "application/graphql-response+json"

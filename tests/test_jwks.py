@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gateway.auth import JwksCache
+from gateway.authn.tokens import JwksCache
 from tests.support import serving
 
 

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 import uvicorn
 
 from gateway import create_app
-from gateway.cli import _uvicorn_logging
+from gateway.cli.serve import uvicorn_logging
 from gateway.ids import encode_global_id
-from gateway.logs import configure_logging
+from gateway.ops.logs import configure_logging
 from tests.support import GraphQLClient, ServerThread, all_strings
 
 READ = (
@@ -200,7 +200,7 @@ def test_serve_and_dev_route_uvicorns_loggers_through_the_one_setup(env):
     stream = LockedStream()
     settings = env.settings(log_level="debug")
     with logging_restored():
-        options = _uvicorn_logging(settings)
+        options = uvicorn_logging(settings)
         options["log_config"]["handlers"]["gateway"]["stream"] = stream
         config = uvicorn.Config(create_app(settings), **options)
         assert config.access_log is False

@@ -16,9 +16,9 @@ import pytest
 from botocore.config import Config
 
 from gateway import create_app
+from gateway.authz.playback import PlaybackSigner
 from gateway.ids import encode_global_id
-from gateway.media import PlaybackSigner
-from gateway.storage import S3MediaStore
+from gateway.web.media_store import S3MediaStore
 from tests.support import GraphQLClient, serving
 
 PLAY = "query($id: ID!) { recording(id: $id) { playbackUrl contentType byteSize } }"

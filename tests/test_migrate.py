@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.data.migrate import apply_migrations, available_migrations
 from gateway.errors import ConfigurationError
-from gateway.migrate import apply_migrations, available_migrations
 from tests.support import as_admin
 
 _with_admin = as_admin

@@ -11,7 +11,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import create_app
-from gateway.settings_doc import missing_descriptions, settings_markdown
+from gateway.cli.settings_doc import missing_descriptions, settings_markdown
 from tests.support import GraphQLClient, run_gateway, serving
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,9 +70,7 @@ def test_every_metric_an_alert_reads_is_exported_by_the_gateway(env):
             for sample in family.samples
         }
     named = {
-        name
-        for alert in _alerts()
-        for name in re.findall(r"\b(gateway_[a-z_]+)", alert["expr"])
+        name for alert in _alerts() for name in re.findall(r"\b(gateway_[a-z_]+)", alert["expr"])
     }
     assert named, "the alerts read no gateway metric"
     assert named <= exported, f"alerts read metrics the gateway does not export: {named - exported}"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gateway import create_app
 from gateway.config import Mode
-from gateway.policy_doc import policy_markdown
+from gateway.policy.doc import policy_markdown
 from tests.support import GraphQLClient, run_gateway, serving
 
 ROOT = Path(__file__).resolve().parents[1]

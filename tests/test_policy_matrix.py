@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 
 from gateway.ids import encode_global_id
-from gateway.policy import POLICY
+from gateway.policy.table import POLICY
 from tests import policy_spec
 from tests.policy_spec import CASES, ROLES, expected
 

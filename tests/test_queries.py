@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from gateway.queries import STATEMENTS
+from gateway.data.queries import STATEMENTS
 
 
 @pytest.mark.parametrize("name", sorted(STATEMENTS))

@@ -8,7 +8,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from gateway.db import Database
+from gateway.data.pool import Database
 from gateway.errors import ConfigurationError
 
 PATIENT_DATA = [

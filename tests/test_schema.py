@@ -9,8 +9,8 @@ import strawberry
 from graphql import GraphQLObjectType
 from strawberry.permission import PermissionExtension
 
-from gateway.authz import FieldPolicy, policy_field
-from gateway.policy import POLICY, governed_types
+from gateway.authz.field_check import FieldPolicy, policy_field
+from gateway.policy.table import POLICY, governed_types
 from resolvers import build_schema
 
 STRUCTURAL = {

@@ -1,109 +1,50 @@
 """``create_app``: the ASGI application, assembled from settings.
 
-This is the one engine module that imports the schema (``resolvers``); everything else in the
-engine is imported by resolvers, never the other way round.
+The application factory is the one place (with the CLI) that sees every layer: it builds the
+schema (``resolvers``), the data edge, the disclosure step and the web endpoints, and hands each
+component what it needs as arguments.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
-from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
+from prometheus_client import start_http_server
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.audit import AccessEventWriter
-from gateway.auth import Authenticator, JwksCache, TokenVerifier
+from gateway.audit.writer import AccessEventWriter
+from gateway.authn.accounts import Authenticator
+from gateway.authn.jwks import JwksCache
+from gateway.authn.tokens import TokenVerifier
+from gateway.authz.disclosure import DisclosureStep
+from gateway.authz.exit_check import ExitCheck
+from gateway.authz.playback import PlaybackSigner
 from gateway.config import Settings
-from gateway.db import Database
-from gateway.documents import FreeForm, TrustedDocuments
-from gateway.errors import ServiceUnavailable
-from gateway.events import ConnectionContext, EventHub
-from gateway.exitcheck import ExitCheck
-from gateway.graphiql import ASSET_ROUTE, GraphiQL
-from gateway.http import GraphQLEndpoint
-from gateway.media import PlaybackSigner
-from gateway.media_endpoint import MediaEndpoint
-from gateway.metrics import Metrics
-from gateway.observe import RequestObserver
-from gateway.ratelimit import RateLimiter
-from gateway.shutdown import CutOnShutdown
-from gateway.storage import LocalMediaStore, MediaStore, S3MediaStore
-from gateway.subscriptions import SubscriptionEndpoint
-from gateway.tracing import Tracing
+from gateway.data.edge import DatabaseEdge
+from gateway.data.live import EventHub
+from gateway.data.pool import Database
+from gateway.guards.rate_limits import RateLimiter
+from gateway.guards.trusted_documents import FreeForm, TrustedDocuments
+from gateway.ops.metrics import Metrics
+from gateway.ops.tracing import Tracing
+from gateway.web.graphiql import ASSET_ROUTE, GraphiQL
+from gateway.web.graphql_http import GraphQLEndpoint
+from gateway.web.health import Health
+from gateway.web.media import MediaEndpoint
+from gateway.web.media_store import MediaStore, media_store
+from gateway.web.observer import RequestObserver
+from gateway.web.security_headers import SecurityHeaders
+from gateway.web.shutdown import CutOnShutdown
+from gateway.web.websocket import ConnectionContext, SubscriptionEndpoint, WebSocketDisclosure
+from resolvers import build_schema
 
 __all__ = ["create_app", "create_app_from_environment"]
-
-
-class SecurityHeaders:
-    """Headers every response carries, whatever route produced it."""
-
-    HEADERS = (
-        (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer"),
-        (b"x-frame-options", b"DENY"),
-        (b"cross-origin-resource-policy", b"same-origin"),
-    )
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                message["headers"] = [
-                    *message.get("headers", []),
-                    *((n, v) for n, v in self.HEADERS if n not in present),
-                ]
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
-
-
-class _Deferred:
-    """Forwards calls to the Database once the lifespan has opened it; counts statements and,
-    when tracing, makes a span of each."""
-
-    def __init__(self, metrics: Metrics, tracing: Tracing | None) -> None:
-        self.database: Database | None = None
-        self._statements = metrics.db_statements
-        self._tracing = tracing
-
-    async def fetch(self, statement: str, *args: Any) -> list[Any]:
-        if self.database is None:
-            raise ServiceUnavailable()
-        self._statements.inc()
-        if self._tracing is None:
-            return await self.database.fetch(statement, *args)
-        with self._tracing.statement(statement):
-            return await self.database.fetch(statement, *args)
-
-    async def execute(self, statement: str, *args: Any) -> None:
-        if self.database is None:
-            raise ServiceUnavailable()
-        self._statements.inc()
-        if self._tracing is None:
-            await self.database.execute(statement, *args)
-            return
-        with self._tracing.statement(statement):
-            await self.database.execute(statement, *args)
-
-    def pool_usage(self) -> tuple[int, int, int] | None:
-        usage = getattr(self.database, "pool_usage", None)
-        return usage() if usage is not None else None
 
 
 def create_app(
@@ -112,11 +53,9 @@ def create_app(
     """The gateway as an ASGI app. ``database`` replaces the pool made from ``DATABASE_URL``
     (tests use it to sabotage lower layers and prove the exit check); ``store`` replaces the
     media store the settings describe."""
-    from resolvers import build_schema
-
     metrics = Metrics()
     tracing = Tracing.from_settings(settings)
-    edge = _Deferred(metrics, tracing)
+    edge = DatabaseEdge(metrics, tracing)
     metrics.watch_pool(edge.pool_usage)
     jwks = JwksCache(
         url=settings.jwks_url,
@@ -124,25 +63,31 @@ def create_app(
         min_refresh_seconds=settings.jwks_min_refresh_seconds,
         max_age_seconds=settings.jwks_max_age_seconds,
     )
-    audit = AccessEventWriter(edge.execute, metrics)
     authenticator = Authenticator(TokenVerifier(settings, jwks), edge.fetch)
-    exit_check = ExitCheck(edge.fetch, audit, metrics)
+    disclosure = DisclosureStep(
+        ExitCheck(edge.fetch), AccessEventWriter(edge.execute, metrics), metrics, tracing
+    )
     signer = PlaybackSigner(
         settings.signing_keys(), settings.playback_url_ttl_seconds, settings.public_base_url
     )
+    schema = build_schema(
+        settings,
+        RateLimiter(
+            settings.rate_limit_requests_per_minute, settings.rate_limit_field_calls_per_minute
+        ),
+        extensions=[
+            functools.partial(
+                WebSocketDisclosure, disclosure=disclosure, development=settings.development
+            )
+        ],
+    )
     graphiql = GraphiQL() if settings.development else None
     endpoint = GraphQLEndpoint(
-        schema=build_schema(
-            settings,
-            RateLimiter(
-                settings.rate_limit_requests_per_minute, settings.rate_limit_field_calls_per_minute
-            ),
-        ),
+        schema=schema,
         settings=settings,
         authenticator=authenticator,
-        database=edge,  # type: ignore[arg-type]
-        exit_check=exit_check,
-        audit=audit,
+        fetch=edge.fetch,
+        disclosure=disclosure,
         playback=signer,
         metrics=metrics,
         documents=TrustedDocuments.load(settings.trusted_documents, FreeForm(settings.free_form)),
@@ -153,11 +98,9 @@ def create_app(
         authenticator=authenticator,
         fetch=edge.fetch,
         signer=signer,
-        exit_check=exit_check,
-        audit=audit,
+        disclosure=disclosure,
         store=store or media_store(settings),
     )
-
     hub = EventHub(settings.listen_url)
 
     def connection_context(request: object, response: object) -> ConnectionContext:
@@ -165,16 +108,13 @@ def create_app(
             settings=settings,
             playback=signer,
             fetch=edge.fetch,
-            exit_check=exit_check,
-            audit=audit,
             hub=hub,
             request=request,
             response=response,
         )
 
-    subscriptions = SubscriptionEndpoint(
-        endpoint.schema, settings, authenticator, connection_context
-    )
+    subscriptions = SubscriptionEndpoint(schema, settings, authenticator, connection_context)
+    health = Health(edge.fetch, jwks, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -203,24 +143,6 @@ def create_app(
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.to_thread(tracing.shutdown), 5)
 
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(request: Request) -> Response:
-        try:
-            await edge.fetch("select 1")
-        except ServiceUnavailable:
-            return JSONResponse({"status": "database unavailable"}, status_code=503)
-        if not jwks.loaded:
-            with contextlib.suppress(Exception):
-                await jwks.refresh()
-            if not jwks.loaded:
-                return JSONResponse({"status": "jwks unavailable"}, status_code=503)
-        return JSONResponse({"status": "ready"})
-
-    async def metrics_endpoint(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
     middleware = [
         Middleware(RequestObserver, metrics=metrics, tracing=tracing),
         Middleware(SecurityHeaders),
@@ -241,28 +163,16 @@ def create_app(
         Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", subscriptions),
         Route("/media/recordings/{id}", media.handle, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
+        Route("/healthz", health.live, methods=["GET"]),
+        Route("/readyz", health.ready, methods=["GET"]),
     ]
     if settings.metrics_port is None:
-        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+        routes.append(Route("/metrics", health.metrics, methods=["GET"]))
     if graphiql is not None:
         routes.append(Route(ASSET_ROUTE, graphiql.asset, methods=["GET"]))
     app = Starlette(middleware=middleware, routes=routes, lifespan=lifespan)
     app.state.metrics = metrics
     return app
-
-
-def media_store(settings: Settings) -> MediaStore:
-    if settings.media_store == "s3":
-        return S3MediaStore(
-            settings.media_s3_bucket or "",
-            presign_seconds=settings.media_presign_seconds,
-            endpoint_url=settings.media_s3_endpoint_url,
-            region=settings.media_s3_region,
-        )
-    assert settings.media_root is not None
-    return LocalMediaStore(settings.media_root)
 
 
 def create_app_from_environment() -> Starlette:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from gateway.guards.rate_limits import RateLimiter
 from gateway.ids import encode_global_id
-from gateway.ratelimit import RateLimiter
 from tests.security.helpers import gateway_with, patient_token
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway.documents import document_id
+from gateway.guards.trusted_documents import document_id
 from tests.security.helpers import gateway_with, patient_token
 
 ROOT = Path(__file__).resolve().parents[2]

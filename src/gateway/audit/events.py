@@ -1,0 +1,99 @@
+"""What the audit trail records of a disclosure: access events made from the request's ledger.
+
+One event per (request, patient, kind): each lists the objects and fields disclosed, taken from
+the same ledger the exit check verified, so what was checked and what was audited are one list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from uuid import UUID
+
+from gateway.identity import Principal
+from gateway.ledger import Ledger
+
+__all__ = ["access_event", "events_from_ledger"]
+
+
+def access_event(
+    principal: Principal,
+    request_id: str,
+    kind: str,
+    *,
+    patient_id: UUID | None = None,
+    objects: list[dict[str, Any]] | None = None,
+    detail: dict[str, Any] | None = None,
+    break_glass_reason: str | None = None,
+) -> dict[str, Any]:
+    """One event as ``api.record_access_events`` takes it."""
+    return {
+        "request_id": request_id,
+        "kind": kind,
+        "issuer": principal.issuer,
+        "subject": principal.subject,
+        "role": principal.role.value,
+        "actor_id": principal.actor_id,
+        "patient_id": patient_id,
+        "client_id": principal.client_id,
+        "break_glass_reason": break_glass_reason,
+        "objects": objects or [],
+        "detail": detail or {},
+    }
+
+
+def events_from_ledger(
+    principal: Principal,
+    request_id: str,
+    ledger: Ledger,
+    *,
+    kind: str = "disclosure",
+    detail: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """One ``kind`` event per patient whose data is about to be sent (with the break-glass reason
+    it was read under), and one denial event per patient (or none) whose fields were refused."""
+    disclosed: dict[UUID, dict[tuple[str, Any], set[str]]] = {}
+    for type_name, object_id, owner in ledger.objects:
+        if owner is not None:
+            disclosed.setdefault(owner, {}).setdefault((type_name, object_id), set())
+    for type_name, object_id, owner, field in ledger.reads:
+        if owner is not None:
+            disclosed.setdefault(owner, {}).setdefault((type_name, object_id), set()).add(field)
+    events = [
+        access_event(
+            principal,
+            request_id,
+            kind,
+            patient_id=owner,
+            objects=_objects(objects.items()),
+            detail=detail,
+            break_glass_reason=ledger.break_glass.get(owner),
+        )
+        for owner, objects in disclosed.items()
+    ]
+    denied: dict[UUID | None, dict[tuple[str, Any], set[str]]] = {}
+    for denial in ledger.denials:
+        key = (denial.type_name, denial.object_id)
+        denied.setdefault(denial.owner, {}).setdefault(key, set()).add(denial.field)
+    events += [
+        access_event(
+            principal,
+            request_id,
+            "denial",
+            patient_id=owner,
+            objects=_objects(objects.items()),
+            detail=detail,
+        )
+        for owner, objects in denied.items()
+    ]
+    return events
+
+
+def _objects(items: Iterable[tuple[tuple[str, Any], set[str]]]) -> list[dict[str, Any]]:
+    """Objects keyed by (type, id as text), each id converted once, in a stable order."""
+    return [
+        {"type": type_name, "id": object_id, "fields": sorted(fields)}
+        for type_name, object_id, fields in sorted(
+            (type_name, str(object_id), fields) for (type_name, object_id), fields in items
+        )
+    ]

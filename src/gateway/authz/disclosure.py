@@ -1,0 +1,132 @@
+"""The disclosure step: the one way patient data leaves the gateway.
+
+Every path that sends patient data (a GraphQL response over HTTP, each event of a subscription, a
+media playback, and any path added later) resolves everything it is about to send into a ledger,
+then calls ``DisclosureStep.clear`` and sends only if it returns. The step
+
+1. exit-checks every owner in the ledger against the caller's authorized patients (layer 4); a
+   foreign owner withholds the whole send, counts a metric, logs and writes an alert;
+2. writes the ledger to the audit trail (disclosures with their break-glass reasons, denials),
+   failing closed: no audit, no send;
+3. counts denials by rule, and break-glass reads once they are recorded.
+
+What was checked, what was audited and what is sent are the same ledger by construction. No other
+module calls the exit check or the audit writer for a disclosure.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from gateway.audit.events import access_event, events_from_ledger
+from gateway.audit.writer import AccessEventWriter
+from gateway.authz.exit_check import ExitCheck
+from gateway.errors import ResponseWithheld
+from gateway.identity import Principal
+from gateway.ledger import Ledger
+from gateway.ops.metrics import Metrics
+from gateway.policy.table import rule_for
+
+if TYPE_CHECKING:
+    from gateway.ops.tracing import Tracing
+
+__all__ = ["DisclosureStep"]
+
+log = logging.getLogger("gateway.exitcheck")
+
+# Access-event kinds under which patient data is sent (the rest are denials, alerts, changes).
+DISCLOSURE_KINDS = frozenset({"disclosure", "media"})
+
+
+class DisclosureStep:
+    def __init__(
+        self,
+        exit_check: ExitCheck,
+        audit: AccessEventWriter,
+        metrics: Metrics,
+        tracing: Tracing | None = None,
+    ) -> None:
+        self._exit_check = exit_check
+        self._audit = audit
+        self._metrics = metrics
+        self._tracing = tracing
+
+    async def clear(
+        self,
+        principal: Principal,
+        ledger: Ledger,
+        request_id: str,
+        *,
+        kind: str = "disclosure",
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Return when what ``ledger`` records may be sent; raise ResponseWithheld (a foreign
+        patient's data) or AuditUnavailable (the trail could not be written) when it may not."""
+        if kind not in DISCLOSURE_KINDS:
+            raise ValueError(f"not a disclosure kind: {kind}")
+        if ledger.denials:
+            self._count_denials(principal, ledger)
+        foreign = await self._traced(
+            "exit_check",
+            {"gateway.objects": len(ledger.objects)},
+            self._exit_check.foreign_owners(principal, ledger),
+        )
+        if foreign:
+            await self._withhold(principal, ledger, request_id, foreign)
+        events = events_from_ledger(principal, request_id, ledger, kind=kind, detail=detail)
+        await self._traced(
+            "audit_write", {"gateway.events": len(events)}, self._audit.write(events)
+        )
+        for event in events:
+            if event["break_glass_reason"] and event["kind"] in DISCLOSURE_KINDS:
+                self._metrics.break_glass_reads.inc()
+
+    async def _withhold(
+        self, principal: Principal, ledger: Ledger, request_id: str, foreign: set[Any]
+    ) -> None:
+        self._metrics.exit_check_trips.inc()
+        log.critical(
+            "exit check tripped: response withheld",
+            extra={
+                "request_id": request_id,
+                "subject": principal.subject,
+                "role": principal.role.value,
+                "foreign_patients": len(foreign),
+            },
+        )
+        alerts = [
+            access_event(
+                principal,
+                request_id,
+                "alert",
+                patient_id=owner,
+                objects=[
+                    {"type": type_name, "id": str(object_id), "fields": []}
+                    for type_name, object_id, object_owner in ledger.objects
+                    if object_owner == owner
+                ],
+                detail={"reason": "exit-check", "layer": 4},
+            )
+            for owner in sorted(foreign)
+        ]
+        try:
+            await self._audit.write(alerts)
+        except Exception:
+            log.exception("could not record exit-check alert", extra={"request_id": request_id})
+        raise ResponseWithheld("Response withheld")
+
+    def _count_denials(self, principal: Principal, ledger: Ledger) -> None:
+        role = principal.role
+        for denial in ledger.denials:
+            rule = rule_for(denial.type_name, denial.field, role)
+            self._metrics.denials.labels(
+                denial.type_name, denial.field, role.value, rule.name if rule else "default-deny"
+            ).inc()
+
+    async def _traced(self, name: str, attributes: dict[str, Any], work: Awaitable[Any]) -> Any:
+        if self._tracing is None:
+            return await work
+        with self._tracing.span(name, attributes):
+            return await work

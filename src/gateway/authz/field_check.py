@@ -1,0 +1,140 @@
+"""Layer 1: the one permission class every field of every governed type carries.
+
+``check_field`` is synchronous and costs a dict lookup: it finds the rule for (type, field,
+caller's role) in the policy table, writes the read into the request's ledger with the owner taken
+from the row, and denies everything the table does not grant. ``MutationRight`` guards each
+mutation by the table's list of who may make that change.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+from uuid import UUID
+
+import strawberry
+from strawberry.permission import BasePermission, PermissionExtension
+
+from gateway.errors import Forbidden
+from gateway.identity import Principal
+from gateway.ledger import Denial, Key
+from gateway.policy.table import ALWAYS, Condition, may_call, mutation_right, rule_for
+
+__all__ = [
+    "FORBIDDEN_MESSAGE",
+    "Conducted",
+    "Consented",
+    "FieldPolicy",
+    "Governed",
+    "MutationPolicy",
+    "check_field",
+    "decide",
+    "policy_field",
+    "policy_mutation",
+]
+
+FORBIDDEN_MESSAGE = "Not authorized to read this field"
+
+
+class Governed(Protocol):
+    """What every governed object exposes to the policy: its key and its owner patient, both read
+    from its database row (owner None when the type is not patient data)."""
+
+    pk: Key | None
+    owner: UUID | None
+
+
+class Consented(Governed, Protocol):
+    """A type a partner may read under consent: the consent's scopes (intersected with the
+    token's) under which its row was loaded; None when not loaded under a consent."""
+
+    consent_scopes: tuple[str, ...] | None
+
+
+class Conducted(Governed, Protocol):
+    """A type with a condition on who conducted it: the clinician of its row."""
+
+    clinician_pk: UUID
+
+
+def _unmet(condition: Condition, source: Any, principal: Principal) -> str | None:
+    """Why a granted field's condition fails on this row, or None when it holds. The schema check
+    (``gateway.authz.schema_check``) has made sure the source declares what is read here."""
+    if condition.scope is not None:
+        if condition.scope not in principal.scopes:
+            return f"token lacks {condition.scope}"
+        consented: Consented = source
+        if condition.scope not in (consented.consent_scopes or ()):
+            return f"consent lacks {condition.scope}"
+    if condition.conducted:
+        conducted: Conducted = source
+        if conducted.clinician_pk != principal.actor_id:
+            return "not the conducting clinician"
+    return None
+
+
+def decide(principal: Principal, source: Governed, type_name: str, field_name: str) -> str | None:
+    """The policy decision for one field of one object: None when the table allows the read,
+    else why not (the rule whose condition failed, or default deny)."""
+    rule = rule_for(type_name, field_name, principal.role)
+    if rule is None:
+        return f"not granted to {principal.role} (default deny)"
+    if rule.condition is not ALWAYS:
+        unmet = _unmet(rule.condition, source, principal)
+        if unmet is not None:
+            return f"{rule.name} ({unmet})"
+    return None
+
+
+def check_field(context: Any, source: Governed, type_name: str, field_name: str, path: Any) -> bool:
+    """The policy decision for one field read, written to the request's ledger."""
+    ledger = context.ledger
+    principal = context.principal
+    reason = decide(principal, source, type_name, field_name)
+    if ledger.explanations is not None:
+        where = ".".join(str(key) for key in path.as_list())
+        if reason is None:
+            rule = rule_for(type_name, field_name, principal.role)
+            ledger.explain(
+                where, type_name, field_name, True, f"{rule.name} ({rule.condition.describe()})"
+            )
+        else:
+            ledger.explain(where, type_name, field_name, False, reason)
+    if reason is not None:
+        ledger.record_denial(Denial(type_name, source.pk, source.owner, field_name, reason))
+        return False
+    ledger.record_read(type_name, source.pk, source.owner, field_name)
+    return True
+
+
+class FieldPolicy(BasePermission):
+    message = FORBIDDEN_MESSAGE
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        return check_field(info.context, source, info.path.typename, info.field_name, info.path)
+
+    def on_unauthorized(self) -> None:
+        raise Forbidden(self.message)
+
+
+class MutationPolicy(BasePermission):
+    """Only the roles the policy table lists for a mutation may call it."""
+
+    message = "Not authorized to make this change"
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        if may_call(info.field_name, info.context.principal.role):
+            return True
+        right = mutation_right(info.field_name)
+        raise Forbidden(f"Only a {right.describe()} may do this" if right else self.message)
+
+
+def policy_field(**kwargs: Any) -> Any:
+    """``strawberry.field`` guarded by the policy table; every field of a governed type uses it."""
+    guard = PermissionExtension(permissions=[FieldPolicy()], use_directives=False)
+    extensions = [*kwargs.pop("extensions", ()), guard]
+    return strawberry.field(extensions=extensions, **kwargs)
+
+
+def policy_mutation(**kwargs: Any) -> Any:
+    """``strawberry.mutation`` guarded by the table's list of who may make the change."""
+    return strawberry.mutation(permission_classes=[MutationPolicy], **kwargs)

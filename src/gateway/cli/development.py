@@ -1,0 +1,192 @@
+"""``gateway dev`` (a development instance: embedded PostgreSQL, demo data, GraphiQL, demo
+tokens, everything in one folder) and ``gateway token`` (a token for one of its accounts)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.cli.running import connect, fail, run
+from gateway.cli.serve import uvicorn_logging
+from gateway.config import Mode, load_settings
+
+__all__ = ["data_dir_option", "dev", "token"]
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("dev-data"),
+    show_default=True,
+    help="Folder holding the development database, signing key and media.",
+)
+
+
+@click.command()
+@data_dir_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--log-format",
+    envvar="GATEWAY_LOG_FORMAT",
+    type=click.Choice(["json", "console"]),
+    default="console",
+    show_default=True,
+    help="env GATEWAY_LOG_FORMAT",
+)
+@click.option(
+    "--log-level",
+    envvar="GATEWAY_LOG_LEVEL",
+    type=click.Choice(["debug", "info", "warning", "error", "critical"]),
+    default="info",
+    show_default=True,
+    help="env GATEWAY_LOG_LEVEL",
+)
+def dev(data_dir: Path, host: str, port: int, log_format: str, log_level: str) -> None:
+    """Run a development gateway: embedded PostgreSQL, demo data, GraphiQL, demo tokens."""
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.dev.embedded import EmbeddedPostgres
+    from gateway.dev.identity import DevIdentity
+
+    data_dir = data_dir.resolve()
+    identity = DevIdentity.load_or_create(data_dir)
+    cluster = EmbeddedPostgres(data_dir)
+    try:
+        server_url = cluster.start()
+        app_url, principals = run(_prepare_dev_database(server_url, data_dir, identity.issuer))
+        (data_dir / "principals.json").write_text(json.dumps(principals, indent=2))
+        base_url = f"http://{host}:{port}"
+        settings = load_settings(
+            {},
+            mode=Mode.DEVELOPMENT,
+            database_url=app_url,
+            jwt_issuer=identity.issuer,
+            jwt_audience=identity.audience,
+            jwks_file=identity.jwks_file,
+            media_signing_keys=identity.media_keys(),
+            media_root=data_dir / "media",
+            public_base_url=base_url,
+            log_format=log_format,
+            log_level=log_level,
+        )
+        _print_banner(base_url, data_dir, identity, principals)
+        uvicorn.run(create_app(settings), host=host, port=port, **uvicorn_logging(settings))
+    finally:
+        cluster.stop()
+
+
+async def _prepare_dev_database(
+    server_url: str, data_dir: Path, issuer: str
+) -> tuple[str, list[dict[str, str]]]:
+    from gateway.dev.embedded import provision, with_credentials
+    from gateway.dev.seed import SeedPlan, seed_database, write_demo_media
+    from gateway.ids import encode_global_id
+
+    connection = await connect(server_url)
+    try:
+        if not await connection.fetchval("select 1 from pg_database where datname = 'gateway'"):
+            await connection.execute("create database gateway")
+    finally:
+        await connection.close()
+    admin_url = with_credentials(server_url, "postgres", "", database="gateway")
+    password_file = data_dir / "app-password"
+    if not password_file.exists():
+        password_file.write_text(secrets.token_urlsafe(24))
+        password_file.chmod(0o600)
+    app_url = await provision(admin_url, password_file.read_text().strip())
+    connection = await connect(admin_url)
+    try:
+        if not await connection.fetchval("select exists (select 1 from data.patients)"):
+            await seed_database(connection, SeedPlan(), issuer)
+            await write_demo_media(connection, data_dir / "media")
+        rows = await connection.fetch(
+            "select subject, role, patient_id, clinician_id, partner_id from data.accounts "
+            "order by role, subject"
+        )
+    finally:
+        await connection.close()
+    kinds = {"patient_id": "Patient", "clinician_id": "Clinician", "partner_id": "Partner"}
+    principals = []
+    for row in rows:
+        column = next((c for c in kinds if row[c] is not None), None)
+        principals.append(
+            {
+                "subject": row["subject"],
+                "role": row["role"],
+                "id": encode_global_id(kinds[column], row[column]) if column else None,
+            }
+        )
+    return app_url, principals
+
+
+def _print_banner(
+    base_url: str, data_dir: Path, identity: Any, principals: list[dict[str, str]]
+) -> None:
+    patient = next(p for p in principals if p["role"] == "patient")
+    clinician = next(p for p in principals if p["role"] == "clinician")
+    patient_token = identity.token(patient["subject"], ttl=8 * 3600)
+    clinician_token = identity.token(clinician["subject"], ttl=8 * 3600)
+    from gateway.web.graphiql import graphiql_link
+
+    click.echo(
+        f"""
+Consultation gateway (development mode)
+  GraphiQL:    {graphiql_link(base_url, patient_token)}
+  principals:  {data_dir / "principals.json"}
+  more tokens: gateway token --data-dir {data_dir} --subject SUBJECT
+
+  patient   {patient["subject"]}:
+    {patient_token}
+  clinician {clinician["subject"]}:
+    {clinician_token}
+
+  curl -s {base_url}/graphql -H 'content-type: application/json' \\
+    -H 'authorization: Bearer {patient_token[:16]}...' \\
+    -d '{{"query": "{{ consultations(first: 5) {{ edges {{ node {{ id reason }} }} }} }}"}}'
+"""
+    )
+
+
+@click.command()
+@data_dir_option
+@click.option("--subject", required=True, help="Subject of an account in principals.json.")
+@click.option(
+    "--ttl",
+    type=click.IntRange(1, 7 * 24 * 3600),
+    default=3600,
+    show_default=True,
+    help="Lifetime in seconds.",
+)
+@click.option(
+    "--scope",
+    default=None,
+    help="Space-separated scopes (partners), e.g. 'patient/Consultation.rs'.",
+)
+@click.option(
+    "--mode",
+    envvar="GATEWAY_MODE",
+    type=click.Choice([m.value for m in Mode]),
+    default=Mode.DEVELOPMENT.value,
+    hidden=True,
+)
+def token(data_dir: Path, subject: str, ttl: int, scope: str | None, mode: str) -> None:
+    """Print a development token for one of a development instance's accounts."""
+    from gateway.dev.identity import DevIdentity
+
+    if mode == Mode.PRODUCTION.value:
+        fail("token: refused in production (GATEWAY_MODE=production); tokens come from your IdP")
+    identity = DevIdentity.load(data_dir.resolve())
+    principals_file = data_dir / "principals.json"
+    if not principals_file.exists():
+        fail(f"--data-dir: {principals_file} not found (start `gateway dev` once)")
+    subjects = {p["subject"] for p in json.loads(principals_file.read_text())}
+    if subject not in subjects:
+        fail(f"--subject: no account {subject!r} in {principals_file}")
+    claims = {"scope": scope, "azp": subject} if scope else {}
+    click.echo(identity.token(subject, ttl=ttl, **claims))

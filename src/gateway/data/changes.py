@@ -1,0 +1,115 @@
+"""Changes of access, made by the people they concern: a patient grants and revokes consent to a
+partner; a clinician opens break-glass access to a patient. Each is validated here and made
+through an ``api`` function under the caller's scope (row-level security checks it again), which
+writes its audit event in the same statement: no change without its record.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+from gateway.config import Settings
+from gateway.data import queries
+from gateway.data.loaders import Fetch
+from gateway.errors import BadUserInput, Forbidden
+from gateway.identity import Principal
+from gateway.ledger import Ledger
+from gateway.policy import scopes
+from gateway.policy.table import may_call, mutation_right
+
+__all__ = ["AccessChanges"]
+
+
+class AccessChanges:
+    def __init__(
+        self,
+        fetch: Fetch,
+        principal: Principal,
+        ledger: Ledger,
+        request_id: str,
+        settings: Settings,
+    ) -> None:
+        self._fetch = fetch
+        self._principal = principal
+        self._ledger = ledger
+        self._request_id = request_id
+        self._settings = settings
+
+    def _require(self, mutation: str) -> None:
+        """The policy table's mutation rights, read again at the data edge (the field permission
+        read them first; the api function checks the role a third time)."""
+        if not may_call(mutation, self._principal.role):
+            right = mutation_right(mutation)
+            raise Forbidden(f"Only a {right.describe() if right else 'nobody'} may do this")
+
+    async def _call(self, statement: str, *args: Any, missing: str) -> list[Any]:
+        who = orjson.dumps(
+            {
+                "request_id": self._request_id,
+                "issuer": self._principal.issuer,
+                "subject": self._principal.subject,
+                "client_id": self._principal.client_id,
+            }
+        ).decode()
+        try:
+            return await self._fetch(
+                statement, who, self._principal.role.value, self._principal.actor_id, *args
+            )
+        except asyncpg.ForeignKeyViolationError:
+            raise BadUserInput(missing) from None
+
+    async def grant_consent(self, partner: UUID, granted: list[str], expires_at: datetime) -> Any:
+        self._require("grantConsent")
+        unknown = sorted(set(granted) - set(scopes.ALL))
+        if not granted or unknown:
+            raise BadUserInput(f"'scopes' must be among {', '.join(scopes.ALL)}")
+        if expires_at.tzinfo is None:
+            raise BadUserInput("'expiresAt' needs a time zone")
+        now = datetime.now(UTC)
+        limit = now + timedelta(days=self._settings.consent_max_days)
+        if not now < expires_at <= limit:
+            raise BadUserInput(
+                f"'expiresAt' must be in the future and within {self._settings.consent_max_days} "
+                "days"
+            )
+        rows = await self._call(
+            queries.GRANT_CONSENT, partner, granted, expires_at, missing="No such partner"
+        )
+        row = rows[0]
+        self._ledger.record_object("Consent", row["id"], row["patient_id"])
+        return row
+
+    async def revoke_consent(self, consent: UUID) -> Any | None:
+        self._require("revokeConsent")
+        rows = await self._call(queries.REVOKE_CONSENT, consent, missing="No such consent")
+        if not rows:
+            return None
+        row = rows[0]
+        self._ledger.record_object("Consent", row["id"], row["patient_id"])
+        return row
+
+    async def open_break_glass(self, patient: UUID, reason: str, minutes: int | None) -> Any:
+        self._require("openBreakGlass")
+        settings = self._settings
+        reason = reason.strip()
+        if len(reason) < settings.break_glass_min_reason_length:
+            raise BadUserInput(
+                f"'reason' must be at least {settings.break_glass_min_reason_length} characters"
+            )
+        minutes = settings.break_glass_default_minutes if minutes is None else minutes
+        if not 1 <= minutes <= settings.break_glass_max_minutes:
+            raise BadUserInput(
+                f"'minutes' must be between 1 and {settings.break_glass_max_minutes}"
+            )
+        rows = await self._call(
+            queries.OPEN_BREAK_GLASS, patient, reason, minutes, missing="No such patient"
+        )
+        row = rows[0]
+        self._ledger.record_object("BreakGlassGrant", row["id"], row["patient_id"])
+        self._ledger.break_glass[row["patient_id"]] = row["reason"]
+        return row

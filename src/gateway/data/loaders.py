@@ -1,0 +1,214 @@
+"""Layer 2: the per-request loaders. Every row the schema sees comes through here.
+
+Each loader's SQL (queries.py -> api.* functions) carries the caller's visibility predicate, taken
+from the principal as query parameters, and sets the row-level-security scope for its own
+statement. A ``Loaders`` is built for one request and dropped with it: nothing is cached across
+requests. Every row handed out is written into the request's ledger with its owner patient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from aiodataloader import DataLoader
+from asyncpg import Record
+
+from gateway.data import queries
+from gateway.identity import Principal
+from gateway.ledger import Ledger
+from gateway.policy.table import RowScope, row_scope, rule_for
+
+if TYPE_CHECKING:
+    from gateway.ops.tracing import Tracing
+
+__all__ = ["ConsultationPage", "Loaders", "then"]
+
+Fetch = Callable[..., Awaitable[list[Record]]]
+Batch = Callable[[Sequence[Any]], Awaitable[list[Any]]]
+
+
+def then(pending: Awaitable[Any], convert: Callable[[Any], Any]) -> Any:
+    """``convert`` of a loader's result: at once when the loader already holds it (no await, no
+    event-loop round for graphql-core), else an awaitable of it."""
+    if isinstance(pending, asyncio.Future) and pending.done():
+        return convert(pending.result())
+
+    async def later() -> Any:
+        return convert(await pending)
+
+    return later()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsultationPage:
+    rows: list[Record]
+    has_next_page: bool
+
+
+class Loaders:
+    """Per-request DataLoaders for one principal."""
+
+    def __init__(
+        self, fetch: Fetch, principal: Principal, ledger: Ledger, tracing: Tracing | None = None
+    ) -> None:
+        self._fetch = fetch
+        self._principal = principal
+        self._ledger = ledger
+        self._role = principal.role.value
+        self._actor = principal.actor_id
+        self._scopes = sorted(principal.scopes)
+        self._tracing = tracing
+        self.consultation = self._loader("consultation", self._consultations_by_id)
+        self.recording = self._loader("recording", self._recordings_by_id)
+        self.recordings_of = self._loader("recordings_of", self._recordings_by_consultation)
+        self.consultations_of = self._loader("consultations_of", self._consultations_by_patient)
+        self.patient = self._loader("patient", self._patients_by_id)
+        self.clinician = self._loader("clinician", self._clinicians_by_id)
+        self.partner = self._loader("partner", self._partners_by_id)
+
+    def _loader(self, name: str, batch: Batch) -> DataLoader:
+        """A DataLoader; when tracing, each batch is a span with the loader's name and the
+        batch's size (never its keys)."""
+        tracing = self._tracing
+        if tracing is None:
+            return DataLoader(batch)
+
+        async def traced(keys: Sequence[Any]) -> list[Any]:
+            attributes = {"gateway.loader": name, "gateway.batch_size": len(keys)}
+            with tracing.span(f"loader {name}", attributes):
+                return await batch(keys)
+
+        return DataLoader(traced)
+
+    def _sees(self, type_name: str) -> bool:
+        return row_scope(type_name, self._principal.role) is not RowScope.NONE
+
+    def _hand_out(self, type_name: str, rows: list[Record], owner_column: str) -> None:
+        record = self._ledger.record_object
+        break_glass = self._ledger.break_glass
+        for row in rows:
+            owner = row[owner_column]
+            record(type_name, row["id"], owner)
+            if row["break_glass_reason"] is not None:
+                break_glass[owner] = row["break_glass_reason"]
+
+    async def _scoped(self, statement: str, *args: Any) -> list[Record]:
+        return await self._fetch(statement, self._role, self._actor, self._scopes, *args)
+
+    async def _consultations_by_id(self, ids: Sequence[UUID]) -> list[Record | None]:
+        if not self._sees("Consultation"):
+            return [None] * len(ids)
+        rows = await self._scoped(queries.CONSULTATIONS_BY_ID, list(ids))
+        self._hand_out("Consultation", rows, "patient_id")
+        by_id = {row["id"]: row for row in rows}
+        return [by_id.get(key) for key in ids]
+
+    async def _consultations_by_patient(self, ids: Sequence[UUID]) -> list[list[Record]]:
+        if not self._sees("Consultation"):
+            return [[] for _ in ids]
+        rows = await self._scoped(queries.CONSULTATIONS_BY_PATIENT, list(ids))
+        self._hand_out("Consultation", rows, "patient_id")
+        grouped: dict[UUID, list[Record]] = {key: [] for key in ids}
+        for row in rows:
+            grouped[row["patient_id"]].append(row)
+            self.consultation.prime(row["id"], row)
+        return [grouped[key] for key in ids]
+
+    async def _recordings_by_id(self, ids: Sequence[UUID]) -> list[Record | None]:
+        if not self._sees("Recording"):
+            return [None] * len(ids)
+        rows = await self._scoped(queries.RECORDINGS_BY_ID, list(ids))
+        self._hand_out("Recording", rows, "patient_id")
+        by_id = {row["id"]: row for row in rows}
+        return [by_id.get(key) for key in ids]
+
+    async def _recordings_by_consultation(self, ids: Sequence[UUID]) -> list[list[Record]]:
+        if not self._sees("Recording"):
+            return [[] for _ in ids]
+        rows = await self._scoped(queries.RECORDINGS_BY_CONSULTATION, list(ids))
+        self._hand_out("Recording", rows, "patient_id")
+        grouped: dict[UUID, list[Record]] = {key: [] for key in ids}
+        for row in rows:
+            grouped[row["consultation_id"]].append(row)
+        return [grouped[key] for key in ids]
+
+    async def _patients_by_id(self, ids: Sequence[UUID]) -> list[Record | None]:
+        if not self._sees("Patient"):
+            return [None] * len(ids)
+        rows = await self._scoped(queries.PATIENTS_BY_ID, list(ids))
+        self._hand_out("Patient", rows, "id")
+        by_id = {row["id"]: row for row in rows}
+        return [by_id.get(key) for key in ids]
+
+    async def _clinicians_by_id(self, ids: Sequence[UUID]) -> list[Record | None]:
+        if not self._sees("Clinician"):
+            return [None] * len(ids)
+        rows = await self._fetch(queries.CLINICIANS_BY_ID, list(ids))
+        by_id = {row["id"]: row for row in rows}
+        return [by_id.get(key) for key in ids]
+
+    async def _partners_by_id(self, ids: Sequence[UUID]) -> list[Record | None]:
+        rows = await self._fetch(queries.PARTNERS_BY_ID, list(ids))
+        by_id = {row["id"]: row for row in rows}
+        return [by_id.get(key) for key in ids]
+
+    async def all_partners(self) -> list[Record]:
+        return await self._fetch(queries.ALL_PARTNERS)
+
+    async def consents(self) -> list[Record]:
+        """The caller's own consents (patients), newest first, revoked ones included."""
+        if not self._sees("Consent"):
+            return []
+        rows = await self._fetch(queries.CONSENTS_OF, self._role, self._actor)
+        for row in rows:
+            self._ledger.record_object("Consent", row["id"], row["patient_id"])
+        return rows
+
+    async def preload_consultation_relations(
+        self, rows: Sequence[Record], relations: Iterable[str]
+    ) -> None:
+        """Batch-load, in parallel, the relations a query selected under a list of
+        consultations, so that their fields resolve without one await per object. Only
+        relations the caller's role may read at all are loaded."""
+        wanted = {
+            name for name in relations if rule_for("Consultation", name, self._principal.role)
+        }
+        jobs = []
+        if "clinician" in wanted:
+            jobs.append(self.clinician.load_many(list({r["clinician_id"] for r in rows})))
+        if "patient" in wanted:
+            jobs.append(self.patient.load_many(list({r["patient_id"] for r in rows})))
+        if "recordings" in wanted:
+            jobs.append(self.recordings_of.load_many([r["id"] for r in rows]))
+        if jobs:
+            await asyncio.gather(*jobs)
+
+    async def consultations_page(
+        self, first: int, after: tuple[datetime, UUID] | None
+    ) -> ConsultationPage:
+        """The caller's own consultations, newest first, ``first`` after the ``after`` position."""
+        if not self._sees("Consultation"):
+            return ConsultationPage([], False)
+        after_at, after_id = after if after else (None, None)
+        rows = await self._scoped(queries.CONSULTATIONS_PAGE, first + 1, after_at, after_id)
+        page = rows[:first]
+        self._hand_out("Consultation", page, "patient_id")
+        for row in page:
+            self.consultation.prime(row["id"], row)
+        return ConsultationPage(page, len(rows) > first)
+
+    async def access_events_page(self, first: int, before: int | None) -> list[Record]:
+        """Events about the caller's own record, newest first, ``first + 1`` rows (the extra
+        one tells whether there is a next page)."""
+        if not self._sees("AccessEvent"):
+            return []
+        rows = await self._scoped(queries.ACCESS_EVENTS_PAGE, first + 1, before)
+        record = self._ledger.record_object
+        for row in rows[:first]:
+            record("AccessEvent", row["seq"], row["patient_id"])
+        return rows

@@ -1,0 +1,144 @@
+"""An embedded PostgreSQL for development and tests: the system's binaries when ``initdb`` is on
+PATH (run as the ``postgres`` system user when we are root, since initdb refuses root), else the
+``pgserver`` wheel. Everything lives in one folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+
+from gateway.data.migrate import apply_migrations
+from gateway.errors import ConfigurationError
+
+__all__ = ["EmbeddedPostgres", "provision", "with_credentials"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL cluster in ``directory``: ``start()`` returns a superuser URL."""
+
+    def __init__(self, directory: Path, *, fast: bool = False) -> None:
+        self.directory = directory.resolve()
+        self.data = self.directory / "pg"
+        self.log = self.directory / "pg.log"
+        self.fast = fast
+        self.url: str | None = None
+        self._pgserver = None
+
+    def _as_postgres(self, command: list[str]) -> list[str]:
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "postgres", "--", *command]
+        return command
+
+    def _run(self, command: list[str]) -> None:
+        completed = subprocess.run(  # noqa: S603
+            self._as_postgres(command), capture_output=True, text=True, check=False
+        )
+        if completed.returncode != 0:
+            detail = (completed.stderr or completed.stdout).strip().splitlines()
+            raise ConfigurationError(
+                f"{command[0]} failed: {detail[-1] if detail else completed.returncode}"
+            )
+
+    def start(self) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if shutil.which("initdb") and shutil.which("pg_ctl"):
+            self.url = self._start_system()
+        else:
+            self.url = self._start_pgserver()
+        return self.url
+
+    def _start_system(self) -> str:
+        if os.geteuid() == 0:
+            self.directory.chmod(self.directory.stat().st_mode | 0o011)
+            self.data.mkdir(exist_ok=True)
+            shutil.chown(self.data, "postgres", "postgres")
+            self.data.chmod(0o700)
+            self.log.touch()
+            shutil.chown(self.log, "postgres", "postgres")
+            probe = subprocess.run(  # noqa: S603
+                ["runuser", "-u", "postgres", "--", "test", "-w", str(self.data)],  # noqa: S607
+                check=False,
+            )
+            if probe.returncode != 0:
+                raise ConfigurationError(
+                    f"--data-dir: the postgres system user cannot reach {self.data}; "
+                    "choose a folder outside /root (e.g. under /tmp or /srv)"
+                )
+        if not (self.data / "PG_VERSION").exists():
+            self._run(
+                [
+                    "initdb",
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-instructions",
+                ]
+            )
+        port = _free_port()
+        options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
+        if self.fast:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        self._run(
+            ["pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"]
+        )
+        return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    def _start_pgserver(self) -> str:
+        try:
+            import pgserver
+        except ImportError:
+            raise ConfigurationError(
+                "no PostgreSQL found: install PostgreSQL (initdb, pg_ctl on PATH) or "
+                "`pip install consultation-gateway[embedded]`"
+            ) from None
+        self._pgserver = pgserver.get_server(str(self.data), cleanup_mode="stop")
+        return self._pgserver.get_uri()
+
+    def stop(self) -> None:
+        if self._pgserver is not None:
+            self._pgserver.cleanup()
+            self._pgserver = None
+        elif self.url is not None and (self.data / "postmaster.pid").exists():
+            self._run(["pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"])
+        self.url = None
+
+
+def with_credentials(url: str, user: str, password: str, database: str | None = None) -> str:
+    """``url`` with another user, password and optionally database."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    path = f"/{database}" if database else parts.path
+    return urlunsplit((parts.scheme, netloc, path, parts.query, parts.fragment))
+
+
+async def provision(admin_url: str, app_password: str) -> str:
+    """Migrate the database at ``admin_url`` and let ``gateway_app`` log in with
+    ``app_password``; return the application's URL."""
+    connection = await asyncpg.connect(admin_url)
+    try:
+        await apply_migrations(connection)
+        statement = await connection.fetchval(
+            "select format('alter role gateway_app login password %L', $1::text)", app_password
+        )
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+    return with_credentials(admin_url, "gateway_app", app_password)

@@ -1,0 +1,208 @@
+"""``/graphql`` over WebSocket: ``graphql-transport-ws`` only, subscriptions only.
+
+The token travels in ``connection_init`` (``{"authorization": "Bearer ..."}``) and is verified
+like HTTP's; a connection without a valid one is closed (4403), and it is closed (4401) when the
+token expires. Browsers' Origin must be in the allow-list (cross-site WebSocket hijacking) and
+subscriptions per connection are capped.
+
+Each subscription gets a context of its own (``SubscriptionContext``), never shared with another
+subscription of the connection, and each event fresh loaders and a fresh ledger. Once an event's
+whole selection has resolved, ``WebSocketDisclosure`` passes it through the disclosure step before
+the transport sends it: an event the step refuses is replaced by its error and ends the stream.
+Errors are masked as over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.graphql import OperationType
+
+from gateway.authn.accounts import Authenticator
+from gateway.authz.disclosure import DisclosureStep
+from gateway.authz.playback import PlaybackSigner
+from gateway.config import Settings
+from gateway.data.live import EventHub
+from gateway.data.loaders import Fetch, Loaders
+from gateway.errors import (
+    AuthenticationError,
+    GatewayError,
+    ResponseWithheld,
+    ServiceUnavailable,
+)
+from gateway.identity import Principal
+from gateway.ledger import Ledger
+from gateway.web.error_format import document_error, format_error
+
+__all__ = [
+    "ConnectionContext",
+    "SubscriptionContext",
+    "SubscriptionEndpoint",
+    "WebSocketDisclosure",
+]
+
+
+@dataclass(eq=False)
+class ConnectionContext:
+    """One WebSocket connection: its principal, once ``connection_init`` verified it. Strawberry
+    fills ``request``, ``response`` and ``connection_params``."""
+
+    settings: Settings
+    playback: PlaybackSigner
+    fetch: Fetch
+    hub: EventHub
+    request: Any = None
+    response: Any = None
+    connection_params: Any = None
+    principal: Principal | None = None
+    watchdog: asyncio.TimerHandle | None = None
+
+    def subscription(self) -> SubscriptionContext:
+        return SubscriptionContext(
+            settings=self.settings,
+            playback=self.playback,
+            fetch=self.fetch,
+            hub=self.hub,
+            principal=self.principal,
+        )
+
+
+@dataclass(eq=False)
+class SubscriptionContext:
+    """One subscription of a connection: what its resolvers see. ``loaders`` and ``ledger``
+    belong to the event being resolved and are replaced for the next (nothing cached between
+    events); ``closed`` ends the stream after an event the disclosure step refused."""
+
+    settings: Settings
+    playback: PlaybackSigner
+    fetch: Fetch
+    hub: EventHub
+    principal: Principal | None
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    ledger: Ledger = field(default_factory=Ledger)
+    loaders: Loaders | None = None
+    closed: bool = False
+
+    def next_event(self) -> Loaders:
+        """Fresh loaders writing into a fresh ledger, for the next event."""
+        assert self.principal is not None
+        self.ledger = Ledger()
+        self.loaders = Loaders(self.fetch, self.principal, self.ledger)
+        return self.loaders
+
+
+class WebSocketDisclosure(SchemaExtension):
+    """Over WebSocket: subscriptions only, a context per subscription, every event through the
+    disclosure step once resolved, and every result's errors masked as over HTTP."""
+
+    def __init__(
+        self,
+        *,
+        disclosure: DisclosureStep,
+        development: bool,
+        execution_context: Any = None,
+    ) -> None:
+        super().__init__(execution_context=execution_context)
+        self._disclosure = disclosure
+        self._development = development
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context.context
+        if isinstance(context, ConnectionContext):
+            self.execution_context.context = context.subscription()
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if (
+            isinstance(context.context, SubscriptionContext)
+            and context.operation_type is not OperationType.SUBSCRIPTION
+        ):
+            raise InvalidOperationTypeError(context.operation_type)
+        yield
+
+    async def on_stream_result(self, result: Any) -> None:
+        context = self.execution_context.context
+        if not isinstance(context, SubscriptionContext):
+            return
+        if getattr(result, "data", None) is not None and context.principal is not None:
+            try:
+                await self._disclosure.clear(
+                    context.principal,
+                    context.ledger,
+                    context.request_id,
+                    detail={"subscription": "consultationEvents"},
+                )
+            except (ResponseWithheld, ServiceUnavailable) as exc:
+                context.closed = True
+                result.data = None
+                result.errors = [GraphQLError(exc.message, original_error=exc)]
+        if getattr(result, "errors", None):
+            result.errors = self._masked(result)
+
+    def _masked(self, result: Any) -> list[GraphQLError]:
+        errors = result.errors
+        if getattr(result, "data", None) is None and all(
+            e.path is None and not isinstance(e.original_error, GatewayError) for e in errors
+        ):
+            safe = [document_error(errors)]
+        else:
+            safe = [format_error(e, development=self._development) for e in errors]
+        return [
+            GraphQLError(item["message"], path=item.get("path"), extensions=item["extensions"])
+            for item in safe
+        ]
+
+
+class SubscriptionEndpoint(GraphQL):
+    def __init__(
+        self,
+        schema: Any,
+        settings: Settings,
+        authenticator: Authenticator,
+        make_context: Any,
+    ) -> None:
+        super().__init__(
+            schema,
+            graphql_ide=None,
+            allow_queries_via_get=False,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=timedelta(seconds=10),
+            max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+            allowed_origins=settings.websocket_origins or settings.cors_origins,
+        )
+        self._authenticator = authenticator
+        self._make_context = make_context
+
+    async def get_context(self, request: Any, response: Any) -> ConnectionContext:
+        return self._make_context(request, response)
+
+    async def on_ws_connect(self, context: ConnectionContext) -> Any:
+        params = context.connection_params if isinstance(context.connection_params, dict) else {}
+        authorization = params.get("authorization") or params.get("Authorization")
+        if not authorization and isinstance(params.get("token"), str):
+            authorization = f"Bearer {params['token']}"
+        try:
+            principal = await self._authenticator.authenticate(authorization)
+        except (AuthenticationError, ServiceUnavailable):
+            raise ConnectionRejectionError({"reason": "unauthenticated"}) from None
+        context.principal = principal
+        websocket = context.request
+        delay = max(0.0, principal.expires_at - time.time())
+        loop = asyncio.get_running_loop()
+        context.watchdog = loop.call_later(
+            delay, lambda: loop.create_task(websocket.close(code=4401, reason="Token expired"))
+        )
+        return None
