@@ -20,6 +20,8 @@ __all__ = ["BreakGlassGrant"]
 class BreakGlassGrant(FromRow):
     pk: strawberry.Private[UUID]
     owner: strawberry.Private[UUID]
+    # The row is the clinician's own grant (api.open_break_glass returns only that).
+    granted: strawberry.Private[str | None] = "break-glass"
     id: strawberry.ID | None = policy_field()
     reason: str | None = policy_field()
     opened_at: datetime | None = policy_field()

@@ -24,6 +24,7 @@ class Consultation(FromRow, Node):
     pk: strawberry.Private[UUID]
     owner: strawberry.Private[UUID]
     consent_scopes: strawberry.Private[tuple[str, ...] | None]
+    granted: strawberry.Private[str | None]
     clinician_pk: strawberry.Private[UUID]
     id: strawberry.ID = policy_field()
     scheduled_at: datetime | None = policy_field()
@@ -50,6 +51,7 @@ class Consultation(FromRow, Node):
         return cls(
             pk=row["id"],
             consent_scopes=row["consent_scopes"],
+            granted=row.get("granted"),
             owner=row["patient_id"],
             clinician_pk=row["clinician_id"],
             id=strawberry.ID(encode_global_id("Consultation", row["id"])),

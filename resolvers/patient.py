@@ -23,6 +23,7 @@ class Patient(FromRow, Node):
     pk: strawberry.Private[UUID]
     owner: strawberry.Private[UUID]
     consent_scopes: strawberry.Private[tuple[str, ...] | None]
+    granted: strawberry.Private[str | None]
     id: strawberry.ID = policy_field()
     display_name: str | None = policy_field()
     birth_date: date | None = policy_field()
@@ -41,6 +42,7 @@ class Patient(FromRow, Node):
         return cls(
             pk=row["id"],
             consent_scopes=row["consent_scopes"],
+            granted=row.get("granted"),
             owner=row["id"],
             id=strawberry.ID(encode_global_id("Patient", row["id"])),
             display_name=row["display_name"],

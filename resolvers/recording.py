@@ -26,6 +26,7 @@ class Recording(FromRow, Node):
     pk: strawberry.Private[UUID]
     owner: strawberry.Private[UUID]
     consent_scopes: strawberry.Private[tuple[str, ...] | None]
+    granted: strawberry.Private[str | None]
     consultation_pk: strawberry.Private[UUID]
     id: strawberry.ID = policy_field()
     segment_index: int | None = policy_field()
@@ -54,6 +55,7 @@ class Recording(FromRow, Node):
         return cls(
             pk=row["id"],
             consent_scopes=row["consent_scopes"],
+            granted=row.get("granted"),
             owner=row["patient_id"],
             consultation_pk=row["consultation_id"],
             id=strawberry.ID(encode_global_id("Recording", row["id"])),

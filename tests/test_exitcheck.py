@@ -1,8 +1,9 @@
 """Layer 4: a foreign object forced past layers 1 to 3 is withheld, counted and recorded.
 
 The sabotage: a database edge whose loader statements forget every WHERE clause and run as a
-superuser (no RLS), the way a shared cache or a careless new query would. The field permission
-class passes those rows (it judges fields, not rows); only the exit check stands in the way.
+superuser (no RLS), the way a shared cache or a careless new query would. The field check refuses
+the fields of those rows (tests/test_field_check_alone.py), but the rows were loaded: the exit
+check withholds the whole response all the same, counts it and records an alert.
 """
 
 from __future__ import annotations

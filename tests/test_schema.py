@@ -5,56 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import strawberry
-from graphql import GraphQLObjectType
-from strawberry.permission import PermissionExtension
 
-from gateway.authz.field_check import FieldPolicy, policy_field
-from gateway.policy.table import POLICY, governed_types
+from gateway.authz.field_check import policy_field
+from gateway.authz.schema_check import schema_problems, verify_schema
+from gateway.errors import ConfigurationError
+from gateway.policy.table import POLICY
 from resolvers import build_schema
 
-STRUCTURAL = {
-    "Subscription",
-    "ConsultationEvent",
-    "Query",
-    "Mutation",
-    "PageInfo",
-    "ConsultationConnection",
-    "ConsultationEdge",
-    "AccessEventConnection",
-    "AccessEventEdge",
-}
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _guarded(field) -> bool:
-    definition = field.extensions.get("strawberry-definition")
-    return definition is not None and any(
-        isinstance(extension, PermissionExtension)
-        and any(isinstance(p, FieldPolicy) for p in extension.permissions)
-        for extension in definition.extensions
-    )
-
-
-def unprotected_fields(schema: strawberry.Schema, governed: frozenset[str]) -> list[str]:
-    """Every field of a governed type without FieldPolicy, and every object type that is
-    neither governed nor structural."""
-    problems = []
-    for name, graphql_type in schema._schema.type_map.items():
-        if name.startswith("__") or not isinstance(graphql_type, GraphQLObjectType):
-            continue
-        if name not in governed:
-            if name not in STRUCTURAL:
-                problems.append(f"type {name} is not in the policy table")
-            continue
-        problems += [
-            f"{name}.{field}" for field, value in graphql_type.fields.items() if not _guarded(value)
-        ]
-    return problems
-
-
 def test_every_field_of_every_governed_type_has_the_policy_permission():
-    assert unprotected_fields(build_schema(), governed_types()) == []
+    assert schema_problems(build_schema()) == []
 
 
 @strawberry.type(name="Consultation")
@@ -76,9 +40,34 @@ class LeakyQuery:
     replay: UngovernedReplay | None = None
 
 
-def test_the_walk_catches_a_new_unguarded_field_and_a_new_ungoverned_type():
-    problems = unprotected_fields(strawberry.Schema(query=LeakyQuery), governed_types())
-    assert problems == ["Consultation.videoUrl", "type Replay is not in the policy table"]
+@strawberry.type(name="Mutation")
+class LeakyMutation:
+    @strawberry.mutation
+    def open_break_glass(self) -> bool:
+        return True
+
+    @strawberry.mutation
+    def delete_everything(self) -> bool:
+        return True
+
+
+def test_the_schema_check_names_every_gap_in_layer_one():
+    schema = strawberry.Schema(query=LeakyQuery, mutation=LeakyMutation)
+    assert schema_problems(schema) == [
+        "Consultation.videoUrl",
+        "Consultation does not declare clinician_pk",
+        "Consultation does not declare consent_scopes",
+        "Consultation does not declare granted",
+        "type Replay is not in the policy table",
+        "Mutation.openBreakGlass is not guarded by MutationPolicy",
+        "Mutation.deleteEverything is not guarded by MutationPolicy",
+        "Mutation.deleteEverything has no right in the policy table",
+    ]
+
+
+def test_a_schema_with_a_gap_refuses_to_build():
+    with pytest.raises(ConfigurationError, match=r"Consultation\.videoUrl"):
+        verify_schema(strawberry.Schema(query=LeakyQuery))
 
 
 def test_every_policy_field_exists_in_the_schema_and_every_schema_field_has_a_rule():

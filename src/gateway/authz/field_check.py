@@ -1,9 +1,12 @@
 """Layer 1: the one permission class every field of every governed type carries.
 
-``check_field`` is synchronous and costs a dict lookup: it finds the rule for (type, field,
-caller's role) in the policy table, writes the read into the request's ledger with the owner taken
-from the row, and denies everything the table does not grant. ``MutationRight`` guards each
-mutation by the table's list of who may make that change.
+``check_field`` is synchronous and costs a dict lookup and a comparison: it finds the rule for
+(type, field, caller's role) in the policy table, checks that the row is within the rule's row
+scope as the row itself shows (the caller's own, or loaded under the caller's consent, care or
+break-glass), checks the rule's condition, writes the read into the request's ledger with the
+owner taken from the row, and denies everything the table does not grant. On its own it refuses
+a foreign patient's row handed to a resolver by a loader that forgot its predicate.
+``MutationPolicy`` guards each mutation by the table's list of who may make that change.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from strawberry.permission import BasePermission, PermissionExtension
 from gateway.errors import Forbidden
 from gateway.identity import Principal
 from gateway.ledger import Denial, Key
-from gateway.policy.table import ALWAYS, Condition, may_call, mutation_right, rule_for
+from gateway.policy.table import ALWAYS, Condition, RowScope, may_call, mutation_right, rule_for
 
 __all__ = [
     "FORBIDDEN_MESSAGE",
@@ -25,6 +28,7 @@ __all__ = [
     "Consented",
     "FieldPolicy",
     "Governed",
+    "Granted",
     "MutationPolicy",
     "check_field",
     "decide",
@@ -50,6 +54,13 @@ class Consented(Governed, Protocol):
     consent_scopes: tuple[str, ...] | None
 
 
+class Granted(Governed, Protocol):
+    """A type a clinician may read under their own care or break-glass: the grant its row was
+    loaded under (``conducted``, ``break-glass``, ...), as the loader's SQL computed it."""
+
+    granted: str | None
+
+
 class Conducted(Governed, Protocol):
     """A type with a condition on who conducted it: the clinician of its row."""
 
@@ -72,12 +83,36 @@ def _unmet(condition: Condition, source: Any, principal: Principal) -> str | Non
     return None
 
 
+_CLINICIAN_GRANTS = frozenset({"conducted", "break-glass"})
+
+
+def _outside(rows: RowScope, source: Any, principal: Principal) -> str | None:
+    """Why this row is outside the caller's row scope, as far as the row itself shows, or None.
+    A row of patient data must be the patient's own (``own``), or carry the grant it was loaded
+    under: a consent (``consented``), the clinician's care or break-glass (``conducted``)."""
+    if source.owner is None or rows is RowScope.EVERYONE:
+        return None
+    if rows is RowScope.OWN:
+        return None if source.owner == principal.actor_id else "not the caller's own row"
+    if rows is RowScope.CONSENTED:
+        consented: Consented = source
+        return None if consented.consent_scopes is not None else "row not under a consent"
+    if rows is RowScope.CONDUCTED:
+        granted: Granted = source
+        return None if granted.granted in _CLINICIAN_GRANTS else "row not under care or break-glass"
+    return "no row scope"
+
+
 def decide(principal: Principal, source: Governed, type_name: str, field_name: str) -> str | None:
     """The policy decision for one field of one object: None when the table allows the read,
-    else why not (the rule whose condition failed, or default deny)."""
+    else why not (the row outside the caller's row scope, the rule whose condition failed, or
+    default deny)."""
     rule = rule_for(type_name, field_name, principal.role)
     if rule is None:
         return f"not granted to {principal.role} (default deny)"
+    outside = _outside(rule.rows, source, principal)
+    if outside is not None:
+        return f"{rule.name} ({outside})"
     if rule.condition is not ALWAYS:
         unmet = _unmet(rule.condition, source, principal)
         if unmet is not None:

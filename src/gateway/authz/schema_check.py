@@ -3,7 +3,8 @@
 Every object type of the schema is governed by the policy table or structural; every field of a
 governed type carries ``FieldPolicy``; every mutation carries ``MutationPolicy`` and is listed in
 the table's mutation rights; and every governed type declares what its conditions read on the row
-(``consent_scopes`` for scope conditions, ``clinician_pk`` for ``conducted``).
+(``consent_scopes`` for consented rows and scope conditions, ``granted`` for rows seen under a
+clinician's care or break-glass, ``clinician_pk`` for ``conducted`` conditions).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from strawberry.permission import PermissionExtension
 
 from gateway.authz.field_check import FieldPolicy, MutationPolicy
 from gateway.errors import ConfigurationError
-from gateway.policy.table import MUTATIONS, POLICY, STRUCTURAL_TYPES
+from gateway.policy.table import MUTATIONS, POLICY, STRUCTURAL_TYPES, RowScope
 
 __all__ = ["schema_problems", "verify_schema"]
 
@@ -55,9 +56,12 @@ def schema_problems(schema: Any) -> list[str]:
         ]
         declared = _declared(graphql_type)
         conditions = [c for grant in entry.grants.values() for c in grant.fields.values()]
+        scopes = {grant.rows for grant in entry.grants.values()}
         needs = {"pk", "owner"}
-        if any(condition.scope for condition in conditions):
+        if RowScope.CONSENTED in scopes or any(condition.scope for condition in conditions):
             needs.add("consent_scopes")
+        if RowScope.CONDUCTED in scopes:
+            needs.add("granted")
         if any(condition.conducted for condition in conditions):
             needs.add("clinician_pk")
         problems += [f"{name} does not declare {attr}" for attr in sorted(needs - declared)]

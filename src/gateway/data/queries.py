@@ -3,8 +3,10 @@
 Each calls a function of schema ``api`` (migrations/), which sets the caller's scope for row-level
 security and carries the caller's visibility predicate. Scoped loader statements take
 ($1 role, $2 actor, $3 token scopes, ...) and return each row's columns followed by the grant it
-was seen under (``consent_scopes``, ``break_glass_reason``). Values always travel as ``$n``
-parameters; a test prepares every statement here against the real database.
+was seen under (``consent_scopes``, ``break_glass_reason``, and ``granted``: own, conducted,
+break-glass, everyone or consent, which the field check holds against the caller's row scope).
+Values always travel as ``$n`` parameters; a test prepares every statement here against the real
+database.
 """
 
 from __future__ import annotations
@@ -15,27 +17,27 @@ ACCOUNT_FOR = (
     "select role, patient_id, clinician_id, partner_id, developer from api.account_for($1, $2)"
 )
 CONSULTATIONS_BY_ID = (
-    "select (x.consultation).*, x.consent_scopes, x.break_glass_reason "
+    "select (x.consultation).*, x.consent_scopes, x.break_glass_reason, x.granted "
     "from api.consultations_by_id($1, $2, $3::text[], $4::uuid[]) x"
 )
 CONSULTATIONS_PAGE = (
-    "select (x.consultation).*, x.consent_scopes, x.break_glass_reason "
+    "select (x.consultation).*, x.consent_scopes, x.break_glass_reason, x.granted "
     "from api.consultations_page($1, $2, $3::text[], $4, $5, $6) x"
 )
 CONSULTATIONS_BY_PATIENT = (
-    "select (x.consultation).*, x.consent_scopes, x.break_glass_reason "
+    "select (x.consultation).*, x.consent_scopes, x.break_glass_reason, x.granted "
     "from api.consultations_by_patient($1, $2, $3::text[], $4::uuid[]) x"
 )
 RECORDINGS_BY_CONSULTATION = (
-    "select (x.recording).*, x.consent_scopes, x.break_glass_reason "
+    "select (x.recording).*, x.consent_scopes, x.break_glass_reason, x.granted "
     "from api.recordings_by_consultation($1, $2, $3::text[], $4::uuid[]) x"
 )
 RECORDINGS_BY_ID = (
-    "select (x.recording).*, x.consent_scopes, x.break_glass_reason "
+    "select (x.recording).*, x.consent_scopes, x.break_glass_reason, x.granted "
     "from api.recordings_by_id($1, $2, $3::text[], $4::uuid[]) x"
 )
 PATIENTS_BY_ID = (
-    "select (x.patient).*, x.consent_scopes, x.break_glass_reason "
+    "select (x.patient).*, x.consent_scopes, x.break_glass_reason, x.granted "
     "from api.patients_by_id($1, $2, $3::text[], $4::uuid[]) x"
 )
 CLINICIANS_BY_ID = "select * from api.clinicians_by_id($1::uuid[])"

@@ -45,6 +45,7 @@ class _Playback:
     pk: UUID
     owner: UUID
     consent_scopes: tuple[str, ...] | None
+    granted: str | None
 
 
 class MediaEndpoint:
@@ -86,7 +87,9 @@ class MediaEndpoint:
             row = await loaders.recording.load(pk)
             if row is None:
                 return _forbidden()
-            playback = _Playback(row["id"], row["patient_id"], row["consent_scopes"])
+            playback = _Playback(
+                row["id"], row["patient_id"], row["consent_scopes"], row.get("granted")
+            )
             if decide(principal, playback, "Recording", "playbackUrl") is not None:
                 return _forbidden()
             ledger.record_read("Recording", row["id"], row["patient_id"], "media")
