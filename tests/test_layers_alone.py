@@ -206,23 +206,24 @@ class Model:
             for c in self.s.consultations
         )
 
-    # Layer 2: the grant a row is seen under, (consent scopes, break-glass reason), or None.
+    # Layer 2: the grant a row is seen under, (consent scopes, break-glass reason, granted), or
+    # None.
     def grant(self, patient: UUID, clinician: UUID | None, needs: str) -> tuple | None:
         role, actor = self.who.role, self.who.actor
         if role == "patient":
-            return (None, None) if patient == actor else None
+            return (None, None, "own") if patient == actor else None
         if role == "clinician":
             if clinician is not None and clinician == actor:
-                return (None, None)
+                return (None, None, "conducted")
             emergency = self.break_glass(patient)
-            return (None, emergency["reason"]) if emergency else None
+            return (None, emergency["reason"], "break-glass") if emergency else None
         if role == "support":
-            return (None, None) if needs in (CONSULTATION, PATIENT) else None
+            return (None, None, "everyone") if needs in (CONSULTATION, PATIENT) else None
         if role == "partner":
             k = self.consent(patient, needs)
             if k is None or needs not in self.who.scopes:
                 return None
-            return (tuple(sorted(set(k["scopes"]) & set(self.who.scopes))), None)
+            return (tuple(sorted(set(k["scopes"]) & set(self.who.scopes))), None, "consent")
         return None
 
     def consultations(self, listed: bool = False) -> list[tuple]:
@@ -257,7 +258,7 @@ class Model:
         rows = []
         for p in self.s.patients:
             if self.conducted_any(p["id"]):
-                seen = (None, None)
+                seen = (None, None, "conducted")
             else:
                 seen = self.grant(p["id"], None, PATIENT)
             if seen is not None:
@@ -368,7 +369,11 @@ class Model:
 
 def _grant_columns(row: Any) -> tuple:
     scopes = row["consent_scopes"]
-    return (tuple(scopes) if scopes is not None else None, row["break_glass_reason"])
+    return (
+        tuple(scopes) if scopes is not None else None,
+        row["break_glass_reason"],
+        row["granted"],
+    )
 
 
 # function -> (statement text, the loader's arguments after (role, actor, scopes), the model's
@@ -506,9 +511,9 @@ def test_the_layer_2_comparison_fails_for_a_copy_of_a_function_without_its_predi
                 f"""create function {schema}.by_id(
                         p_role text, p_actor uuid, p_scopes text[], p_ids uuid[])
                     returns table (consultation data.consultations, consent_scopes text[],
-                                   break_glass_reason text)
+                                   break_glass_reason text, granted text)
                     language sql stable as $$
-                    select c, null::text[], null::text from data.consultations c
+                    select c, null::text[], null::text, 'own' from data.consultations c
                     where c.id = any(p_ids) $$"""
             )
             return await _layer2(connection, caller, "consultations_by_id", broken)
