@@ -21,22 +21,25 @@ from tests.support import as_admin
 PLAY = "query($id: ID!) { recording(id: $id) { id playbackUrl } }"
 
 
-async def _pick(connection):
-    """A patient T without consents, a recording R of a consultation of T conducted by C."""
+async def _pick(connection, seeded: list):
+    """A seeded patient T (whose media files exist) without consents, and a recording R of a
+    consultation of T conducted by C."""
     return await connection.fetchrow(
         "select r.id as recording, r.patient_id, c.clinician_id, r.storage_key, "
         "pa.subject as patient_subject, ca.subject as clinician_subject "
         "from data.recordings r join data.consultations c on c.id = r.consultation_id "
         "join data.accounts pa on pa.patient_id = r.patient_id "
         "join data.accounts ca on ca.clinician_id = c.clinician_id "
-        "where not exists (select 1 from data.consents k where k.patient_id = r.patient_id) "
-        "order by pa.subject desc, r.id limit 1"
+        "where r.patient_id = any($1::uuid[]) and not exists "
+        "(select 1 from data.consents k where k.patient_id = r.patient_id) "
+        "order by pa.subject desc, r.id limit 1",
+        seeded,
     )
 
 
 @pytest.fixture(scope="module")
 def world(env):
-    row = as_admin(env, _pick)
+    row = as_admin(env, lambda c: _pick(c, [p for _, p in env.patients()]))
     grants = Grants(env)
     partner, partner_pk = new_partner(env, "media")
     grants.consent(row["patient_id"], partner_pk, [scopes.RECORDING])

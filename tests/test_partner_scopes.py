@@ -130,19 +130,22 @@ async def _read_truth(connection, patient: UUID) -> dict[str, Any]:
     }
 
 
-async def _pick(connection) -> UUID:
-    """A patient without consents who has a consultation with two or more recording segments."""
+async def _pick(connection, seeded: list[UUID]) -> UUID:
+    """A seeded patient without consents who has a consultation with two or more recording
+    segments."""
     return await connection.fetchval(
         "select r.patient_id from data.recordings r join data.accounts a "
-        "on a.patient_id = r.patient_id where not exists (select 1 from data.consents k "
-        "where k.patient_id = r.patient_id) group by r.patient_id, r.consultation_id, a.subject "
-        "having count(*) >= 2 order by a.subject limit 1"
+        "on a.patient_id = r.patient_id where r.patient_id = any($1::uuid[]) and not exists "
+        "(select 1 from data.consents k where k.patient_id = r.patient_id) "
+        "group by r.patient_id, r.consultation_id, a.subject "
+        "having count(*) >= 2 order by a.subject limit 1",
+        seeded,
     )
 
 
 @pytest.fixture(scope="module")
 def world(env):
-    patient = as_admin(env, _pick)
+    patient = as_admin(env, lambda c: _pick(c, [p for _, p in env.patients()]))
     grants = Grants(env)
     partners = {}
     for consent in CONSENTS:

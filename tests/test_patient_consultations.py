@@ -27,17 +27,19 @@ VIA_CONSULTATION = (
 ME = "{ me { patient { id consultations { id } } } }"
 
 
-async def _pick(connection):
-    """A patient T with consultations by two clinicians C1 and C2, where C1 conducted some but
-    not all of them; X1 one of C1's, Y one of C2's."""
+async def _pick(connection, seeded: list[UUID]):
+    """A seeded patient T with consultations by two clinicians C1 and C2, where C1 conducted some
+    but not all of them; X1 one of C1's, Y one of C2's."""
     return await connection.fetchrow(
         "select a.subject, c1.patient_id, c1.clinician_id as c1, c1.id as x1, "
         "c2.clinician_id as c2, c2.id as y "
         "from data.consultations c1 join data.consultations c2 "
         "on c2.patient_id = c1.patient_id and c2.clinician_id <> c1.clinician_id "
         "join data.accounts a on a.patient_id = c1.patient_id "
-        "where not exists (select 1 from data.consents k where k.patient_id = c1.patient_id) "
-        "order by a.subject, c1.id, c2.id limit 1"
+        "where c1.patient_id = any($1::uuid[]) and not exists "
+        "(select 1 from data.consents k where k.patient_id = c1.patient_id) "
+        "order by a.subject, c1.id, c2.id limit 1",
+        seeded,
     )
 
 
@@ -65,7 +67,7 @@ def _subject_of(env, kind: str, pk: UUID) -> str:
 
 @pytest.fixture(scope="module")
 def world(env):
-    row = as_admin(env, _pick)
+    row = as_admin(env, lambda c: _pick(c, [p for _, p in env.patients()]))
     target = row["patient_id"]
     grants = Grants(env)
     other_subject, other = next((s, p) for s, p in env.patients() if p != target)
