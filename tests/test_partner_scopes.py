@@ -81,9 +81,10 @@ def test_the_needs_cover_exactly_what_the_policy_table_grants_partners():
         granted = entry.grants.get(Role.PARTNER)
         if entry.type_name in NEEDS:
             assert granted is not None
-            # Denied fields are listed as NEVER; every field the table grants has an entry.
-            assert set(granted.fields) == {
-                f for f, need in NEEDS[entry.type_name].items() if need is not NEVER
+            # Denied fields are listed as NEVER; every field the table grants has an entry, on
+            # the same scope.
+            assert {f: c.scope for f, c in granted.fields.items()} == {
+                f: need for f, need in NEEDS[entry.type_name].items() if need is not NEVER
             }
             assert entry.smart_scope == ROWS[entry.type_name]
         elif granted is not None:
