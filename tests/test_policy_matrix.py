@@ -12,14 +12,17 @@ every case.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import pytest
 
-from gateway.ids import encode_global_id
+from gateway.authz.playback import PlaybackSigner
+from gateway.ids import decode_global_id, decode_sequence_cursor, encode_global_id
 from gateway.policy.table import POLICY
 from tests import policy_spec
 from tests.policy_spec import CASES, ROLES, expected
@@ -68,7 +71,7 @@ MATRIX = [
 def _selection(type_name: str) -> str:
     entry = next(e for e in POLICY if e.type_name == type_name)
     fields = sorted(set().union(*(g.fields for g in entry.grants.values())))
-    return " ".join(f"{f} {{ __typename }}" if f in OBJECT_FIELDS else f for f in fields)
+    return " ".join(f"{f} {{ __typename id }}" if f in OBJECT_FIELDS else f for f in fields)
 
 
 async def _setup(env) -> dict[str, Any]:
@@ -193,6 +196,8 @@ def world(env, client):
         "{ consultations { edges { node { id reason } } } }", env.token(world["people"]["T"])
     )
     world["cache"] = {}
+    world["truth"] = {}
+    world["seq"] = {}
     return world
 
 
@@ -255,7 +260,7 @@ def _observe(env, client, world, type_name: str, role: str, case: str):
     elif type_name in ("AccessEvent", "AccessedObject"):
         inner = selection if type_name == "AccessEvent" else f"objects {{ {selection} }}"
         body = client.execute(
-            "{ probe: accessLog(first: 100) { edges { node { patientId objects { id } } } } "
+            "{ probe: accessLog(first: 100) { edges { cursor node { patientId objects { id } } } } "
             f"log: accessLog(first: 100) {{ edges {{ node {{ {inner} }} }} }} }}",
             token,
         )
@@ -268,6 +273,8 @@ def _observe(env, client, world, type_name: str, role: str, case: str):
             ),
             None,
         )
+        if index is not None:
+            world["seq"][key] = decode_sequence_cursor(probe[index]["cursor"])
         if index is None:
             result = (None, {}, body)
         elif type_name == "AccessEvent":
@@ -304,6 +311,191 @@ def _observe(env, client, world, type_name: str, role: str, case: str):
     return result
 
 
+def _ref(type_name: str, pk: Any) -> dict[str, str]:
+    """An object field as selected here: its type and global ID."""
+    return {"__typename": type_name, "id": encode_global_id(type_name, pk)}
+
+
+def _at(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+async def _stored(connection, env, world, type_name: str, role: str, case: str, obj: dict):
+    """The observed object as the database holds it, read as superuser, in the schema's shape
+    (object fields as {__typename, id}); playbackUrl is checked by its signature instead."""
+    caller = world["people"][CASES_BY_ROLE[role].get(case, DEFAULT_CALLER[role])]
+    if type_name == "Consultation":
+        pk = decode_global_id(world["ids"]["Consultation"])[1]
+        row = await connection.fetchrow("select * from data.consultations where id = $1", pk)
+        segments = await connection.fetch(
+            "select id from data.recordings where consultation_id = $1 order by segment_index", pk
+        )
+        return {
+            "id": encode_global_id("Consultation", pk),
+            "scheduledAt": _at(row["scheduled_at"]),
+            "status": row["status"],
+            "mode": row["mode"],
+            "reason": row["reason"],
+            "summary": row["summary"],
+            "clinicianNotes": row["clinician_notes"],
+            "clinician": _ref("Clinician", row["clinician_id"]),
+            "patient": _ref("Patient", row["patient_id"]),
+            "recordings": [_ref("Recording", r["id"]) for r in segments],
+        }
+    if type_name == "Recording":
+        pk = decode_global_id(world["ids"]["Recording"])[1]
+        row = await connection.fetchrow("select * from data.recordings where id = $1", pk)
+        return {
+            "id": encode_global_id("Recording", pk),
+            "consultation": _ref("Consultation", row["consultation_id"]),
+            "segmentIndex": row["segment_index"],
+            "mode": row["mode"],
+            "startedAt": _at(row["started_at"]),
+            "durationSeconds": row["duration_seconds"],
+            "contentType": row["content_type"],
+            "byteSize": row["byte_size"],
+            "playbackUrl": ("signed for", pk, caller),
+        }
+    if type_name == "Patient":
+        row = await connection.fetchrow(
+            "select * from data.patients where id = $1", world["target"]
+        )
+        # A clinician without break-glass sees the consultations they conducted; everyone else
+        # who sees the patient sees all of them. Newest first.
+        conducted_by = (
+            await connection.fetchval(
+                "select clinician_id from data.accounts where subject = $1", caller
+            )
+            if (role, case) == ("clinician", "own")
+            else None
+        )
+        consultations = await connection.fetch(
+            "select id from data.consultations where patient_id = $1 "
+            "and ($2::uuid is null or clinician_id = $2) order by scheduled_at desc, id desc",
+            world["target"],
+            conducted_by,
+        )
+        return {
+            "id": encode_global_id("Patient", row["id"]),
+            "displayName": row["display_name"],
+            "birthDate": row["birth_date"].isoformat(),
+            "consultations": [_ref("Consultation", c["id"]) for c in consultations],
+        }
+    if type_name == "Clinician":
+        pk = decode_global_id(world["ids"]["Clinician"])[1]
+        row = await connection.fetchrow("select * from data.clinicians where id = $1", pk)
+        return {
+            "id": encode_global_id("Clinician", pk),
+            "displayName": row["display_name"],
+            "specialty": row["specialty"],
+        }
+    if type_name == "Partner":
+        pk = decode_global_id(world["ids"]["Partner"])[1]
+        name = await connection.fetchval("select name from data.partners where id = $1", pk)
+        return {"id": encode_global_id("Partner", pk), "name": name}
+    if type_name == "Viewer":
+        account = await connection.fetchrow(
+            "select role, patient_id, clinician_id from data.accounts where subject = $1", caller
+        )
+        return {
+            "subject": caller,
+            "role": account["role"].upper(),
+            "scopes": sorted(ALL_SCOPES.split()) if role == "partner" else [],
+            "patient": _ref("Patient", account["patient_id"]) if account["patient_id"] else None,
+            "clinician": (
+                _ref("Clinician", account["clinician_id"]) if account["clinician_id"] else None
+            ),
+        }
+    if type_name in ("AccessEvent", "AccessedObject"):
+        row = await connection.fetchrow(
+            "select e.*, coalesce(c.display_name, p.name) as actor_name "
+            "from data.access_events e "
+            "left join data.clinicians c on c.id = e.actor_id and e.role = 'clinician' "
+            "left join data.partners p on p.id = e.actor_id and e.role = 'partner' "
+            "where e.seq = $1",
+            world["seq"][(type_name, role, case)],
+        )
+        objects = json.loads(row["objects"])
+        if type_name == "AccessedObject":
+            first = objects[0]
+            return {
+                "type": first["type"],
+                "id": encode_global_id(first["type"], first["id"]),
+                "fields": first["fields"],
+            }
+        return {
+            "occurredAt": _at(row["occurred_at"]),
+            "kind": row["kind"].upper().replace("-", "_"),
+            "accessorRole": row["role"].upper(),
+            "accessorSubject": row["subject"],
+            "accessorName": row["actor_name"],
+            "breakGlassReason": row["break_glass_reason"],
+            "patientId": encode_global_id("Patient", row["patient_id"]),
+            "objects": [
+                {"__typename": "AccessedObject", "id": encode_global_id(o["type"], o["id"])}
+                for o in objects
+            ],
+        }
+    if type_name == "Consent":
+        row = await connection.fetchrow(
+            "select k.*, k.revoked_at is null and k.expires_at > now() as active "
+            "from data.consents k join data.accounts a on a.patient_id = k.patient_id "
+            "where a.subject = $1 order by k.granted_at desc limit 1",
+            caller,
+        )
+        return {
+            "id": encode_global_id("Consent", row["id"]),
+            "partner": _ref("Partner", row["partner_id"]),
+            "scopes": list(row["scopes"]),
+            "grantedAt": _at(row["granted_at"]),
+            "expiresAt": _at(row["expires_at"]),
+            "revokedAt": _at(row["revoked_at"]),
+            "active": row["active"],
+        }
+    if type_name == "BreakGlassGrant":
+        pk = decode_global_id(obj["id"])[1]
+        row = await connection.fetchrow("select * from data.break_glass_grants where id = $1", pk)
+        return {
+            "id": encode_global_id("BreakGlassGrant", pk),
+            "patient": _ref("Patient", row["patient_id"]),
+            "reason": row["reason"],
+            "openedAt": _at(row["opened_at"]),
+            "expiresAt": _at(row["expires_at"]),
+        }
+    raise AssertionError(f"no stored form of {type_name}")
+
+
+def _assert_stored_value(env, world, type_name, field, role, case, obj) -> None:
+    """The field's value is the row's, read as superuser (not merely not denied)."""
+    key = (type_name, role, case)
+    if key not in world["truth"]:
+
+        async def read():
+            connection = await asyncpg.connect(env.admin_url)
+            try:
+                return await _stored(connection, env, world, type_name, role, case, obj)
+            finally:
+                await connection.close()
+
+        world["truth"][key] = asyncio.run(read())
+    stored = world["truth"][key][field]
+    if isinstance(stored, tuple):  # a playback URL: signed for this recording and this caller
+        _, recording, subject = stored
+        query = parse_qs(urlsplit(obj[field]).query)
+        signer = PlaybackSigner(env.settings().signing_keys(), 300)
+        assert urlsplit(obj[field]).path == f"/media/recordings/{world['ids']['Recording']}"
+        assert signer.verify(
+            recording,
+            env.identity.issuer,
+            subject,
+            int(query["exp"][0]),
+            query["kid"][0],
+            query["sig"][0],
+        )
+    else:
+        assert obj[field] == stored, (type_name, field, role, case)
+
+
 def test_every_policy_field_has_an_expectation():
     for entry in POLICY:
         fields = set().union(*(g.fields for g in entry.grants.values()))
@@ -326,6 +518,7 @@ def test_matrix(env, client, world, type_name, field, role, case):
     elif outcome == "value":
         assert obj is not None, body
         assert field not in errors, body
+        _assert_stored_value(env, world, type_name, field, role, case, obj)
     else:
         assert obj is not None, body
         assert obj[field] is None

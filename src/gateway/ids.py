@@ -24,6 +24,7 @@ __all__ = [
 ]
 
 _MAX_ID_LENGTH = 200
+_MAX_SEQUENCE = 2**63 - 1  # data.access_events.seq is a bigint
 
 
 def _b64encode(text: str) -> str:
@@ -78,6 +79,9 @@ def decode_sequence_cursor(value: str) -> int:
         version, raw = _b64decode(value).split("|")
         if version != "s1" or not raw.isdigit():
             raise ValueError("bad cursor")
-        return int(raw)
+        sequence = int(raw)
+        if sequence > _MAX_SEQUENCE:
+            raise ValueError("past the audit chain's bigint sequence")
+        return sequence
     except (ValueError, UnicodeError, binascii.Error):
         raise BadUserInput("Invalid cursor") from None
