@@ -77,6 +77,35 @@ def sabotaged_gateway(env: Any) -> Iterator[tuple[GraphQLClient, SabotagedDataba
             database.close()
 
 
+def keeping(sql: str, *indexes: int) -> Replacement:
+    """A replacement running ``sql`` with the statement's arguments at ``indexes``."""
+    return lambda *args: (sql, [args[i] for i in indexes])
+
+
+def unfiltered() -> dict[str, Replacement]:
+    """Every consultation, recording and patient statement without its WHERE: the loaders of a
+    gateway that forgot every predicate, as a superuser."""
+    from gateway.data import queries
+
+    return {
+        queries.CONSULTATIONS_PAGE: keeping(
+            f"select *, {NO_GRANT} from data.consultations "
+            "order by scheduled_at desc, id desc limit $1",
+            3,
+        ),
+        queries.CONSULTATIONS_BY_ID: keeping(
+            f"select *, {NO_GRANT} from data.consultations where id = any($1::uuid[])", 3
+        ),
+        queries.RECORDINGS_BY_CONSULTATION: keeping(
+            f"select *, {NO_GRANT} from data.recordings where consultation_id = any($1::uuid[])",
+            3,
+        ),
+        queries.PATIENTS_BY_ID: keeping(
+            f"select *, {NO_GRANT} from data.patients where id = any($1::uuid[])", 3
+        ),
+    }
+
+
 @contextlib.contextmanager
 def broken(database: SabotagedDatabase, statement: str, replacement: Replacement) -> Iterator[None]:
     database.broken[statement] = replacement

@@ -14,61 +14,15 @@ import re
 import asyncpg
 import pytest
 
-from gateway import create_app
-from gateway.data import queries
-from gateway.data.pool import Database
 from gateway.ids import encode_global_id
-from tests.support import serving
-
-_GRANT = "null::text[] as consent_scopes, null::text as break_glass_reason"
-# statement -> (unfiltered SQL run as a superuser, indexes of the arguments it keeps)
-UNFILTERED = {
-    queries.CONSULTATIONS_PAGE: (
-        f"select *, {_GRANT} from data.consultations order by scheduled_at desc, id desc limit $1",
-        [3],
-    ),
-    queries.CONSULTATIONS_BY_ID: (
-        f"select *, {_GRANT} from data.consultations where id = any($1::uuid[])",
-        [3],
-    ),
-    queries.RECORDINGS_BY_CONSULTATION: (
-        f"select *, {_GRANT} from data.recordings where consultation_id = any($1::uuid[])",
-        [3],
-    ),
-}
-
-
-class LeakyDatabase:
-    """The real application-role edge, except that loader statements lose their filters."""
-
-    def __init__(self, env) -> None:
-        self._env = env
-        self._real: Database | None = None
-        self._admin: asyncpg.Pool | None = None
-
-    async def _open(self) -> None:
-        if self._real is None:
-            self._real = await Database.connect(self._env.settings())
-            self._admin = await asyncpg.create_pool(self._env.admin_url, min_size=1, max_size=2)
-
-    async def fetch(self, statement, *args):
-        await self._open()
-        if statement in UNFILTERED:
-            sql, keep = UNFILTERED[statement]
-            return await self._admin.fetch(sql, *[args[i] for i in keep])
-        return await self._real.fetch(statement, *args)
-
-    async def execute(self, statement, *args):
-        await self._open()
-        return await self._real.execute(statement, *args)
+from tests.sabotage import sabotaged_gateway, unfiltered
 
 
 @pytest.fixture(scope="module")
 def leaky(env):
-    with serving(create_app(env.settings(), database=LeakyDatabase(env))) as server:
-        from tests.support import GraphQLClient
-
-        yield GraphQLClient(server.url)
+    with sabotaged_gateway(env) as (client, database):
+        database.broken.update(unfiltered())
+        yield client
 
 
 def _trips(client) -> float:

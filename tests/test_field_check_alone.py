@@ -11,66 +11,16 @@ from __future__ import annotations
 
 from uuid import UUID
 
-import asyncpg
 import pytest
 
-from gateway import create_app
 from gateway.authz.exit_check import ExitCheck
 from gateway.authz.field_check import check_field
-from gateway.data import queries
-from gateway.data.pool import Database
 from gateway.identity import Principal, Role
 from gateway.ids import encode_global_id
 from gateway.ledger import Ledger
 from resolvers.consultation import Consultation
-from tests.support import GraphQLClient, all_strings, serving
-
-_NO_GRANT = "null::text[] as consent_scopes, null::text as break_glass_reason"
-# Every loader statement, unfiltered, as a superuser: (SQL, indexes of the arguments it keeps).
-UNFILTERED = {
-    queries.CONSULTATIONS_PAGE: (
-        f"select *, {_NO_GRANT} from data.consultations "
-        "order by scheduled_at desc, id desc limit $1",
-        [3],
-    ),
-    queries.CONSULTATIONS_BY_ID: (
-        f"select *, {_NO_GRANT} from data.consultations where id = any($1::uuid[])",
-        [3],
-    ),
-    queries.RECORDINGS_BY_CONSULTATION: (
-        f"select *, {_NO_GRANT} from data.recordings where consultation_id = any($1::uuid[])",
-        [3],
-    ),
-    queries.PATIENTS_BY_ID: (
-        f"select *, {_NO_GRANT} from data.patients where id = any($1::uuid[])",
-        [3],
-    ),
-}
-
-
-class UnfilteredDatabase:
-    """The application-role edge, except that loader statements lose every filter."""
-
-    def __init__(self, env) -> None:
-        self._env = env
-        self._real: Database | None = None
-        self._admin: asyncpg.Pool | None = None
-
-    async def _open(self) -> None:
-        if self._real is None:
-            self._real = await Database.connect(self._env.settings())
-            self._admin = await asyncpg.create_pool(self._env.admin_url, min_size=1, max_size=2)
-
-    async def fetch(self, statement, *args):
-        await self._open()
-        if statement in UNFILTERED:
-            sql, keep = UNFILTERED[statement]
-            return await self._admin.fetch(sql, *[args[i] for i in keep])
-        return await self._real.fetch(statement, *args)
-
-    async def execute(self, statement, *args):
-        await self._open()
-        return await self._real.execute(statement, *args)
+from tests.sabotage import sabotaged_gateway, unfiltered
+from tests.support import all_strings
 
 
 @pytest.fixture
@@ -79,8 +29,9 @@ def layer_one_only(env, monkeypatch):
         return set()
 
     monkeypatch.setattr(ExitCheck, "foreign_owners", nothing_foreign)
-    with serving(create_app(env.settings(), database=UnfilteredDatabase(env))) as server:
-        yield GraphQLClient(server.url)
+    with sabotaged_gateway(env) as (client, database):
+        database.broken.update(unfiltered())
+        yield client
 
 
 PAGE = (
