@@ -82,6 +82,11 @@ def test_an_access_log_holds_only_events_about_its_own_patient(env, client):
     }
     own |= {encode_global_id("Recording", pk) for pk in env.truth.recordings_of_patient[patient_b]}
     own.add(encode_global_id("Patient", patient_b))
+    # The patient's own consents too (another test may have had this patient grant one).
+    consents = _admin(
+        env, lambda c: c.fetch("select id from data.consents where patient_id = $1", patient_b)
+    )
+    own |= {encode_global_id("Consent", row["id"]) for row in consents}
     for entry in log:
         assert entry["node"]["accessorSubject"] != subject_a
         for item in entry["node"]["objects"]:
