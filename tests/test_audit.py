@@ -366,3 +366,45 @@ def test_concurrent_batches_each_append_one_contiguous_run_of_the_chain(env):
     assert head == newest
     verified = gateway("audit", "verify", "--database-url", env.admin_url)
     assert verified.returncode == 0, verified.stderr
+
+
+def test_audit_export_writes_changes_of_access_as_fhir_events_too(env, client, tmp_path):
+    """Consents granted and revoked and break-glass opened are in the trail; the export must
+    carry them as valid AuditEvents (create or update, succeeded), not stop at the first one."""
+    from tests.test_roles import REASON, _grant, _new_partner, _open
+
+    patient_subject, patient = env.patients()[10]
+    _, partner_id = _new_partner(env)
+    token = env.token(patient_subject)
+    consent = _grant(client, token, partner_id, ["patient/Consultation.rs"])
+    consent_id = consent["data"]["grantConsent"]["id"]
+    revoke = "mutation($id: ID!) { revokeConsent(id: $id) { id } }"
+    client.execute(revoke, token, {"id": consent_id})
+    clinician_subject = env.clinicians()[0][0]
+    assert _open(client, env.token(clinician_subject), patient)["data"]["openBreakGlass"]
+
+    output = tmp_path / "events.ndjson"
+    result = gateway(
+        "audit", "export", "--database-url", env.admin_url, "--since", "2020-01-01",
+        "--format", "fhir", "--output", str(output),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in output.read_text().splitlines()]
+    for event in events:
+        AuditEvent.model_validate(event)
+    changes = {
+        (e["agent"][0]["who"]["identifier"]["value"], e["outcomeDesc"]): (e["action"], e["outcome"])
+        for e in events
+        if e.get("outcomeDesc") in ("consent granted", "consent revoked", "break-glass opened")
+    }
+    assert changes[(patient_subject, "consent granted")] == ("C", "0")
+    assert changes[(patient_subject, "consent revoked")] == ("U", "0")
+    assert changes[(clinician_subject, "break-glass opened")] == ("C", "0")
+    opened = next(
+        e
+        for e in events
+        if e.get("outcomeDesc") == "break-glass opened"
+        and e["agent"][0]["who"]["identifier"]["value"] == clinician_subject
+    )
+    assert opened["purposeOfEvent"][0]["text"] == f"break-glass: {REASON}"
+    assert opened["entity"][0]["what"]["reference"] == f"Patient/{patient}"
