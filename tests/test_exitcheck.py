@@ -9,6 +9,8 @@ check withholds the whole response all the same, counts it and records an alert.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import re
 
 import asyncpg
@@ -155,3 +157,95 @@ def test_own_data_through_the_same_broken_edge_is_not_withheld(env, leaky):
     )
     assert body["data"]["consultation"]["id"] == encode_global_id("Consultation", own)
     assert _trips(leaky) == before
+
+
+def _alert_rows(env, subject, request_id):
+    async def read():
+        connection = await asyncpg.connect(env.admin_url)
+        try:
+            return await connection.fetch(
+                "select kind, role, patient_id, objects, detail from data.access_events "
+                "where subject = $1 and request_id = $2",
+                subject,
+                request_id,
+            )
+        finally:
+            await connection.close()
+
+    return asyncio.run(read())
+
+
+def test_each_alert_names_one_foreign_patient_with_exactly_their_objects(env, leaky):
+    subject, patient = env.patients()[6]
+    response = leaky.post(
+        "{ consultations(first: 100) { edges { node { id } } } }", env.token(subject)
+    )
+    assert response.json()["errors"][0]["extensions"]["code"] == "WITHHELD"
+    rows = _alert_rows(env, subject, response.headers["x-request-id"])
+    assert {row["kind"] for row in rows} == {"alert"}
+    assert {row["role"] for row in rows} == {"patient"}
+    by_owner = {row["patient_id"]: json.loads(row["objects"]) for row in rows}
+    foreign = {owner for owner, items in env.truth.consultations_of_patient.items() if items}
+    assert set(by_owner) == foreign - {patient}
+    for owner, objects in by_owner.items():
+        assert sorted(objects, key=lambda o: o["id"]) == sorted(
+            (
+                {"type": "Consultation", "id": str(pk), "fields": []}
+                for pk in env.truth.consultations_of_patient[owner]
+            ),
+            key=lambda o: o["id"],
+        )
+
+
+def test_a_trip_is_logged_critical_with_the_request_the_caller_and_the_foreign_count(
+    env, leaky, caplog
+):
+    subject, patient = env.patients()[6]
+    with caplog.at_level(logging.INFO, logger="gateway.exitcheck"):
+        response = leaky.post(
+            "{ consultations(first: 100) { edges { node { id } } } }", env.token(subject)
+        )
+    foreign = {owner for owner, items in env.truth.consultations_of_patient.items() if items}
+    [record] = [r for r in caplog.records if r.name == "gateway.exitcheck"]
+    assert (record.levelno, record.getMessage()) == (
+        logging.CRITICAL,
+        "exit check tripped: response withheld",
+    )
+    assert (record.request_id, record.subject, record.role, record.foreign_patients) == (
+        response.headers["x-request-id"],
+        subject,
+        "patient",
+        len(foreign - {patient}),
+    )
+
+
+def test_when_the_alert_cannot_be_written_the_response_is_still_withheld_and_that_is_logged(
+    env, leaky, caplog
+):
+    subject, _ = env.patients()[7]
+
+    async def grant(statement):
+        connection = await asyncpg.connect(env.admin_url)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(grant("revoke insert on data.access_events from gateway_app"))
+    try:
+        with caplog.at_level(logging.INFO, logger="gateway.exitcheck"):
+            response = leaky.post(
+                "{ consultations(first: 100) { edges { node { id } } } }", env.token(subject)
+            )
+    finally:
+        asyncio.run(grant("grant insert on data.access_events to gateway_app"))
+    assert response.json() == {
+        "data": None,
+        "errors": [{"message": "Response withheld", "extensions": {"code": "WITHHELD"}}],
+    }
+    failures = [
+        r for r in caplog.records if r.levelno == logging.ERROR and r.name == "gateway.exitcheck"
+    ]
+    assert [r.getMessage() for r in failures] == ["could not record exit-check alert"]
+    assert failures[0].request_id == response.headers["x-request-id"]
+    assert failures[0].exc_info is not None

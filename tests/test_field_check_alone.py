@@ -21,7 +21,8 @@ from gateway.data import queries
 from gateway.data.pool import Database
 from gateway.identity import Principal, Role
 from gateway.ids import encode_global_id
-from gateway.ledger import Ledger
+from gateway.ledger import Denial, Ledger
+from gateway.policy.table import Condition
 from resolvers.consultation import Consultation
 from tests.support import GraphQLClient, all_strings, serving
 
@@ -196,3 +197,97 @@ def test_the_field_check_judges_the_row_it_is_handed(role, granted, owner_is_act
     else:
         assert context.ledger.reads == []
         assert [d.field for d in context.ledger.denials] == ["reason"]
+
+
+# --- why: the exact rule or reason of each decision, as denials, metrics, the audit trail and
+# `gateway explain` show it ---------------------------------------------------------------------
+
+ACTOR, OTHER, CLINICIAN = UUID(int=7), UUID(int=8), UUID(int=9)
+CONSULTATION, RECORDING = "patient/Consultation.rs", "patient/Recording.rs"
+
+
+class _ExplainingContext:
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+        self.ledger = Ledger(explanations=[])
+
+
+class _FieldPath:
+    def as_list(self) -> list:
+        return ["consultation", "field"]
+
+
+def _consultation(owner, clinician=CLINICIAN, granted=None, consent_scopes=None):
+    return Consultation.from_row(
+        {
+            "id": UUID(int=1),
+            "patient_id": owner,
+            "clinician_id": clinician,
+            "scheduled_at": None,
+            "status": "COMPLETED",
+            "mode": "AUDIO",
+            "reason": "r",
+            "summary": "s",
+            "clinician_notes": "n",
+            "consent_scopes": consent_scopes,
+            "break_glass_reason": None,
+            "granted": granted,
+        }
+    )
+
+
+CASES = [
+    # (role, token scopes, row, field, allowed rule or None, denial reason or None)
+    (Role.PATIENT, (), _consultation(ACTOR, granted="own"), "reason",
+     "Consultation.reason@patient (yes)", None),
+    (Role.PATIENT, (), _consultation(OTHER, granted="own"), "reason",
+     None, "Consultation.reason@patient (not the caller's own row)"),
+    (Role.PATIENT, (), _consultation(ACTOR, granted="own"), "clinicianNotes",
+     None, "not granted to patient (default deny)"),
+    (Role.CLINICIAN, (), _consultation(OTHER, clinician=ACTOR, granted="conducted"),
+     "clinicianNotes", "Consultation.clinicianNotes@clinician (if conducted)", None),
+    (Role.CLINICIAN, (), _consultation(OTHER, granted="break-glass"), "clinicianNotes",
+     None, "Consultation.clinicianNotes@clinician (not the conducting clinician)"),
+    (Role.CLINICIAN, (), _consultation(OTHER, granted=None), "reason",
+     None, "Consultation.reason@clinician (row not under care or break-glass)"),
+    (Role.SUPPORT, (), _consultation(OTHER, granted="everyone"), "scheduledAt",
+     "Consultation.scheduledAt@support (yes)", None),
+    (Role.SUPPORT, (), _consultation(OTHER, granted="everyone"), "reason",
+     None, "not granted to support (default deny)"),
+    (Role.PARTNER, (CONSULTATION,), _consultation(OTHER, granted="consent",
+     consent_scopes=[CONSULTATION]), "summary",
+     "Consultation.summary@partner (scope patient/Consultation.rs)", None),
+    (Role.PARTNER, (CONSULTATION,), _consultation(OTHER, granted=None), "summary",
+     None, "Consultation.summary@partner (row not under a consent)"),
+    (Role.PARTNER, (), _consultation(OTHER, granted="consent", consent_scopes=[CONSULTATION]),
+     "summary", None, "Consultation.summary@partner (token lacks patient/Consultation.rs)"),
+    (Role.PARTNER, (CONSULTATION,), _consultation(OTHER, granted="consent",
+     consent_scopes=[RECORDING]), "summary",
+     None, "Consultation.summary@partner (consent lacks patient/Consultation.rs)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("role", "scopes", "row", "field", "allowed", "denied"), CASES)
+def test_the_field_check_records_the_exact_rule_or_reason_of_each_decision(
+    role, scopes, row, field, allowed, denied
+):
+    principal = Principal("iss", "sub", role, ACTOR, expires_at=0, scopes=frozenset(scopes))
+    context = _ExplainingContext(principal)
+    assert check_field(context, row, "Consultation", field, _FieldPath()) is (denied is None)
+    ledger = context.ledger
+    decision = "allowed" if denied is None else "denied"
+    assert ledger.explanations == [
+        ("consultation.field", "Consultation", field, decision, allowed or denied)
+    ]
+    if denied is None:
+        assert (ledger.reads, ledger.denials) == ([("Consultation", row.pk, row.owner, field)], [])
+    else:
+        assert ledger.reads == []
+        assert ledger.denials == [Denial("Consultation", row.pk, row.owner, field, denied)]
+
+
+def test_a_condition_of_scope_and_care_describes_both():
+    assert Condition(CONSULTATION, conducted=True).describe() == (
+        "scope patient/Consultation.rs, if conducted"
+    )
+    assert Condition().describe() == "yes"
