@@ -63,15 +63,14 @@ T_E2E = (
     "tests/test_audit.py",
 )
 T_SQL = T_SQL_ALONE + T_RLS + T_E2E + ("tests/test_policy_matrix.py",)
-T_TABLE = (
-    "tests/test_policy_matrix.py",
+T_TABLE = (  # not test_policy_doc.py: docs/POLICY.md follows any table change by construction
     "tests/test_field_check_alone.py",
     "tests/test_exitcheck.py",
-    "tests/test_schema.py",
-    "tests/test_policy_doc.py",
     "tests/test_roles.py",
     "tests/test_clinician.py",
+    "tests/test_schema.py",
     "tests/test_audit.py",
+    "tests/test_policy_matrix.py",
 )
 
 MUTANTS: list[Mutant] = []
@@ -962,7 +961,7 @@ table(
     'DISCLOSURE_KINDS = frozenset({"disclosure"})',
     "the disclosure step refuses media playbacks",
     path="src/gateway/authz/disclosure.py",
-    tests=("tests/test_media.py", "tests/test_roles.py"),
+    tests=("tests/test_media.py", "tests/test_exitcheck.py", "tests/test_roles.py"),
 )
 table(
     "disclosure-kinds-with-denial",
@@ -970,7 +969,7 @@ table(
     'DISCLOSURE_KINDS = frozenset({"disclosure", "media", "denial"})',
     "the disclosure step counts break-glass reads of denials",
     path="src/gateway/authz/disclosure.py",
-    tests=("tests/test_roles.py", "tests/test_media.py", "tests/test_metrics.py"),
+    tests=("tests/test_exitcheck.py", "tests/test_roles.py", "tests/test_metrics.py"),
 )
 
 
@@ -1056,7 +1055,12 @@ def _pytest(copy: Path, url: str, tests: tuple[str, ...], timeout: float) -> tup
     if completed.returncode == 0:
         return "survived", elapsed
     if completed.returncode == 1:
-        return "killed", elapsed
+        failed = [
+            line.split()[1]
+            for line in completed.stdout.splitlines()
+            if line.startswith(("FAILED ", "ERROR "))
+        ]
+        return f"killed by {failed[0] if failed else '?'}", elapsed
     tail = "\n".join((completed.stdout + completed.stderr).splitlines()[-15:])
     return f"error (pytest exit {completed.returncode}): {tail}", elapsed
 
@@ -1125,7 +1129,9 @@ def report(results: dict[str, dict]) -> None:
     by_area: dict[str, Counter] = {}
     for item in MUTANTS:
         if item.id in results:
-            by_area.setdefault(item.area, Counter())[results[item.id]["outcome"]] += 1
+            outcome = results[item.id]["outcome"]
+            kind = "killed" if outcome.startswith("killed") else outcome.split(" (")[0]
+            by_area.setdefault(item.area, Counter())[kind] += 1
     print("\n| area | killed / total | survived | timed out |\n|---|---|---|---|")
     for area, counts in by_area.items():
         total = sum(counts.values())
@@ -1135,7 +1141,7 @@ def report(results: dict[str, dict]) -> None:
         )
     for item in MUTANTS:
         outcome = results.get(item.id, {}).get("outcome")
-        if outcome and outcome != "killed":
+        if outcome and not outcome.startswith("killed"):
             print(f"- {item.id} ({item.area}): {outcome}: {item.why}")
 
 

@@ -89,3 +89,27 @@ def test_a_patient_cannot_revoke_another_patients_consent_in_the_database(env, w
             await transaction.rollback()
 
     assert _connect(env.app_url, revoke) == "UPDATE 0"
+
+
+def test_an_unfiltered_update_of_consents_reaches_only_the_callers_own(env, world):
+    """No WHERE clause: only the update policy's own USING stands between the caller and every
+    other patient's consents (a WHERE clause would bring in the select policy too)."""
+
+    async def own(connection):
+        return await connection.fetchval(
+            "select count(*) from data.consents where patient_id = $1", world.other
+        )
+
+    expected = _connect(env.admin_url, own)
+    assert expected > 0
+
+    async def revoke_everything(connection):
+        transaction = connection.transaction()
+        await transaction.start()
+        try:
+            await connection.execute("select api.enter_scope('patient', $1, null)", world.other)
+            return await connection.execute("update data.consents set revoked_at = now()")
+        finally:
+            await transaction.rollback()
+
+    assert _connect(env.app_url, revoke_everything) == f"UPDATE {expected}"

@@ -4,7 +4,8 @@ test_rls_alone).
 
 ``world`` adds what the seed lacks, around one target patient T: partners with an active consent
 of every scope, of one scope each, a revoked and an expired consent, a consent of another patient
-only; clinicians with an active, a revoked and an expired break-glass grant on T. ``Snapshot``
+only; clinicians with an active, a revoked and an expired break-glass grant on T, and one with an
+active grant on a patient of their own (a new patient W, outside the seed). ``Snapshot``
 holds every row as the superuser reads it; its methods answer, for a caller, which rows each
 table and each api function must give.
 """
@@ -79,7 +80,7 @@ async def make_world(connection: asyncpg.Connection, target: UUID, other: UUID) 
                 "expires_at = now() - interval '1 hour' where id = $1",
                 pk,
             )
-    clinicians = {name: uuid.uuid4() for name in ("break-glass", "revoked", "expired")}
+    clinicians = {name: uuid.uuid4() for name in ("break-glass", "revoked", "expired", "both")}
     for name, pk in clinicians.items():
         await connection.execute(
             "insert into data.clinicians values ($1, $2, 'Emergency')", pk, f"Dr {name}"
@@ -90,7 +91,7 @@ async def make_world(connection: asyncpg.Connection, target: UUID, other: UUID) 
             "expires_at) values ($1, $2, $3, $4, now() + interval '1 hour')",
             grant,
             pk,
-            target,
+            target if name != "both" else await _own_patient(connection, pk),
             REASON,
         )
         if name == "revoked":
@@ -104,6 +105,24 @@ async def make_world(connection: asyncpg.Connection, target: UUID, other: UUID) 
                 grant,
             )
     return World(target, other, partners, clinicians)
+
+
+async def _own_patient(connection: asyncpg.Connection, clinician: UUID) -> UUID:
+    """A new patient (no account, outside the seed's truth) with one consultation that
+    ``clinician`` conducted: the clinician then holds a break-glass grant on their own patient."""
+    patient = uuid.uuid4()
+    await connection.execute(
+        "insert into data.patients values ($1, 'W both', date '1970-01-01')", patient
+    )
+    await connection.execute(
+        "insert into data.consultations (id, patient_id, clinician_id, scheduled_at, status, "
+        "mode, reason) values ($1, $2, $3, now() - interval '400 days', 'COMPLETED', 'AUDIO', "
+        "'w')",
+        uuid.uuid4(),
+        patient,
+        clinician,
+    )
+    return patient
 
 
 class Snapshot:
