@@ -1058,7 +1058,7 @@ def _pytest(copy: Path, url: str, tests: tuple[str, ...], timeout: float) -> tup
         failed = [
             line.split()[1]
             for line in completed.stdout.splitlines()
-            if line.startswith(("FAILED ", "ERROR "))
+            if line.startswith(("FAILED tests/", "ERROR tests/"))
         ]
         return f"killed by {failed[0] if failed else '?'}", elapsed
     tail = "\n".join((completed.stdout + completed.stderr).splitlines()[-15:])

@@ -381,7 +381,7 @@ def test_audit_export_writes_changes_of_access_as_fhir_events_too(env, client, t
     consent_id = consent["data"]["grantConsent"]["id"]
     revoke = "mutation($id: ID!) { revokeConsent(id: $id) { id } }"
     client.execute(revoke, token, {"id": consent_id})
-    clinician_subject = env.clinicians()[0][0]
+    clinician_subject = _new_clinician(env)  # a seeded one would keep the grant, for others
     assert _open(client, env.token(clinician_subject), patient)["data"]["openBreakGlass"]
 
     output = tmp_path / "events.ndjson"
@@ -409,3 +409,23 @@ def test_audit_export_writes_changes_of_access_as_fhir_events_too(env, client, t
     )
     assert opened["purposeOfEvent"][0]["text"] == f"break-glass: {REASON}"
     assert opened["entity"][0]["what"]["reference"] == f"Patient/{patient}"
+
+
+def _new_clinician(env) -> str:
+    """A fresh clinician account: its subject."""
+    pk = uuid.uuid4()
+
+    async def make(connection):
+        await connection.execute(
+            "insert into data.clinicians values ($1, 'Dr Export', 'Emergency')", pk
+        )
+        await connection.execute(
+            "insert into data.accounts (issuer, subject, role, clinician_id) "
+            "values ($1, $2, 'clinician', $3)",
+            env.identity.issuer,
+            f"clinician-{pk}",
+            pk,
+        )
+
+    _admin(env, make)
+    return f"clinician-{pk}"

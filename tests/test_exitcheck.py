@@ -394,9 +394,10 @@ def test_a_break_glass_grant_of_another_clinician_on_another_patient_is_withheld
         connection = await asyncpg.connect(env.admin_url)
         try:
             await connection.execute(
+                # Revoked at once: the row only has to exist, and must open nothing to others.
                 "insert into data.break_glass_grants (id, clinician_id, patient_id, reason, "
-                "expires_at) values ($1, $2, $3, 'Another clinician, another emergency', "
-                "now() + interval '1 hour')",
+                "expires_at, revoked_at) values ($1, $2, $3, "
+                "'Another clinician, another emergency', now() + interval '1 hour', now())",
                 grant,
                 other,
                 victim,
@@ -422,3 +423,55 @@ def test_a_break_glass_grant_of_another_clinician_on_another_patient_is_withheld
         "data": None,
         "errors": [{"message": "Response withheld", "extensions": {"code": "WITHHELD"}}],
     }
+
+
+def _foreign_owners(env, principal, objects):
+    from gateway.authz.exit_check import ExitCheck
+    from gateway.ledger import Ledger
+
+    async def ask():
+        database = await Database.connect(env.settings())
+        try:
+            ledger = Ledger()
+            for type_name, owner in objects:
+                ledger.record_object(type_name, uuid.uuid4(), owner)
+            return await ExitCheck(database.fetch).foreign_owners(principal, ledger)
+        finally:
+            await database.close()
+
+    return asyncio.run(ask())
+
+
+def test_the_exit_check_alone_names_exactly_the_owners_each_role_may_not_hold(env):
+    from gateway.identity import Principal, Role
+
+    patients = [p for _, p in env.patients()]
+    (_, clinician) = env.clinicians()[0]
+    treated = sorted(env.truth.patients_of_clinician[clinician])
+    strangers = sorted(set(patients) - set(treated))
+
+    def principal(role, actor=None):
+        return Principal("iss", "sub", role, actor, expires_at=0)
+
+    # Support holds every consultation and patient, never a recording or a consent: however the
+    # ledger is ordered, the rows of everyone do not hide the others.
+    support = [("Consultation", p) for p in patients[:6]] + [("Patient", p) for p in patients[:6]]
+    support += [("Recording", p) for p in patients[6:]] + [("Consent", patients[0])]
+    assert _foreign_owners(env, principal(Role.SUPPORT), support) == set(patients[6:]) | {
+        patients[0]
+    }
+    # A patient holds only their own.
+    own = [("Consultation", patients[0]), ("Recording", patients[0])]
+    foreign = [("Consultation", p) for p in patients[1:4]]
+    assert _foreign_owners(env, principal(Role.PATIENT, patients[0]), own + foreign) == set(
+        patients[1:4]
+    )
+    # A clinician holds the patients they treated, and never an access event or a consent.
+    ledger = [("Consultation", p) for p in treated[:2] + strangers[:2]]
+    ledger += [("AccessEvent", treated[0]), ("Consent", treated[1])]
+    assert _foreign_owners(env, principal(Role.CLINICIAN, clinician), ledger) == set(
+        strangers[:2]
+    ) | {treated[0], treated[1]}
+    # An auditor holds every access event and nothing clinical.
+    ledger = [("AccessEvent", p) for p in patients[:6]] + [("Consultation", patients[7])]
+    assert _foreign_owners(env, principal(Role.AUDITOR), ledger) == {patients[7]}

@@ -465,13 +465,19 @@ def test_a_condition_of_scope_and_care_describes_both():
 
 
 @pytest.mark.parametrize(
-    ("consent_scopes", "denied"),
+    ("consent_scopes", "field", "denied"),
     [
-        (["patient/Patient.rs"], None),
-        ([CONSULTATION], "Patient.displayName@partner (consent lacks patient/Patient.rs)"),
+        (["patient/Patient.rs"], "displayName", None),
+        ([CONSULTATION], "displayName",
+         "Patient.displayName@partner (consent lacks patient/Patient.rs)"),
+        ([CONSULTATION], "consultations", None),
+        (["patient/Patient.rs"], "consultations",
+         "Patient.consultations@partner (consent lacks patient/Consultation.rs)"),
     ],
-)
-def test_a_partners_patient_record_needs_the_patient_scope_in_its_consent(consent_scopes, denied):
+)  # fmt: skip
+def test_a_partners_patient_record_needs_the_scope_of_each_field_in_its_consent(
+    consent_scopes, field, denied
+):
     from resolvers.patient import Patient
 
     patient = Patient.from_row(
@@ -486,5 +492,5 @@ def test_a_partners_patient_record_needs_the_patient_scope_in_its_consent(consen
     scopes = frozenset({CONSULTATION, "patient/Patient.rs"})
     principal = Principal("iss", "sub", Role.PARTNER, ACTOR, expires_at=0, scopes=scopes)
     context = _ExplainingContext(principal)
-    assert check_field(context, patient, "Patient", "displayName", _FieldPath()) is (denied is None)
+    assert check_field(context, patient, "Patient", field, _FieldPath()) is (denied is None)
     assert [d.rule for d in context.ledger.denials] == ([denied] if denied else [])

@@ -389,3 +389,10 @@ def test_a_key_id_with_a_slash_is_escaped_in_the_url_and_plays_over_http(env):
             f"{url.path}?{url.query}", headers={"authorization": f"Bearer {token}"}
         )
     assert response.status_code == 200
+
+
+def test_a_signature_is_unpadded_base64url_of_a_sha256_mac():
+    signer = PlaybackSigner((KEY,), 300)
+    for n in range(300):
+        _, _, sig = _parts(signer.url(UUID(int=n), "r", "iss", "sub", now=0))
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", sig), sig

@@ -163,7 +163,7 @@ class MutationPolicy(BasePermission):
         raise Forbidden(f"Only a {right.describe()} may do this" if right else self.message)
 
 
-# pragma: no mutate block (runs at import, when the schema is defined: scripts/mutants.py)
+# pragma: no mutate block (these two run at import, when the schema is defined: scripts/mutants.py)
 def policy_field(**kwargs: Any) -> Any:
     """``strawberry.field`` guarded by the policy table; every field of a governed type uses it."""
     guard = PermissionExtension(permissions=[FieldPolicy()], use_directives=False)
@@ -171,7 +171,6 @@ def policy_field(**kwargs: Any) -> Any:
     return strawberry.field(extensions=extensions, **kwargs)
 
 
-# pragma: no mutate block (runs at import, when the schema is defined: scripts/mutants.py)
 def policy_mutation(**kwargs: Any) -> Any:
     """``strawberry.mutation`` guarded by the table's list of who may make the change."""
     return strawberry.mutation(permission_classes=[MutationPolicy], **kwargs)

@@ -103,7 +103,7 @@ class Rule:
         return f"{self.type_name}.{self.field}@{self.role}"
 
 
-# pragma: no mutate block (runs at import, before mutmut can switch it: scripts/mutants.py)
+# pragma: no mutate start (runs at import, before mutmut can switch it: scripts/mutants.py)
 def grant(
     rows: RowScope,
     *fields: Iterable[str] | str,
@@ -116,6 +116,9 @@ def grant(
         for name in [item] if isinstance(item, str) else item:
             names[name] = condition
     return Grant(rows, names)
+
+
+# pragma: no mutate end
 
 
 SCHEDULING = ("id", "scheduledAt", "status", "mode", "clinician")
