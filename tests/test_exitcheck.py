@@ -472,6 +472,32 @@ def test_the_exit_check_alone_names_exactly_the_owners_each_role_may_not_hold(en
     assert _foreign_owners(env, principal(Role.CLINICIAN, clinician), ledger) == set(
         strangers[:2]
     ) | {treated[0], treated[1]}
+    # A partner holds, per type, the patients whose consent covers that type's scope, and never
+    # an access event: a consent to consultations does not cover recordings.
+    partner, consenting, other = uuid.uuid4(), patients[9], patients[10]
+
+    async def consent(connection):
+        await connection.execute("insert into data.partners values ($1, 'Ledger probe')", partner)
+        await connection.execute(
+            "insert into data.consents (id, patient_id, partner_id, scopes, expires_at) "
+            "values ($1, $2, $3, '{patient/Consultation.rs}', now() + interval '1 day')",
+            uuid.uuid4(),
+            consenting,
+            partner,
+        )
+
+    async def run(work):
+        connection = await asyncpg.connect(env.admin_url)
+        try:
+            await work(connection)
+        finally:
+            await connection.close()
+
+    asyncio.run(run(consent))
+    scopes = frozenset({"patient/Consultation.rs", "patient/Recording.rs"})
+    caller = Principal("iss", "sub", Role.PARTNER, partner, expires_at=0, scopes=scopes)
+    ledger = [("Consultation", consenting), ("Recording", consenting), ("AccessEvent", other)]
+    assert _foreign_owners(env, caller, ledger) == {consenting, other}
     # An auditor holds every access event and nothing clinical.
     ledger = [("AccessEvent", p) for p in patients[:6]] + [("Consultation", patients[7])]
     assert _foreign_owners(env, principal(Role.AUDITOR), ledger) == {patients[7]}

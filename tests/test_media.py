@@ -364,6 +364,10 @@ def test_a_public_base_url_with_a_trailing_slash_gives_one_slash_before_the_path
     signer = PlaybackSigner((KEY,), 300, "https://gateway.example/")
     url = signer.url(RECORDING, "abc", "iss", "sub", now=0)
     assert url.startswith("https://gateway.example/media/recordings/abc?exp=300&kid=k1&sig=")
+    under = PlaybackSigner((KEY,), 300, "https://gateway.example/appX/")
+    assert under.url(RECORDING, "abc", "iss", "sub", now=0).startswith(
+        "https://gateway.example/appX/media/recordings/abc?"
+    )
 
 
 def test_a_signature_that_cannot_be_encoded_is_refused_not_an_error():

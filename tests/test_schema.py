@@ -166,6 +166,10 @@ class _Probe:
     def with_root(self, root: str, info: strawberry.Info) -> str | None:
         return "x"
 
+    @policy_field()
+    def last_with_info(self, info: strawberry.Info) -> str | None:
+        return "x"
+
 
 @strawberry.type
 class _ProbeRoot:
@@ -174,7 +178,7 @@ class _ProbeRoot:
 
 def test_only_fields_guarded_by_the_field_check_alone_and_without_arguments_are_switched():
     schema = strawberry.Schema(query=_ProbeRoot)
-    assert install_fast_path(schema) == 2
+    assert install_fast_path(schema) == 3
     fields = schema._schema.type_map["Probe"].fields
     switched = {name for name, f in fields.items() if _fast(f)}
-    assert switched == {"plain", "withInfo"}
+    assert switched == {"plain", "withInfo", "lastWithInfo"}
