@@ -418,3 +418,11 @@ def test_each_change_refused_to_a_role_names_the_role_that_may_make_it(env, clie
         assert [(e["message"], e["extensions"]["code"], e["path"]) for e in body["errors"]] == [
             (expected[mutation], "FORBIDDEN", [mutation])
         ]
+
+
+def test_reads_without_break_glass_never_move_the_break_glass_counter(env, client):
+    before = _metric(client, "gateway_break_glass_reads_total")
+    for subject, _ in env.patients()[:3]:
+        client.execute(LIST, env.token(subject))
+    client.execute(LIST, env.token(env.clinicians()[2][0]))
+    assert _metric(client, "gateway_break_glass_reads_total") == before
