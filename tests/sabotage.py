@@ -100,6 +100,9 @@ def unfiltered() -> dict[str, Replacement]:
             f"select *, {NO_GRANT} from data.recordings where consultation_id = any($1::uuid[])",
             3,
         ),
+        queries.RECORDINGS_BY_ID: keeping(
+            f"select *, {NO_GRANT} from data.recordings where id = any($1::uuid[])", 3
+        ),
         queries.PATIENTS_BY_ID: keeping(
             f"select *, {NO_GRANT} from data.patients where id = any($1::uuid[])", 3
         ),

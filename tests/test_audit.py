@@ -82,10 +82,16 @@ def test_an_access_log_holds_only_events_about_its_own_patient(env, client):
     }
     own |= {encode_global_id("Recording", pk) for pk in env.truth.recordings_of_patient[patient_b]}
     own.add(encode_global_id("Patient", patient_b))
+    # The patient's own consents too (another test may have had this patient grant one).
+    consents = _admin(
+        env, lambda c: c.fetch("select id from data.consents where patient_id = $1", patient_b)
+    )
+    own |= {encode_global_id("Consent", row["id"]) for row in consents}
     for entry in log:
         assert entry["node"]["accessorSubject"] != subject_a
         for item in entry["node"]["objects"]:
-            assert item["type"] == "AccessEvent" or item["id"] in own
+            # Reads of the access log itself are logged by the event's seq.
+            assert item["type"] in ("AccessEvent", "AccessedObject") or item["id"] in own
 
 
 def test_a_clinician_has_no_access_log_of_their_own(env, client):
@@ -361,3 +367,65 @@ def test_concurrent_batches_each_append_one_contiguous_run_of_the_chain(env):
     assert head == newest
     verified = gateway("audit", "verify", "--database-url", env.admin_url)
     assert verified.returncode == 0, verified.stderr
+
+
+def test_audit_export_writes_changes_of_access_as_fhir_events_too(env, client, tmp_path):
+    """Consents granted and revoked and break-glass opened are in the trail; the export must
+    carry them as valid AuditEvents (create or update, succeeded), not stop at the first one."""
+    from tests.test_roles import REASON, _grant, _new_partner, _open
+
+    patient_subject, patient = env.patients()[10]
+    _, partner_id = _new_partner(env)
+    token = env.token(patient_subject)
+    consent = _grant(client, token, partner_id, ["patient/Consultation.rs"])
+    consent_id = consent["data"]["grantConsent"]["id"]
+    revoke = "mutation($id: ID!) { revokeConsent(id: $id) { id } }"
+    client.execute(revoke, token, {"id": consent_id})
+    clinician_subject = _new_clinician(env)  # a seeded one would keep the grant, for others
+    assert _open(client, env.token(clinician_subject), patient)["data"]["openBreakGlass"]
+
+    output = tmp_path / "events.ndjson"
+    result = gateway(
+        "audit", "export", "--database-url", env.admin_url, "--since", "2020-01-01",
+        "--format", "fhir", "--output", str(output),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in output.read_text().splitlines()]
+    for event in events:
+        AuditEvent.model_validate(event)
+    changes = {
+        (e["agent"][0]["who"]["identifier"]["value"], e["outcomeDesc"]): (e["action"], e["outcome"])
+        for e in events
+        if e.get("outcomeDesc") in ("consent granted", "consent revoked", "break-glass opened")
+    }
+    assert changes[(patient_subject, "consent granted")] == ("C", "0")
+    assert changes[(patient_subject, "consent revoked")] == ("U", "0")
+    assert changes[(clinician_subject, "break-glass opened")] == ("C", "0")
+    opened = next(
+        e
+        for e in events
+        if e.get("outcomeDesc") == "break-glass opened"
+        and e["agent"][0]["who"]["identifier"]["value"] == clinician_subject
+    )
+    assert opened["purposeOfEvent"][0]["text"] == f"break-glass: {REASON}"
+    assert opened["entity"][0]["what"]["reference"] == f"Patient/{patient}"
+
+
+def _new_clinician(env) -> str:
+    """A fresh clinician account: its subject."""
+    pk = uuid.uuid4()
+
+    async def make(connection):
+        await connection.execute(
+            "insert into data.clinicians values ($1, 'Dr Export', 'Emergency')", pk
+        )
+        await connection.execute(
+            "insert into data.accounts (issuer, subject, role, clinician_id) "
+            "values ($1, $2, 'clinician', $3)",
+            env.identity.issuer,
+            f"clinician-{pk}",
+            pk,
+        )
+
+    _admin(env, make)
+    return f"clinician-{pk}"

@@ -9,13 +9,20 @@ check withholds the whole response all the same, counts it and records an alert.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import re
+import uuid
 
 import asyncpg
 import pytest
 
+from gateway import create_app
+from gateway.data import queries
+from gateway.data.pool import Database
 from gateway.ids import encode_global_id
 from tests.sabotage import sabotaged_gateway, unfiltered
+from tests.support import GraphQLClient, serving
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +116,336 @@ def test_own_data_through_the_same_broken_edge_is_not_withheld(env, leaky):
     )
     assert body["data"]["consultation"]["id"] == encode_global_id("Consultation", own)
     assert _trips(leaky) == before
+
+
+def _alert_rows(env, subject, request_id):
+    async def read():
+        connection = await asyncpg.connect(env.admin_url)
+        try:
+            return await connection.fetch(
+                "select kind, role, patient_id, objects, detail from data.access_events "
+                "where subject = $1 and request_id = $2",
+                subject,
+                request_id,
+            )
+        finally:
+            await connection.close()
+
+    return asyncio.run(read())
+
+
+def test_each_alert_names_one_foreign_patient_with_exactly_their_objects(env, leaky):
+    subject, patient = env.patients()[6]
+    response = leaky.post(
+        "{ consultations(first: 100) { edges { node { id } } } }", env.token(subject)
+    )
+    assert response.json()["errors"][0]["extensions"]["code"] == "WITHHELD"
+    rows = _alert_rows(env, subject, response.headers["x-request-id"])
+    assert {row["kind"] for row in rows} == {"alert"}
+    assert {row["role"] for row in rows} == {"patient"}
+    by_owner = {row["patient_id"]: json.loads(row["objects"]) for row in rows}
+    listed = _first_hundred(env)  # what the leaking page loaded, read as a superuser
+    assert set(by_owner) == {owner for _, owner in listed} - {patient}
+    for owner, objects in by_owner.items():
+        assert sorted(objects, key=lambda o: o["id"]) == sorted(
+            (
+                {"type": "Consultation", "id": str(pk), "fields": []}
+                for pk, of in listed
+                if of == owner
+            ),
+            key=lambda o: o["id"],
+        )
+
+
+def _first_hundred(env):
+    async def read():
+        connection = await asyncpg.connect(env.admin_url)
+        try:
+            rows = await connection.fetch(
+                "select id, patient_id from data.consultations "
+                "order by scheduled_at desc, id desc limit 100"
+            )
+        finally:
+            await connection.close()
+        return [(row["id"], row["patient_id"]) for row in rows]
+
+    return asyncio.run(read())
+
+
+def test_a_trip_is_logged_critical_with_the_request_the_caller_and_the_foreign_count(
+    env, leaky, caplog
+):
+    subject, patient = env.patients()[6]
+    with caplog.at_level(logging.INFO, logger="gateway.exitcheck"):
+        response = leaky.post(
+            "{ consultations(first: 100) { edges { node { id } } } }", env.token(subject)
+        )
+    foreign = {owner for _, owner in _first_hundred(env)}
+    [record] = [r for r in caplog.records if r.name == "gateway.exitcheck"]
+    assert (record.levelno, record.getMessage()) == (
+        logging.CRITICAL,
+        "exit check tripped: response withheld",
+    )
+    assert (record.request_id, record.subject, record.role, record.foreign_patients) == (
+        response.headers["x-request-id"],
+        subject,
+        "patient",
+        len(foreign - {patient}),
+    )
+
+
+def test_when_the_alert_cannot_be_written_the_response_is_still_withheld_and_that_is_logged(
+    env, leaky, caplog
+):
+    subject, _ = env.patients()[7]
+
+    async def grant(statement):
+        connection = await asyncpg.connect(env.admin_url)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(grant("revoke insert on data.access_events from gateway_app"))
+    try:
+        with caplog.at_level(logging.INFO, logger="gateway.exitcheck"):
+            response = leaky.post(
+                "{ consultations(first: 100) { edges { node { id } } } }", env.token(subject)
+            )
+    finally:
+        asyncio.run(grant("grant insert on data.access_events to gateway_app"))
+    assert response.json() == {
+        "data": None,
+        "errors": [{"message": "Response withheld", "extensions": {"code": "WITHHELD"}}],
+    }
+    failures = [
+        r for r in caplog.records if r.levelno == logging.ERROR and r.name == "gateway.exitcheck"
+    ]
+    assert [r.getMessage() for r in failures] == ["could not record exit-check alert"]
+    assert failures[0].request_id == response.headers["x-request-id"]
+    assert failures[0].exc_info is not None
+
+
+@pytest.mark.parametrize("type_name", ["Recording", "Patient"])
+def test_a_partner_holding_a_consent_of_another_scope_is_withheld_the_type_it_lacks(
+    env, leaky, type_name
+):
+    """The exit check asks for the type's own SMART scope: a consent to consultations only does
+    not let a partner hold that patient's recordings or record."""
+    _, victim = env.patients()[8]
+    partner = uuid.uuid4()
+
+    async def consent(connection):
+        await connection.execute("insert into data.partners values ($1, 'Scope probe')", partner)
+        await connection.execute(
+            "insert into data.accounts (issuer, subject, role, partner_id) "
+            "values ($1, $2, 'partner', $3)",
+            env.identity.issuer,
+            f"partner-{partner}",
+            partner,
+        )
+        await connection.execute(
+            "insert into data.consents (id, patient_id, partner_id, scopes, expires_at) "
+            "values ($1, $2, $3, '{patient/Consultation.rs}', now() + interval '1 day')",
+            uuid.uuid4(),
+            victim,
+            partner,
+        )
+
+    async def run():
+        connection = await asyncpg.connect(env.admin_url)
+        try:
+            await consent(connection)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+    pk = sorted(env.truth.recordings_of_patient[victim])[0] if type_name == "Recording" else victim
+    query = {
+        "Recording": "query($id: ID!) { recording(id: $id) { id } }",
+        "Patient": "query($id: ID!) { patient(id: $id) { id } }",
+    }[type_name]
+    token = env.token(
+        f"partner-{partner}",
+        scope="patient/Consultation.rs patient/Recording.rs patient/Patient.rs",
+        azp=f"partner-{partner}",
+    )
+    body = leaky.execute(query, token, {"id": encode_global_id(type_name, pk)})
+    assert body == {
+        "data": None,
+        "errors": [{"message": "Response withheld", "extensions": {"code": "WITHHELD"}}],
+    }
+
+
+@pytest.mark.parametrize("kind", ["denial", "alert", "consent-granted", "break-glass-opened"])
+def test_the_disclosure_step_refuses_a_kind_under_which_nothing_is_disclosed(env, kind):
+    from gateway.audit.writer import AccessEventWriter
+    from gateway.authz.disclosure import DisclosureStep
+    from gateway.authz.exit_check import ExitCheck
+    from gateway.identity import Principal, Role
+    from gateway.ledger import Ledger
+    from gateway.ops.metrics import Metrics
+
+    async def clear():
+        database = await Database.connect(env.settings())
+        try:
+            metrics = Metrics()
+            step = DisclosureStep(
+                ExitCheck(database.fetch), AccessEventWriter(database.execute, metrics), metrics
+            )
+            principal = Principal("iss", "sub", Role.PATIENT, env.patients()[0][1], expires_at=0)
+            with pytest.raises(ValueError, match=f"^not a disclosure kind: {kind}$"):
+                await step.clear(principal, Ledger(), "request", kind=kind)
+        finally:
+            await database.close()
+
+    asyncio.run(clear())
+
+
+class _OtherGrantDatabase:
+    """The real edge, except that opening break-glass hands back another clinician's grant on
+    another patient (read as a superuser), as a broken change statement would."""
+
+    def __init__(self, env, grant) -> None:
+        self._env = env
+        self._grant = grant
+        self._real: Database | None = None
+
+    async def _open(self) -> None:
+        if self._real is None:
+            self._real = await Database.connect(self._env.settings())
+
+    async def fetch(self, statement, *args):
+        await self._open()
+        if statement == queries.OPEN_BREAK_GLASS:
+            connection = await asyncpg.connect(self._env.admin_url)
+            try:
+                return await connection.fetch(
+                    "select * from data.break_glass_grants where id = $1", self._grant
+                )
+            finally:
+                await connection.close()
+        return await self._real.fetch(statement, *args)
+
+    async def execute(self, statement, *args):
+        await self._open()
+        return await self._real.execute(statement, *args)
+
+
+def test_a_break_glass_grant_of_another_clinician_on_another_patient_is_withheld(env):
+    (subject, clinician), (_, other) = env.clinicians()[0], env.clinicians()[1]
+    stranger = sorted(
+        set(env.truth.consultations_of_patient) - env.truth.patients_of_clinician[clinician]
+    )
+    victim = stranger[0] if stranger else env.patients()[11][1]
+    grant = uuid.uuid4()
+
+    async def make():
+        connection = await asyncpg.connect(env.admin_url)
+        try:
+            await connection.execute(
+                # Revoked at once: the row only has to exist, and must open nothing to others.
+                "insert into data.break_glass_grants (id, clinician_id, patient_id, reason, "
+                "expires_at, revoked_at) values ($1, $2, $3, "
+                "'Another clinician, another emergency', now() + interval '1 hour', now())",
+                grant,
+                other,
+                victim,
+            )
+        finally:
+            await connection.close()
+
+    asyncio.run(make())
+    own_patient = sorted(env.truth.patients_of_clinician[clinician])[0]
+    with serving(create_app(env.settings(), database=_OtherGrantDatabase(env, grant))) as server:
+        body = GraphQLClient(server.url).execute(
+            "mutation($p: ID!, $r: String!) { openBreakGlass(patientId: $p, reason: $r) "
+            "{ id reason } }",
+            env.token(subject),
+            {
+                "p": encode_global_id("Patient", own_patient),
+                "r": "Patient unconscious in the ER, history needed",
+            },
+        )
+    assert body == {
+        "data": None,
+        "errors": [{"message": "Response withheld", "extensions": {"code": "WITHHELD"}}],
+    }
+
+
+def _foreign_owners(env, principal, objects):
+    from gateway.authz.exit_check import ExitCheck
+    from gateway.ledger import Ledger
+
+    async def ask():
+        database = await Database.connect(env.settings())
+        try:
+            ledger = Ledger()
+            for type_name, owner in objects:
+                ledger.record_object(type_name, uuid.uuid4(), owner)
+            return await ExitCheck(database.fetch).foreign_owners(principal, ledger)
+        finally:
+            await database.close()
+
+    return asyncio.run(ask())
+
+
+def test_the_exit_check_alone_names_exactly_the_owners_each_role_may_not_hold(env):
+    from gateway.identity import Principal, Role
+
+    patients = [p for _, p in env.patients()]
+    (_, clinician) = env.clinicians()[0]
+    treated = sorted(env.truth.patients_of_clinician[clinician])
+    strangers = sorted(set(patients) - set(treated))
+
+    def principal(role, actor=None):
+        return Principal("iss", "sub", role, actor, expires_at=0)
+
+    # Support holds every consultation and patient, never a recording or a consent: however the
+    # ledger is ordered, the rows of everyone do not hide the others.
+    support = [("Consultation", p) for p in patients[:6]] + [("Patient", p) for p in patients[:6]]
+    support += [("Recording", p) for p in patients[6:]] + [("Consent", patients[0])]
+    assert _foreign_owners(env, principal(Role.SUPPORT), support) == set(patients[6:]) | {
+        patients[0]
+    }
+    # A patient holds only their own.
+    own = [("Consultation", patients[0]), ("Recording", patients[0])]
+    foreign = [("Consultation", p) for p in patients[1:4]]
+    assert _foreign_owners(env, principal(Role.PATIENT, patients[0]), own + foreign) == set(
+        patients[1:4]
+    )
+    # A clinician holds the patients they treated, and never an access event or a consent.
+    ledger = [("Consultation", p) for p in treated[:2] + strangers[:2]]
+    ledger += [("AccessEvent", treated[0]), ("Consent", treated[1])]
+    assert _foreign_owners(env, principal(Role.CLINICIAN, clinician), ledger) == set(
+        strangers[:2]
+    ) | {treated[0], treated[1]}
+    # A partner holds, per type, the patients whose consent covers that type's scope, and never
+    # an access event: a consent to consultations does not cover recordings.
+    partner, consenting, other = uuid.uuid4(), patients[9], patients[10]
+
+    async def consent(connection):
+        await connection.execute("insert into data.partners values ($1, 'Ledger probe')", partner)
+        await connection.execute(
+            "insert into data.consents (id, patient_id, partner_id, scopes, expires_at) "
+            "values ($1, $2, $3, '{patient/Consultation.rs}', now() + interval '1 day')",
+            uuid.uuid4(),
+            consenting,
+            partner,
+        )
+
+    async def run(work):
+        connection = await asyncpg.connect(env.admin_url)
+        try:
+            await work(connection)
+        finally:
+            await connection.close()
+
+    asyncio.run(run(consent))
+    scopes = frozenset({"patient/Consultation.rs", "patient/Recording.rs"})
+    caller = Principal("iss", "sub", Role.PARTNER, partner, expires_at=0, scopes=scopes)
+    ledger = [("Consultation", consenting), ("Recording", consenting), ("AccessEvent", other)]
+    assert _foreign_owners(env, caller, ledger) == {consenting, other}
+    # An auditor holds every access event and nothing clinical.
+    ledger = [("AccessEvent", p) for p in patients[:6]] + [("Consultation", patients[7])]
+    assert _foreign_owners(env, principal(Role.AUDITOR), ledger) == {patients[7]}

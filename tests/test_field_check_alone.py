@@ -9,18 +9,38 @@ row itself: its owner, and the grant it was (not) loaded under.
 
 from __future__ import annotations
 
+import uuid
 from uuid import UUID
 
 import pytest
 
 from gateway.authz.exit_check import ExitCheck
 from gateway.authz.field_check import check_field
+from gateway.data import queries
 from gateway.identity import Principal, Role
 from gateway.ids import encode_global_id
-from gateway.ledger import Ledger
+from gateway.ledger import Denial, Ledger
+from gateway.policy.table import Condition
 from resolvers.consultation import Consultation
-from tests.sabotage import sabotaged_gateway, unfiltered
-from tests.support import all_strings
+from tests.sabotage import keeping, sabotaged_gateway, unfiltered
+from tests.support import all_strings, as_admin
+
+ALL_SCOPES = {"patient/Consultation.rs", "patient/Recording.rs", "patient/Patient.rs"}
+
+# Beside the loaders of tests.sabotage.unfiltered(): the access log and the consents, unfiltered.
+UNFILTERED_LOGS = {
+    queries.ACCESS_EVENTS_PAGE: keeping(
+        "select e.seq, e.occurred_at, e.kind, e.subject, e.role, e.actor_id, "
+        "null::text as actor_name, e.patient_id, e.client_id, e.break_glass_reason, e.objects "
+        "from data.access_events e where e.seq is not null and e.patient_id is not null "
+        "order by e.seq desc limit $1",
+        3,
+    ),
+    queries.CONSENTS_OF: keeping(
+        "select k.*, p.name as partner_name from data.consents k "
+        "join data.partners p on p.id = k.partner_id order by k.granted_at desc",
+    ),
+}
 
 
 @pytest.fixture
@@ -31,6 +51,7 @@ def layer_one_only(env, monkeypatch):
     monkeypatch.setattr(ExitCheck, "foreign_owners", nothing_foreign)
     with sabotaged_gateway(env) as (client, database):
         database.broken.update(unfiltered())
+        database.broken.update(UNFILTERED_LOGS)
         yield client
 
 
@@ -47,9 +68,16 @@ def _nodes(body):
 def test_a_patient_handed_every_consultation_sees_only_their_own(env, layer_one_only):
     subject, patient = env.patients()[0]
     body = layer_one_only.execute(PAGE, env.token(subject))
-    own = {
-        encode_global_id("Consultation", pk) for pk in env.truth.consultations_of_patient[patient]
-    }
+    # The unfiltered page holds the newest 100 of every consultation: own are theirs among them.
+    newest = as_admin(
+        env,
+        lambda c: c.fetch(
+            "select id, patient_id from data.consultations "
+            "order by scheduled_at desc, id desc limit 100"
+        ),
+    )
+    own = {encode_global_id("Consultation", r["id"]) for r in newest if r["patient_id"] == patient}
+    assert own
     visible = [node for node in _nodes(body) if node is not None]
     assert {node["id"] for node in visible} == own
     assert set(all_strings(body)) & env.truth.global_ids_not_of(patient) == set()
@@ -92,6 +120,122 @@ def test_a_partner_handed_a_row_loaded_under_no_consent_reads_nothing_of_it(env,
     assert body["data"] == {"consultation": None}
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert encode_global_id("Consultation", foreign) not in set(all_strings(body))
+
+
+BY_ID = {
+    "Consultation": "query($id: ID!) { consultation(id: $id) { id scheduledAt reason } }",
+    "Recording": "query($id: ID!) { recording(id: $id) { id segmentIndex playbackUrl } }",
+    "Patient": "query($id: ID!) { patient(id: $id) { id displayName } }",
+}
+
+
+def _stranger_pair(env):
+    """A clinician and a patient they never treated."""
+    for subject, clinician in env.clinicians():
+        strangers = (
+            set(env.truth.consultations_of_patient) - env.truth.patients_of_clinician[clinician]
+        )
+        if strangers:
+            return subject, sorted(strangers)[0]
+    raise AssertionError("every clinician treated every patient")
+
+
+@pytest.mark.parametrize(
+    ("role", "type_name"),
+    [
+        (role, type_name)
+        for role in ("patient", "clinician", "partner")
+        for type_name in ("Consultation", "Recording", "Patient")
+    ]
+    + [("support", "Recording")],
+)
+def test_each_role_handed_a_foreign_object_by_id_reads_nothing_of_it(
+    env, layer_one_only, role, type_name
+):
+    if role == "clinician":
+        subject, victim = _stranger_pair(env)
+        token = env.token(subject)
+    elif role == "partner":
+        partner = next(p for p in env.principals if p["role"] == "partner")
+        victim = env.patients()[1][1]
+        token = env.token(partner["subject"], scope=" ".join(sorted(ALL_SCOPES)))
+    elif role == "support":
+        victim = env.patients()[1][1]
+        token = env.token("support-0001")
+    else:
+        subject, _ = env.patients()[0]
+        victim = env.patients()[1][1]
+        token = env.token(subject)
+    pk = {
+        "Consultation": lambda: sorted(env.truth.consultations_of_patient[victim])[0],
+        "Recording": lambda: sorted(env.truth.recordings_of_patient[victim])[0],
+        "Patient": lambda: victim,
+    }[type_name]()
+    body = layer_one_only.execute(BY_ID[type_name], token, {"id": encode_global_id(type_name, pk)})
+    assert list(body["data"].values()) == [None]
+    # Refused by the field check (FORBIDDEN), or not even loaded (support: no row scope).
+    assert {error["extensions"]["code"] for error in body.get("errors", [])} <= {"FORBIDDEN"}
+    assert encode_global_id(type_name, pk) not in set(all_strings(body))
+
+
+def test_a_patient_handed_every_access_event_reads_only_those_about_themselves(
+    env, client, layer_one_only
+):
+    (subject, patient), (other_subject, _) = env.patients()[4], env.patients()[5]
+    for who in (subject, other_subject):  # events about both patients
+        client.execute("{ consultations { edges { node { id } } } }", env.token(who))
+    body = layer_one_only.post(
+        "{ accessLog(first: 100) { edges { node { patientId kind objects { id } } } } }",
+        env.token(subject),
+    ).json()
+    nodes = [edge["node"] for edge in body["data"]["accessLog"]["edges"]]
+    own = encode_global_id("Patient", patient)
+    assert {node["patientId"] for node in nodes} == {own, None}
+    for node in nodes:
+        if node["patientId"] is None:
+            assert node == {"patientId": None, "kind": None, "objects": None}
+    assert {error["extensions"]["code"] for error in body["errors"]} == {"FORBIDDEN"}
+    assert set(all_strings(body)) & env.truth.global_ids_not_of(patient) == set()
+
+
+def test_a_patient_handed_every_consent_reads_only_their_own_and_each_refusal_says_why(
+    env, layer_one_only
+):
+    """Consent.active keeps Strawberry's path (a resolver without Info), Consent.partner the fast
+    resolver path, the rest the fast attribute path: each refusal carries the same message."""
+    subject, patient = env.patients()[9]
+    partner = uuid.uuid4()
+
+    async def consents(connection):
+        await connection.execute("insert into data.partners values ($1, 'Consent probe')", partner)
+        for owner in (patient, env.patients()[10][1]):
+            await connection.execute(
+                "insert into data.consents (id, patient_id, partner_id, scopes, expires_at) "
+                "values ($1, $2, $3, '{patient/Patient.rs}', now() + interval '1 day')",
+                uuid.uuid4(),
+                owner,
+                partner,
+            )
+        return await connection.fetch("select id, patient_id from data.consents")
+
+    rows = as_admin(env, consents)
+    body = layer_one_only.post(
+        "{ consents { id active partner { id } } }", env.token(subject)
+    ).json()
+    own = {encode_global_id("Consent", r["id"]) for r in rows if r["patient_id"] == patient}
+    listed = body["data"]["consents"]
+    assert len(listed) == len(rows)
+    assert {c["id"] for c in listed if c["id"] is not None} == own
+    for item in listed:
+        if item["id"] is None:
+            assert item == {"id": None, "active": None, "partner": None}
+    foreign = len(rows) - len(own)
+    refused = [(e["path"][-1], e["message"]) for e in body["errors"]]
+    assert sorted(refused) == sorted(
+        (field, "Not authorized to read this field")
+        for field in ("id", "active", "partner")
+        for _ in range(foreign)
+    )
 
 
 class _Context:
@@ -147,3 +291,165 @@ def test_the_field_check_judges_the_row_it_is_handed(role, granted, owner_is_act
     else:
         assert context.ledger.reads == []
         assert [d.field for d in context.ledger.denials] == ["reason"]
+
+
+# --- why: the exact rule or reason of each decision, as denials, metrics, the audit trail and
+# `gateway explain` show it ---------------------------------------------------------------------
+
+ACTOR, OTHER, CLINICIAN = UUID(int=7), UUID(int=8), UUID(int=9)
+CONSULTATION, RECORDING = "patient/Consultation.rs", "patient/Recording.rs"
+
+
+class _ExplainingContext:
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+        self.ledger = Ledger(explanations=[])
+
+
+class _FieldPath:
+    def as_list(self) -> list:
+        return ["consultation", "field"]
+
+
+def _consultation(owner, clinician=CLINICIAN, granted=None, consent_scopes=None):
+    return Consultation.from_row(
+        {
+            "id": UUID(int=1),
+            "patient_id": owner,
+            "clinician_id": clinician,
+            "scheduled_at": None,
+            "status": "COMPLETED",
+            "mode": "AUDIO",
+            "reason": "r",
+            "summary": "s",
+            "clinician_notes": "n",
+            "consent_scopes": consent_scopes,
+            "break_glass_reason": None,
+            "granted": granted,
+        }
+    )
+
+
+CASES = [
+    # (role, token scopes, row, field, allowed rule or None, denial reason or None)
+    (Role.PATIENT, (), _consultation(ACTOR, granted="own"), "reason",
+     "Consultation.reason@patient (yes)", None),
+    (Role.PATIENT, (), _consultation(OTHER, granted="own"), "reason",
+     None, "Consultation.reason@patient (not the caller's own row)"),
+    (Role.PATIENT, (), _consultation(ACTOR, granted="own"), "clinicianNotes",
+     None, "not granted to patient (default deny)"),
+    (Role.CLINICIAN, (), _consultation(OTHER, clinician=ACTOR, granted="conducted"),
+     "clinicianNotes", "Consultation.clinicianNotes@clinician (if conducted)", None),
+    (Role.CLINICIAN, (), _consultation(OTHER, granted="break-glass"), "clinicianNotes",
+     None, "Consultation.clinicianNotes@clinician (not the conducting clinician)"),
+    (Role.CLINICIAN, (), _consultation(OTHER, granted=None), "reason",
+     None, "Consultation.reason@clinician (row not under care or break-glass)"),
+    (Role.SUPPORT, (), _consultation(OTHER, granted="everyone"), "scheduledAt",
+     "Consultation.scheduledAt@support (yes)", None),
+    (Role.SUPPORT, (), _consultation(OTHER, granted="everyone"), "reason",
+     None, "not granted to support (default deny)"),
+    (Role.PARTNER, (CONSULTATION,), _consultation(OTHER, granted="consent",
+     consent_scopes=[CONSULTATION]), "summary",
+     "Consultation.summary@partner (scope patient/Consultation.rs)", None),
+    (Role.PARTNER, (CONSULTATION,), _consultation(OTHER, granted=None), "summary",
+     None, "Consultation.summary@partner (row not under a consent)"),
+    (Role.PARTNER, (), _consultation(OTHER, granted="consent", consent_scopes=[CONSULTATION]),
+     "summary", None, "Consultation.summary@partner (token lacks patient/Consultation.rs)"),
+    (Role.PARTNER, (CONSULTATION,), _consultation(OTHER, granted="consent",
+     consent_scopes=[RECORDING]), "summary",
+     None, "Consultation.summary@partner (consent lacks patient/Consultation.rs)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("role", "scopes", "row", "field", "allowed", "denied"), CASES)
+def test_the_field_check_records_the_exact_rule_or_reason_of_each_decision(
+    role, scopes, row, field, allowed, denied
+):
+    principal = Principal("iss", "sub", role, ACTOR, expires_at=0, scopes=frozenset(scopes))
+    context = _ExplainingContext(principal)
+    assert check_field(context, row, "Consultation", field, _FieldPath()) is (denied is None)
+    ledger = context.ledger
+    decision = "allowed" if denied is None else "denied"
+    assert ledger.explanations == [
+        ("consultation.field", "Consultation", field, decision, allowed or denied)
+    ]
+    if denied is None:
+        assert (ledger.reads, ledger.denials) == ([("Consultation", row.pk, row.owner, field)], [])
+    else:
+        assert ledger.reads == []
+        assert ledger.denials == [Denial("Consultation", row.pk, row.owner, field, denied)]
+
+
+@pytest.mark.parametrize(
+    ("consent_scopes", "denied"),
+    [
+        ([RECORDING], None),
+        ([CONSULTATION], "Recording.segmentIndex@partner (consent lacks patient/Recording.rs)"),
+        (None, "Recording.segmentIndex@partner (row not under a consent)"),
+    ],
+)
+def test_a_partners_recording_needs_the_recording_scope_in_its_consent(consent_scopes, denied):
+    from resolvers.recording import Recording
+
+    recording = Recording.from_row(
+        {
+            "id": UUID(int=2),
+            "consent_scopes": consent_scopes,
+            "granted": "consent" if consent_scopes else None,
+            "patient_id": OTHER,
+            "consultation_id": UUID(int=1),
+            "segment_index": 0,
+            "mode": "AUDIO",
+            "started_at": None,
+            "duration_seconds": 1,
+            "content_type": "audio/ogg",
+            "byte_size": 1,
+        }
+    )
+    principal = Principal(
+        "iss", "sub", Role.PARTNER, ACTOR, expires_at=0, scopes=frozenset({CONSULTATION, RECORDING})
+    )
+    context = _ExplainingContext(principal)
+    assert check_field(context, recording, "Recording", "segmentIndex", _FieldPath()) is (
+        denied is None
+    )
+    assert [d.rule for d in context.ledger.denials] == ([denied] if denied else [])
+
+
+def test_a_condition_of_scope_and_care_describes_both():
+    assert Condition(CONSULTATION, conducted=True).describe() == (
+        "scope patient/Consultation.rs, if conducted"
+    )
+    assert Condition().describe() == "yes"
+
+
+@pytest.mark.parametrize(
+    ("consent_scopes", "field", "denied"),
+    [
+        (["patient/Patient.rs"], "displayName", None),
+        ([CONSULTATION], "displayName",
+         "Patient.displayName@partner (consent lacks patient/Patient.rs)"),
+        ([CONSULTATION], "consultations", None),
+        (["patient/Patient.rs"], "consultations",
+         "Patient.consultations@partner (consent lacks patient/Consultation.rs)"),
+    ],
+)  # fmt: skip
+def test_a_partners_patient_record_needs_the_scope_of_each_field_in_its_consent(
+    consent_scopes, field, denied
+):
+    from resolvers.patient import Patient
+
+    patient = Patient.from_row(
+        {
+            "id": OTHER,
+            "consent_scopes": consent_scopes,
+            "granted": "consent",
+            "display_name": "P",
+            "birth_date": None,
+        }
+    )
+    scopes = frozenset({CONSULTATION, "patient/Patient.rs"})
+    principal = Principal("iss", "sub", Role.PARTNER, ACTOR, expires_at=0, scopes=scopes)
+    context = _ExplainingContext(principal)
+    assert check_field(context, patient, "Patient", field, _FieldPath()) is (denied is None)
+    assert [d.rule for d in context.ledger.denials] == ([denied] if denied else [])

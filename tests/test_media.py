@@ -9,6 +9,7 @@ import time
 import uuid
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+from uuid import UUID
 
 import asyncpg
 import boto3
@@ -322,3 +323,80 @@ def test_the_s3_store_redirects_to_a_presigned_url_only_after_the_checks(env, vi
     assert "X-Amz-Signature" in query
     assert response.headers["cache-control"] == "no-store"
     assert (other.status_code, other.content) == (403, b"")
+
+
+# --- the signer's edges: expiry second, the clock, key ids, base URLs, signatures not text -------
+
+KEY = ("k1", b"s" * 40)
+RECORDING = UUID(int=42)
+
+
+def _parts(url: str) -> tuple[int, str, str]:
+    query = parse_qs(urlsplit(url).query)
+    return int(query["exp"][0]), query["kid"][0], query["sig"][0]
+
+
+def test_a_url_is_good_through_its_expiry_second_and_refused_one_second_later():
+    signer = PlaybackSigner((KEY,), 300)
+    expires, kid, sig = _parts(signer.url(RECORDING, "r", "iss", "sub", now=1_000_000))
+    assert expires == 1_000_300
+    assert signer.verify(RECORDING, "iss", "sub", expires, kid, sig, now=expires) is True
+    assert signer.verify(RECORDING, "iss", "sub", expires, kid, sig, now=expires + 1) is False
+
+
+def test_without_a_given_time_the_signer_reads_the_clock_and_with_one_it_does_not():
+    signer = PlaybackSigner((KEY,), 300)
+    fresh = _parts(signer.url(RECORDING, "r", "iss", "sub"))
+    assert abs(fresh[0] - (time.time() + 300)) < 5
+    assert signer.verify(RECORDING, "iss", "sub", *fresh) is True
+    stale = _parts(signer.url(RECORDING, "r", "iss", "sub", now=time.time() - 1000))
+    assert signer.verify(RECORDING, "iss", "sub", *stale) is False
+    # A time given is the time used, even one long past.
+    assert signer.verify(RECORDING, "iss", "sub", *stale, now=stale[0] - 10) is True
+
+
+def test_a_signer_without_keys_is_refused_with_the_reason():
+    with pytest.raises(ValueError, match=r"^at least one media signing key is required$"):
+        PlaybackSigner((), 300)
+
+
+def test_a_public_base_url_with_a_trailing_slash_gives_one_slash_before_the_path():
+    signer = PlaybackSigner((KEY,), 300, "https://gateway.example/")
+    url = signer.url(RECORDING, "abc", "iss", "sub", now=0)
+    assert url.startswith("https://gateway.example/media/recordings/abc?exp=300&kid=k1&sig=")
+    under = PlaybackSigner((KEY,), 300, "https://gateway.example/appX/")
+    assert under.url(RECORDING, "abc", "iss", "sub", now=0).startswith(
+        "https://gateway.example/appX/media/recordings/abc?"
+    )
+
+
+def test_a_signature_that_cannot_be_encoded_is_refused_not_an_error():
+    signer = PlaybackSigner((KEY,), 300)
+    assert signer.verify(RECORDING, "iss", "sub", 2**40, "k1", "\udc80", now=0) is False
+
+
+def test_a_key_id_with_a_slash_is_escaped_in_the_url_and_plays_over_http(env):
+    subject, patient = env.patients()[1]
+    recording = sorted(env.truth.recordings_of_patient[patient])[0]
+    settings = env.settings(media_signing_keys=f"2026/11:{'z' * 40}")
+    token = env.token(subject)
+    with serving(create_app(settings)) as server:
+        client = GraphQLClient(server.url)
+        body = client.execute(
+            "query($id: ID!) { recording(id: $id) { playbackUrl } }",
+            token,
+            {"id": encode_global_id("Recording", recording)},
+        )
+        url = urlsplit(body["data"]["recording"]["playbackUrl"])
+        assert "&kid=2026%2F11&" in url.query
+        response = client.http.get(
+            f"{url.path}?{url.query}", headers={"authorization": f"Bearer {token}"}
+        )
+    assert response.status_code == 200
+
+
+def test_a_signature_is_unpadded_base64url_of_a_sha256_mac():
+    signer = PlaybackSigner((KEY,), 300)
+    for n in range(300):
+        _, _, sig = _parts(signer.url(UUID(int=n), "r", "iss", "sub", now=0))
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", sig), sig

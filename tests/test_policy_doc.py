@@ -86,3 +86,22 @@ def test_development_mode_explains_on_request_and_production_never(env, client):
         "allowed",
         "Consultation.clinicianNotes@clinician (if conducted)",
     ) in explained
+
+
+def test_development_mode_explains_resolver_fields_and_strawberry_path_fields_by_their_path(env):
+    subject, _ = env.patients()[2]
+    headers = {"authorization": f"Bearer {env.token(subject)}", "x-gateway-explain": "1"}
+    query = "{ me { role } consultations(first: 1) { edges { node { patient { id } } } } }"
+    with serving(create_app(env.settings(mode=Mode.DEVELOPMENT))) as server:
+        body = (
+            GraphQLClient(server.url)
+            .http.post("/graphql", json={"query": query}, headers=headers)
+            .json()
+        )
+    explained = {(e["path"], e["decision"], e["rule"]) for e in body["extensions"]["explain"]}
+    assert ("me.role", "allowed", "Viewer.role@patient (yes)") in explained
+    assert (
+        "consultations.edges.0.node.patient",
+        "allowed",
+        "Consultation.patient@patient (yes)",
+    ) in explained

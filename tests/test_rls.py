@@ -81,7 +81,7 @@ def test_an_unfiltered_query_scoped_to_a_patient_returns_only_that_patients_rows
         assert [r["id"] for r in patients] == [patient]
 
 
-def test_an_unfiltered_query_scoped_to_a_clinician_returns_only_conducted_consultations(env):
+def test_an_unfiltered_query_scoped_to_a_clinician_returns_conducted_and_break_glass_rows(env):
     async def work(connection, clinician):
         async with connection.transaction():
             await connection.execute("select api.enter_scope('clinician', $1, null)", clinician)
@@ -89,10 +89,27 @@ def test_an_unfiltered_query_scoped_to_a_clinician_returns_only_conducted_consul
             patients = await connection.fetch("select id from data.patients")
         return consultations, patients
 
+    async def emergencies(clinician):
+        """Patients under the clinician's active break-glass grants (other tests open some)."""
+        admin = await asyncpg.connect(env.admin_url)
+        try:
+            rows = await admin.fetch(
+                "select patient_id from data.break_glass_grants where clinician_id = $1 "
+                "and revoked_at is null and now() < expires_at",
+                clinician,
+            )
+        finally:
+            await admin.close()
+        return {row["patient_id"] for row in rows}
+
     for _, clinician in env.clinicians():
+        opened = _run(emergencies(clinician))
         consultations, patients = _run(_as_app(env, lambda c, x=clinician: work(c, x)))
-        assert {r["id"] for r in consultations} == env.truth.consultations_of_clinician[clinician]
-        assert {r["id"] for r in patients} == env.truth.patients_of_clinician[clinician]
+        expected = set(env.truth.consultations_of_clinician[clinician])
+        for patient in opened:
+            expected |= env.truth.consultations_of_patient[patient]
+        assert {r["id"] for r in consultations} == expected
+        assert {r["id"] for r in patients} == {env.truth.owner_of[pk] for pk in expected}
 
 
 def test_the_scope_does_not_outlive_its_statement_on_the_same_connection(env):

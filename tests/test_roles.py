@@ -389,3 +389,40 @@ def test_an_auditor_reads_every_patients_access_events_and_nothing_clinical(env,
         token,
         {"id": encode_global_id("Consultation", consultation)},
     ) == {"data": {"node": None}}
+
+
+# --- who may make each change: the table's sentence ----------------------------------------------
+
+
+def test_each_change_refused_to_a_role_names_the_role_that_may_make_it(env, client):
+    _, partner_id = _new_partner(env)
+    patient_subject, patient = env.patients()[1]
+    support = env.token("support-0001")
+    clinician = env.token(env.clinicians()[0][0])
+    refusals = {
+        "grantConsent": _grant(client, clinician, partner_id, ["patient/Consultation.rs"]),
+        "revokeConsent": client.execute(
+            "mutation($id: ID!) { revokeConsent(id: $id) { id } }",
+            support,
+            {"id": encode_global_id("Consent", uuid.uuid4())},
+        ),
+        "openBreakGlass": _open(client, env.token(patient_subject), patient),
+    }
+    expected = {
+        "grantConsent": "Only a patient may do this",
+        "revokeConsent": "Only a patient may do this",
+        "openBreakGlass": "Only a clinician may do this",
+    }
+    for mutation, body in refusals.items():
+        assert body["data"] == {mutation: None} or body["data"] is None
+        assert [(e["message"], e["extensions"]["code"], e["path"]) for e in body["errors"]] == [
+            (expected[mutation], "FORBIDDEN", [mutation])
+        ]
+
+
+def test_reads_without_break_glass_never_move_the_break_glass_counter(env, client):
+    before = _metric(client, "gateway_break_glass_reads_total")
+    for subject, _ in env.patients()[:3]:
+        client.execute(LIST, env.token(subject))
+    client.execute(LIST, env.token(env.clinicians()[2][0]))
+    assert _metric(client, "gateway_break_glass_reads_total") == before

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 import strawberry
+from strawberry.extensions.field_extension import FieldExtension
+from strawberry.permission import PermissionExtension
 
-from gateway.authz.field_check import policy_field
+from gateway.authz.fast_path import install_fast_path
+from gateway.authz.field_check import FieldPolicy, MutationPolicy, policy_field
 from gateway.authz.schema_check import schema_problems, verify_schema
 from gateway.errors import ConfigurationError
-from gateway.policy.table import POLICY
+from gateway.policy.table import POLICY, governed_types
 from resolvers import build_schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,3 +98,87 @@ def test_denied_fields_are_nullable_so_a_denial_never_wipes_the_response():
             roles_denied = [r for r, g in entry.grants.items() if name not in g.fields]
             if roles_denied or name != "id":
                 assert not isinstance(field.type, GraphQLNonNull), f"{entry.type_name}.{name}"
+
+
+# --- the fast path: the same field check without Strawberry's per-field machinery ----------------
+
+
+def _fast(field) -> bool:
+    """Whether graphql-core calls the fast path's resolver for ``field``."""
+    qualname = getattr(field.resolve, "__qualname__", "")
+    return qualname.endswith(".<locals>.resolve") and (
+        "_fast_attribute" in qualname or "_fast_resolver" in qualname
+    )
+
+
+# Resolvers taking only ``self`` (no Info) keep Strawberry's path, with the same FieldPolicy.
+STRAWBERRY_PATH = {("Consent", "active"), ("Viewer", "role")}
+
+
+def test_every_guarded_field_runs_the_field_check_on_the_fast_path_except_self_only_resolvers():
+    schema = build_schema()
+    fast, slow = set(), set()
+    for type_name in governed_types():
+        for field_name, field in schema._schema.type_map[type_name].fields.items():
+            (fast if _fast(field) else slow).add((type_name, field_name))
+    assert slow == STRAWBERRY_PATH
+    assert install_fast_path(schema) == len(fast)  # idempotent, and it counts what it switched
+
+
+class _Passing(FieldExtension):
+    def resolve(self, next_, source, info, **kwargs):
+        return next_(source, info, **kwargs)
+
+
+@strawberry.type(name="Probe")
+class _Probe:
+    plain: str | None = policy_field()
+    silent: str | None = strawberry.field(
+        extensions=[PermissionExtension(permissions=[FieldPolicy()], fail_silently=True)]
+    )
+    other_permission: str | None = strawberry.field(
+        extensions=[PermissionExtension(permissions=[FieldPolicy(), MutationPolicy()])]
+    )
+    two_guards: str | None = strawberry.field(
+        extensions=[
+            PermissionExtension(permissions=[FieldPolicy()]),
+            PermissionExtension(permissions=[FieldPolicy()]),
+        ]
+    )
+    guard_and_more: str | None = strawberry.field(
+        extensions=[PermissionExtension(permissions=[FieldPolicy()]), _Passing()]
+    )
+    unguarded: str | None = None
+
+    @policy_field()
+    def with_info(self, info: strawberry.Info) -> str | None:
+        return "x"
+
+    @policy_field()
+    def with_argument(self, info: strawberry.Info, n: int) -> str | None:
+        return "x"
+
+    @policy_field()
+    def self_only(self) -> str | None:
+        return "x"
+
+    @policy_field()
+    def with_root(self, root: str, info: strawberry.Info) -> str | None:
+        return "x"
+
+    @policy_field()
+    def last_with_info(self, info: strawberry.Info) -> str | None:
+        return "x"
+
+
+@strawberry.type
+class _ProbeRoot:
+    probe: _Probe | None = None
+
+
+def test_only_fields_guarded_by_the_field_check_alone_and_without_arguments_are_switched():
+    schema = strawberry.Schema(query=_ProbeRoot)
+    assert install_fast_path(schema) == 3
+    fields = schema._schema.type_map["Probe"].fields
+    switched = {name for name, f in fields.items() if _fast(f)}
+    assert switched == {"plain", "withInfo", "lastWithInfo"}

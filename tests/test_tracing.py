@@ -164,6 +164,9 @@ def test_spans_nest_from_request_to_sql_and_hold_no_id_or_value(env):
     )
     assert set(named["graphql"]) == {"graphql.document"}  # free-form: no client-chosen name
     assert named["audit_write"]["gateway.events"] >= 1
+    # The exit check's span counts the objects it judged (the page's rows at least), no more.
+    assert set(named["exit_check"]) == {"gateway.objects"}
+    assert named["exit_check"]["gateway.objects"] >= len(nodes)
 
     refused_root = servers["trace-2"]
     assert _attributes(refused_root.attributes)["http.response.status_code"] == 401

@@ -15,8 +15,25 @@ _EVENT_TYPE = {
     "code": "rest",
     "display": "RESTful Operation",
 }
-_READ = {"system": "http://hl7.org/fhir/restful-interaction", "code": "read", "display": "read"}
-_OUTCOME = {"disclosure": "0", "media": "0", "denial": "4", "alert": "8"}
+_INTERACTION = "http://hl7.org/fhir/restful-interaction"
+_READ = {"system": _INTERACTION, "code": "read", "display": "read"}
+_CREATE = {"system": _INTERACTION, "code": "create", "display": "create"}
+_UPDATE = {"system": _INTERACTION, "code": "update", "display": "update"}
+_OUTCOME = {
+    "disclosure": "0",
+    "media": "0",
+    "denial": "4",
+    "alert": "8",
+    "consent-granted": "0",
+    "consent-revoked": "0",
+    "break-glass-opened": "0",
+}
+# Changes of access: (subtype, action) of each; every other kind is a read.
+_CHANGE = {
+    "consent-granted": (_CREATE, "C"),
+    "consent-revoked": (_UPDATE, "U"),
+    "break-glass-opened": (_CREATE, "C"),
+}
 _REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 _ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 _ROLE_SYSTEM = "urn:consultation-gateway:role"
@@ -25,6 +42,7 @@ _ROLE_SYSTEM = "urn:consultation-gateway:role"
 def to_audit_event(row: Record) -> dict[str, Any]:
     objects = orjson.loads(row["objects"]) if isinstance(row["objects"], str) else row["objects"]
     break_glass = row["break_glass_reason"]
+    subtype, action = _CHANGE.get(row["kind"], (_READ, "R"))
     entities: list[dict[str, Any]] = []
     if row["patient_id"] is not None:
         entities.append(
@@ -55,8 +73,8 @@ def to_audit_event(row: Record) -> dict[str, Any]:
         "resourceType": "AuditEvent",
         "id": str(row["seq"]),
         "type": _EVENT_TYPE,
-        "subtype": [_READ],
-        "action": "R",
+        "subtype": [subtype],
+        "action": action,
         "recorded": row["occurred_at"].astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "outcome": _OUTCOME[row["kind"]],
         "purposeOfEvent": [
@@ -93,6 +111,9 @@ def to_audit_event(row: Record) -> dict[str, Any]:
             "media": "media served",
             "denial": "fields denied",
             "alert": "response withheld by the exit check",
+            "consent-granted": "consent granted",
+            "consent-revoked": "consent revoked",
+            "break-glass-opened": "break-glass opened",
         }[row["kind"]]
     if break_glass:
         event["purposeOfEvent"][0]["text"] = f"break-glass: {break_glass}"

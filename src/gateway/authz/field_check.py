@@ -163,6 +163,7 @@ class MutationPolicy(BasePermission):
         raise Forbidden(f"Only a {right.describe()} may do this" if right else self.message)
 
 
+# pragma: no mutate block (these two run at import, when the schema is defined: scripts/mutants.py)
 def policy_field(**kwargs: Any) -> Any:
     """``strawberry.field`` guarded by the policy table; every field of a governed type uses it."""
     guard = PermissionExtension(permissions=[FieldPolicy()], use_directives=False)

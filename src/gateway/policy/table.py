@@ -74,6 +74,7 @@ class Grant:
     rows: RowScope
     fields: Mapping[str, Condition]
 
+    # pragma: no mutate block (runs at import, before mutmut can switch it: scripts/mutants.py)
     def __or__(self, other: Grant) -> Grant:
         if other.rows is not self.rows:
             raise ValueError("grants of one role on one type share one row scope")
@@ -102,6 +103,7 @@ class Rule:
         return f"{self.type_name}.{self.field}@{self.role}"
 
 
+# pragma: no mutate start (runs at import, before mutmut can switch it: scripts/mutants.py)
 def grant(
     rows: RowScope,
     *fields: Iterable[str] | str,
@@ -114,6 +116,9 @@ def grant(
         for name in [item] if isinstance(item, str) else item:
             names[name] = condition
     return Grant(rows, names)
+
+
+# pragma: no mutate end
 
 
 SCHEDULING = ("id", "scheduledAt", "status", "mode", "clinician")

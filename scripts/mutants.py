@@ -1,0 +1,1195 @@
+#!/usr/bin/env python3
+"""Mutation testing of the guards: does breaking a guard make a test fail?
+
+Two parts (docs/TESTING.md has the commands, the timings and the last scores):
+
+* ``scripts/mutants.py mutmut [MUTANT ...]`` runs mutmut 3 (``pip install mutmut==3.8.1``) on the
+  Python guards named in ``[tool.mutmut]`` of pyproject.toml, against one PostgreSQL cluster this
+  script starts for the whole run (``TEST_DATABASE_URL``), one mutant at a time. mutmut switches
+  mutants inside functions at call time; it cannot reach what runs at import (the policy table's
+  data, module constants) nor SQL.
+* ``scripts/mutants.py run [--only ID ...] [--area AREA ...]`` applies each hand-made mutant of
+  ``MUTANTS`` below (file, exact old text, new text, why) to a scratch copy of the work tree, runs
+  the mutant's tests there (``PYTHONPATH`` = the copy's src and root, so each test session
+  migrates a fresh database from the copy's SQL), and records killed / survived / timed out in
+  ``mutants/hand-made.json``. ``scripts/mutants.py list`` prints the mutants.
+
+Every mutant must be killed by a test, or be listed in docs/TESTING.md as equivalent or
+unreachable with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MIGRATIONS = "src/gateway/data/migrations"
+RESULTS = ROOT / "mutants" / "hand-made.json"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    area: str
+    path: str
+    old: str  # exact text, found exactly once in the file
+    new: str
+    why: str  # what a leak this mutant stands for
+    tests: tuple[str, ...]
+
+
+# Test selections, from the sharpest to the widest.
+T_SQL_ALONE = ("tests/test_sql_predicates_alone.py",)
+T_RLS = ("tests/test_rls.py", "tests/test_rls_alone.py")
+T_E2E = (
+    "tests/test_field_check_alone.py",
+    "tests/test_exitcheck.py",
+    "tests/test_routes_to_foreign_objects.py",
+    "tests/test_roles.py",
+    "tests/test_clinician.py",
+    "tests/test_audit.py",
+)
+T_SQL = T_SQL_ALONE + T_RLS + T_E2E + ("tests/test_policy_matrix.py",)
+T_TABLE = (  # not test_policy_doc.py: docs/POLICY.md follows any table change by construction
+    "tests/test_field_check_alone.py",
+    "tests/test_exitcheck.py",
+    "tests/test_roles.py",
+    "tests/test_clinician.py",
+    "tests/test_schema.py",
+    "tests/test_audit.py",
+    "tests/test_policy_matrix.py",
+)
+
+MUTANTS: list[Mutant] = []
+
+
+def mutant(
+    id: str, area: str, path: str, old: str, new: str, why: str, tests: tuple[str, ...]
+) -> None:
+    MUTANTS.append(Mutant(id, area, path, old, new, why, tests))
+
+
+R08 = f"{MIGRATIONS}/0008_row_grants.sql"  # the loader functions as they stand
+R03 = f"{MIGRATIONS}/0003_every_role.sql"  # layer 4's questions, the access log, consents, RLS
+R01 = f"{MIGRATIONS}/0001_domain.sql"  # break_glass_rows
+TABLE = "src/gateway/policy/table.py"
+
+
+def drop(id: str, area: str, path: str, old: str, new: str, why: str, tests=T_SQL) -> None:
+    mutant(id, area, path, old, new, why, tests)
+
+
+# --- layer 2: api.grant_for, the grant (and so the visibility) of every loaded row -------------
+A = "sql: api.grant_for"
+drop(
+    "grant-own-any-patient",
+    A,
+    R08,
+    "where p_role = 'patient' and p_patient = p_actor",
+    "where p_role = 'patient'",
+    "a patient is granted every patient's rows as their own",
+)
+drop(
+    "grant-conducted-any-clinician",
+    A,
+    R08,
+    "where p_role = 'clinician' and p_clinician = p_actor",
+    "where p_role = 'clinician'",
+    "a clinician is granted every consultation as conducted",
+)
+drop(
+    "grant-break-glass-any-patient",
+    A,
+    R08,
+    "g.clinician_id = p_actor and g.patient_id = p_patient",
+    "g.clinician_id = p_actor",
+    "one break-glass grant opens every patient",
+)
+drop(
+    "grant-break-glass-any-clinician",
+    A,
+    R08,
+    "where p_role = 'clinician' and g.clinician_id = p_actor and",
+    "where p_role = 'clinician' and",
+    "another clinician's break-glass grant opens the patient to every clinician",
+)
+drop(
+    "grant-break-glass-revoked",
+    A,
+    R08,
+    "g.revoked_at is null and now() < g.expires_at",
+    "now() < g.expires_at",
+    "a revoked break-glass grant still opens the patient",
+)
+drop(
+    "grant-break-glass-expired",
+    A,
+    R08,
+    "g.revoked_at is null and now() < g.expires_at",
+    "g.revoked_at is null",
+    "an expired break-glass grant still opens the patient",
+)
+drop(
+    "grant-break-glass-first",
+    A,
+    R08,
+    "select 2, null, g.reason, 'break-glass'",
+    "select 0, null, g.reason, 'break-glass'",
+    "a conducting clinician's own consultation is read (and audited) under break-glass",
+)
+drop(
+    "grant-support-recordings",
+    A,
+    R08,
+    "where p_role = 'support' and p_needs in ('patient/Consultation.rs', 'patient/Patient.rs')",
+    "where p_role = 'support'",
+    "support is granted recordings",
+)
+drop(
+    "grant-consent-any-partner",
+    A,
+    R08,
+    "where p_role = 'partner' and k.partner_id = p_actor and",
+    "where p_role = 'partner' and",
+    "a consent to one partner grants every partner",
+)
+drop(
+    "grant-consent-any-patient",
+    A,
+    R08,
+    "k.partner_id = p_actor and k.patient_id = p_patient",
+    "k.partner_id = p_actor",
+    "one consent grants the partner every patient",
+)
+drop(
+    "grant-consent-revoked",
+    A,
+    R08,
+    "k.patient_id = p_patient\n          and k.revoked_at is null and now() < k.expires_at",
+    "k.patient_id = p_patient\n          and now() < k.expires_at",
+    "a revoked consent still grants",
+)
+drop(
+    "grant-consent-expired",
+    A,
+    R08,
+    "k.patient_id = p_patient\n          and k.revoked_at is null and now() < k.expires_at",
+    "k.patient_id = p_patient\n          and k.revoked_at is null",
+    "an expired consent still grants",
+)
+drop(
+    "grant-consent-scope",
+    A,
+    R08,
+    "and p_needs = any(k.scopes) and p_needs = any(p_scopes)",
+    "and p_needs = any(p_scopes)",
+    "a consent grants types outside its scopes",
+)
+drop(
+    "grant-token-scope",
+    A,
+    R08,
+    "and p_needs = any(k.scopes) and p_needs = any(p_scopes)",
+    "and p_needs = any(k.scopes)",
+    "a token grants types outside its scopes",
+)
+drop(
+    "grant-consent-scopes-not-intersected",
+    A,
+    R08,
+    "array(select s from unnest(k.scopes) s where s = any(p_scopes) order by s)",
+    "array(select s from unnest(k.scopes) s order by s)",
+    "a row carries consent scopes the token does not hold",
+)
+drop(
+    "grant-recordings-under-consultation-scope",
+    A,
+    R08,
+    "'patient/Recording.rs') g\n        where r.consultation_id = any(p_ids)",
+    "'patient/Consultation.rs') g\n        where r.consultation_id = any(p_ids)",
+    "recordings of a consultation need only the consultation scope",
+)
+drop(
+    "grant-patient-under-consultation-scope",
+    A,
+    R08,
+    "p.id, null, 'patient/Patient.rs') a",
+    "p.id, null, 'patient/Consultation.rs') a",
+    "a patient's record needs only the consultation scope",
+)
+
+# --- layer 2: the page, by-patient and by-ID predicates -----------------------------------------
+B = "sql: loader predicates"
+drop(
+    "page-patient-any",
+    B,
+    R08,
+    "when 'patient' then c.patient_id = p_actor",
+    "when 'patient' then true",
+    "a patient's page lists every consultation",
+)
+drop(
+    "page-clinician-any",
+    B,
+    R08,
+    "when 'clinician' then c.clinician_id = p_actor",
+    "when 'clinician' then true",
+    "a clinician's page lists consultations they did not conduct",
+)
+drop(
+    "page-support-none",
+    B,
+    R08,
+    "when 'support' then true\n              when 'partner'",
+    "when 'support' then false\n              when 'partner'",
+    "support's page is empty",
+)
+drop(
+    "page-partner-any-partner",
+    B,
+    R08,
+    "where k.partner_id = p_actor and k.revoked_at is null and now() < k.expires_at)",
+    "where k.revoked_at is null and now() < k.expires_at)",
+    "a partner's page lists patients consenting to another partner",
+)
+drop(
+    "page-partner-revoked",
+    B,
+    R08,
+    "where k.partner_id = p_actor and k.revoked_at is null and now() < k.expires_at)",
+    "where k.partner_id = p_actor and now() < k.expires_at)",
+    "a partner's page lists patients whose consent was revoked",
+)
+drop(
+    "page-partner-expired",
+    B,
+    R08,
+    "where k.partner_id = p_actor and k.revoked_at is null and now() < k.expires_at)",
+    "where k.partner_id = p_actor and k.revoked_at is null)",
+    "a partner's page lists patients whose consent expired",
+)
+drop(
+    "page-other-roles-all",
+    B,
+    R08,
+    "              else false\n          end\n        order by c.scheduled_at",
+    "              else true\n          end\n        order by c.scheduled_at",
+    "an auditor (or unknown role) gets a page of consultations",
+)
+drop(
+    "by-patient-any",
+    B,
+    R08,
+    "where c.patient_id = any(p_patients)",
+    "where true",
+    "a patient's consultations come with every other visible consultation",
+)
+drop(
+    "patients-conducted-any",
+    B,
+    R08,
+    "where c.patient_id = p.id and c.clinician_id = p_actor)",
+    "where c.patient_id = p.id)",
+    "a clinician is granted every patient who has any consultation",
+)
+
+# --- layer 4's questions: api.authorized_patients and its helpers ------------------------------
+C = "sql: authorized_patients"
+drop(
+    "authorized-partner-token-scope",
+    C,
+    R03,
+    "elsif p_role = 'partner' and p_needs = any(p_scopes) then",
+    "elsif p_role = 'partner' then",
+    "the exit check accepts a partner's patients without the token scope",
+)
+drop(
+    "authorized-clinician-everyone",
+    C,
+    R03,
+    "return query select * from api.conducted_or_break_glass(p_actor, p_candidates);",
+    "return query select unnest(p_candidates);",
+    "the exit check accepts every patient for a clinician",
+)
+drop(
+    "authorized-partner-everyone",
+    C,
+    R03,
+    "return query select * from api.consenting_patients(p_actor, p_needs, p_candidates);",
+    "return query select unnest(p_candidates);",
+    "the exit check accepts every patient for a partner",
+)
+drop(
+    "conducted-any-clinician",
+    C,
+    R03,
+    "where c.patient_id = x and c.clinician_id = p_clinician)",
+    "where c.patient_id = x)",
+    "any patient with a consultation counts as conducted",
+)
+drop(
+    "break-glass-any-clinician",
+    C,
+    R03,
+    "where g.patient_id = x and g.clinician_id = p_clinician",
+    "where g.patient_id = x",
+    "another clinician's break-glass grant counts",
+)
+drop(
+    "break-glass-revoked",
+    C,
+    R03,
+    "g.clinician_id = p_clinician\n                    and g.revoked_at is null and now()",
+    "g.clinician_id = p_clinician\n                    and now()",
+    "a revoked break-glass grant counts",
+)
+drop(
+    "break-glass-expired",
+    C,
+    R03,
+    "and g.revoked_at is null and now() < g.expires_at)\n$$;",
+    "and g.revoked_at is null)\n$$;",
+    "an expired break-glass grant counts",
+)
+drop(
+    "consenting-any-partner",
+    C,
+    R03,
+    "where k.patient_id = x and k.partner_id = p_partner",
+    "where k.patient_id = x",
+    "a consent to another partner counts",
+)
+drop(
+    "consenting-revoked",
+    C,
+    R03,
+    "k.partner_id = p_partner\n                    and k.revoked_at is null and now()",
+    "k.partner_id = p_partner\n                    and now()",
+    "a revoked consent counts",
+)
+drop(
+    "consenting-expired",
+    C,
+    R03,
+    "and k.revoked_at is null and now() < k.expires_at\n                    and p_scope",
+    "and k.revoked_at is null\n                    and p_scope",
+    "an expired consent counts",
+)
+drop(
+    "consenting-scope",
+    C,
+    R03,
+    "\n                    and p_scope = any(k.scopes))",
+    ")",
+    "a consent counts for types outside its scopes",
+)
+
+# --- the access log, consents, changes of access ------------------------------------------------
+D = "sql: access log, consents"
+drop(
+    "access-log-any-patient",
+    D,
+    R03,
+    "when 'patient' then e.patient_id = p_actor and e.kind in (",
+    "when 'patient' then e.kind in (",
+    "a patient's access log holds every patient's events",
+)
+drop(
+    "access-log-other-roles",
+    D,
+    R03,
+    "when 'auditor' then true\n              else false",
+    "when 'auditor' then true\n              else true",
+    "a clinician, support or partner reads every access event",
+)
+drop(
+    "consents-of-any-patient",
+    D,
+    R03,
+    "where p_role = 'patient' and k.patient_id = p_actor\n",
+    "where p_role = 'patient'\n",
+    "a patient's consent list holds every patient's consents",
+)
+drop(
+    "revoke-any-patients-consent",
+    D,
+    R03,
+    "where id = p_consent and p_role = 'patient' and patient_id = p_actor",
+    "where id = p_consent and p_role = 'patient'",
+    "a patient revokes another patient's consent",
+)
+
+# --- layer 3: the row-level security policies --------------------------------------------------
+E = "sql: row-level security"
+drop(
+    "rls-consultation-patient",
+    E,
+    R03,
+    "on data.consultations for select to gateway_app using (\n"
+    "    (api.scope_role() = 'patient' and patient_id = api.scope_actor())",
+    "on data.consultations for select to gateway_app using (\n    (api.scope_role() = 'patient')",
+    "consultation_rows: a patient sees every consultation",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-consultation-clinician",
+    E,
+    R03,
+    "        clinician_id = api.scope_actor()\n        or exists (",
+    "        true\n        or exists (",
+    "consultation_rows: a clinician sees every consultation",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-consultation-break-glass-any-patient",
+    E,
+    R03,
+    "g.clinician_id = api.scope_actor() and g.patient_id = consultations.patient_id",
+    "g.clinician_id = api.scope_actor()",
+    "consultation_rows: one break-glass grant opens every patient",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-consultation-break-glass-revoked",
+    E,
+    R03,
+    "g.patient_id = consultations.patient_id\n              and g.revoked_at is null and now()",
+    "g.patient_id = consultations.patient_id\n              and now()",
+    "consultation_rows: a revoked break-glass grant still opens",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-consultation-break-glass-expired",
+    E,
+    R03,
+    "and g.revoked_at is null and now() < g.expires_at)))",
+    "and g.revoked_at is null)))",
+    "consultation_rows: an expired break-glass grant still opens",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-consultation-auditor",
+    E,
+    R03,
+    "    or api.scope_role() = 'support'\n    or (api.scope_role() = 'partner'\n"
+    "        and 'patient/Consultation.rs'",
+    "    or api.scope_role() in ('support', 'auditor')\n    or (api.scope_role() = 'partner'\n"
+    "        and 'patient/Consultation.rs'",
+    "consultation_rows: an auditor sees every consultation",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-consultation-partner-token",
+    E,
+    R03,
+    "and 'patient/Consultation.rs' = any(api.scope_scopes())",
+    "and true",
+    "consultation_rows: a partner without the token scope",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-consultation-partner-any-partner",
+    E,
+    R03,
+    "where k.partner_id = api.scope_actor() and k.patient_id = consultations.patient_id",
+    "where k.patient_id = consultations.patient_id",
+    "consultation_rows: a consent to another partner",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-consultation-partner-revoked",
+    E,
+    R03,
+    "k.patient_id = consultations.patient_id\n              and k.revoked_at is null and now()",
+    "k.patient_id = consultations.patient_id\n              and now()",
+    "consultation_rows: a revoked consent",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-consultation-partner-expired",
+    E,
+    R03,
+    "and now() < k.expires_at\n              and 'patient/Consultation.rs' = any(k.scopes)",
+    "\n              and 'patient/Consultation.rs' = any(k.scopes)",
+    "consultation_rows: an expired consent",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-consultation-partner-consent-scope",
+    E,
+    R03,
+    "and 'patient/Consultation.rs' = any(k.scopes)",
+    "and true",
+    "consultation_rows: a consent without the consultation scope",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-recording-any",
+    E,
+    R03,
+    "(api.scope_role() in ('patient', 'clinician')\n"
+    "        and exists (select 1 from data.consultations c"
+    " where c.id = recordings.consultation_id))",
+    "(api.scope_role() in ('patient', 'clinician'))",
+    "recording_rows: a patient or clinician sees every recording",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-recording-support",
+    E,
+    R03,
+    "in ('patient', 'clinician')",
+    "in ('patient', 'clinician', 'support')",
+    "recording_rows: support sees recordings",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-recording-partner-token",
+    E,
+    R03,
+    "and 'patient/Recording.rs' = any(api.scope_scopes())",
+    "and true",
+    "recording_rows: a partner without the token scope",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-recording-partner-any-partner",
+    E,
+    R03,
+    "where k.partner_id = api.scope_actor() and k.patient_id = recordings.patient_id",
+    "where k.patient_id = recordings.patient_id",
+    "recording_rows: a consent to another partner",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-recording-partner-any-patient",
+    E,
+    R03,
+    "where k.partner_id = api.scope_actor() and k.patient_id = recordings.patient_id",
+    "where k.partner_id = api.scope_actor()",
+    "recording_rows: one consent opens every patient's recordings",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-recording-partner-revoked",
+    E,
+    R03,
+    "k.patient_id = recordings.patient_id\n              and k.revoked_at is null and now()",
+    "k.patient_id = recordings.patient_id\n              and now()",
+    "recording_rows: a revoked consent",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-recording-partner-consent-scope",
+    E,
+    R03,
+    "and 'patient/Recording.rs' = any(k.scopes)",
+    "and true",
+    "recording_rows: a consent without the recording scope",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-patient-patient",
+    E,
+    R03,
+    "(api.scope_role() = 'patient' and id = api.scope_actor())",
+    "(api.scope_role() = 'patient')",
+    "patient_rows: a patient sees every patient",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-patient-clinician",
+    E,
+    R03,
+    "or (api.scope_role() = 'clinician'\n"
+    "        and exists (select 1 from data.consultations c where c.patient_id = patients.id))",
+    "or (api.scope_role() = 'clinician')",
+    "patient_rows: a clinician sees every patient",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-patient-auditor",
+    E,
+    R03,
+    "    or api.scope_role() = 'support'\n    or (api.scope_role() = 'partner'\n"
+    "        and 'patient/Patient.rs'",
+    "    or api.scope_role() in ('support', 'auditor')\n    or (api.scope_role() = 'partner'\n"
+    "        and 'patient/Patient.rs'",
+    "patient_rows: an auditor sees every patient",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-patient-partner-token",
+    E,
+    R03,
+    "and 'patient/Patient.rs' = any(api.scope_scopes())",
+    "and true",
+    "patient_rows: a partner without the token scope",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-patient-partner-any-partner",
+    E,
+    R03,
+    "where k.partner_id = api.scope_actor() and k.patient_id = patients.id",
+    "where k.patient_id = patients.id",
+    "patient_rows: a consent to another partner",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-patient-partner-expired",
+    E,
+    R03,
+    "and now() < k.expires_at\n              and 'patient/Patient.rs' = any(k.scopes)",
+    "\n              and 'patient/Patient.rs' = any(k.scopes)",
+    "patient_rows: an expired consent",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-patient-partner-consent-scope",
+    E,
+    R03,
+    "and 'patient/Patient.rs' = any(k.scopes)",
+    "and true",
+    "patient_rows: a consent without the patient scope",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-consent-patient",
+    E,
+    R03,
+    "on data.consents for select to gateway_app using (\n"
+    "    (api.scope_role() = 'patient' and patient_id = api.scope_actor())",
+    "on data.consents for select to gateway_app using (\n    (api.scope_role() = 'patient')",
+    "consent_rows: a patient sees every consent",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-consent-partner",
+    E,
+    R03,
+    "or (api.scope_role() = 'partner' and partner_id = api.scope_actor())",
+    "or (api.scope_role() = 'partner')",
+    "consent_rows: a partner sees every consent",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-consent-revoke-any",
+    E,
+    R03,
+    "for update to gateway_app\n"
+    "    using (api.scope_role() = 'patient' and patient_id = api.scope_actor())",
+    "for update to gateway_app\n    using (api.scope_role() = 'patient')",
+    "consent_revoke: a patient may revoke any consent",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-access-event-patient",
+    E,
+    R03,
+    "on data.access_events for select to gateway_app using (\n"
+    "    (api.scope_role() = 'patient' and patient_id = api.scope_actor())",
+    "on data.access_events for select to gateway_app using (\n    (api.scope_role() = 'patient')",
+    "access_event_rows: a patient sees every access event",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-access-event-clinician",
+    E,
+    R03,
+    "    or api.scope_role() = 'auditor'\n);",
+    "    or api.scope_role() in ('auditor', 'clinician')\n);",
+    "access_event_rows: a clinician sees every access event",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-break-glass-clinician",
+    E,
+    R01,
+    "(api.scope_role() = 'clinician' and clinician_id = api.scope_actor())",
+    "(api.scope_role() = 'clinician')",
+    "break_glass_rows: a clinician sees every break-glass grant",
+    T_RLS + T_SQL,
+)
+drop(
+    "rls-break-glass-patient",
+    E,
+    R01,
+    "or (api.scope_role() = 'patient' and patient_id = api.scope_actor())",
+    "or (api.scope_role() = 'patient')",
+    "break_glass_rows: a patient sees every break-glass grant",
+    T_RLS + T_SQL,
+)
+
+# --- the policy table's data (evaluated at import: out of mutmut's reach) ----------------------
+F = "python: policy table, import-time code"
+
+
+def table(id: str, old: str, new: str, why: str, path: str = TABLE, tests=T_TABLE) -> None:
+    mutant(id, F, path, old, new, why, tests)
+
+
+table(
+    "rule-dropped-patient-clinical",
+    'Role.PATIENT: grant(RowScope.OWN, SCHEDULING, CLINICAL, "patient", "recordings"),',
+    'Role.PATIENT: grant(RowScope.OWN, SCHEDULING, "patient", "recordings"),',
+    "a rule dropped: patients lose their consultations' reason and summary",
+)
+table(
+    "rule-added-support-clinical",
+    'Role.SUPPORT: grant(RowScope.EVERYONE, SCHEDULING, "patient"),',
+    'Role.SUPPORT: grant(RowScope.EVERYONE, SCHEDULING, CLINICAL, "patient"),',
+    "a rule added: support reads reason and summary",
+)
+table(
+    "rule-added-support-recordings",
+    "            Role.PATIENT: grant(RowScope.OWN, RECORDING),\n",
+    "            Role.PATIENT: grant(RowScope.OWN, RECORDING),\n"
+    "            Role.SUPPORT: grant(RowScope.EVERYONE, RECORDING),\n",
+    "a role added: support reads recordings",
+)
+table(
+    "rows-consultation-patient-everyone",
+    'Role.PATIENT: grant(RowScope.OWN, SCHEDULING, CLINICAL, "patient", "recordings"),',
+    'Role.PATIENT: grant(RowScope.EVERYONE, SCHEDULING, CLINICAL, "patient", "recordings"),',
+    "row scope widened: a patient may hold every consultation",
+)
+table(
+    "rows-consultation-clinician-everyone",
+    'Role.CLINICIAN: grant(RowScope.CONDUCTED, SCHEDULING, CLINICAL, "patient", "recordings")\n'
+    '            | grant(RowScope.CONDUCTED, "clinicianNotes", conducted=True),',
+    'Role.CLINICIAN: grant(RowScope.EVERYONE, SCHEDULING, CLINICAL, "patient", "recordings")\n'
+    '            | grant(RowScope.EVERYONE, "clinicianNotes", conducted=True),',
+    "row scope widened: a clinician may hold every consultation",
+)
+table(
+    "rows-consultation-partner-everyone",
+    'RowScope.CONSENTED, SCHEDULING, "summary", "patient", scope=scopes.CONSULTATION\n'
+    '            )\n            | grant(RowScope.CONSENTED, "recordings", scope=scopes.RECORDING),',
+    'RowScope.EVERYONE, SCHEDULING, "summary", "patient", scope=scopes.CONSULTATION\n'
+    '            )\n            | grant(RowScope.EVERYONE, "recordings", scope=scopes.RECORDING),',
+    "row scope widened: a partner may hold every consultation",
+)
+table(
+    "rows-recording-clinician-everyone",
+    "Role.CLINICIAN: grant(RowScope.CONDUCTED, RECORDING),",
+    "Role.CLINICIAN: grant(RowScope.EVERYONE, RECORDING),",
+    "row scope widened: a clinician may hold every recording",
+)
+table(
+    "rows-recording-patient-everyone",
+    "Role.PATIENT: grant(RowScope.OWN, RECORDING),",
+    "Role.PATIENT: grant(RowScope.EVERYONE, RECORDING),",
+    "row scope widened: a patient may hold every recording",
+)
+table(
+    "rows-recording-partner-everyone",
+    "Role.PARTNER: grant(RowScope.CONSENTED, RECORDING, scope=scopes.RECORDING),",
+    "Role.PARTNER: grant(RowScope.EVERYONE, RECORDING, scope=scopes.RECORDING),",
+    "row scope widened: a partner may hold every recording",
+)
+table(
+    "rows-patient-patient-everyone",
+    'Role.PATIENT: grant(RowScope.OWN, "id", "displayName", "birthDate", "consultations"),',
+    'Role.PATIENT: grant(RowScope.EVERYONE, "id", "displayName", "birthDate", "consultations"),',
+    "row scope widened: a patient may hold every patient",
+)
+table(
+    "rows-patient-clinician-everyone",
+    'RowScope.CONDUCTED, "id", "displayName", "birthDate", "consultations"\n',
+    'RowScope.EVERYONE, "id", "displayName", "birthDate", "consultations"\n',
+    "row scope widened: a clinician may hold every patient",
+)
+table(
+    "rows-patient-partner-everyone",
+    'RowScope.CONSENTED, "id", "displayName", "birthDate", scope=scopes.PATIENT\n'
+    "            )\n"
+    '            | grant(RowScope.CONSENTED, "consultations", scope=scopes.CONSULTATION),',
+    'RowScope.EVERYONE, "id", "displayName", "birthDate", scope=scopes.PATIENT\n'
+    "            )\n"
+    '            | grant(RowScope.EVERYONE, "consultations", scope=scopes.CONSULTATION),',
+    "row scope widened: a partner may hold every patient",
+)
+table(
+    "rows-access-event-patient-everyone",
+    "Role.PATIENT: grant(RowScope.OWN, ACCESS_EVENT),",
+    "Role.PATIENT: grant(RowScope.EVERYONE, ACCESS_EVENT),",
+    "row scope widened: a patient may hold every access event",
+)
+table(
+    "rows-accessed-object-patient-everyone",
+    'Role.PATIENT: grant(RowScope.OWN, "type", "id", "fields"),',
+    'Role.PATIENT: grant(RowScope.EVERYONE, "type", "id", "fields"),',
+    "row scope widened: a patient may hold every accessed object",
+)
+table(
+    "rows-consent-patient-everyone",
+    "            Role.PATIENT: grant(\n"
+    '                RowScope.OWN,\n                "id",\n                "partner",',
+    "            Role.PATIENT: grant(\n"
+    '                RowScope.EVERYONE,\n                "id",\n                "partner",',
+    "row scope widened: a patient may hold every consent",
+)
+table(
+    "rows-break-glass-clinician-everyone",
+    'RowScope.CONDUCTED, "id", "patient", "reason", "openedAt", "expiresAt"',
+    'RowScope.EVERYONE, "id", "patient", "reason", "openedAt", "expiresAt"',
+    "row scope widened: a clinician may hold every break-glass grant",
+)
+table(
+    "condition-dropped-notes-conducted",
+    'grant(RowScope.CONDUCTED, "clinicianNotes", conducted=True)',
+    'grant(RowScope.CONDUCTED, "clinicianNotes")',
+    "a condition dropped: a clinician under break-glass reads another's notes",
+)
+table(
+    "condition-dropped-partner-consultation-scope",
+    'RowScope.CONSENTED, SCHEDULING, "summary", "patient", scope=scopes.CONSULTATION',
+    'RowScope.CONSENTED, SCHEDULING, "summary", "patient"',
+    "a condition dropped: a partner reads consultations without the consultation scope",
+)
+table(
+    "condition-dropped-partner-recordings-scope",
+    '| grant(RowScope.CONSENTED, "recordings", scope=scopes.RECORDING),',
+    '| grant(RowScope.CONSENTED, "recordings"),',
+    "a condition dropped: a partner lists recordings without the recording scope",
+)
+table(
+    "condition-dropped-recording-scope",
+    "Role.PARTNER: grant(RowScope.CONSENTED, RECORDING, scope=scopes.RECORDING),",
+    "Role.PARTNER: grant(RowScope.CONSENTED, RECORDING),",
+    "a condition dropped: a partner reads recordings without the recording scope",
+)
+table(
+    "condition-dropped-patient-scope",
+    '"birthDate", scope=scopes.PATIENT',
+    '"birthDate"',
+    "a condition dropped: a partner reads a patient without the patient scope",
+)
+table(
+    "condition-swapped-partner-patient-consultations",
+    '| grant(RowScope.CONSENTED, "consultations", scope=scopes.CONSULTATION),',
+    '| grant(RowScope.CONSENTED, "consultations", scope=scopes.PATIENT),',
+    "a condition swapped: a patient's consultations need only the patient scope",
+)
+table(
+    "smart-scope-recording",
+    "smart_scope=scopes.RECORDING,",
+    "smart_scope=scopes.CONSULTATION,",
+    "the exit check holds a partner's recordings to the consultation scope",
+)
+table(
+    "smart-scope-patient",
+    "smart_scope=scopes.PATIENT,",
+    "smart_scope=scopes.CONSULTATION,",
+    "the exit check holds a partner's patients to the consultation scope",
+)
+table(
+    "mutation-grant-consent-partner",
+    'MutationRight("grantConsent", frozenset({Role.PATIENT})),',
+    'MutationRight("grantConsent", frozenset({Role.PATIENT, Role.PARTNER})),',
+    "a mutation right widened: partners may call grantConsent",
+)
+table(
+    "mutation-revoke-consent-clinician",
+    'MutationRight("revokeConsent", frozenset({Role.PATIENT})),',
+    'MutationRight("revokeConsent", frozenset({Role.PATIENT, Role.CLINICIAN})),',
+    "a mutation right widened: clinicians may call revokeConsent",
+)
+table(
+    "mutation-break-glass-support",
+    'MutationRight("openBreakGlass", frozenset({Role.CLINICIAN})),',
+    'MutationRight("openBreakGlass", frozenset({Role.CLINICIAN, Role.SUPPORT})),',
+    "a mutation right widened: support may call openBreakGlass",
+)
+table(
+    "grant-conditions-dropped",
+    "condition = Condition(scope, conducted) if scope or conducted else ALWAYS",
+    "condition = ALWAYS",
+    "grant() drops every condition",
+)
+table(
+    "grant-union-drops-second",
+    "return Grant(self.rows, {**self.fields, **other.fields})",
+    "return Grant(self.rows, dict(self.fields))",
+    "Grant.__or__ drops the second grant's fields",
+)
+table(
+    "clinician-grants-without-break-glass",
+    '_CLINICIAN_GRANTS = frozenset({"conducted", "break-glass"})',
+    '_CLINICIAN_GRANTS = frozenset({"conducted"})',
+    "field check: a clinician's break-glass rows are refused",
+    path="src/gateway/authz/field_check.py",
+)
+table(
+    "clinician-grants-with-consent",
+    '_CLINICIAN_GRANTS = frozenset({"conducted", "break-glass"})',
+    '_CLINICIAN_GRANTS = frozenset({"conducted", "break-glass", "consent", "own"})',
+    "field check: a clinician accepts rows loaded under a consent or as a patient's own",
+    path="src/gateway/authz/field_check.py",
+)
+table(
+    "policy-field-without-guard",
+    'extensions = [*kwargs.pop("extensions", ()), guard]',
+    'extensions = [*kwargs.pop("extensions", ())]',
+    "policy_field() forgets the field check (runs at import: out of mutmut's reach)",
+    path="src/gateway/authz/field_check.py",
+)
+table(
+    "policy-mutation-without-right",
+    "return strawberry.mutation(permission_classes=[MutationPolicy], **kwargs)",
+    "return strawberry.mutation(**kwargs)",
+    "policy_mutation() forgets who may make the change (runs at import: out of mutmut's reach)",
+    path="src/gateway/authz/field_check.py",
+)
+table(
+    "disclosure-kinds-without-media",
+    'DISCLOSURE_KINDS = frozenset({"disclosure", "media"})',
+    'DISCLOSURE_KINDS = frozenset({"disclosure"})',
+    "the disclosure step refuses media playbacks",
+    path="src/gateway/authz/disclosure.py",
+    tests=("tests/test_media.py", "tests/test_exitcheck.py", "tests/test_roles.py"),
+)
+table(
+    "disclosure-kinds-with-denial",
+    'DISCLOSURE_KINDS = frozenset({"disclosure", "media"})',
+    'DISCLOSURE_KINDS = frozenset({"disclosure", "media", "denial"})',
+    "the disclosure step counts break-glass reads of denials",
+    path="src/gateway/authz/disclosure.py",
+    tests=("tests/test_exitcheck.py", "tests/test_roles.py", "tests/test_metrics.py"),
+)
+
+
+def _copy_tree(destination: Path) -> None:
+    """The work tree as it is now (tracked and untracked files, not ignored ones)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in listed:
+        if not name:
+            continue
+        source = ROOT / name.decode()
+        if not source.is_file():
+            continue
+        target = destination / name.decode()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+
+
+@contextmanager
+def _database() -> Iterator[str]:
+    """A superuser URL: TEST_DATABASE_URL, or a cluster started for this run and removed after."""
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    sys.path.insert(0, str(ROOT / "src"))
+    from gateway.dev.embedded import EmbeddedPostgres
+
+    directory = Path(tempfile.mkdtemp(prefix="gateway-mutants-pg-"))
+    cluster = EmbeddedPostgres(directory, fast=True)
+    url = cluster.start()
+    try:
+        yield url
+    finally:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _drop_test_databases(url: str) -> None:
+    import asyncpg
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(url)
+        try:
+            names = await connection.fetch(
+                "select datname from pg_database where datname like 'gateway_test_%'"
+            )
+            for row in names:
+                await connection.execute(f'drop database if exists "{row[0]}" with (force)')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
+
+
+def _pytest(copy: Path, url: str, tests: tuple[str, ...], timeout: float) -> tuple[str, float]:
+    environment = {
+        **os.environ,
+        "PYTHONPATH": f"{copy / 'src'}{os.pathsep}{copy}",
+        "TEST_DATABASE_URL": url,
+    }
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    started = time.monotonic()
+    try:
+        completed = subprocess.run(  # noqa: S603
+            command,
+            cwd=copy,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return "timed out", time.monotonic() - started
+    finally:
+        _drop_test_databases(url)
+    elapsed = time.monotonic() - started
+    if completed.returncode == 0:
+        return "survived", elapsed
+    if completed.returncode == 1:
+        failed = [
+            line.split()[1]
+            for line in completed.stdout.splitlines()
+            if line.startswith(("FAILED tests/", "ERROR tests/"))
+        ]
+        return f"killed by {failed[0] if failed else '?'}", elapsed
+    tail = "\n".join((completed.stdout + completed.stderr).splitlines()[-15:])
+    return f"error (pytest exit {completed.returncode}): {tail}", elapsed
+
+
+def _apply(copy: Path, item: Mutant) -> str:
+    path = copy / item.path
+    original = path.read_text(encoding="utf-8")
+    found = original.count(item.old)
+    if found != 1:
+        raise SystemExit(f"{item.id}: the old text occurs {found} times in {item.path}")
+    path.write_text(original.replace(item.old, item.new), encoding="utf-8")
+    return original
+
+
+def _selected(ids: list[str] | None, areas: list[str] | None) -> list[Mutant]:
+    chosen = [m for m in MUTANTS if (not ids or m.id in ids) and (not areas or m.area in areas)]
+    unknown = set(ids or ()) - {m.id for m in MUTANTS}
+    if unknown:
+        raise SystemExit(f"unknown mutants: {', '.join(sorted(unknown))}")
+    return chosen
+
+
+def run(ids: list[str] | None, areas: list[str] | None, timeout: float) -> int:
+    chosen = _selected(ids, areas)
+    for item in chosen:  # every declaration applies before anything runs
+        text = (ROOT / item.path).read_text(encoding="utf-8")
+        if text.count(item.old) != 1:
+            raise SystemExit(f"{item.id}: the old text occurs {text.count(item.old)} times")
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results: dict[str, dict] = previous.get("mutants", {})
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="gateway-mutants-") as scratch, _database() as url:
+        copy = Path(scratch)
+        _copy_tree(copy)
+        baseline = tuple(sorted({test for item in chosen for test in item.tests}))
+        outcome, elapsed = _pytest(copy, url, baseline, timeout * 4)
+        print(f"baseline ({len(baseline)} test files): {outcome} in {elapsed:.0f} s", flush=True)
+        if outcome != "survived":
+            print("the unmutated tree must pass its tests first", file=sys.stderr)
+            return 2
+        for number, item in enumerate(chosen, 1):
+            original = _apply(copy, item)
+            try:
+                outcome, elapsed = _pytest(copy, url, item.tests, timeout)
+            finally:
+                (copy / item.path).write_text(original, encoding="utf-8")
+            results[item.id] = {**asdict(item), "outcome": outcome, "seconds": round(elapsed, 1)}
+            print(f"[{number}/{len(chosen)}] {item.id}: {outcome} ({elapsed:.0f} s)", flush=True)
+    RESULTS.parent.mkdir(exist_ok=True)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    RESULTS.write_text(
+        json.dumps({"commit": commit, "mutants": results}, indent=2), encoding="utf-8"
+    )
+    print(f"\n{len(chosen)} mutants in {time.monotonic() - started:.0f} s")
+    report(results)
+    return 0
+
+
+def report(results: dict[str, dict]) -> None:
+    by_area: dict[str, Counter] = {}
+    for item in MUTANTS:
+        if item.id in results:
+            outcome = results[item.id]["outcome"]
+            kind = "killed" if outcome.startswith("killed") else outcome.split(" (")[0]
+            by_area.setdefault(item.area, Counter())[kind] += 1
+    print("\n| area | killed / total | survived | timed out |\n|---|---|---|---|")
+    for area, counts in by_area.items():
+        total = sum(counts.values())
+        print(
+            f"| {area} | {counts['killed']} / {total} | {counts['survived']} | "
+            f"{counts['timed out']} |"
+        )
+    for item in MUTANTS:
+        outcome = results.get(item.id, {}).get("outcome")
+        if outcome and not outcome.startswith("killed"):
+            print(f"- {item.id} ({item.area}): {outcome}: {item.why}")
+
+
+def run_mutmut(names: list[str]) -> int:
+    mutmut = Path(sys.executable).parent / "mutmut"
+    if not mutmut.exists():
+        raise SystemExit("mutmut is not installed: pip install mutmut==3.8.1")
+    started = time.monotonic()
+    with _database() as url:
+        # mutmut puts mutants/src first on its own sys.path; the tests that run the gateway
+        # command in a process of its own need it too, else they import the editable install.
+        (ROOT / "mutants" / "src").mkdir(parents=True, exist_ok=True)
+        copy = ROOT / "mutants"
+        environment = {
+            **os.environ,
+            "TEST_DATABASE_URL": url,
+            "PYTHONPATH": f"{copy / 'src'}{os.pathsep}{copy}",
+        }
+        command = [str(mutmut), "run", "--max-children", "1", *names]
+        code = subprocess.run(command, cwd=ROOT, env=environment, check=False).returncode  # noqa: S603
+    print(f"\nmutmut run: exit {code} in {time.monotonic() - started:.0f} s")
+    subprocess.run([str(mutmut), "results"], cwd=ROOT, check=False)  # noqa: S603
+    return code
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="print the hand-made mutants")
+    running = commands.add_parser("run", help="run the hand-made mutants")
+    running.add_argument("--only", nargs="+", metavar="ID")
+    running.add_argument("--area", nargs="+")
+    running.add_argument("--timeout", type=float, default=300, help="seconds per mutant")
+    commands.add_parser("report", help="print the last results of the hand-made mutants")
+    using = commands.add_parser("mutmut", help="run mutmut 3 on the Python guards")
+    using.add_argument("names", nargs="*", help="mutant names (default: all)")
+    arguments = parser.parse_args()
+    if arguments.command == "list":
+        for item in MUTANTS:
+            print(f"{item.id:40} {item.area:24} {item.path}\n    {item.why}")
+        return 0
+    if arguments.command == "report":
+        report(json.loads(RESULTS.read_text())["mutants"])
+        return 0
+    if arguments.command == "mutmut":
+        return run_mutmut(arguments.names)
+    return run(arguments.only, arguments.area, arguments.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
