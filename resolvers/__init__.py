@@ -67,6 +67,8 @@ def build_schema(
         extensions=factories,
         config=StrawberryConfig(disable_field_suggestions=not development),
     )
+    schema.validation_rules = rules
+    schema.max_tokens = settings.max_tokens if settings is not None else None
     verify_schema(schema)
     install_fast_path(schema)
     return schema

@@ -56,17 +56,6 @@ def _pk_of(global_id: str, type_name: str) -> UUID | None:
     return pk if decoded_type == type_name else None
 
 
-def _node_selection(info: strawberry.Info) -> set[str]:
-    """Names selected under ``edges { node { ... } }`` of this connection field."""
-    names: set[str] = set()
-    for field in info.selected_fields:
-        for edges in getattr(field, "selections", []):
-            for node in getattr(edges, "selections", []):
-                if getattr(node, "name", None) == "node":
-                    names.update(getattr(child, "name", "") for child in node.selections)
-    return names
-
-
 def _page_size(info: strawberry.Info, first: int | None) -> int:
     settings = info.context.settings
     size = settings.page_size_default if first is None else first
@@ -96,9 +85,7 @@ class Query:
     ) -> ConsultationConnection:
         size = _page_size(info, first)
         position = decode_cursor(after) if after is not None else None
-        loaders = info.context.loaders
-        page = await loaders.consultations_page(size, position)
-        await loaders.preload_consultation_relations(page.rows, _node_selection(info))
+        page = await info.context.loaders.consultations_page(size, position)
         return ConsultationConnection.from_page(page.rows, page.has_next_page, position is not None)
 
     @strawberry.field(description="Partners you may consent to share data with.")

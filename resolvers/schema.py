@@ -7,6 +7,8 @@ layer with the request id.
 
 from __future__ import annotations
 
+from typing import Any
+
 from graphql import GraphQLError
 from strawberry import Schema
 from strawberry.types import ExecutionContext
@@ -15,6 +17,11 @@ __all__ = ["GatewaySchema"]
 
 
 class GatewaySchema(Schema):
+    # The validation rules and token limit requests meet beyond the standard rules (production
+    # and document limits), so that plans compiled from trusted documents meet the same.
+    validation_rules: tuple[Any, ...] = ()
+    max_tokens: int | None = None
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:

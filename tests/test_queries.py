@@ -33,10 +33,11 @@ def test_there_are_statements_to_check():
     } <= set(STATEMENTS)
 
 
-def test_page_functions_are_planned_per_call_and_by_id_functions_once(env):
-    """A page's predicate depends on the role (`case p_role ...`): a generic plan, which
-    PL/pgSQL may switch to after five calls on a connection, scans every consultation. The
-    by-ID functions are indexable by any plan and keep one (planning cost more than running)."""
+def test_every_loader_function_keeps_one_plan_per_statement(env):
+    """Each statement of a loader function has a predicate that does not depend on the role
+    (the pages have one statement per role, migration 0011), so one generic plan per
+    connection serves every call: planning these RLS-laden statements cost more than running
+    them."""
 
     async def modes():
         connection = await asyncpg.connect(env.admin_url)
@@ -50,8 +51,8 @@ def test_page_functions_are_planned_per_call_and_by_id_functions_once(env):
         return {r["proname"]: r["c"].split("=", 1)[1] for r in rows}
 
     assert asyncio.run(modes()) == {
-        "consultations_page": "force_custom_plan",
-        "access_events_page": "force_custom_plan",
+        "consultations_page": "force_generic_plan",
+        "access_events_page": "force_generic_plan",
         "consultations_by_id": "force_generic_plan",
         "consultations_by_patient": "force_generic_plan",
         "recordings_by_consultation": "force_generic_plan",

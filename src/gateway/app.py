@@ -29,6 +29,7 @@ from gateway.config import Settings
 from gateway.data.edge import DatabaseEdge
 from gateway.data.live import EventHub
 from gateway.data.pool import Database
+from gateway.execution.executor import Executor
 from gateway.guards.rate_limits import RateLimiter
 from gateway.guards.trusted_documents import FreeForm, TrustedDocuments
 from gateway.ops.metrics import Metrics
@@ -70,27 +71,37 @@ def create_app(
     signer = PlaybackSigner(
         settings.signing_keys(), settings.playback_url_ttl_seconds, settings.public_base_url
     )
+    limiter = RateLimiter(
+        settings.rate_limit_requests_per_minute, settings.rate_limit_field_calls_per_minute
+    )
     schema = build_schema(
         settings,
-        RateLimiter(
-            settings.rate_limit_requests_per_minute, settings.rate_limit_field_calls_per_minute
-        ),
+        limiter,
         extensions=[
             functools.partial(
                 WebSocketDisclosure, disclosure=disclosure, development=settings.development
             )
         ],
     )
+    documents = TrustedDocuments.load(settings.trusted_documents, FreeForm(settings.free_form))
+    executor = Executor(
+        schema,
+        documents.operations,
+        limiter=limiter,
+        rules=schema.validation_rules,
+        max_tokens=schema.max_tokens,
+        names=documents.names,
+    )
     graphiql = GraphiQL() if settings.development else None
     endpoint = GraphQLEndpoint(
-        schema=schema,
+        executor=executor,
         settings=settings,
         authenticator=authenticator,
         fetch=edge.fetch,
         disclosure=disclosure,
         playback=signer,
         metrics=metrics,
-        documents=TrustedDocuments.load(settings.trusted_documents, FreeForm(settings.free_form)),
+        documents=documents,
         graphiql=graphiql,
         tracing=tracing,
     )

@@ -11,6 +11,7 @@ a foreign patient's row handed to a resolver by a loader that forgot its predica
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -18,9 +19,17 @@ import strawberry
 from strawberry.permission import BasePermission, PermissionExtension
 
 from gateway.errors import Forbidden
-from gateway.identity import Principal
+from gateway.identity import Principal, Role
 from gateway.ledger import Denial, Key
-from gateway.policy.table import ALWAYS, Condition, RowScope, may_call, mutation_right, rule_for
+from gateway.policy.table import (
+    ALWAYS,
+    Condition,
+    RowScope,
+    Rule,
+    may_call,
+    mutation_right,
+    rule_for,
+)
 
 __all__ = [
     "FORBIDDEN_MESSAGE",
@@ -32,6 +41,7 @@ __all__ = [
     "MutationPolicy",
     "check_field",
     "decide",
+    "decide_fields",
     "policy_field",
     "policy_mutation",
 ]
@@ -118,6 +128,36 @@ def decide(principal: Principal, source: Governed, type_name: str, field_name: s
         if unmet is not None:
             return f"{rule.name} ({unmet})"
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _rules(type_name: str, role: Role, fields: tuple[str, ...]) -> tuple[Rule | None, ...]:
+    return tuple(rule_for(type_name, field, role) for field in fields)
+
+
+def decide_fields(
+    principal: Principal, source: Governed, type_name: str, fields: tuple[str, ...]
+) -> list[str | None]:
+    """``decide`` for several fields of one object, in order. The same decisions: the rules are
+    looked up once per (type, role, fields), and the row scope, one per type and role, is judged
+    once per object; conditions are judged per field."""
+    decisions: list[str | None] = []
+    outside: str | None = None
+    judged = False
+    for rule in _rules(type_name, principal.role, fields):
+        if rule is None:
+            decisions.append(f"not granted to {principal.role} (default deny)")
+            continue
+        if not judged:
+            outside, judged = _outside(rule.rows, source, principal), True
+        if outside is not None:
+            decisions.append(f"{rule.name} ({outside})")
+        elif rule.condition is not ALWAYS:
+            unmet = _unmet(rule.condition, source, principal)
+            decisions.append(None if unmet is None else f"{rule.name} ({unmet})")
+        else:
+            decisions.append(None)
+    return decisions
 
 
 def check_field(context: Any, source: Governed, type_name: str, field_name: str, path: Any) -> bool:

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 from urllib.parse import quote
 from uuid import UUID
 
@@ -18,7 +19,11 @@ __all__ = ["PlaybackSigner"]
 
 class PlaybackSigner:
     def __init__(
-        self, keys: tuple[tuple[str, bytes], ...], ttl_seconds: int, base_url: str = ""
+        self,
+        keys: tuple[tuple[str, bytes], ...],
+        ttl_seconds: int,
+        base_url: str = "",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not keys:
             raise ValueError("at least one media signing key is required")
@@ -27,6 +32,7 @@ class PlaybackSigner:
         self._kid_quoted = quote(self._signing_kid, safe="")
         self._ttl = ttl_seconds
         self._base_url = base_url.rstrip("/")
+        self._clock = clock
 
     @staticmethod
     def _mac(secret: bytes, recording: UUID, issuer: str, subject: str, expires: int) -> str:
@@ -37,7 +43,7 @@ class PlaybackSigner:
     def url(
         self, recording: UUID, path_id: str, issuer: str, subject: str, now: float | None = None
     ) -> str:
-        expires = int((time.time() if now is None else now) + self._ttl)
+        expires = int((self._clock() if now is None else now) + self._ttl)
         signature = self._mac(self._keys[self._signing_kid], recording, issuer, subject, expires)
         # Every part is URL-safe already (digits, the key id, base64url), so no urlencode.
         return (
@@ -56,7 +62,7 @@ class PlaybackSigner:
         now: float | None = None,
     ) -> bool:
         secret = self._keys.get(kid)
-        if secret is None or expires < (time.time() if now is None else now):
+        if secret is None or expires < (self._clock() if now is None else now):
             return False
         expected = self._mac(secret, recording, issuer, subject, expires)
         return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))

@@ -9,7 +9,7 @@ requests. Every row handed out is written into the request's ledger with its own
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -21,27 +21,39 @@ from asyncpg import Record
 from gateway.data import queries
 from gateway.identity import Principal
 from gateway.ledger import Ledger
-from gateway.policy.table import RowScope, row_scope, rule_for
+from gateway.policy.table import RowScope, row_scope
 
 if TYPE_CHECKING:
     from gateway.ops.tracing import Tracing
 
-__all__ = ["ConsultationPage", "Loaders", "then"]
+__all__ = ["ConsultationPage", "Loaders", "Then", "then"]
 
 Fetch = Callable[..., Awaitable[list[Record]]]
 Batch = Callable[[Sequence[Any]], Awaitable[list[Any]]]
 
 
+class Then:
+    """``convert`` of a loader's result, once it is there: an awaitable without a coroutine, whose
+    load was already requested (so the loader batches it with its siblings' loads before anyone
+    awaits). The compiled plans await ``future`` and call ``convert`` themselves."""
+
+    __slots__ = ("convert", "future")
+
+    def __init__(self, future: Awaitable[Any], convert: Callable[[Any], Any]) -> None:
+        self.future = future
+        self.convert = convert
+
+    def __await__(self) -> Any:
+        result = yield from self.future.__await__()
+        return self.convert(result)
+
+
 def then(pending: Awaitable[Any], convert: Callable[[Any], Any]) -> Any:
     """``convert`` of a loader's result: at once when the loader already holds it (no await, no
-    event-loop round for graphql-core), else an awaitable of it."""
+    event-loop round for graphql-core), else an awaitable of it (``Then``)."""
     if isinstance(pending, asyncio.Future) and pending.done():
         return convert(pending.result())
-
-    async def later() -> Any:
-        return convert(await pending)
-
-    return later()
+    return Then(pending, convert)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,25 +180,6 @@ class Loaders:
         for row in rows:
             self._ledger.record_object("Consent", row["id"], row["patient_id"])
         return rows
-
-    async def preload_consultation_relations(
-        self, rows: Sequence[Record], relations: Iterable[str]
-    ) -> None:
-        """Batch-load, in parallel, the relations a query selected under a list of
-        consultations, so that their fields resolve without one await per object. Only
-        relations the caller's role may read at all are loaded."""
-        wanted = {
-            name for name in relations if rule_for("Consultation", name, self._principal.role)
-        }
-        jobs = []
-        if "clinician" in wanted:
-            jobs.append(self.clinician.load_many(list({r["clinician_id"] for r in rows})))
-        if "patient" in wanted:
-            jobs.append(self.patient.load_many(list({r["patient_id"] for r in rows})))
-        if "recordings" in wanted:
-            jobs.append(self.recordings_of.load_many([r["id"] for r in rows]))
-        if jobs:
-            await asyncio.gather(*jobs)
 
     async def consultations_page(
         self, first: int, after: tuple[datetime, UUID] | None

@@ -68,6 +68,14 @@ async def check_application_role(connection: asyncpg.Connection) -> None:
         )
 
 
+async def _no_session_state(connection: asyncpg.Connection) -> None:
+    """What a released connection needs beyond asyncpg's own rollback of an open transaction:
+    nothing. The gateway never changes session state (scopes are ``set_config(..., true)``,
+    local to the statement's transaction; no LISTEN, advisory lock or cursor on pooled
+    connections), so the default ``RESET ALL``, one more round trip per statement, is not sent.
+    A test reads a released connection's settings to hold this."""
+
+
 class Database:
     """A pool of connections as the application role."""
 
@@ -87,6 +95,7 @@ class Database:
                 max_size=settings.db_pool_max_size,
                 statement_cache_size=settings.db_statement_cache_size,
                 server_settings=server_settings,
+                reset=_no_session_state,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise ConfigurationError(f"DATABASE_URL: cannot connect ({exc})") from exc

@@ -29,7 +29,7 @@ from strawberry.extensions import SchemaExtension
 
 from gateway.errors import Code
 
-__all__ = ["RateLimitExtension", "RateLimiter", "root_fields"]
+__all__ = ["RateLimitExtension", "RateLimiter", "rate_limited", "root_fields"]
 
 
 class RateLimiter:
@@ -121,16 +121,13 @@ class RateLimitExtension(SchemaExtension):
             fields = root_fields(context.graphql_document, context.operation_name)
             wait = limiter.check(context.context.principal.subject, fields)
             if wait:
-                context.result = ExecutionResult(
-                    data=None,
-                    errors=[
-                        GraphQLError(
-                            "Rate limit exceeded",
-                            extensions={
-                                "code": Code.RATE_LIMITED,
-                                "retryAfter": max(1, round(wait)),
-                            },
-                        )
-                    ],
-                )
+                context.result = ExecutionResult(data=None, errors=[rate_limited(wait)])
         yield
+
+
+def rate_limited(wait: float) -> GraphQLError:
+    """The error of an operation refused for its rate, with the seconds to wait."""
+    return GraphQLError(
+        "Rate limit exceeded",
+        extensions={"code": Code.RATE_LIMITED, "retryAfter": max(1, round(wait))},
+    )

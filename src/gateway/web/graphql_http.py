@@ -15,10 +15,8 @@ import orjson
 from graphql import ExecutionResult
 from starlette.requests import Request
 from starlette.responses import Response
-from strawberry import Schema
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import InvalidOperationTypeError
-from strawberry.types.graphql import OperationType
 
 from gateway.authn.accounts import Authenticator
 from gateway.authz.disclosure import DisclosureStep
@@ -28,6 +26,7 @@ from gateway.config import Settings
 from gateway.data.loaders import Fetch
 from gateway.errors import BadRequest, Code, GatewayError, ResponseWithheld, ServiceUnavailable
 from gateway.execution.context import RequestContext
+from gateway.execution.executor import Executor
 from gateway.guards.trusted_documents import TrustedDocuments, document_id
 from gateway.ops.metrics import Metrics
 from gateway.web.admission import Admission
@@ -36,7 +35,7 @@ from gateway.web.error_format import document_error, format_error
 from gateway.web.graphiql import GraphiQL
 from gateway.web.negotiation import GRAPHQL_RESPONSE, JSON, negotiate
 from gateway.web.observer import RequestRecord, request_record
-from gateway.web.params import read_params
+from gateway.web.params import GraphQLParams, read_params
 from gateway.web.responses import error_body, reply, unavailable_response
 
 if TYPE_CHECKING:
@@ -46,14 +45,12 @@ __all__ = ["GraphQLEndpoint"]
 
 log = logging.getLogger("gateway.http")
 
-_ALLOWED_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
-
 
 class GraphQLEndpoint:
     def __init__(
         self,
         *,
-        schema: Schema,
+        executor: Executor,
         settings: Settings,
         authenticator: Authenticator,
         fetch: Fetch,
@@ -64,7 +61,7 @@ class GraphQLEndpoint:
         graphiql: GraphiQL | None = None,
         tracing: Tracing | None = None,
     ) -> None:
-        self._schema = schema
+        self._executor = executor
         self._settings = settings
         self._authenticator = authenticator
         self._fetch = fetch
@@ -131,9 +128,7 @@ class GraphQLEndpoint:
         if record.operation:
             attributes["graphql.operation.name"] = record.operation
         try:
-            result = await self._execute(
-                query, params.variables, params.operation_name, context, attributes
-            )
+            result = await self._execute(query, record.document, params, context, attributes)
         except InvalidOperationTypeError:
             message = "Subscriptions are served over WebSocket"
             return _refuse(record, 400, message, Code.BAD_REQUEST, media_type)
@@ -144,17 +139,13 @@ class GraphQLEndpoint:
     async def _execute(
         self,
         query: str,
-        variables: dict[str, Any] | None,
-        operation_name: str | None,
+        document: str,
+        params: GraphQLParams,
         context: RequestContext,
         attributes: dict[str, Any],
     ) -> ExecutionResult:
-        work = self._schema.execute(
-            query,
-            variable_values=variables,
-            context_value=context,
-            operation_name=operation_name,
-            allowed_operation_types=_ALLOWED_OPERATIONS,
+        work = self._executor.execute(
+            query, document, params.variables, params.operation_name, context
         )
         if self._tracing is None:
             return await work
