@@ -85,6 +85,11 @@ async def prepare_database(
                 "update data.audit_chain_head set last_seq = 0, "
                 "last_hash = sha256(convert_to('consultation-gateway audit', 'UTF8'))"
             )
+            await connection.execute(
+                "update data.audit_chains set last_seq = 0, last_hash = "
+                "sha256(convert_to('consultation-gateway audit chain ' || id, 'UTF8'))"
+            )
+            await connection.execute("alter sequence data.access_event_seq restart with 1")
         await connection.execute("vacuum analyze")
     finally:
         await connection.close()

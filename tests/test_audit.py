@@ -14,7 +14,7 @@ from fhir.resources.R4B.auditevent import AuditEvent
 
 from gateway import create_app
 from gateway.data.pool import Database
-from gateway.data.queries import RECORD_ACCESS_EVENTS
+from gateway.data.queries import RECORD_ACCESS_EVENTS, STATEMENT_NAMES
 from gateway.ids import encode_global_id
 from tests.support import GraphQLClient, as_admin, run_gateway, serving
 
@@ -114,29 +114,35 @@ def test_denials_are_recorded_with_the_denied_field(env, client):
 
 
 class CountingDatabase(Database):
-    """The real edge, counting audit writes."""
+    """The real edge, counting statements by their name in queries.py."""
 
     def __init__(self, inner_settings):
         self._settings = inner_settings
         self._inner = None
-        self.audit_writes = 0
+        self.sent: dict[str, int] = {}
 
     async def _open(self):
         if self._inner is None:
             self._inner = await Database.connect(self._settings)
 
+    def _count(self, statement):
+        name = STATEMENT_NAMES.get(statement, statement)
+        self.sent[name] = self.sent.get(name, 0) + 1
+
     async def fetch(self, statement, *args):
         await self._open()
+        self._count(statement)
         return await self._inner.fetch(statement, *args)
 
     async def execute(self, statement, *args):
         await self._open()
-        if statement == RECORD_ACCESS_EVENTS:
-            self.audit_writes += 1
+        self._count(statement)
         return await self._inner.execute(statement, *args)
 
 
-def test_a_request_writes_its_events_in_one_round_trip_grouped_by_patient(env):
+def test_a_clinicians_page_is_checked_and_audited_in_one_round_trip_grouped_by_patient(env):
+    """A clinician's page needs the database's answer on care (layer 4); it travels with the
+    audit write, which stores the events only when the answer holds: one statement for both."""
     subject, clinician = env.clinicians()[2]
     database = CountingDatabase(env.settings())
     with serving(create_app(env.settings(), database=database)) as server:
@@ -147,7 +153,9 @@ def test_a_request_writes_its_events_in_one_round_trip_grouped_by_patient(env):
             **{"x-request-id": "one-round-trip"},
         )
     assert response.status_code == 200
-    assert database.audit_writes == 1
+    assert database.sent.get("RECORD_ACCESS_EVENTS_IF_AUTHORIZED") == 1
+    assert "RECORD_ACCESS_EVENTS" not in database.sent
+    assert "AUTHORIZED_PATIENTS" not in database.sent
     events = _events(env, "one-round-trip")
     assert {e["kind"] for e in events} == {"disclosure"}
     assert sorted(e["patient_id"] for e in events) == sorted(
@@ -202,12 +210,13 @@ def test_the_application_role_cannot_change_or_delete_events(env):
                     "delete from data.access_events",
                     "truncate data.access_events",
                     "update data.audit_chain_head set last_seq = 0",
+                    "update data.audit_chains set last_seq = 0",
                 )
             ]
         finally:
             await connection.close()
 
-    assert asyncio.run(work()) == ["InsufficientPrivilegeError"] * 4
+    assert asyncio.run(work()) == ["InsufficientPrivilegeError"] * 5
 
 
 def test_even_the_owner_cannot_change_events_while_the_trigger_stands(env):
@@ -234,9 +243,10 @@ def test_audit_verify_passes_on_the_real_log_and_names_the_row_a_superuser_alter
         async with connection.transaction():
             await connection.execute("set local session_replication_role = replica")
             return await connection.fetchrow(
-                "update data.access_events set subject = $1 where seq = 3 "
-                "returning seq, id, (select subject from data.access_events where seq = 3) "
-                "as original",
+                "with target as (select id, subject from data.access_events "
+                "where chain_id is not null order by seq limit 1) "
+                "update data.access_events e set subject = $1 from target where e.id = target.id "
+                "returning e.id, e.chain_id, e.chain_seq, target.subject as original",
                 subject,
             )
 
@@ -247,23 +257,24 @@ def test_audit_verify_passes_on_the_real_log_and_names_the_row_a_superuser_alter
         _admin(env, lambda c: tamper(c, row["original"]))
     assert broken.returncode == 1
     assert broken.stderr == (
-        f"gateway: audit chain broken at seq 3 (event id {row['id']}): contents were altered\n"
+        f"gateway: audit chain broken at chain {row['chain_id']} position {row['chain_seq']} "
+        f"(event id {row['id']}): contents were altered\n"
     )
     assert gateway("audit", "verify", "--database-url", env.admin_url).returncode == 0
 
 
-def test_audit_verify_notices_events_deleted_from_the_end(env):
+def test_audit_verify_notices_events_deleted_from_the_end_of_a_chain(env):
     async def remove_last(connection):
         async with connection.transaction():
             await connection.execute("set local session_replication_role = replica")
             await connection.execute(
                 "create table public.removed_event as select * from data.access_events "
-                "where seq = (select max(seq) from data.access_events)"
+                "where chain_id is not null order by seq desc limit 1"
             )
             await connection.execute(
-                "delete from data.access_events where seq = (select seq from removed_event)"
+                "delete from data.access_events where id = (select id from removed_event)"
             )
-        return await connection.fetchval("select seq from removed_event")
+        return await connection.fetchrow("select chain_id, chain_seq from removed_event")
 
     async def restore(connection):
         async with connection.transaction():
@@ -273,16 +284,54 @@ def test_audit_verify_notices_events_deleted_from_the_end(env):
             )
             await connection.execute("drop table removed_event")
 
-    seq = _admin(env, remove_last)
+    removed = _admin(env, remove_last)
     try:
         result = gateway("audit", "verify", "--database-url", env.admin_url)
     finally:
         _admin(env, restore)
     assert result.returncode == 1
     assert result.stderr == (
-        f"gateway: audit chain broken after seq {seq - 1}: events were removed\n"
+        f"gateway: audit chain broken after chain {removed['chain_id']} position "
+        f"{removed['chain_seq'] - 1}: events were removed\n"
     )
     assert gateway("audit", "verify", "--database-url", env.admin_url).returncode == 0
+
+
+def test_audit_verify_notices_an_event_removed_from_the_middle_of_a_chain(env, client):
+    for subject, _ in env.patients()[:3]:
+        client.execute("{ consultations { edges { node { id } } } }", env.token(subject))
+
+    async def remove_middle(connection):
+        async with connection.transaction():
+            await connection.execute("set local session_replication_role = replica")
+            await connection.execute(
+                "create table public.removed_event as select e.* from data.access_events e "
+                "join data.audit_chains c on c.id = e.chain_id "
+                "where e.chain_seq < c.last_seq order by e.seq desc limit 1"
+            )
+            await connection.execute(
+                "delete from data.access_events where id = (select id from removed_event)"
+            )
+        return await connection.fetchrow("select chain_id, chain_seq from removed_event")
+
+    async def restore(connection):
+        async with connection.transaction():
+            await connection.execute("set local session_replication_role = replica")
+            await connection.execute(
+                "insert into data.access_events overriding system value select * from removed_event"
+            )
+            await connection.execute("drop table removed_event")
+
+    removed = _admin(env, remove_middle)
+    try:
+        result = gateway("audit", "verify", "--database-url", env.admin_url)
+    finally:
+        _admin(env, restore)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"gateway: audit chain broken at chain {removed['chain_id']} position "
+        f"{removed['chain_seq']}: event missing\n"
+    )
 
 
 def test_audit_export_writes_valid_fhir_r4_audit_events(env, client, tmp_path):
@@ -319,10 +368,11 @@ def test_audit_export_writes_valid_fhir_r4_audit_events(env, client, tmp_path):
     )
 
 
-def test_concurrent_batches_each_append_one_contiguous_run_of_the_chain(env):
+def test_concurrent_batches_each_append_one_contiguous_run_of_a_chain_of_their_own(env):
     """Three statements of 200 events each, at once (a support page over many patients, three
-    replicas): each holds the chain for its whole batch, so its events are consecutive; the head
-    ends at the newest event, and verify recomputes every hash."""
+    replicas): none waits for another. Each takes a chain nobody else holds and its events are
+    consecutive in it; every chain's head ends at its newest event, and verify recomputes every
+    hash."""
     patients = [patient for _, patient in env.patients()]
 
     def batch(number: int) -> str:
@@ -354,17 +404,24 @@ def test_concurrent_batches_each_append_one_contiguous_run_of_the_chain(env):
     rows = _admin(
         env,
         lambda c: c.fetch(
-            "select request_id, seq from data.access_events where request_id like 'batch-%' "
-            "order by seq"
+            "select request_id, chain_id, chain_seq from data.access_events "
+            "where request_id like 'batch-%' order by chain_id, chain_seq"
         ),
     )
     assert len(rows) == 600
     for number in range(3):
-        seqs = [r["seq"] for r in rows if r["request_id"] == f"batch-{number}"]
-        assert seqs == list(range(seqs[0], seqs[0] + 200))
-    head = _admin(env, lambda c: c.fetchval("select last_seq from data.audit_chain_head"))
-    newest = _admin(env, lambda c: c.fetchval("select max(seq) from data.access_events"))
-    assert head == newest
+        run = [r for r in rows if r["request_id"] == f"batch-{number}"]
+        assert len({r["chain_id"] for r in run}) == 1
+        positions = [r["chain_seq"] for r in run]
+        assert positions == list(range(positions[0], positions[0] + 200))
+    heads = _admin(
+        env,
+        lambda c: c.fetch(
+            "select c.last_seq, (select max(e.chain_seq) from data.access_events e "
+            "where e.chain_id = c.id) as newest from data.audit_chains c"
+        ),
+    )
+    assert all(h["last_seq"] == (h["newest"] or 0) for h in heads)
     verified = gateway("audit", "verify", "--database-url", env.admin_url)
     assert verified.returncode == 0, verified.stderr
 
@@ -429,3 +486,109 @@ def _new_clinician(env) -> str:
 
     _admin(env, make)
     return f"clinician-{pk}"
+
+
+def test_a_writer_takes_a_free_chain_while_another_holds_one(env):
+    """Holding a chain's head (a slow writer) does not make the next write wait."""
+    patient = env.patients()[0][1]
+    event = json.dumps(
+        [
+            {
+                "request_id": "free-chain",
+                "kind": "disclosure",
+                "issuer": "urn:test",
+                "subject": "s",
+                "role": "support",
+                "patient_id": str(patient),
+            }
+        ]
+    )
+
+    async def work():
+        holder = await asyncpg.connect(env.admin_url)
+        writer = await asyncpg.connect(env.app_url)
+        try:
+            async with holder.transaction():
+                held = await holder.fetchval(
+                    "select id from data.audit_chains order by id limit 1 for update"
+                )
+                await writer.execute("set statement_timeout = 2000")
+                await writer.execute(RECORD_ACCESS_EVENTS, event)
+                return held, await holder.fetchval(
+                    "select chain_id from data.access_events where request_id = 'free-chain'"
+                )
+        finally:
+            await holder.close()
+            await writer.close()
+
+    held, used = asyncio.run(work())
+    assert used is not None and used != held
+
+
+def test_events_written_before_the_chains_still_verify_as_the_first_chain(env):
+    """A database migrated before 0012 keeps its events in the one chain they were written in;
+    verify checks them by the old definition and every new chain beside them, and still names
+    an old event that was altered."""
+    from gateway.audit.chain import verify_chain
+    from gateway.data.migrate import apply_migrations, available_migrations
+
+    name = f"gateway_chains_{uuid.uuid4().hex[:8]}"
+    event = json.dumps(
+        [
+            {
+                "request_id": "old",
+                "kind": "disclosure",
+                "issuer": "urn:test",
+                "subject": "s",
+                "role": "support",
+                "objects": [],
+            }
+        ]
+        * 3
+    )
+
+    async def work():
+        admin = await asyncpg.connect(env.admin_url)
+        await admin.execute(f'create database "{name}"')
+        url = env.admin_url.rsplit("/", 1)[0] + f"/{name}"
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute(
+                "create table public.schema_migrations (version text primary key, "
+                "checksum text not null, applied_at timestamptz not null default now())"
+            )
+            for migration in available_migrations():
+                if migration.version >= "0012":
+                    break
+                await connection.execute(migration.sql)
+                await connection.execute(
+                    "insert into schema_migrations (version, checksum) values ($1, $2)",
+                    migration.version,
+                    migration.checksum,
+                )
+            await connection.execute(RECORD_ACCESS_EVENTS, event)
+            await apply_migrations(connection)
+            await connection.execute(RECORD_ACCESS_EVENTS, event.replace('"old"', '"new"'))
+            chained = await connection.fetch(
+                "select request_id, chain_id is not null as chained from data.access_events "
+                "order by seq"
+            )
+            intact = await verify_chain(connection)
+            async with connection.transaction():
+                await connection.execute("set local session_replication_role = replica")
+                await connection.execute(
+                    "update data.access_events set subject = 'x' where seq = 2"
+                )
+            broken = await verify_chain(connection)
+            return chained, intact, broken
+        finally:
+            await connection.close()
+            await admin.execute(f'drop database "{name}"')
+            await admin.close()
+
+    chained, intact, broken = asyncio.run(work())
+    assert [(r["request_id"], r["chained"]) for r in chained] == [("old", False)] * 3 + [
+        ("new", True)
+    ] * 3
+    assert (intact.intact, intact.events) == (True, 6)
+    assert not broken.intact and broken.message.startswith("broken at seq 2 (event id ")

@@ -56,6 +56,8 @@ NOT_PATIENT_ROWS = {
     "ALL_PARTNERS": "the partner directory, not patient data",
     "AUTHORIZED_PATIENTS": "the exit check's own question; returns patient IDs it then compares",
     "RECORD_ACCESS_EVENTS": "writes the audit trail; returns nothing",
+    "RECORD_ACCESS_EVENTS_IF_AUTHORIZED": "the exit check's questions and the audit write; "
+    "returns the patient IDs it found foreign",
     "PING": "readiness",
 }
 

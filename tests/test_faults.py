@@ -18,7 +18,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -34,14 +33,12 @@ import pytest
 import websockets
 
 from gateway import create_app
-from gateway.config import DEV_KEY_PREFIX
 from gateway.data.pool import Database
 from gateway.dev.embedded import EmbeddedPostgres
-from gateway.dev.identity import DevIdentity
 from gateway.errors import ConfigurationError
 from gateway.ids import decode_global_id, encode_global_id
 from tests.conftest import Environment, _prepare
-from tests.support import serving
+from tests.support import gateway_serve, production_identity, serving
 
 ISSUER = "https://idp.faults.test"
 LIST = "{ consultations(first: 100) { edges { node { id reason patient { id } } } } }"
@@ -87,25 +84,13 @@ class OwnPostgres:
         self._pg_ctl("-l", str(self.cluster.log), "-o", options, "-w", "start")
 
 
-def _production_identity(directory: Path) -> DevIdentity:
-    """A signing key that ``gateway serve`` accepts: not the development issuer or key id."""
-    development = DevIdentity.load_or_create(directory)
-    identity = dataclasses.replace(
-        development, issuer=ISSUER, kid="faults-" + development.kid.removeprefix(DEV_KEY_PREFIX)
-    )
-    jwks = json.loads(development.jwks_file.read_text())
-    jwks["keys"][0]["kid"] = identity.kid
-    identity.jwks_file.write_text(json.dumps(jwks))
-    return identity
-
-
 @pytest.fixture(scope="module")
 def own_pg() -> Iterator[OwnPostgres]:
     directory = Path(tempfile.mkdtemp(prefix="gateway-faults-pg-"))
     cluster = EmbeddedPostgres(directory, fast=True)
     url = cluster.start()
     try:
-        identity = _production_identity(directory / "identity")
+        identity = production_identity(directory / "identity", ISSUER)
         media = directory / "media"
         media.mkdir()
         env = asyncio.run(_prepare(url, identity, media))
@@ -636,53 +621,6 @@ def test_pgbouncer_in_transaction_mode_refuses_the_timeout_parameter_and_zero_se
 # --- 4. SIGTERM -----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def gateway_serve(env: Environment, grace_seconds: int) -> Iterator[tuple[subprocess.Popen, str]]:
-    """The real ``gateway serve`` in its own process, production settings from the environment."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    environ = {
-        k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_") and k != "DATABASE_URL"
-    }
-    environ.update(
-        {
-            "DATABASE_URL": env.app_url,
-            "GATEWAY_JWT_ISSUER": env.identity.issuer,
-            "GATEWAY_JWT_AUDIENCE": env.identity.audience,
-            "GATEWAY_JWKS_FILE": str(env.identity.jwks_file),
-            "GATEWAY_MEDIA_SIGNING_KEYS": env.identity.media_keys(),
-            "GATEWAY_MEDIA_ROOT": str(env.media_root),
-            "GATEWAY_FREE_FORM_DOCUMENTS": "everyone",
-            "GATEWAY_DB_STATEMENT_TIMEOUT_MS": "60000",
-            "GATEWAY_SHUTDOWN_GRACE_SECONDS": str(grace_seconds),
-        }
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.communicate()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/readyz", timeout=5).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "gateway serve did not become ready"
-            time.sleep(0.1)
-        yield process, url
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=30)
-
-
 def _refuses_connections(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) != 0
@@ -709,7 +647,7 @@ async def _wait_until(condition: Callable[[], bool], what: str, seconds: float =
 def test_sigterm_stops_accepting_lets_the_request_in_flight_finish_and_exits_0(own_pg):
     env = own_pg.env
     subject, patient = env.patients()[3]
-    with gateway_serve(env, grace_seconds=20) as (process, url):
+    with gateway_serve(env, GATEWAY_SHUTDOWN_GRACE_SECONDS="20") as (process, url):
         port = int(url.rsplit(":", 1)[1])
 
         async def scenario() -> tuple[bool, bool, dict[str, Any]]:
@@ -736,7 +674,7 @@ def test_sigterm_stops_accepting_lets_the_request_in_flight_finish_and_exits_0(o
 def test_sigterm_past_the_grace_period_cuts_the_request_and_still_exits(own_pg):
     env = own_pg.env
     subject, _ = env.patients()[4]
-    with gateway_serve(env, grace_seconds=1) as (process, url):
+    with gateway_serve(env, GATEWAY_SHUTDOWN_GRACE_SECONDS="1") as (process, url):
 
         async def scenario() -> tuple[int, bool, dict[str, Any]]:
             async with table_locked(env) as admin:

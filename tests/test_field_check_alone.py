@@ -14,7 +14,7 @@ from uuid import UUID
 
 import pytest
 
-from gateway.authz.exit_check import ExitCheck
+from gateway.authz.exit_check import ExitCheck, ExitQuestions
 from gateway.authz.field_check import check_field
 from gateway.data import queries
 from gateway.identity import Principal, Role
@@ -45,10 +45,7 @@ UNFILTERED_LOGS = {
 
 @pytest.fixture
 def layer_one_only(env, monkeypatch):
-    async def nothing_foreign(self, principal, ledger):
-        return set()
-
-    monkeypatch.setattr(ExitCheck, "foreign_owners", nothing_foreign)
+    monkeypatch.setattr(ExitCheck, "questions", lambda self, principal, ledger: ExitQuestions())
     with sabotaged_gateway(env) as (client, database):
         database.broken.update(unfiltered())
         database.broken.update(UNFILTERED_LOGS)

@@ -66,7 +66,7 @@ def create_app(
     )
     authenticator = Authenticator(TokenVerifier(settings, jwks), edge.fetch)
     disclosure = DisclosureStep(
-        ExitCheck(edge.fetch), AccessEventWriter(edge.execute, metrics), metrics, tracing
+        ExitCheck(edge.fetch), AccessEventWriter(edge.fetch, metrics), metrics, tracing
     )
     signer = PlaybackSigner(
         settings.signing_keys(), settings.playback_url_ttl_seconds, settings.public_base_url

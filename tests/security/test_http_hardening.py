@@ -76,7 +76,8 @@ def test_graphiql_is_served_under_a_strict_csp_in_development(env):
 
 @contextlib.contextmanager
 def audit_blocked(env):
-    """Hold the audit chain's head row, so any request's audit write waits: a real slow query."""
+    """Hold every audit chain's head row, so any request's audit write waits: a real slow
+    query (a writer takes a free chain without waiting; with none free, it waits)."""
     ready, release = threading.Event(), threading.Event()
 
     def hold():
@@ -84,9 +85,7 @@ def audit_blocked(env):
             connection = await asyncpg.connect(env.admin_url)
             try:
                 async with connection.transaction():
-                    await connection.execute(
-                        "select * from data.audit_chain_head where id = 1 for update"
-                    )
+                    await connection.execute("select * from data.audit_chains for update")
                     ready.set()
                     await asyncio.to_thread(release.wait)
             finally:

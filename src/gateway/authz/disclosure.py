@@ -7,7 +7,9 @@ then calls ``DisclosureStep.clear`` and sends only if it returns. The step
 1. exit-checks every owner in the ledger against the caller's authorized patients (layer 4); a
    foreign owner withholds the whole send, counts a metric, logs and writes an alert;
 2. writes the ledger to the audit trail (disclosures with their break-glass reasons, denials),
-   failing closed: no audit, no send;
+   failing closed: no audit, no send. The exit check's questions to the database (care and
+   consent) travel with this write, one statement that stores the events only if the answers
+   hold: one round trip for both;
 3. counts denials by rule, and break-glass reads once they are recorded.
 
 What was checked, what was audited and what is sent are the same ledger by construction. No other
@@ -68,17 +70,22 @@ class DisclosureStep:
             raise ValueError(f"not a disclosure kind: {kind}")
         if ledger.denials:
             self._count_denials(principal, ledger)
+        if self._tracing is None:
+            questions = self._exit_check.questions(principal, ledger)
+        else:
+            with self._tracing.span("exit_check", {"gateway.objects": len(ledger.objects)}):
+                questions = self._exit_check.questions(principal, ledger)
+        if questions.foreign:  # decided without the database: nothing is stored but the alert
+            await self._withhold(principal, ledger, request_id, questions.foreign)
+        events = events_from_ledger(principal, request_id, ledger, kind=kind, detail=detail)
+        # The exit check's questions to the database and the audit write: one round trip.
         foreign = await self._traced(
-            "exit_check",
-            {"gateway.objects": len(ledger.objects)},
-            self._exit_check.foreign_owners(principal, ledger),
+            "audit_write",
+            {"gateway.events": len(events)},
+            self._audit.write(events, principal=principal, asks=questions.as_json()),
         )
         if foreign:
             await self._withhold(principal, ledger, request_id, foreign)
-        events = events_from_ledger(principal, request_id, ledger, kind=kind, detail=detail)
-        await self._traced(
-            "audit_write", {"gateway.events": len(events)}, self._audit.write(events)
-        )
         for event in events:
             if event["break_glass_reason"] and event["kind"] in DISCLOSURE_KINDS:
                 self._metrics.break_glass_reads.inc()

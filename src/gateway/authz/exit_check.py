@@ -5,12 +5,14 @@ scope for the caller's role in the policy table: a patient holds only their own 
 holds patients they conducted a consultation with or hold an active break-glass grant for; a
 partner holds patients whose active consent covers the type's scope; support and auditors hold
 every patient's rows of the types granted to everyone. The database questions are statements of
-their own, not the loaders'. What to do with the answer is the disclosure step's.
+their own, not the loaders'. ``questions`` judges what needs no database and says what to ask
+it; the disclosure step sends those questions with the audit write, in one round trip.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -19,18 +21,31 @@ from gateway.identity import Principal
 from gateway.ledger import Ledger
 from gateway.policy.table import RowScope, row_scope, type_policy
 
-__all__ = ["ExitCheck"]
+__all__ = ["ExitCheck", "ExitQuestions"]
 
 Fetch = Callable[..., Awaitable[list[Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ExitQuestions:
+    """Owners in a ledger the caller may not hold, as far as that is known without the database,
+    and what to ask it about the rest: (the SMART scope the type needs, or "", the owners)."""
+
+    foreign: set[UUID] = field(default_factory=set)
+    asks: list[tuple[str, list[UUID]]] = field(default_factory=list)
+
+    def as_json(self) -> list[dict[str, Any]]:
+        """The asks as ``api.record_access_events_if_authorized`` takes them."""
+        return [{"needs": needs, "candidates": owners} for needs, owners in self.asks]
 
 
 class ExitCheck:
     def __init__(self, fetch: Fetch) -> None:
         self._fetch = fetch
 
-    async def foreign_owners(self, principal: Principal, ledger: Ledger) -> set[UUID]:
-        """Owners of objects in the ledger that this caller may not hold, judged per type by the
-        type's row scope for the caller's role."""
+    def questions(self, principal: Principal, ledger: Ledger) -> ExitQuestions:
+        """Judge every owner in the ledger per type, by the type's row scope for the caller's
+        role: a patient's own and everyone-scoped rows here, care and consent by the database."""
         foreign: set[UUID] = set()
         conducted: set[UUID] = set()
         consented: dict[str, set[UUID]] = {}
@@ -51,10 +66,17 @@ class ExitCheck:
                 consented.setdefault(needs or "", set()).add(owner)
             else:
                 foreign.add(owner)
-        if conducted:
-            foreign |= conducted - await self._ask(principal, "", conducted)
-        for needs, owners in consented.items():
-            foreign |= owners - await self._ask(principal, needs, owners)
+        asks = [("", sorted(conducted))] if conducted else []
+        asks += [(needs, sorted(owners)) for needs, owners in sorted(consented.items())]
+        return ExitQuestions(foreign, asks)
+
+    async def foreign_owners(self, principal: Principal, ledger: Ledger) -> set[UUID]:
+        """Every owner in the ledger this caller may not hold, asking the database each question
+        on its own (the disclosure step asks them with the audit write instead)."""
+        questions = self.questions(principal, ledger)
+        foreign = set(questions.foreign)
+        for needs, owners in questions.asks:
+            foreign |= set(owners) - await self._ask(principal, needs, set(owners))
         return foreign
 
     async def _ask(self, principal: Principal, needs: str, owners: set[UUID]) -> set[UUID]:

@@ -50,6 +50,10 @@ GRANT_CONSENT = "select * from api.grant_consent($1::jsonb, $2, $3, $4, $5::text
 REVOKE_CONSENT = "select * from api.revoke_consent($1::jsonb, $2, $3, $4)"
 OPEN_BREAK_GLASS = "select * from api.open_break_glass($1::jsonb, $2, $3, $4, $5, $6)"
 RECORD_ACCESS_EVENTS = "select api.record_access_events($1::jsonb)"
+RECORD_ACCESS_EVENTS_IF_AUTHORIZED = (
+    "select x from api.record_access_events_if_authorized("
+    "$1, $2, $3::text[], $4::jsonb, $5::jsonb) x"
+)
 PING = "select 1"  # readiness
 
 STATEMENTS: dict[str, str] = {
