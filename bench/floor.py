@@ -1,6 +1,7 @@
 """The SQL floor: the same data for the same caller, from hand-written asyncpg queries (one per
 level), serialized with orjson, on a bare Starlette endpoint. No authentication, no policy, no
-audit: what the work costs with nothing around it."""
+audit, and no row-level security (it connects as the owner): what the work costs with nothing
+around it."""
 
 from __future__ import annotations
 
@@ -70,6 +71,8 @@ async def _consultations(request: Request, rows, nested: bool, with_recordings: 
         if nested:
             node["clinician"] = {"displayName": clinicians.get(row["clinician_id"])}
             node["patient"] = {"displayName": patients.get(row["patient_id"])}
+        else:
+            node["clinician"] = {"id": str(row["clinician_id"])}
         if with_recordings:
             node["recordings"] = recordings.get(row["id"], [])
         out.append({"node": node})

@@ -161,40 +161,12 @@ def encode_consultation(pk: str) -> str:
     return encode_global_id("Consultation", UUID(pk))
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children, from /proc."""
-    total = 0.0
-    ticks = os.sysconf("SC_CLK_TCK")
-    pids = [pid]
-    with contextlib.suppress(OSError):
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(child) for child in children]
-    for each in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / ticks
-    return total
-
-
-def _rss_mb(pid: int) -> float:
-    total = 0
-    pids = [pid]
-    with contextlib.suppress(OSError):
-        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    for each in pids:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{each}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total / 1024
-
-
 def _statements(system: str, port: int) -> float:
     try:
         if system == "floor":
             return float(httpx.get(f"http://127.0.0.1:{port}/stats").json()["count"])
-        if system == "postgraphile":
-            return float("nan")
+        if system == "postgraphile" or system == "gateway2w":
+            return float("nan")  # no statement count, or one per worker
         for line in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
             if line.startswith("gateway_db_statements_total "):
                 return float(line.split()[1])
@@ -223,7 +195,9 @@ def load(port: int, requests: list[bytes], concurrency: int, pin: list[str]) -> 
     return json.loads(done.stdout)
 
 
-def start_server(name: str, app: str, port: int, env: dict, pin: list[str]) -> subprocess.Popen:
+def start_server(
+    name: str, app: str, port: int, env: dict, pin: list[str], workers: int = 1
+) -> subprocess.Popen:
     command = [
         *pin,
         sys.executable,
@@ -242,6 +216,8 @@ def start_server(name: str, app: str, port: int, env: dict, pin: list[str]) -> s
         "--no-access-log",
         "--log-level",
         "warning",
+        "--workers",
+        str(workers),
     ]
     # The server's log (one JSON line per request, as in production) goes to a file: a pipe
     # nobody reads would fill and stall the server.
@@ -267,20 +243,58 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+GATEWAYS = ("gateway", "nochecks", "gateway2w")
+PORTS = {
+    "gateway": 18081,
+    "nochecks": 18082,
+    "floor": 18083,
+    "postgraphile": 18084,
+    "gateway2w": 18085,
+}
+APPS = {
+    "gateway": "gateway.app:create_app_from_environment",
+    "gateway2w": "gateway.app:create_app_from_environment",
+    "nochecks": "bench.nochecks:create_app",
+    "floor": "bench.floor:create_app",
+}
+
+
+def check_answers(systems: list[str], people: list[dict], send) -> dict[str, str]:
+    """For each query, "" when every system answers the same rows and fields without errors
+    for the same three callers (support's for Q4), else why not."""
+    from bench.answers import canonical, compare
+
+    verdicts = {}
+    for query in QUERIES:
+        answers: dict[str, list] = {}
+        reason = ""
+        for system in systems:
+            answered = []
+            for person in people[:3]:
+                body = send(system, query, person)
+                shape, why = canonical(system, body)
+                reason = reason or why
+                answered.append(shape)
+            answers[system] = answered
+        verdicts[query] = reason or compare(answers)
+    return verdicts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--patients", "--scale", type=int, default=1000)
     parser.add_argument("--clinicians", type=int, default=200)
     parser.add_argument("--consultations", type=int, default=50)
-    parser.add_argument("--requests", type=int, default=400, help="per measurement")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--concurrency", default="1,8,16,32")
-    parser.add_argument("--systems", default="gateway,nochecks,floor,postgraphile")
-    parser.add_argument("--quick", action="store_true", help="200 patients, 1 round, c=1,8")
+    parser.add_argument("--requests", type=int, default=200, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", default="1,8,16,32,64")
+    parser.add_argument("--systems", default="gateway,nochecks,floor,postgraphile,gateway2w")
+    parser.add_argument("--pool", type=int, default=10, help="database pool per server")
+    parser.add_argument("--quick", action="store_true", help="200 patients, 1 round, c=1,16")
     args = parser.parse_args()
     if args.quick:
-        args.patients, args.clinicians, args.rounds, args.requests = 200, 40, 1, 200
-        args.concurrency = "1,8"
+        args.patients, args.clinicians, args.rounds, args.requests = 200, 40, 1, 100
+        args.concurrency = "1,16"
     levels = [int(c) for c in args.concurrency.split(",")]
     systems = [s for s in args.systems.split(",") if s]
     if (
@@ -292,6 +306,7 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     OUT.mkdir(parents=True, exist_ok=True)
 
+    from bench.cpu import cpu_seconds, pin, postmaster_pid, rss_mb
     from gateway.dev.embedded import EmbeddedPostgres
     from gateway.dev.identity import DevIdentity
     from gateway.guards.trusted_documents import build_manifest
@@ -302,6 +317,13 @@ def main() -> None:
     server_url = cluster.start()
     processes: dict[str, subprocess.Popen] = {}
     server_pin, load_pin = _cores()
+    postgres = postmaster_pid(cluster.data)
+    args.placement = (
+        "servers on core 0 (gateway2w: 2 workers on cores 0-1), PostgreSQL and the load "
+        "generator on core 1"
+        if pin(postgres, "1") and server_pin
+        else "not pinned (taskset or a second core missing)"
+    )
     try:
         admin_url, app_url = asyncio.run(
             prepare_database(
@@ -326,7 +348,7 @@ def main() -> None:
             "GATEWAY_TRUSTED_DOCUMENTS": str(WORK / "manifest.json"),
             "GATEWAY_FREE_FORM_DOCUMENTS": "nobody",
             "GATEWAY_PAGE_SIZE_MAX": "500",
-            "GATEWAY_DB_POOL_MAX_SIZE": "10",
+            "GATEWAY_DB_POOL_MAX_SIZE": str(args.pool),
             "GATEWAY_RATE_LIMIT_REQUESTS_PER_MINUTE": "100000000",
             "GATEWAY_RATE_LIMIT_FIELD_CALLS_PER_MINUTE": "100000000",
             "GATEWAY_MAX_CONCURRENT_REQUESTS": "1000",
@@ -334,44 +356,62 @@ def main() -> None:
             # 503 after the production default of 2 s (non-200s are counted and reported).
             "GATEWAY_DB_ACQUIRE_TIMEOUT_SECONDS": "30",
         }
-        ports = {"gateway": 18081, "nochecks": 18082, "floor": 18083, "postgraphile": 18084}
-        apps = {
-            "gateway": "gateway.app:create_app_from_environment",
-            "nochecks": "bench.nochecks:create_app",
-            "floor": "bench.floor:create_app",
-        }
         for system in systems:
             if system == "postgraphile":
                 from bench.postgraphile import requests as pg_requests
 
                 pg_requests.prepare(admin_url)
-                processes[system] = pg_requests.start(ports[system], app_url, server_pin)
+                processes[system] = pg_requests.start(PORTS[system], app_url, server_pin, args.pool)
                 continue
             env = gateway_env if system != "floor" else {"FLOOR_DATABASE_URL": admin_url}
-            processes[system] = start_server(system, apps[system], ports[system], env, server_pin)
+            both = ["taskset", "-c", "0-1"]
+            pin_to = both if system == "gateway2w" and server_pin else server_pin
+            workers = 2 if system == "gateway2w" else 1
+            processes[system] = start_server(
+                system, APPS[system], PORTS[system], env, pin_to, workers
+            )
 
-        results: dict = {}
+        def send(system: str, query: str, person: dict) -> dict:
+            request = build_requests(
+                system, PORTS[system], query, [person], tokens, support, manifest, 1
+            )[0]
+            head, _, body = request.partition(b"\r\n\r\n")
+            lines = head.decode().split("\r\n")
+            path = lines[0].split()[1]
+            headers = dict(line.split(": ", 1) for line in lines[1:])
+            headers.pop("Content-Length", None)
+            response = httpx.post(
+                f"http://127.0.0.1:{PORTS[system]}{path}", content=body, headers=headers, timeout=60
+            )
+            return response.json()
+
         for system in systems:  # warm-up: caches, pools, prepared statements
             for query in QUERIES:
                 load(
-                    ports[system],
+                    PORTS[system],
                     build_requests(
-                        system, ports[system], query, people, tokens, support, manifest, 100
+                        system, PORTS[system], query, people, tokens, support, manifest, 100
                     ),
                     8,
                     load_pin,
                 )
+        args.comparable = check_answers(systems, people, send)
+        for query, reason in args.comparable.items():
+            print(f"{query}: {'comparable' if not reason else 'NOT comparable: ' + reason}")
+
+        results: dict = {}
         for round_number in range(args.rounds):
             for query in QUERIES:
                 for concurrency in levels:
                     for system in systems:
-                        port, pid = ports[system], processes[system].pid
+                        port, pid = PORTS[system], processes[system].pid
                         requests = build_requests(
                             system, port, query, people, tokens, support, manifest, args.requests
                         )
-                        cpu, statements = _cpu_seconds(pid), _statements(system, port)
+                        cpu, db = cpu_seconds(pid), cpu_seconds(postgres)
+                        statements = _statements(system, port)
                         outcome = load(port, requests, concurrency, load_pin)
-                        cpu = _cpu_seconds(pid) - cpu
+                        cpu, db = cpu_seconds(pid) - cpu, cpu_seconds(postgres) - db
                         statements = _statements(system, port) - statements
                         bad = sum(v for k, v in outcome["statuses"].items() if k != "200")
                         if bad:
@@ -383,8 +423,9 @@ def main() -> None:
                                 "p50": percentile(outcome["latencies"], 0.5) * 1000,
                                 "p99": percentile(outcome["latencies"], 0.99) * 1000,
                                 "cpu_per_request_ms": cpu / n * 1000,
+                                "db_cpu_per_request_ms": db / n * 1000,
                                 "statements": statements / n,
-                                "rss_mb": _rss_mb(pid),
+                                "rss_mb": rss_mb(pid),
                                 "errors": bad,
                             }
                         )
@@ -420,7 +461,6 @@ def versions(postgres: str) -> str:
 
 
 def report(results: dict, systems: list[str], levels: list[int], args) -> None:
-    rows = []
     header = (
         "system",
         "query",
@@ -428,11 +468,13 @@ def report(results: dict, systems: list[str], levels: list[int], args) -> None:
         "req/s (min-max)",
         "p50 ms",
         "p99 ms",
-        "CPU ms/req",
+        "app CPU ms/req",
+        "DB CPU ms/req",
         "SQL/req",
         "RSS MB",
         "non-200",
     )
+    rows = []
     for (system, query, concurrency), runs in sorted(results.items()):
         rows.append(
             (
@@ -445,6 +487,7 @@ def report(results: dict, systems: list[str], levels: list[int], args) -> None:
                 f"{_median(runs, 'p50'):.1f}",
                 f"{_median(runs, 'p99'):.1f}",
                 f"{_median(runs, 'cpu_per_request_ms'):.2f}",
+                f"{_median(runs, 'db_cpu_per_request_ms'):.2f}",
                 f"{_median(runs, 'statements'):.1f}",
                 f"{_median(runs, 'rss_mb'):.0f}",
                 str(sum(r["errors"] for r in runs)),
@@ -460,45 +503,79 @@ def report(results: dict, systems: list[str], levels: list[int], args) -> None:
         runs = results.get((system, query, c))
         return _median(runs, key) if runs else float("nan")
 
+    def total_cpu(system, query, c):
+        return metric(system, query, c, "cpu_per_request_ms") + metric(
+            system, query, c, "db_cpu_per_request_ms"
+        )
+
     c16 = 16 if 16 in levels else levels[-1]
-    ratios, targets = [], []
+    comparable = {q for q, reason in args.comparable.items() if not reason}
+    ratios = []
     for query in QUERIES:
+        if query not in comparable:
+            ratios.append(f"{query}: not comparable ({args.comparable[query]}): no ratios")
+            continue
         gateway = metric("gateway", query, c16, "throughput")
-        ratios.append(
-            f"{query} c={c16}: gateway/floor throughput "
-            f"{gateway / metric('floor', query, c16, 'throughput'):.2f}, "
-            f"checks on/off {gateway / metric('nochecks', query, c16, 'throughput'):.2f}"
-            + (
-                f", gateway/postgraphile "
-                f"{gateway / metric('postgraphile', query, c16, 'throughput'):.2f}"
-                if "postgraphile" in systems
-                else ""
+        parts = [
+            f"gateway/floor {gateway / metric('floor', query, c16, 'throughput'):.2f}",
+            f"checks on/off {gateway / metric('nochecks', query, c16, 'throughput'):.2f}",
+        ]
+        if "postgraphile" in systems:
+            peer = metric("postgraphile", query, c16, "throughput")
+            parts.append(f"gateway/postgraphile {gateway / peer:.2f}")
+        ratios.append(f"{query} c={c16} throughput: " + ", ".join(parts))
+    targets = []
+    if "postgraphile" in systems:
+        for query in ("Q2", "Q1", "Q3", "Q4"):
+            if query not in comparable:
+                targets.append((f"{query} throughput >= PostGraphile's", "not comparable", False))
+                continue
+            vs = metric("gateway", query, c16, "throughput") / metric(
+                "postgraphile", query, c16, "throughput"
+            )
+            targets.append(
+                (f"{query} throughput at c={c16} >= PostGraphile's", f"{vs:.2f}x", vs >= 1)
+            )
+        ours, theirs = total_cpu("gateway", "Q2", c16), total_cpu("postgraphile", "Q2", c16)
+        targets.append(
+            (
+                "Q2 total CPU/request (server + PostgreSQL) <= PostGraphile's",
+                f"{ours:.2f} vs {theirs:.2f} ms",
+                ours <= theirs,
             )
         )
+    app_ratio = metric("gateway", "Q2", c16, "cpu_per_request_ms") / metric(
+        "floor", "Q2", c16, "cpu_per_request_ms"
+    )
+    targets.append(("Q2 gateway app CPU <= 3x the floor's", f"{app_ratio:.2f}x", app_ratio <= 3))
     on_off = metric("gateway", "Q2", c16, "throughput") / metric(
         "nochecks", "Q2", c16, "throughput"
     )
-    cpu_ratio = metric("gateway", "Q2", c16, "cpu_per_request_ms") / metric(
-        "floor", "Q2", c16, "cpu_per_request_ms"
-    )
-    p99 = metric("gateway", "Q2", c16, "p99")
     targets.append(
         ("permission checks cost <= 10% of Q2 throughput", f"{1 - on_off:.1%}", on_off >= 0.9)
     )
-    targets.append(("Q2 CPU-seconds/request <= 4x the floor", f"{cpu_ratio:.2f}x", cpu_ratio <= 4))
-    if "postgraphile" in systems:
-        vs = metric("gateway", "Q2", c16, "throughput") / metric(
-            "postgraphile", "Q2", c16, "throughput"
+    if "gateway2w" in systems:
+        for query in ("Q1", "Q2", "Q3"):
+            p99 = metric("gateway2w", query, c16, "p99")
+            targets.append(
+                (f"{query} p99 at c={c16}, one worker per core, < 50 ms", f"{p99:.1f} ms", p99 < 50)
+            )
+    for c in (16, 64):
+        if c not in levels:
+            continue
+        bad = sum(
+            run["errors"]
+            for (system, _, level), runs in results.items()
+            if system == "gateway" and level == c
+            for run in runs
         )
-        targets.append(("Q2 throughput at c=16 >= PostGraphile's", f"{vs:.2f}x", vs >= 1))
-    else:
-        targets.append(("Q2 throughput at c=16 >= PostGraphile's", "not measured", False))
-    targets.append(("Q2 p99 at c=16 < 50 ms", f"{p99:.1f} ms", p99 < 50))
+        targets.append((f"zero non-200 for every query at c={c}", f"{bad} non-200", bad == 0))
     environment = (
         f"{platform.platform()}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} cores; {args.patients} patients x {args.consultations} "
-        f"consultations, {args.clinicians} clinicians; {args.requests} requests x "
-        f"{args.rounds} rounds per cell; medians"
+        f"{os.cpu_count()} cores ({args.placement}); {args.patients} patients x "
+        f"{args.consultations} consultations, {args.clinicians} clinicians; {args.requests} "
+        f"requests x {args.rounds} rounds per cell; medians; pool {args.pool} per server; "
+        "floor: hand-written SQL as the table owner (no row-level security)"
     )
     text = "\n".join(
         [
@@ -515,7 +592,16 @@ def report(results: dict, systems: list[str], levels: list[int], args) -> None:
     print(text)
     (OUT / "report.txt").write_text(text + "\n")
     (OUT / "results.json").write_text(
-        json.dumps({f"{s}|{q}|{c}": runs for (s, q, c), runs in results.items()}, indent=1)
+        json.dumps(
+            {
+                "cells": {f"{s}|{q}|{c}": runs for (s, q, c), runs in results.items()},
+                "comparable": args.comparable,
+                "targets": [
+                    {"target": name, "value": value, "met": ok} for name, value, ok in targets
+                ],
+            },
+            indent=1,
+        )
     )
     try:
         import matplotlib
@@ -524,21 +610,29 @@ def report(results: dict, systems: list[str], levels: list[int], args) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
     for system in systems:
         axes[0].plot(
-            levels, [metric(system, "Q2", c, "p50") for c in levels], marker="o", label=system
+            levels,
+            [metric(system, "Q2", c, "throughput") for c in levels],
+            marker="o",
+            label=system,
         )
         axes[1].plot(
             levels, [metric(system, "Q2", c, "p99") for c in levels], marker="o", label=system
         )
-    for axis, title in zip(axes, ("Q2 p50 latency", "Q2 p99 latency"), strict=True):
+        axes[2].plot(levels, [total_cpu(system, "Q2", c) for c in levels], marker="o", label=system)
+    titles = (
+        "Q2 throughput (req/s)",
+        "Q2 p99 latency (ms)",
+        "Q2 CPU per request, server + DB (ms)",
+    )
+    for axis, title in zip(axes, titles, strict=True):
         axis.set_xlabel("concurrency")
-        axis.set_ylabel("ms")
         axis.set_title(title)
         axis.set_xticks(levels)
         axis.grid(alpha=0.3)
-        axis.legend()
+        axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(OUT / "latency.png", dpi=110)
 

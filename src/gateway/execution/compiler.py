@@ -330,7 +330,7 @@ class _Compiler:
             return ValuePlan(
                 non_null,
                 "leaf",
-                coerce=graphql_type.coerce_output_value,
+                coerce=_coercion(graphql_type),
                 describe=describe,
                 fails_async=False,
                 strings=graphql_type.name in {"String", "ID"},
@@ -350,6 +350,22 @@ class _Compiler:
         return ValuePlan(
             non_null, "abstract", by_class=by_class, describe=describe, abstract=graphql_type.name
         )
+
+
+def _coercion(leaf: Any) -> Callable[[Any], Any]:
+    """The leaf type's own coercion; for a Strawberry enum, its answer for each member worked
+    out once (Strawberry's compares the member's value with every value, per call)."""
+    coerce = leaf.coerce_output_value
+    wrapped = getattr(leaf, "wrapped_cls", None)
+    if wrapped is None:
+        return coerce
+    names = {member: coerce(member) for member in wrapped}
+
+    def coerce_member(value: Any) -> Any:
+        name = names.get(value) if type(value) is wrapped else None
+        return name if name is not None else coerce(value)
+
+    return coerce_member
 
 
 def _has_variable(value: Any) -> bool:
