@@ -72,9 +72,15 @@ class PageInfo:
     end_cursor: str | None
 
 
+def _edge_cursor(root: ConsultationEdge) -> str:
+    """Made when asked for: most pages never read their edges' cursors."""
+    return encode_cursor(*root.position)
+
+
 @strawberry.type
 class ConsultationEdge:
-    cursor: str
+    position: strawberry.Private[tuple[datetime, UUID]]
+    cursor: str = strawberry.field(resolver=_edge_cursor)
     node: Consultation | None
 
 
@@ -89,8 +95,7 @@ class ConsultationConnection:
     ) -> ConsultationConnection:
         edges = [
             ConsultationEdge(
-                cursor=encode_cursor(row["scheduled_at"], row["id"]),
-                node=Consultation.from_row(row),
+                position=(row["scheduled_at"], row["id"]), node=Consultation.from_row(row)
             )
             for row in rows
         ]
@@ -99,7 +104,7 @@ class ConsultationConnection:
             page_info=PageInfo(
                 has_next_page=has_next_page,
                 has_previous_page=after,
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
+                start_cursor=_edge_cursor(edges[0]) if edges else None,
+                end_cursor=_edge_cursor(edges[-1]) if edges else None,
             ),
         )

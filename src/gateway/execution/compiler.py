@@ -266,7 +266,9 @@ class _Compiler:
             plan.attribute = definition.python_name
         else:
             if resolver.self_parameter is None:
-                raise NotCompilable(f"{parent.name}.{name}: a resolver without self")
+                if resolver.root_parameter is None:
+                    raise NotCompilable(f"{parent.name}.{name}: a resolver without self or root")
+                plan.source_parameter = resolver.root_parameter.name
             plan.resolver = resolver.wrapped_func
             plan.info_parameter = resolver.info_parameter.name if resolver.info_parameter else None
             plan.arguments = self._arguments(parent, graphql_field, definition, nodes[0])

@@ -99,6 +99,7 @@ class FieldPlan:
     info_parameter: str | None = None
     arguments: Callable[[Any], dict[str, Any]] | None = None  # variables -> keyword arguments
     leaf_attribute: str | None = None  # set when the field is a plain attribute holding a scalar
+    source_parameter: str | None = None  # the resolver takes its source by this name (root)
     index: int = -1  # position in the object's governed fields (its decision)
 
 
@@ -217,8 +218,20 @@ class PlanRun:
                         value = getattr(source, leaf)
                         if type(value) is str and value_plan.strings:
                             results[key] = value
+                        elif value is None:
+                            if value_plan.non_null:
+                                raise TypeError(
+                                    "Cannot return null for non-nullable field "
+                                    f"{value_plan.describe}."
+                                )
+                            results[key] = None
                         else:
-                            results[key] = self._leaf(value_plan, value)
+                            coerced = value_plan.coerce(value)
+                            if coerced is None:
+                                raise TypeError(
+                                    f"Expected a non-null value of {value_plan.describe}"
+                                )
+                            results[key] = coerced
                         continue
                     value = self._resolve(field_plan, source)
                     if _awaitable(value):
@@ -302,6 +315,9 @@ class PlanRun:
         kwargs = field_plan.arguments(self._variables) if field_plan.arguments else {}
         if field_plan.info_parameter is not None:
             kwargs[field_plan.info_parameter] = self._info
+        if field_plan.source_parameter is not None:
+            kwargs[field_plan.source_parameter] = source
+            return field_plan.resolver(**kwargs)
         return field_plan.resolver(source, **kwargs)
 
     async def _complete_awaited(self, field_plan: FieldPlan, value: Any, path: Path) -> Any:
