@@ -223,7 +223,7 @@ def _variables(harness, scenario, name: str, target_patient: UUID) -> dict:
             )
             values[variable] = pick.choice([*pool, *any_id[3:]])
         elif type_name == "Int":
-            values[variable] = pick.choice([None, 0, 1, 2, 5, 20, 100, 101, -1])
+            values[variable] = pick.choice([None, 0, 1, 2, 5, 20, 100, 101, -1, "five"])
         elif type_name == "String":
             values[variable] = pick.choice(
                 [
