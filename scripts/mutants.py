@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -83,8 +84,10 @@ def mutant(
 
 
 R08 = f"{MIGRATIONS}/0008_row_grants.sql"  # the loader functions as they stand
-R03 = f"{MIGRATIONS}/0003_every_role.sql"  # layer 4's questions, the access log, consents, RLS
-R01 = f"{MIGRATIONS}/0001_domain.sql"  # break_glass_rows
+R03 = f"{MIGRATIONS}/0003_every_role.sql"  # layer 4's questions, consents
+R09 = f"{MIGRATIONS}/0009_recordings_under_their_own_scope.sql"  # the recording loaders
+R10 = f"{MIGRATIONS}/0010_rls_once_per_statement.sql"  # the row-level security policies
+R11 = f"{MIGRATIONS}/0011_pages_per_role.sql"  # the consultation and access-log pages
 TABLE = "src/gateway/policy/table.py"
 
 
@@ -217,7 +220,7 @@ drop(
 drop(
     "grant-recordings-under-consultation-scope",
     A,
-    R08,
+    R09,
     "'patient/Recording.rs') g\n        where r.consultation_id = any(p_ids)",
     "'patient/Consultation.rs') g\n        where r.consultation_id = any(p_ids)",
     "recordings of a consultation need only the consultation scope",
@@ -236,57 +239,70 @@ B = "sql: loader predicates"
 drop(
     "page-patient-any",
     B,
-    R08,
-    "when 'patient' then c.patient_id = p_actor",
-    "when 'patient' then true",
+    R11,
+    "where c.patient_id = p_actor\n",
+    "where true\n",
     "a patient's page lists every consultation",
 )
 drop(
     "page-clinician-any",
     B,
-    R08,
-    "when 'clinician' then c.clinician_id = p_actor",
-    "when 'clinician' then true",
+    R11,
+    "where c.clinician_id = p_actor\n",
+    "where true\n",
     "a clinician's page lists consultations they did not conduct",
 )
 drop(
     "page-support-none",
     B,
-    R08,
-    "when 'support' then true\n              when 'partner'",
-    "when 'support' then false\n              when 'partner'",
+    R11,
+    "'everyone'::text\n            from data.consultations c\n            where (p_after_at",
+    "'everyone'::text\n"
+    "            from data.consultations c\n"
+    "            where false and (p_after_at",
     "support's page is empty",
 )
 drop(
     "page-partner-any-partner",
     B,
-    R08,
-    "where k.partner_id = p_actor and k.revoked_at is null and now() < k.expires_at)",
-    "where k.revoked_at is null and now() < k.expires_at)",
+    R11,
+    "where k.partner_id = p_actor and k.revoked_at is null\n",
+    "where k.revoked_at is null\n",
     "a partner's page lists patients consenting to another partner",
 )
 drop(
     "page-partner-revoked",
     B,
-    R08,
-    "where k.partner_id = p_actor and k.revoked_at is null and now() < k.expires_at)",
-    "where k.partner_id = p_actor and now() < k.expires_at)",
+    R11,
+    "where k.partner_id = p_actor and k.revoked_at is null\n",
+    "where k.partner_id = p_actor\n",
     "a partner's page lists patients whose consent was revoked",
 )
 drop(
     "page-partner-expired",
     B,
-    R08,
-    "where k.partner_id = p_actor and k.revoked_at is null and now() < k.expires_at)",
-    "where k.partner_id = p_actor and k.revoked_at is null)",
+    R11,
+    "k.revoked_at is null\n                      and now() < k.expires_at)",
+    "k.revoked_at is null)",
     "a partner's page lists patients whose consent expired",
 )
 drop(
     "page-other-roles-all",
     B,
-    R08,
-    "              else false\n          end\n        order by c.scheduled_at",
-    "              else true\n          end\n        order by c.scheduled_at",
+    R11,
+    "            limit p_limit;\n    end if;\nend\n$$;\n\ndrop function api.access_events_page",
+    "            limit p_limit;\n"
+    "    else\n"
+    "        return query\n"
+    "            select c, null::text[], null::text, 'everyone'::text\n"
+    "            from data.consultations c\n"
+    "            order by c.scheduled_at desc, c.id desc\n"
+    "            limit p_limit;\n"
+    "    end if;\n"
+    "end\n"
+    "$$;\n"
+    "\n"
+    "drop function api.access_events_page",
     "an auditor (or unknown role) gets a page of consultations",
 )
 drop(
@@ -402,17 +418,17 @@ D = "sql: access log, consents"
 drop(
     "access-log-any-patient",
     D,
-    R03,
-    "when 'patient' then e.patient_id = p_actor and e.kind in (",
-    "when 'patient' then e.kind in (",
+    R11,
+    "where e.patient_id = p_actor\n              and e.kind in (",
+    "where e.kind in (",
     "a patient's access log holds every patient's events",
 )
 drop(
     "access-log-other-roles",
     D,
-    R03,
-    "when 'auditor' then true\n              else false",
-    "when 'auditor' then true\n              else true",
+    R11,
+    "    elsif p_role = 'auditor' then\n        return query\n            select e.seq",
+    "    elsif p_role is not null then\n        return query\n            select e.seq",
     "a clinician, support or partner reads every access event",
 )
 drop(
@@ -437,18 +453,19 @@ E = "sql: row-level security"
 drop(
     "rls-consultation-patient",
     E,
-    R03,
+    R10,
     "on data.consultations for select to gateway_app using (\n"
-    "    (api.scope_role() = 'patient' and patient_id = api.scope_actor())",
-    "on data.consultations for select to gateway_app using (\n    (api.scope_role() = 'patient')",
+    "    ((select api.scope_role()) = 'patient' and patient_id = (select api.scope_actor()))",
+    "on data.consultations for select to gateway_app using (\n"
+    "    ((select api.scope_role()) = 'patient')",
     "consultation_rows: a patient sees every consultation",
     T_RLS + T_SQL,
 )
 drop(
     "rls-consultation-clinician",
     E,
-    R03,
-    "        clinician_id = api.scope_actor()\n        or exists (",
+    R10,
+    "        clinician_id = (select api.scope_actor())\n        or exists (",
     "        true\n        or exists (",
     "consultation_rows: a clinician sees every consultation",
     T_RLS + T_SQL,
@@ -456,16 +473,16 @@ drop(
 drop(
     "rls-consultation-break-glass-any-patient",
     E,
-    R03,
-    "g.clinician_id = api.scope_actor() and g.patient_id = consultations.patient_id",
-    "g.clinician_id = api.scope_actor()",
+    R10,
+    "g.clinician_id = (select api.scope_actor()) and g.patient_id = consultations.patient_id",
+    "g.clinician_id = (select api.scope_actor())",
     "consultation_rows: one break-glass grant opens every patient",
     T_RLS + T_SQL,
 )
 drop(
     "rls-consultation-break-glass-revoked",
     E,
-    R03,
+    R10,
     "g.patient_id = consultations.patient_id\n              and g.revoked_at is null and now()",
     "g.patient_id = consultations.patient_id\n              and now()",
     "consultation_rows: a revoked break-glass grant still opens",
@@ -474,7 +491,7 @@ drop(
 drop(
     "rls-consultation-break-glass-expired",
     E,
-    R03,
+    R10,
     "and g.revoked_at is null and now() < g.expires_at)))",
     "and g.revoked_at is null)))",
     "consultation_rows: an expired break-glass grant still opens",
@@ -483,10 +500,11 @@ drop(
 drop(
     "rls-consultation-auditor",
     E,
-    R03,
-    "    or api.scope_role() = 'support'\n    or (api.scope_role() = 'partner'\n"
+    R10,
+    "    or (select api.scope_role()) = 'support'\n    or ((select api.scope_role()) = 'partner'\n"
     "        and 'patient/Consultation.rs'",
-    "    or api.scope_role() in ('support', 'auditor')\n    or (api.scope_role() = 'partner'\n"
+    "    or (select api.scope_role()) in ('support', 'auditor')\n"
+    "    or ((select api.scope_role()) = 'partner'\n"
     "        and 'patient/Consultation.rs'",
     "consultation_rows: an auditor sees every consultation",
     T_RLS + T_SQL,
@@ -494,8 +512,8 @@ drop(
 drop(
     "rls-consultation-partner-token",
     E,
-    R03,
-    "and 'patient/Consultation.rs' = any(api.scope_scopes())",
+    R10,
+    "and 'patient/Consultation.rs' = any((select api.scope_scopes())::text[])",
     "and true",
     "consultation_rows: a partner without the token scope",
     T_RLS + T_SQL,
@@ -503,8 +521,8 @@ drop(
 drop(
     "rls-consultation-partner-any-partner",
     E,
-    R03,
-    "where k.partner_id = api.scope_actor() and k.patient_id = consultations.patient_id",
+    R10,
+    "where k.partner_id = (select api.scope_actor()) and k.patient_id = consultations.patient_id",
     "where k.patient_id = consultations.patient_id",
     "consultation_rows: a consent to another partner",
     T_RLS + T_SQL,
@@ -512,7 +530,7 @@ drop(
 drop(
     "rls-consultation-partner-revoked",
     E,
-    R03,
+    R10,
     "k.patient_id = consultations.patient_id\n              and k.revoked_at is null and now()",
     "k.patient_id = consultations.patient_id\n              and now()",
     "consultation_rows: a revoked consent",
@@ -521,7 +539,7 @@ drop(
 drop(
     "rls-consultation-partner-expired",
     E,
-    R03,
+    R10,
     "and now() < k.expires_at\n              and 'patient/Consultation.rs' = any(k.scopes)",
     "\n              and 'patient/Consultation.rs' = any(k.scopes)",
     "consultation_rows: an expired consent",
@@ -530,7 +548,7 @@ drop(
 drop(
     "rls-consultation-partner-consent-scope",
     E,
-    R03,
+    R10,
     "and 'patient/Consultation.rs' = any(k.scopes)",
     "and true",
     "consultation_rows: a consent without the consultation scope",
@@ -539,18 +557,18 @@ drop(
 drop(
     "rls-recording-any",
     E,
-    R03,
-    "(api.scope_role() in ('patient', 'clinician')\n"
+    R10,
+    "((select api.scope_role()) in ('patient', 'clinician')\n"
     "        and exists (select 1 from data.consultations c"
     " where c.id = recordings.consultation_id))",
-    "(api.scope_role() in ('patient', 'clinician'))",
+    "((select api.scope_role()) in ('patient', 'clinician'))",
     "recording_rows: a patient or clinician sees every recording",
     T_RLS + T_SQL,
 )
 drop(
     "rls-recording-support",
     E,
-    R03,
+    R10,
     "in ('patient', 'clinician')",
     "in ('patient', 'clinician', 'support')",
     "recording_rows: support sees recordings",
@@ -559,8 +577,8 @@ drop(
 drop(
     "rls-recording-partner-token",
     E,
-    R03,
-    "and 'patient/Recording.rs' = any(api.scope_scopes())",
+    R10,
+    "and 'patient/Recording.rs' = any((select api.scope_scopes())::text[])",
     "and true",
     "recording_rows: a partner without the token scope",
     T_RLS + T_SQL,
@@ -568,8 +586,8 @@ drop(
 drop(
     "rls-recording-partner-any-partner",
     E,
-    R03,
-    "where k.partner_id = api.scope_actor() and k.patient_id = recordings.patient_id",
+    R10,
+    "where k.partner_id = (select api.scope_actor()) and k.patient_id = recordings.patient_id",
     "where k.patient_id = recordings.patient_id",
     "recording_rows: a consent to another partner",
     T_RLS + T_SQL,
@@ -577,16 +595,16 @@ drop(
 drop(
     "rls-recording-partner-any-patient",
     E,
-    R03,
-    "where k.partner_id = api.scope_actor() and k.patient_id = recordings.patient_id",
-    "where k.partner_id = api.scope_actor()",
+    R10,
+    "where k.partner_id = (select api.scope_actor()) and k.patient_id = recordings.patient_id",
+    "where k.partner_id = (select api.scope_actor())",
     "recording_rows: one consent opens every patient's recordings",
     T_RLS + T_SQL,
 )
 drop(
     "rls-recording-partner-revoked",
     E,
-    R03,
+    R10,
     "k.patient_id = recordings.patient_id\n              and k.revoked_at is null and now()",
     "k.patient_id = recordings.patient_id\n              and now()",
     "recording_rows: a revoked consent",
@@ -595,7 +613,7 @@ drop(
 drop(
     "rls-recording-partner-consent-scope",
     E,
-    R03,
+    R10,
     "and 'patient/Recording.rs' = any(k.scopes)",
     "and true",
     "recording_rows: a consent without the recording scope",
@@ -604,29 +622,30 @@ drop(
 drop(
     "rls-patient-patient",
     E,
-    R03,
-    "(api.scope_role() = 'patient' and id = api.scope_actor())",
-    "(api.scope_role() = 'patient')",
+    R10,
+    "((select api.scope_role()) = 'patient' and id = (select api.scope_actor()))",
+    "((select api.scope_role()) = 'patient')",
     "patient_rows: a patient sees every patient",
     T_RLS + T_SQL,
 )
 drop(
     "rls-patient-clinician",
     E,
-    R03,
-    "or (api.scope_role() = 'clinician'\n"
+    R10,
+    "or ((select api.scope_role()) = 'clinician'\n"
     "        and exists (select 1 from data.consultations c where c.patient_id = patients.id))",
-    "or (api.scope_role() = 'clinician')",
+    "or ((select api.scope_role()) = 'clinician')",
     "patient_rows: a clinician sees every patient",
     T_RLS + T_SQL,
 )
 drop(
     "rls-patient-auditor",
     E,
-    R03,
-    "    or api.scope_role() = 'support'\n    or (api.scope_role() = 'partner'\n"
+    R10,
+    "    or (select api.scope_role()) = 'support'\n    or ((select api.scope_role()) = 'partner'\n"
     "        and 'patient/Patient.rs'",
-    "    or api.scope_role() in ('support', 'auditor')\n    or (api.scope_role() = 'partner'\n"
+    "    or (select api.scope_role()) in ('support', 'auditor')\n"
+    "    or ((select api.scope_role()) = 'partner'\n"
     "        and 'patient/Patient.rs'",
     "patient_rows: an auditor sees every patient",
     T_RLS + T_SQL,
@@ -634,8 +653,8 @@ drop(
 drop(
     "rls-patient-partner-token",
     E,
-    R03,
-    "and 'patient/Patient.rs' = any(api.scope_scopes())",
+    R10,
+    "and 'patient/Patient.rs' = any((select api.scope_scopes())::text[])",
     "and true",
     "patient_rows: a partner without the token scope",
     T_RLS + T_SQL,
@@ -643,8 +662,8 @@ drop(
 drop(
     "rls-patient-partner-any-partner",
     E,
-    R03,
-    "where k.partner_id = api.scope_actor() and k.patient_id = patients.id",
+    R10,
+    "where k.partner_id = (select api.scope_actor()) and k.patient_id = patients.id",
     "where k.patient_id = patients.id",
     "patient_rows: a consent to another partner",
     T_RLS + T_SQL,
@@ -652,7 +671,7 @@ drop(
 drop(
     "rls-patient-partner-expired",
     E,
-    R03,
+    R10,
     "and now() < k.expires_at\n              and 'patient/Patient.rs' = any(k.scopes)",
     "\n              and 'patient/Patient.rs' = any(k.scopes)",
     "patient_rows: an expired consent",
@@ -661,7 +680,7 @@ drop(
 drop(
     "rls-patient-partner-consent-scope",
     E,
-    R03,
+    R10,
     "and 'patient/Patient.rs' = any(k.scopes)",
     "and true",
     "patient_rows: a consent without the patient scope",
@@ -670,66 +689,68 @@ drop(
 drop(
     "rls-consent-patient",
     E,
-    R03,
+    R10,
     "on data.consents for select to gateway_app using (\n"
-    "    (api.scope_role() = 'patient' and patient_id = api.scope_actor())",
-    "on data.consents for select to gateway_app using (\n    (api.scope_role() = 'patient')",
+    "    ((select api.scope_role()) = 'patient' and patient_id = (select api.scope_actor()))",
+    "on data.consents for select to gateway_app using (\n"
+    "    ((select api.scope_role()) = 'patient')",
     "consent_rows: a patient sees every consent",
     T_RLS + T_SQL,
 )
 drop(
     "rls-consent-partner",
     E,
-    R03,
-    "or (api.scope_role() = 'partner' and partner_id = api.scope_actor())",
-    "or (api.scope_role() = 'partner')",
+    R10,
+    "or ((select api.scope_role()) = 'partner' and partner_id = (select api.scope_actor()))",
+    "or ((select api.scope_role()) = 'partner')",
     "consent_rows: a partner sees every consent",
     T_RLS + T_SQL,
 )
 drop(
     "rls-consent-revoke-any",
     E,
-    R03,
+    R10,
     "for update to gateway_app\n"
-    "    using (api.scope_role() = 'patient' and patient_id = api.scope_actor())",
-    "for update to gateway_app\n    using (api.scope_role() = 'patient')",
+    "    using ((select api.scope_role()) = 'patient' and patient_id = (select api.scope_actor()))",
+    "for update to gateway_app\n    using ((select api.scope_role()) = 'patient')",
     "consent_revoke: a patient may revoke any consent",
     T_RLS + T_SQL,
 )
 drop(
     "rls-access-event-patient",
     E,
-    R03,
+    R10,
     "on data.access_events for select to gateway_app using (\n"
-    "    (api.scope_role() = 'patient' and patient_id = api.scope_actor())",
-    "on data.access_events for select to gateway_app using (\n    (api.scope_role() = 'patient')",
+    "    ((select api.scope_role()) = 'patient' and patient_id = (select api.scope_actor()))",
+    "on data.access_events for select to gateway_app using (\n"
+    "    ((select api.scope_role()) = 'patient')",
     "access_event_rows: a patient sees every access event",
     T_RLS + T_SQL,
 )
 drop(
     "rls-access-event-clinician",
     E,
-    R03,
-    "    or api.scope_role() = 'auditor'\n);",
-    "    or api.scope_role() in ('auditor', 'clinician')\n);",
+    R10,
+    "    or (select api.scope_role()) = 'auditor'\n);",
+    "    or (select api.scope_role()) in ('auditor', 'clinician')\n);",
     "access_event_rows: a clinician sees every access event",
     T_RLS + T_SQL,
 )
 drop(
     "rls-break-glass-clinician",
     E,
-    R01,
-    "(api.scope_role() = 'clinician' and clinician_id = api.scope_actor())",
-    "(api.scope_role() = 'clinician')",
+    R10,
+    "((select api.scope_role()) = 'clinician' and clinician_id = (select api.scope_actor()))",
+    "((select api.scope_role()) = 'clinician')",
     "break_glass_rows: a clinician sees every break-glass grant",
     T_RLS + T_SQL,
 )
 drop(
     "rls-break-glass-patient",
     E,
-    R01,
-    "or (api.scope_role() = 'patient' and patient_id = api.scope_actor())",
-    "or (api.scope_role() = 'patient')",
+    R10,
+    "or ((select api.scope_role()) = 'patient' and patient_id = (select api.scope_actor()))",
+    "or ((select api.scope_role()) = 'patient')",
     "break_glass_rows: a patient sees every break-glass grant",
     T_RLS + T_SQL,
 )
@@ -1075,6 +1096,39 @@ def _apply(copy: Path, item: Mutant) -> str:
     return original
 
 
+_DEFINITION = re.compile(r"create\s+(?:or\s+replace\s+)?(function|policy)\s+([\w.]+)", re.I)
+
+
+def declaration_errors(item: Mutant) -> list[str]:
+    """Why ``item`` would not mutate what runs: its old text is not in its file exactly once, or
+    (SQL) the function or policy around it is created again by a later migration, so that the
+    mutant would change a definition the database no longer holds and survive for nothing."""
+    path = ROOT / item.path
+    text = path.read_text(encoding="utf-8")
+    found = text.count(item.old)
+    if found != 1:
+        return [f"{item.id}: the old text occurs {found} times in {item.path}"]
+    if path.suffix != ".sql":
+        return []
+    at = text.index(item.old)
+    around = [m for m in _DEFINITION.finditer(text, 0, at + len(item.old)) if m.start() <= at]
+    if not around:
+        return []
+    kind, name = around[-1].group(1).lower(), around[-1].group(2).lower()
+    later = [
+        other.name
+        for other in sorted(path.parent.glob("*.sql"))
+        if other.name > path.name
+        and any(
+            (m.group(1).lower(), m.group(2).lower()) == (kind, name)
+            for m in _DEFINITION.finditer(other.read_text(encoding="utf-8"))
+        )
+    ]
+    if later:
+        return [f"{item.id}: {kind} {name} is created again by {', '.join(later)}"]
+    return []
+
+
 def _selected(ids: list[str] | None, areas: list[str] | None) -> list[Mutant]:
     chosen = [m for m in MUTANTS if (not ids or m.id in ids) and (not areas or m.area in areas)]
     unknown = set(ids or ()) - {m.id for m in MUTANTS}
@@ -1085,10 +1139,9 @@ def _selected(ids: list[str] | None, areas: list[str] | None) -> list[Mutant]:
 
 def run(ids: list[str] | None, areas: list[str] | None, timeout: float) -> int:
     chosen = _selected(ids, areas)
-    for item in chosen:  # every declaration applies before anything runs
-        text = (ROOT / item.path).read_text(encoding="utf-8")
-        if text.count(item.old) != 1:
-            raise SystemExit(f"{item.id}: the old text occurs {text.count(item.old)} times")
+    errors = [error for item in chosen for error in declaration_errors(item)]
+    if errors:  # every declaration applies, to what runs, before anything runs
+        raise SystemExit("\n".join(errors))
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results: dict[str, dict] = previous.get("mutants", {})
     started = time.monotonic()

@@ -15,16 +15,14 @@ create policy consultation_rows on data.consultations for select to gateway_app 
         clinician_id = (select api.scope_actor())
         or exists (
             select 1 from data.break_glass_grants g
-            where g.clinician_id = (select api.scope_actor())
-              and g.patient_id = consultations.patient_id
+            where g.clinician_id = (select api.scope_actor()) and g.patient_id = consultations.patient_id
               and g.revoked_at is null and now() < g.expires_at)))
     or (select api.scope_role()) = 'support'
     or ((select api.scope_role()) = 'partner'
         and 'patient/Consultation.rs' = any((select api.scope_scopes())::text[])
         and exists (
             select 1 from data.consents k
-            where k.partner_id = (select api.scope_actor())
-              and k.patient_id = consultations.patient_id
+            where k.partner_id = (select api.scope_actor()) and k.patient_id = consultations.patient_id
               and k.revoked_at is null and now() < k.expires_at
               and 'patient/Consultation.rs' = any(k.scopes)))
 );
@@ -37,8 +35,7 @@ create policy recording_rows on data.recordings for select to gateway_app using 
         and 'patient/Recording.rs' = any((select api.scope_scopes())::text[])
         and exists (
             select 1 from data.consents k
-            where k.partner_id = (select api.scope_actor())
-              and k.patient_id = recordings.patient_id
+            where k.partner_id = (select api.scope_actor()) and k.patient_id = recordings.patient_id
               and k.revoked_at is null and now() < k.expires_at
               and 'patient/Recording.rs' = any(k.scopes)))
 );
@@ -53,8 +50,7 @@ create policy patient_rows on data.patients for select to gateway_app using (
         and 'patient/Patient.rs' = any((select api.scope_scopes())::text[])
         and exists (
             select 1 from data.consents k
-            where k.partner_id = (select api.scope_actor())
-              and k.patient_id = patients.id
+            where k.partner_id = (select api.scope_actor()) and k.patient_id = patients.id
               and k.revoked_at is null and now() < k.expires_at
               and 'patient/Patient.rs' = any(k.scopes)))
 );
