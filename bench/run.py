@@ -603,38 +603,10 @@ def report(results: dict, systems: list[str], levels: list[int], args) -> None:
             indent=1,
         )
     )
-    try:
-        import matplotlib
+    from bench.plot import plot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for system in systems:
-        axes[0].plot(
-            levels,
-            [metric(system, "Q2", c, "throughput") for c in levels],
-            marker="o",
-            label=system,
-        )
-        axes[1].plot(
-            levels, [metric(system, "Q2", c, "p99") for c in levels], marker="o", label=system
-        )
-        axes[2].plot(levels, [total_cpu(system, "Q2", c) for c in levels], marker="o", label=system)
-    titles = (
-        "Q2 throughput (req/s)",
-        "Q2 p99 latency (ms)",
-        "Q2 CPU per request, server + DB (ms)",
-    )
-    for axis, title in zip(axes, titles, strict=True):
-        axis.set_xlabel("concurrency")
-        axis.set_title(title)
-        axis.set_xticks(levels)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(OUT / "latency.png", dpi=110)
+    if not plot():
+        print("no plot: matplotlib is missing (the bench extra)")
 
 
 if __name__ == "__main__":
