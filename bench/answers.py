@@ -15,11 +15,14 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-__all__ = ["canonical", "compare"]
+__all__ = ["GATEWAYS", "canonical", "compare"]
+
+# The systems that are this gateway (global IDs), however configured.
+GATEWAYS = ("gateway", "nochecks", "gateway2w", "interpreted")
 
 
 def _uuid(system: str, value: str) -> str:
-    if system in {"gateway", "nochecks", "gateway2w"}:
+    if system in GATEWAYS:
         from gateway.ids import decode_global_id
 
         return str(decode_global_id(value)[1])

@@ -243,19 +243,20 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-GATEWAYS = ("gateway", "nochecks", "gateway2w")
 PORTS = {
     "gateway": 18081,
     "nochecks": 18082,
     "floor": 18083,
     "postgraphile": 18084,
     "gateway2w": 18085,
+    "interpreted": 18086,
 }
 APPS = {
     "gateway": "gateway.app:create_app_from_environment",
     "gateway2w": "gateway.app:create_app_from_environment",
     "nochecks": "bench.nochecks:create_app",
     "floor": "bench.floor:create_app",
+    "interpreted": "bench.interpreted:create_app",
 }
 
 
@@ -291,6 +292,9 @@ def main() -> None:
     parser.add_argument("--systems", default="gateway,nochecks,floor,postgraphile,gateway2w")
     parser.add_argument("--pool", type=int, default=10, help="database pool per server")
     parser.add_argument("--quick", action="store_true", help="200 patients, 1 round, c=1,16")
+    parser.add_argument(
+        "--out", type=Path, default=OUT, help="where the report goes (default bench/out)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.patients, args.clinicians, args.rounds, args.requests = 200, 40, 1, 100
@@ -304,7 +308,7 @@ def main() -> None:
         print("postgraphile: not installed (bench/postgraphile/install.sh); skipped", flush=True)
         systems.remove("postgraphile")
     WORK.mkdir(parents=True, exist_ok=True)
-    OUT.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
 
     from bench.cpu import cpu_seconds, pin, postmaster_pid, rss_mb
     from gateway.dev.embedded import EmbeddedPostgres
@@ -520,6 +524,9 @@ def report(results: dict, systems: list[str], levels: list[int], args) -> None:
             f"gateway/floor {gateway / metric('floor', query, c16, 'throughput'):.2f}",
             f"checks on/off {gateway / metric('nochecks', query, c16, 'throughput'):.2f}",
         ]
+        if "interpreted" in systems:
+            interpreted = metric("interpreted", query, c16, "throughput")
+            parts.append(f"plans on/off {gateway / interpreted:.2f}")
         if "postgraphile" in systems:
             peer = metric("postgraphile", query, c16, "throughput")
             parts.append(f"gateway/postgraphile {gateway / peer:.2f}")
@@ -590,8 +597,8 @@ def report(results: dict, systems: list[str], levels: list[int], args) -> None:
         ]
     )
     print(text)
-    (OUT / "report.txt").write_text(text + "\n")
-    (OUT / "results.json").write_text(
+    (args.out / "report.txt").write_text(text + "\n")
+    (args.out / "results.json").write_text(
         json.dumps(
             {
                 "cells": {f"{s}|{q}|{c}": runs for (s, q, c), runs in results.items()},
@@ -605,7 +612,7 @@ def report(results: dict, systems: list[str], levels: list[int], args) -> None:
     )
     from bench.plot import plot
 
-    if not plot():
+    if not plot(args.out / "results.json", args.out / "latency.png"):
         print("no plot: matplotlib is missing (the bench extra)")
 
 
