@@ -1,25 +1,34 @@
 # The gateway's image: `docker build -t consultation-gateway:0.1.0 .`
 #
-# Two stages. The build stage installs the gateway and its pinned dependencies (all published as
-# wheels: no compiler is needed, and none is present) into a virtual environment; the final stage
-# copies only that environment onto a fresh slim Python, removes pip, and runs as uid 10001.
-# Nothing is written at run time but /tmp, so the root filesystem can be read-only
+# Two stages. The build stage installs uv (pinned and hash-checked, scripts/uv-requirements.txt)
+# and with it exactly what uv.lock holds, every distribution checked against its hash, nothing
+# resolved (--frozen): the gateway and its s3 and tracing extras, all published as wheels (no
+# compiler is needed, and none is present). The gateway itself is built by the locked hatchling
+# of the build group, which a second sync then removes: /opt/gateway holds what sbom.cdx.json
+# lists. The final stage copies only that environment onto a fresh slim Python and runs as uid
+# 10001. Nothing is written at run time but /tmp, so the root filesystem can be read-only
 # (k8s/base/deployment.yaml sets readOnlyRootFilesystem). Releases pin both FROM lines by digest
 # (python:3.11-slim-bookworm@sha256:...).
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1
+    PIP_NO_CACHE_DIR=1 \
+    UV_NO_CACHE=1 \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/opt/gateway \
+    UV_COMPILE_BYTECODE=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY scripts/uv-requirements.txt ./scripts/
+RUN python -m venv /opt/uv \
+    && /opt/uv/bin/pip install --no-cache-dir --require-hashes -r scripts/uv-requirements.txt
+COPY pyproject.toml uv.lock README.md ./
 COPY src ./src
 COPY resolvers ./resolvers
-# Extras: s3 (recordings in object storage) and tracing (OpenTelemetry, off unless configured).
-# Bytecode is compiled here, because the running container cannot write it.
-RUN python -m venv /opt/gateway \
-    && /opt/gateway/bin/pip install --no-cache-dir --no-compile ".[s3,tracing]" \
-    && /opt/gateway/bin/python -m compileall -q -j 0 /opt/gateway/lib \
-    && /opt/gateway/bin/pip uninstall --yes pip
+# Bytecode is compiled here (UV_COMPILE_BYTECODE), because the running container cannot write it.
+RUN /opt/uv/bin/uv sync --frozen --no-editable --extra s3 --extra tracing \
+        --python /usr/local/bin/python3 \
+    && /opt/uv/bin/uv sync --frozen --no-editable --extra s3 --extra tracing \
+        --no-default-groups --python /usr/local/bin/python3
 
 FROM python:3.11-slim-bookworm
 # The base image's own pip and setuptools are not needed at run time.

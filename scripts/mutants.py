@@ -3,7 +3,7 @@
 
 Two parts (docs/TESTING.md has the commands, the timings and the last scores):
 
-* ``scripts/mutants.py mutmut [MUTANT ...]`` runs mutmut 3 (``pip install mutmut==3.8.1``) on the
+* ``scripts/mutants.py mutmut [MUTANT ...]`` runs mutmut 3 (the ``mutation`` extra) on the
   Python guards named in ``[tool.mutmut]`` of pyproject.toml, against one PostgreSQL cluster this
   script starts for the whole run (``TEST_DATABASE_URL``), one mutant at a time. mutmut switches
   mutants inside functions at call time; it cannot reach what runs at import (the policy table's
@@ -1201,7 +1201,7 @@ def report(results: dict[str, dict]) -> None:
 def run_mutmut(names: list[str]) -> int:
     mutmut = Path(sys.executable).parent / "mutmut"
     if not mutmut.exists():
-        raise SystemExit("mutmut is not installed: pip install mutmut==3.8.1")
+        raise SystemExit("mutmut is not installed: .tools/uv/bin/uv sync --frozen --inexact --extra dev --extra mutation")
     started = time.monotonic()
     with _database() as url:
         # mutmut puts mutants/src first on its own sys.path; the tests that run the gateway
