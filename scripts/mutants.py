@@ -1201,7 +1201,10 @@ def report(results: dict[str, dict]) -> None:
 def run_mutmut(names: list[str]) -> int:
     mutmut = Path(sys.executable).parent / "mutmut"
     if not mutmut.exists():
-        raise SystemExit("mutmut is not installed: .tools/uv/bin/uv sync --frozen --inexact --extra dev --extra mutation")
+        raise SystemExit(
+            "mutmut is not installed: "
+            ".tools/uv/bin/uv sync --frozen --inexact --extra dev --extra mutation"
+        )
     started = time.monotonic()
     with _database() as url:
         # mutmut puts mutants/src first on its own sys.path; the tests that run the gateway

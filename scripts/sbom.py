@@ -33,7 +33,7 @@ EXPORT = [
 
 
 def export() -> dict:
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: S603 (the pinned uv of scripts/install, fixed arguments)
         [str(UV), *EXPORT], cwd=ROOT, capture_output=True, text=True, check=True
     )
     return json.loads(done.stdout)
