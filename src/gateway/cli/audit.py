@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from gateway.cli.admin_url import admin_url_option
+from gateway.cli.database_url import admin_url_option
 from gateway.cli.running import connect, run
 
 __all__ = ["audit"]

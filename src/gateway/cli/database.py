@@ -6,7 +6,7 @@ import json
 
 import click
 
-from gateway.cli.admin_url import admin_url_option
+from gateway.cli.database_url import admin_url_option
 from gateway.cli.running import connect, run
 from gateway.config import DEV_ISSUER
 

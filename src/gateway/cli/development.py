@@ -4,15 +4,22 @@ tokens, everything in one folder) and ``gateway token`` (a token for one of its 
 from __future__ import annotations
 
 import json
-import secrets
+import signal
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from gateway.cli.running import connect, fail, run
 from gateway.cli.serve import uvicorn_logging
 from gateway.config import Mode, load_settings
+from gateway.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from gateway.dev.instance import Claim, InstanceUrls
 
 __all__ = ["data_dir_option", "dev", "token"]
 
@@ -47,60 +54,157 @@ data_dir_option = click.option(
     help="env GATEWAY_LOG_LEVEL",
 )
 def dev(data_dir: Path, host: str, port: int, log_format: str, log_level: str) -> None:
-    """Run a development gateway: embedded PostgreSQL, demo data, GraphiQL, demo tokens."""
+    """Run a development gateway: embedded PostgreSQL, demo data, GraphiQL, demo tokens.
+
+    Writes DATA_DIR/instance.json (owner-only) with the URLs it serves and uses; stops its
+    PostgreSQL on Ctrl-C, SIGTERM and SIGHUP alike."""
+    from gateway.dev.embedded import EmbeddedPostgres
+    from gateway.dev.instance import claim
+
+    data_dir = data_dir.resolve()
+    held = claim(data_dir, "gateway dev")
+    stopper = _Stopper()
+    cluster = EmbeddedPostgres(data_dir)
+    listener: socket.socket | None = None
+    try:
+        stopper.install()
+        listener = _listen(host, port)
+        with stopper.deferred():  # initdb and pg_ctl finish, so that the folder stays whole
+            server_url = cluster.start()
+        urls = held.urls(server_url)
+        _serve(held, urls, listener, host, data_dir, log_format, log_level, stopper)
+    except _Stop as stop:
+        click.echo(f"gateway dev: stopped ({stop.args[0]})", err=True)
+    finally:
+        stopper.ignore()  # a second signal must not cut the clean-up short
+        cluster.stop()
+        held.release()
+        if listener is not None:
+            listener.close()
+
+
+def _serve(
+    held: Claim,
+    urls: InstanceUrls,
+    listener: socket.socket,
+    host: str,
+    data_dir: Path,
+    log_format: str,
+    log_level: str,
+    stopper: _Stopper,
+) -> None:
     import uvicorn
 
     from gateway.app import create_app
-    from gateway.dev.embedded import EmbeddedPostgres
     from gateway.dev.identity import DevIdentity
 
-    data_dir = data_dir.resolve()
     identity = DevIdentity.load_or_create(data_dir)
-    cluster = EmbeddedPostgres(data_dir)
-    try:
-        server_url = cluster.start()
-        app_url, principals = run(_prepare_dev_database(server_url, data_dir, identity.issuer))
-        (data_dir / "principals.json").write_text(json.dumps(principals, indent=2))
-        base_url = f"http://{host}:{port}"
-        settings = load_settings(
-            {},
-            mode=Mode.DEVELOPMENT,
-            database_url=app_url,
-            jwt_issuer=identity.issuer,
-            jwt_audience=identity.audience,
-            jwks_file=identity.jwks_file,
-            media_signing_keys=identity.media_keys(),
-            media_root=data_dir / "media",
-            public_base_url=base_url,
-            log_format=log_format,
-            log_level=log_level,
+    principals = run(_prepare_dev_database(urls, data_dir, identity.issuer))
+    (data_dir / "principals.json").write_text(json.dumps(principals, indent=2))
+    bound = listener.getsockname()[1]
+    base_url = f"http://{host}:{bound}" if ":" not in host else f"http://[{host}]:{bound}"
+    settings = load_settings(
+        {},
+        mode=Mode.DEVELOPMENT,
+        database_url=urls.app,
+        jwt_issuer=identity.issuer,
+        jwt_audience=identity.audience,
+        jwks_file=identity.jwks_file,
+        media_signing_keys=identity.media_keys(),
+        media_root=data_dir / "media",
+        public_base_url=base_url,
+        log_format=log_format,
+        log_level=log_level,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host=host,
+            port=bound,
+            timeout_graceful_shutdown=5,
+            **uvicorn_logging(settings),
         )
-        _print_banner(base_url, data_dir, identity, principals)
-        uvicorn.run(create_app(settings), host=host, port=port, **uvicorn_logging(settings))
-    finally:
-        cluster.stop()
+    )
+    held.publish(base_url, urls)
+    _print_banner(base_url, data_dir, identity, principals)
+    stopper.server = server
+    server.run(sockets=[listener])
+
+
+class _Stop(BaseException):
+    """A stop signal: unwinds ``dev`` so that its PostgreSQL is stopped, whatever phase it is in."""
+
+
+class _Stopper:
+    """SIGINT, SIGTERM and SIGHUP all stop ``gateway dev`` the same way. While uvicorn serves, a
+    signal starts its graceful shutdown (uvicorn handles SIGINT and SIGTERM itself, and re-raises
+    them once it has shut down; SIGHUP is passed to it here); any other time, it raises
+    :class:`_Stop`."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.server: Any = None
+        self._deferring = False
+        self._pending: str | None = None
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Hold a stop signal until the block is over, then stop."""
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+        if self._pending is not None:
+            raise _Stop(self._pending)
+
+    def install(self) -> None:
+        for number in self.SIGNALS:
+            signal.signal(number, self._handle)
+
+    def ignore(self) -> None:
+        for number in self.SIGNALS:
+            signal.signal(number, signal.SIG_IGN)
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self._deferring:
+            self._pending = signal.Signals(number).name
+            return
+        server = self.server
+        if server is not None and not server.should_exit:
+            server.handle_exit(number, frame)
+            return
+        raise _Stop(signal.Signals(number).name)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before anything starts, so that a taken port is one clear line (and ``--port 0``
+    picks a free one, written to instance.json)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        message = f"--host {host} --port {port}: cannot listen ({exc.strerror})"
+        raise ConfigurationError(message) from None
 
 
 async def _prepare_dev_database(
-    server_url: str, data_dir: Path, issuer: str
-) -> tuple[str, list[dict[str, str]]]:
+    urls: InstanceUrls, data_dir: Path, issuer: str
+) -> list[dict[str, str]]:
     from gateway.dev.embedded import provision, with_credentials
+    from gateway.dev.instance import DATABASE
     from gateway.dev.seed import SeedPlan, seed_database, write_demo_media
     from gateway.ids import encode_global_id
 
-    connection = await connect(server_url)
+    connection = await connect(with_credentials(urls.admin, "postgres", "", database="postgres"))
     try:
-        if not await connection.fetchval("select 1 from pg_database where datname = 'gateway'"):
-            await connection.execute("create database gateway")
+        if not await connection.fetchval("select 1 from pg_database where datname = $1", DATABASE):
+            await connection.execute(f"create database {DATABASE}")
     finally:
         await connection.close()
-    admin_url = with_credentials(server_url, "postgres", "", database="gateway")
-    password_file = data_dir / "app-password"
-    if not password_file.exists():
-        password_file.write_text(secrets.token_urlsafe(24))
-        password_file.chmod(0o600)
-    app_url = await provision(admin_url, password_file.read_text().strip())
-    connection = await connect(admin_url)
+    await provision(urls.admin, urls.app_password)
+    connection = await connect(urls.admin)
     try:
         if not await connection.fetchval("select exists (select 1 from data.patients)"):
             await seed_database(connection, SeedPlan(), issuer)
@@ -122,7 +226,7 @@ async def _prepare_dev_database(
                 "id": encode_global_id(kinds[column], row[column]) if column else None,
             }
         )
-    return app_url, principals
+    return principals
 
 
 def _print_banner(

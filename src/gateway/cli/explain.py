@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from gateway.cli.database_url import app_url_option
 from gateway.cli.running import fail, run
 from gateway.config import DEV_ISSUER
 from gateway.errors import ConfigurationError
@@ -17,12 +18,7 @@ __all__ = ["explain"]
 
 
 @click.command()
-@click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    required=True,
-    help="The application role's URL (env DATABASE_URL).",
-)
+@app_url_option
 @click.option("--subject", required=True, help="The account to explain for.")
 @click.option("--issuer", default=DEV_ISSUER, show_default=True)
 @click.option("--scope", default="", help="Token scopes (partners), space-separated.")

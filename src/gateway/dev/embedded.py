@@ -91,6 +91,7 @@ class EmbeddedPostgres:
                     "--no-instructions",
                 ]
             )
+        self._stop_if_running()  # left running by a process that was killed (kill -9)
         port = _free_port()
         options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
         if self.fast:
@@ -99,6 +100,20 @@ class EmbeddedPostgres:
             ["pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"]
         )
         return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    def _stop_if_running(self) -> None:
+        """Stop the server on this folder if one runs: ours, or one left by a process that was
+        killed; the caller holds the folder (``gateway.dev.instance.claim``), so nobody else
+        uses it."""
+        if not (self.data / "postmaster.pid").exists():
+            return
+        status = subprocess.run(  # noqa: S603
+            self._as_postgres(["pg_ctl", "-D", str(self.data), "status"]),
+            capture_output=True,
+            check=False,
+        )
+        if status.returncode == 0:
+            self._run(["pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"])
 
     def _start_pgserver(self) -> str:
         try:
@@ -115,8 +130,8 @@ class EmbeddedPostgres:
         if self._pgserver is not None:
             self._pgserver.cleanup()
             self._pgserver = None
-        elif self.url is not None and (self.data / "postmaster.pid").exists():
-            self._run(["pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"])
+        elif shutil.which("pg_ctl"):
+            self._stop_if_running()
         self.url = None
 
 
