@@ -1,6 +1,7 @@
 """HEAD answers as GET would on every GET route: the same status and the same headers, and not
 one byte of body on the wire. Checked over raw sockets against real servers, under both of
-uvicorn's HTTP implementations, in production and in development."""
+uvicorn's HTTP implementations, in production and in development, on the metrics port and
+through ``gateway serve``."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 from gateway import create_app
 from gateway.config import Mode
 from gateway.ids import encode_global_id
-from tests.support import GraphQLClient, serving
+from tests.support import GraphQLClient, gateway_serve, production_identity, serving
 
 # Headers that differ from one request to the next whatever the method.
 PER_REQUEST = frozenset({"date", "x-request-id"})
@@ -202,3 +203,33 @@ def test_a_head_on_a_recording_is_audited_as_a_playback_like_a_get(env, producti
     assert [(row["kind"], row["detail"]) for row in asyncio.run(events())] == [
         ("media", '{"range": null}')
     ]
+
+
+def test_head_on_metrics_of_their_own_port_mirrors_get_and_is_allowed(env):
+    with serving(create_app(env.settings(metrics_port=0))) as server:
+        port = server.server.config.app.state.metrics_server.server_port
+        metrics = f"http://127.0.0.1:{port}"
+        head = assert_head_mirrors_get(metrics, "/metrics", changing=True)
+        assert head.status == 200
+        assert int(head.header("content-length")) > 0
+        gzipped = assert_head_mirrors_get(
+            metrics, "/metrics", {"accept-encoding": "gzip"}, changing=True
+        )
+        assert gzipped.header("content-encoding") == "gzip"
+        refused = exchange(metrics, "POST", "/metrics")
+        assert (refused.status, refused.header("allow")) == (405, "OPTIONS, GET, HEAD")
+        assert assert_head_mirrors_get(server.url, "/metrics").status == 404
+
+
+def test_gateway_serve_answers_head_as_get_on_its_port_and_its_metrics_port(env, tmp_path):
+    identity = production_identity(tmp_path, "https://idp.head.test")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    with gateway_serve(env, identity, GATEWAY_METRICS_PORT=str(metrics_port)) as (_, url):
+        assert assert_head_mirrors_get(url, "/graphql", HTML).status == 405
+        assert assert_head_mirrors_get(url, "/healthz").status == 200
+        assert assert_head_mirrors_get(url, "/readyz").status == 200
+        assert assert_head_mirrors_get(url, "/metrics").status == 404
+        metrics = f"http://127.0.0.1:{metrics_port}"
+        assert assert_head_mirrors_get(metrics, "/metrics", changing=True).status == 200
