@@ -238,6 +238,21 @@ def test_serve_names_a_single_bad_setting_on_one_line(tmp_path):
     assert_one_line_failure(result, "gateway: DATABASE_URL: required\n")
 
 
+def test_dev_lists_both_bad_log_settings_before_starting_postgresql(tmp_path):
+    result = gateway(
+        "dev",
+        "--data-dir",
+        str(tmp_path),
+        env={"GATEWAY_LOG_FORMAT": "xml", "GATEWAY_LOG_LEVEL": "loud"},
+    )
+    assert_settings_failure(
+        result,
+        "GATEWAY_LOG_FORMAT: Input should be 'json' or 'console'",
+        "GATEWAY_LOG_LEVEL: Input should be 'debug', 'info', 'warning', 'error' or 'critical'",
+    )
+    assert not (tmp_path / "pg").exists()
+
+
 def test_serve_refuses_the_development_identity(env):
     result = gateway(
         "serve",

@@ -30,10 +30,12 @@ data_dir_option = click.option(
 @data_dir_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+# Checked with the other settings by load_settings, not by click (which stops at the first bad
+# option), so that both are reported when both are bad.
 @click.option(
     "--log-format",
     envvar="GATEWAY_LOG_FORMAT",
-    type=click.Choice(["json", "console"]),
+    metavar="[json|console]",
     default="console",
     show_default=True,
     help="env GATEWAY_LOG_FORMAT",
@@ -41,7 +43,7 @@ data_dir_option = click.option(
 @click.option(
     "--log-level",
     envvar="GATEWAY_LOG_LEVEL",
-    type=click.Choice(["debug", "info", "warning", "error", "critical"]),
+    metavar="[debug|info|warning|error|critical]",
     default="info",
     show_default=True,
     help="env GATEWAY_LOG_LEVEL",
@@ -56,25 +58,27 @@ def dev(data_dir: Path, host: str, port: int, log_format: str, log_level: str) -
 
     data_dir = data_dir.resolve()
     identity = DevIdentity.load_or_create(data_dir)
+    base_url = f"http://{host}:{port}"
+    # Checked before PostgreSQL starts; the database URL is known once it has.
+    settings = load_settings(
+        {},
+        mode=Mode.DEVELOPMENT,
+        database_url="",
+        jwt_issuer=identity.issuer,
+        jwt_audience=identity.audience,
+        jwks_file=identity.jwks_file,
+        media_signing_keys=identity.media_keys(),
+        media_root=data_dir / "media",
+        public_base_url=base_url,
+        log_format=log_format,
+        log_level=log_level,
+    )
     cluster = EmbeddedPostgres(data_dir)
     try:
         server_url = cluster.start()
         app_url, principals = run(_prepare_dev_database(server_url, data_dir, identity.issuer))
         (data_dir / "principals.json").write_text(json.dumps(principals, indent=2))
-        base_url = f"http://{host}:{port}"
-        settings = load_settings(
-            {},
-            mode=Mode.DEVELOPMENT,
-            database_url=app_url,
-            jwt_issuer=identity.issuer,
-            jwt_audience=identity.audience,
-            jwks_file=identity.jwks_file,
-            media_signing_keys=identity.media_keys(),
-            media_root=data_dir / "media",
-            public_base_url=base_url,
-            log_format=log_format,
-            log_level=log_level,
-        )
+        settings = settings.model_copy(update={"database_url": app_url})
         _print_banner(base_url, data_dir, identity, principals)
         uvicorn.run(create_app(settings), host=host, port=port, **uvicorn_logging(settings))
     finally:
