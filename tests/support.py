@@ -15,16 +15,22 @@ import uvicorn
 
 
 class ServerThread:
-    """Serves an ASGI app with uvicorn on 127.0.0.1:<free port> in a background thread."""
+    """Serves an ASGI app with uvicorn on 127.0.0.1:<free port> in a background thread;
+    ``http`` is uvicorn's HTTP implementation (``auto``: httptools when installed, as served)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, http: str = "auto") -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app, log_level="warning", lifespan="on", loop="asyncio", timeout_keep_alive=60
+            app,
+            log_level="warning",
+            lifespan="on",
+            loop="asyncio",
+            timeout_keep_alive=60,
+            http=http,
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -48,8 +54,8 @@ class ServerThread:
 
 
 @contextlib.contextmanager
-def serving(app: Any) -> Iterator[ServerThread]:
-    server = ServerThread(app).start()
+def serving(app: Any, http: str = "auto") -> Iterator[ServerThread]:
+    server = ServerThread(app, http).start()
     try:
         yield server
     finally:

@@ -177,8 +177,80 @@ def test_bad_arguments_are_one_line(args):
     assert result.stderr.startswith("gateway: ")
 
 
-def test_serve_without_settings_names_the_missing_variable():
-    assert_one_line_failure(gateway("serve"), "DATABASE_URL")
+def assert_settings_failure(result, *problems: str):
+    """Exit 2, nothing on stdout, no traceback, and stderr listing exactly ``problems``."""
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert result.stderr == (
+        f"gateway: {len(problems)} settings are missing or invalid:\n"
+        + "".join(f"  {problem}\n" for problem in problems)
+    )
+
+
+def test_serve_with_an_empty_environment_lists_every_missing_setting():
+    assert_settings_failure(
+        gateway("serve"),
+        "DATABASE_URL: required",
+        "GATEWAY_JWT_ISSUER: required",
+        "GATEWAY_JWT_AUDIENCE: required",
+        "set exactly one of GATEWAY_JWKS_URL or GATEWAY_JWKS_FILE",
+        "GATEWAY_MEDIA_SIGNING_KEYS is required in production",
+        "GATEWAY_MEDIA_ROOT is required when GATEWAY_MEDIA_STORE=local",
+    )
+
+
+def test_serve_lists_several_invalid_settings_and_a_missing_one_in_one_run(tmp_path):
+    result = gateway(
+        "serve",
+        env={
+            "DATABASE_URL": "postgresql://gateway@127.0.0.1:1/gateway",
+            "GATEWAY_JWT_ISSUER": "https://idp.example",
+            "GATEWAY_JWKS_URL": "https://idp.example/jwks.json",
+            "GATEWAY_MEDIA_SIGNING_KEYS": "k1:" + "s" * 40,
+            "GATEWAY_MEDIA_ROOT": str(tmp_path),
+            "GATEWAY_JWT_LEEWAY_SECONDS": "999",
+            "GATEWAY_PAGE_SIZE_MAX": "abc",
+            "GATEWAY_JWT_ALGORITHMS": "HS256",
+        },
+    )
+    assert_settings_failure(
+        result,
+        "GATEWAY_JWT_AUDIENCE: required",
+        "GATEWAY_JWT_ALGORITHMS: must be asymmetric algorithms, not ['HS256']",
+        "GATEWAY_JWT_LEEWAY_SECONDS: Input should be less than or equal to 300",
+        "GATEWAY_PAGE_SIZE_MAX: Input should be a valid integer, unable to parse string as an "
+        "integer",
+    )
+
+
+def test_serve_names_a_single_bad_setting_on_one_line(tmp_path):
+    result = gateway(
+        "serve",
+        env={
+            "GATEWAY_JWT_ISSUER": "https://idp.example",
+            "GATEWAY_JWT_AUDIENCE": "gateway",
+            "GATEWAY_JWKS_URL": "https://idp.example/jwks.json",
+            "GATEWAY_MEDIA_SIGNING_KEYS": "k1:" + "s" * 40,
+            "GATEWAY_MEDIA_ROOT": str(tmp_path),
+        },
+    )
+    assert_one_line_failure(result, "gateway: DATABASE_URL: required\n")
+
+
+def test_dev_lists_both_bad_log_settings_before_starting_postgresql(tmp_path):
+    result = gateway(
+        "dev",
+        "--data-dir",
+        str(tmp_path),
+        env={"GATEWAY_LOG_FORMAT": "xml", "GATEWAY_LOG_LEVEL": "loud"},
+    )
+    assert_settings_failure(
+        result,
+        "GATEWAY_LOG_FORMAT: Input should be 'json' or 'console'",
+        "GATEWAY_LOG_LEVEL: Input should be 'debug', 'info', 'warning', 'error' or 'critical'",
+    )
+    assert not (tmp_path / "pg").exists()
 
 
 def test_serve_refuses_the_development_identity(env):

@@ -1,4 +1,4 @@
-"""Settings: one frozen object; every bad or missing variable is named."""
+"""Settings: one frozen object; every bad or missing variable is named, all of them at once."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from gateway.config import Mode, load_settings
+from gateway.config import _RULES, Mode, Settings, load_settings
 from gateway.errors import ConfigurationError
 
 BASE = {
@@ -149,3 +149,129 @@ def test_the_shutdown_grace_ends_before_kubernetes_kills_the_pod():
     assert load_settings(BASE).shutdown_grace_seconds < 30  # terminationGracePeriodSeconds
     with pytest.raises(ConfigurationError, match=r"^GATEWAY_SHUTDOWN_GRACE_SECONDS: "):
         load_settings({**BASE, "GATEWAY_SHUTDOWN_GRACE_SECONDS": "0"})
+
+
+def _problems(environ) -> str:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(environ)
+    return raised.value.message
+
+
+def test_an_empty_environment_lists_every_missing_setting_and_broken_rule_at_once():
+    assert _problems({}) == (
+        "6 settings are missing or invalid:\n"
+        "  DATABASE_URL: required\n"
+        "  GATEWAY_JWT_ISSUER: required\n"
+        "  GATEWAY_JWT_AUDIENCE: required\n"
+        "  set exactly one of GATEWAY_JWKS_URL or GATEWAY_JWKS_FILE\n"
+        "  GATEWAY_MEDIA_SIGNING_KEYS is required in production\n"
+        "  GATEWAY_MEDIA_ROOT is required when GATEWAY_MEDIA_STORE=local"
+    )
+
+
+def test_several_invalid_values_and_a_missing_one_are_listed_in_declaration_order():
+    environ = {k: v for k, v in BASE.items() if k != "GATEWAY_JWT_AUDIENCE"}
+    environ |= {
+        "GATEWAY_PAGE_SIZE_MAX": "abc",
+        "GATEWAY_JWT_LEEWAY_SECONDS": "999",
+        "GATEWAY_JWT_ALGORITHMS": "HS256",
+    }
+    assert _problems(environ).splitlines() == [
+        "4 settings are missing or invalid:",
+        "  GATEWAY_JWT_AUDIENCE: required",
+        "  GATEWAY_JWT_ALGORITHMS: must be asymmetric algorithms, not ['HS256']",
+        "  GATEWAY_JWT_LEEWAY_SECONDS: Input should be less than or equal to 300",
+        "  GATEWAY_PAGE_SIZE_MAX: Input should be a valid integer, unable to parse string as an"
+        " integer",
+    ]
+    assert _problems(dict(reversed(environ.items()))) == _problems(environ)
+
+
+def test_rules_are_checked_beside_field_errors():
+    environ = {
+        k: v
+        for k, v in BASE.items()
+        if k not in {"DATABASE_URL", "GATEWAY_MEDIA_SIGNING_KEYS", "GATEWAY_MEDIA_ROOT"}
+    }
+    environ |= {
+        "GATEWAY_JWKS_FILE": "/etc/jwks.json",
+        "GATEWAY_MAX_ALIASES": "0",
+        "GATEWAY_PAGE_SIZE_DEFAULT": "500",
+        "GATEWAY_BREAK_GLASS_DEFAULT_MINUTES": "300",
+    }
+    assert _problems(environ).splitlines()[1:] == [
+        "  DATABASE_URL: required",
+        "  set exactly one of GATEWAY_JWKS_URL or GATEWAY_JWKS_FILE",
+        "  GATEWAY_PAGE_SIZE_DEFAULT exceeds GATEWAY_PAGE_SIZE_MAX",
+        "  GATEWAY_MAX_ALIASES: Input should be greater than or equal to 1",
+        "  GATEWAY_MEDIA_SIGNING_KEYS is required in production",
+        "  GATEWAY_BREAK_GLASS_DEFAULT_MINUTES exceeds GATEWAY_BREAK_GLASS_MAX_MINUTES",
+        "  GATEWAY_MEDIA_ROOT is required when GATEWAY_MEDIA_STORE=local",
+    ]
+
+
+def test_a_rule_with_an_input_that_did_not_validate_is_left_out_and_the_input_named():
+    """A comparison or a presence check on a value that did not validate would be a guess."""
+    environ = {k: v for k, v in BASE.items() if k != "DATABASE_URL"}
+    compared = {**environ, "GATEWAY_PAGE_SIZE_DEFAULT": "500", "GATEWAY_PAGE_SIZE_MAX": "abc"}
+    assert _problems(compared).splitlines()[1:] == [
+        "  DATABASE_URL: required",
+        "  GATEWAY_PAGE_SIZE_MAX: Input should be a valid integer, unable to parse string as an"
+        " integer",
+    ]
+    switches = {
+        k: v
+        for k, v in environ.items()
+        if k not in {"GATEWAY_MEDIA_SIGNING_KEYS", "GATEWAY_MEDIA_ROOT"}
+    }
+    switches |= {"GATEWAY_MODE": "prod", "GATEWAY_MEDIA_STORE": "ftp"}
+    assert _problems(switches).splitlines()[1:] == [
+        "  GATEWAY_MODE: Input should be 'production' or 'development'",
+        "  DATABASE_URL: required",
+        "  GATEWAY_MEDIA_STORE: Input should be 'local' or 's3'",
+    ]
+
+
+def test_one_problem_is_one_line_without_a_count():
+    message = _problems({**BASE, "GATEWAY_JWT_LEEWAY_SECONDS": "-1"})
+    assert message == "GATEWAY_JWT_LEEWAY_SECONDS: Input should be greater than or equal to 0"
+
+
+def test_format_checks_of_one_variable_are_its_own_errors_and_never_echo_a_secret():
+    environ = {k: v for k, v in BASE.items() if k != "DATABASE_URL"}
+    message = _problems(
+        {**environ, "GATEWAY_MEDIA_SIGNING_KEYS": "k1:short-secret", "GATEWAY_JWT_ALGORITHMS": ""}
+    )
+    assert message.splitlines()[1:] == [
+        "  DATABASE_URL: required",
+        "  GATEWAY_JWT_ALGORITHMS: name at least one asymmetric algorithm",
+        "  GATEWAY_MEDIA_SIGNING_KEYS: each entry is key-id:secret, secret >= 32 chars",
+    ]
+    assert "short-secret" not in message
+
+
+def test_each_rule_reads_fields_in_declaration_order_and_ends_at_a_field_of_its_own():
+    """A rule runs when its last field validates, reading the earlier ones already validated."""
+    order = list(Settings.model_fields)
+    for rule in _RULES:
+        positions = [order.index(name) for name in rule.fields]
+        assert positions == sorted(positions), rule.message
+    last = [rule.fields[-1] for rule in _RULES]
+    assert len(set(last)) == len(last)
+
+
+def test_a_mounted_secrets_folder_reports_every_problem_too(tmp_path, monkeypatch):
+    _environment_without_secrets(monkeypatch)
+    monkeypatch.setenv("GATEWAY_PAGE_SIZE_MAX", "abc")
+    (tmp_path / "GATEWAY_JWT_LEEWAY_SECONDS").write_text("999")
+    monkeypatch.setenv("GATEWAY_SECRETS_DIR", str(tmp_path))
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    assert raised.value.message.splitlines() == [
+        "4 settings are missing or invalid:",
+        "  DATABASE_URL: required",
+        "  GATEWAY_JWT_LEEWAY_SECONDS: Input should be less than or equal to 300",
+        "  GATEWAY_PAGE_SIZE_MAX: Input should be a valid integer, unable to parse string as an"
+        " integer",
+        "  GATEWAY_MEDIA_SIGNING_KEYS is required in production",
+    ]

@@ -12,7 +12,6 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator
 
-from prometheus_client import start_http_server
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -33,6 +32,7 @@ from gateway.execution.executor import Executor
 from gateway.guards.rate_limits import RateLimiter
 from gateway.guards.trusted_documents import FreeForm, TrustedDocuments
 from gateway.ops.metrics import Metrics
+from gateway.ops.metrics_server import serve_metrics
 from gateway.ops.tracing import Tracing
 from gateway.web.graphiql import ASSET_ROUTE, GraphiQL
 from gateway.web.graphql_http import GraphQLEndpoint
@@ -133,9 +133,7 @@ def create_app(
         with contextlib.suppress(Exception):
             await jwks.refresh()
         if settings.metrics_port is not None:
-            app.state.metrics_server, _ = start_http_server(
-                settings.metrics_port, registry=metrics.registry
-            )
+            app.state.metrics_server = serve_metrics(settings.metrics_port, metrics.registry)
         try:
             yield
         finally:

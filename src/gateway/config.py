@@ -1,18 +1,23 @@
 """One frozen settings object, read from the environment once at start.
 
-No other module reads ``os.environ``. A bad or missing variable is reported by its environment
-name (``ConfigurationError: GATEWAY_JWT_AUDIENCE: field required``).
+No other module reads ``os.environ``. Every bad or missing variable is reported at once, each by
+its environment name, in one ``ConfigurationError`` (``GATEWAY_JWT_AUDIENCE: required``, one
+line per problem). Checks across settings (``_RULES``) run on the values that validated, so they
+are reported beside the fields' own errors.
 """
 
 from __future__ import annotations
 
+import operator
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gateway.errors import ConfigurationError
@@ -29,6 +34,63 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 class Mode(StrEnum):
     PRODUCTION = "production"
     DEVELOPMENT = "development"
+
+
+def _signing_keys(text: str) -> tuple[tuple[str, bytes], ...]:
+    """``kid:secret,...`` as (key id, secret) pairs; ValueError names the format, never a key."""
+    keys = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        kid, sep, secret = item.partition(":")
+        if not sep or not kid or len(secret) < 32:
+            raise ValueError("each entry is key-id:secret, secret >= 32 chars")
+        keys.append((kid, secret.encode()))
+    return tuple(keys)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """A check across settings: ``broken`` gets the values of ``fields``, which are listed in
+    the order ``Settings`` declares them (a test keeps it so)."""
+
+    fields: tuple[str, ...]
+    broken: Callable[..., bool]
+    message: str
+
+
+_RULES = (
+    _Rule(
+        ("jwks_url", "jwks_file"),
+        lambda url, file: (url is None) == (file is None),
+        "set exactly one of GATEWAY_JWKS_URL or GATEWAY_JWKS_FILE",
+    ),
+    _Rule(
+        ("mode", "media_signing_keys"),
+        lambda mode, keys: mode is Mode.PRODUCTION and not _signing_keys(keys),
+        "GATEWAY_MEDIA_SIGNING_KEYS is required in production",
+    ),
+    _Rule(
+        ("break_glass_default_minutes", "break_glass_max_minutes"),
+        operator.gt,
+        "GATEWAY_BREAK_GLASS_DEFAULT_MINUTES exceeds GATEWAY_BREAK_GLASS_MAX_MINUTES",
+    ),
+    _Rule(
+        ("page_size_default", "page_size_max"),
+        operator.gt,
+        "GATEWAY_PAGE_SIZE_DEFAULT exceeds GATEWAY_PAGE_SIZE_MAX",
+    ),
+    _Rule(
+        ("media_store", "media_root"),
+        lambda store, root: store == "local" and root is None,
+        "GATEWAY_MEDIA_ROOT is required when GATEWAY_MEDIA_STORE=local",
+    ),
+    _Rule(
+        ("media_store", "media_s3_bucket"),
+        lambda store, bucket: store == "s3" and not bucket,
+        "GATEWAY_MEDIA_S3_BUCKET is required when GATEWAY_MEDIA_STORE=s3",
+    ),
+)
+# The error type of a broken rule: its message names its variables itself.
+_RULE_ERROR = "settings_rule"
 
 
 class Settings(BaseSettings):
@@ -210,28 +272,35 @@ class Settings(BaseSettings):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @model_validator(mode="after")
-    def _check(self) -> Settings:
-        if (self.jwks_url is None) == (self.jwks_file is None):
-            raise ValueError("set exactly one of GATEWAY_JWKS_URL or GATEWAY_JWKS_FILE")
-        bad = self.jwt_algorithms - ASYMMETRIC_ALGORITHMS
-        if bad or not self.jwt_algorithms:
-            raise ValueError(
-                f"GATEWAY_JWT_ALGORITHMS must be asymmetric algorithms, not {sorted(bad)}"
-            )
-        if self.break_glass_default_minutes > self.break_glass_max_minutes:
-            raise ValueError(
-                "GATEWAY_BREAK_GLASS_DEFAULT_MINUTES exceeds GATEWAY_BREAK_GLASS_MAX_MINUTES"
-            )
-        if self.page_size_default > self.page_size_max:
-            raise ValueError("GATEWAY_PAGE_SIZE_DEFAULT exceeds GATEWAY_PAGE_SIZE_MAX")
-        if self.media_store == "local" and self.media_root is None:
-            raise ValueError("GATEWAY_MEDIA_ROOT is required when GATEWAY_MEDIA_STORE=local")
-        if self.media_store == "s3" and not self.media_s3_bucket:
-            raise ValueError("GATEWAY_MEDIA_S3_BUCKET is required when GATEWAY_MEDIA_STORE=s3")
-        if self.mode is Mode.PRODUCTION and len(self.signing_keys()) == 0:
-            raise ValueError("GATEWAY_MEDIA_SIGNING_KEYS is required in production")
-        return self
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: frozenset[str]) -> frozenset[str]:
+        if not value:
+            raise ValueError("name at least one asymmetric algorithm")
+        bad = value - ASYMMETRIC_ALGORITHMS
+        if bad:
+            raise ValueError(f"must be asymmetric algorithms, not {sorted(bad)}")
+        return value
+
+    @field_validator("media_signing_keys")
+    @classmethod
+    def _check_signing_keys(cls, value: str) -> str:
+        _signing_keys(value)
+        return value
+
+    @field_validator(*(rule.fields[-1] for rule in _RULES))
+    @classmethod
+    def _check_rules(cls, value: Any, info: ValidationInfo) -> Any:
+        """The rules ending at this field. Fields validate in declaration order, so
+        ``info.data`` holds the earlier fields that validated (defaults are validated too); a
+        rule with an input that did not validate is skipped, its input reported instead."""
+        for rule in _RULES:
+            *earlier, last = rule.fields
+            if last != info.field_name or any(name not in info.data for name in earlier):
+                continue
+            if rule.broken(*(info.data[name] for name in earlier), value):
+                raise PydanticCustomError(_RULE_ERROR, rule.message)
+        return value
 
     @property
     def traces_endpoint(self) -> str | None:
@@ -260,15 +329,7 @@ class Settings(BaseSettings):
 
     def signing_keys(self) -> tuple[tuple[str, bytes], ...]:
         """(key id, secret) pairs for playback URLs, the signing key first."""
-        keys = []
-        for item in filter(None, (part.strip() for part in self.media_signing_keys.split(","))):
-            kid, sep, secret = item.partition(":")
-            if not sep or not kid or len(secret) < 32:
-                raise ValueError(
-                    "GATEWAY_MEDIA_SIGNING_KEYS: each entry is key-id:secret, secret >= 32 chars"
-                )
-            keys.append((kid, secret.encode()))
-        return tuple(keys)
+        return _signing_keys(self.media_signing_keys)
 
 
 # Variables read under their own names, as OpenTelemetry's documentation spells them.
@@ -294,7 +355,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     From the process environment, ``GATEWAY_SECRETS_DIR`` names a folder of files, one per
     setting, named like its variable (``DATABASE_URL``, ``GATEWAY_MEDIA_SIGNING_KEYS``): a
     Kubernetes Secret mounted as a volume, so secrets need not sit in the environment.
-    Environment variables win over files."""
+    Environment variables win over files. Every problem is reported in one
+    ``ConfigurationError`` (see ``_report``)."""
     try:
         if environ is None:
             secrets_dir = os.environ.get("GATEWAY_SECRETS_DIR")
@@ -314,8 +376,24 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         values.update(overrides)
         return Settings.model_validate(values)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        message = first["msg"].removeprefix("Value error, ")
-        if first["loc"]:
-            message = f"{env_name(str(first['loc'][0]))}: {message}"
-        raise ConfigurationError(message) from None
+        problems = [_problem(error) for error in exc.errors(include_url=False)]
+        raise ConfigurationError(_report(problems)) from None
+
+
+def _problem(error: ErrorDetails) -> str:
+    """One validation error as ``VARIABLE: message`` (a broken rule names its variables)."""
+    if error["type"] == _RULE_ERROR:
+        return error["msg"]
+    message = "required" if error["type"] == "missing" else error["msg"]
+    message = message.removeprefix("Value error, ")
+    return f"{env_name(str(error['loc'][0]))}: {message}" if error["loc"] else message
+
+
+def _report(problems: list[str]) -> str:
+    """One problem as itself; several as a count and one indented line each, in the order the
+    settings are declared (duplicates once)."""
+    unique = list(dict.fromkeys(problems))
+    if len(unique) == 1:
+        return unique[0]
+    lines = "".join(f"\n  {problem}" for problem in unique)
+    return f"{len(unique)} settings are missing or invalid:{lines}"

@@ -1,7 +1,7 @@
 """Every error the gateway raises on purpose, and every ``extensions.code`` a client can see.
 
     GatewayError                      code               shown to the client
-    ├── ConfigurationError            CONFIGURATION      (start-up only: one line, exit non-zero)
+    ├── ConfigurationError            CONFIGURATION      (start-up: one line per problem, exit 2)
     ├── AuthenticationError           UNAUTHENTICATED    HTTP 401 + WWW-Authenticate
     ├── BadRequest                    BAD_REQUEST (or    HTTP 4xx before any GraphQL work
     │                                 a code of its own)

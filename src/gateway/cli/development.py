@@ -15,11 +15,11 @@ import click
 
 from gateway.cli.running import connect, fail, run
 from gateway.cli.serve import uvicorn_logging
-from gateway.config import Mode, load_settings
+from gateway.config import Mode, Settings, load_settings
 from gateway.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from gateway.dev.instance import Claim, InstanceUrls
+    from gateway.dev.instance import InstanceUrls
 
 __all__ = ["data_dir_option", "dev", "token"]
 
@@ -37,10 +37,12 @@ data_dir_option = click.option(
 @data_dir_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+# Checked with the other settings by load_settings, not by click (which stops at the first bad
+# option), so that both are reported when both are bad.
 @click.option(
     "--log-format",
     envvar="GATEWAY_LOG_FORMAT",
-    type=click.Choice(["json", "console"]),
+    metavar="[json|console]",
     default="console",
     show_default=True,
     help="env GATEWAY_LOG_FORMAT",
@@ -48,7 +50,7 @@ data_dir_option = click.option(
 @click.option(
     "--log-level",
     envvar="GATEWAY_LOG_LEVEL",
-    type=click.Choice(["debug", "info", "warning", "error", "critical"]),
+    metavar="[debug|info|warning|error|critical]",
     default="info",
     show_default=True,
     help="env GATEWAY_LOG_LEVEL",
@@ -59,6 +61,7 @@ def dev(data_dir: Path, host: str, port: int, log_format: str, log_level: str) -
     Writes DATA_DIR/instance.json (owner-only) with the URLs it serves and uses; stops its
     PostgreSQL on Ctrl-C, SIGTERM and SIGHUP alike."""
     from gateway.dev.embedded import EmbeddedPostgres
+    from gateway.dev.identity import DevIdentity
     from gateway.dev.instance import claim
 
     data_dir = data_dir.resolve()
@@ -69,10 +72,32 @@ def dev(data_dir: Path, host: str, port: int, log_format: str, log_level: str) -
     try:
         stopper.install()
         listener = _listen(host, port)
+        bound = listener.getsockname()[1]
+        base_url = f"http://{host}:{bound}" if ":" not in host else f"http://[{host}]:{bound}"
+        identity = DevIdentity.load_or_create(data_dir)
+        # Checked before PostgreSQL starts; the database URL is known once it has.
+        settings = load_settings(
+            {},
+            mode=Mode.DEVELOPMENT,
+            database_url="",
+            jwt_issuer=identity.issuer,
+            jwt_audience=identity.audience,
+            jwks_file=identity.jwks_file,
+            media_signing_keys=identity.media_keys(),
+            media_root=data_dir / "media",
+            public_base_url=base_url,
+            log_format=log_format,
+            log_level=log_level,
+        )
         with stopper.deferred():  # initdb and pg_ctl finish, so that the folder stays whole
             server_url = cluster.start()
         urls = held.urls(server_url)
-        _serve(held, urls, listener, host, data_dir, log_format, log_level, stopper)
+        principals = run(_prepare_dev_database(urls, data_dir, identity.issuer))
+        (data_dir / "principals.json").write_text(json.dumps(principals, indent=2))
+        settings = settings.model_copy(update={"database_url": urls.app})
+        held.publish(base_url, urls)
+        _print_banner(base_url, data_dir, identity, principals)
+        _serve(settings, listener, host, stopper)
     except _Stop as stop:
         click.echo(f"gateway dev: stopped ({stop.args[0]})", err=True)
     finally:
@@ -83,50 +108,20 @@ def dev(data_dir: Path, host: str, port: int, log_format: str, log_level: str) -
             listener.close()
 
 
-def _serve(
-    held: Claim,
-    urls: InstanceUrls,
-    listener: socket.socket,
-    host: str,
-    data_dir: Path,
-    log_format: str,
-    log_level: str,
-    stopper: _Stopper,
-) -> None:
+def _serve(settings: Settings, listener: socket.socket, host: str, stopper: _Stopper) -> None:
     import uvicorn
 
     from gateway.app import create_app
-    from gateway.dev.identity import DevIdentity
 
-    identity = DevIdentity.load_or_create(data_dir)
-    principals = run(_prepare_dev_database(urls, data_dir, identity.issuer))
-    (data_dir / "principals.json").write_text(json.dumps(principals, indent=2))
-    bound = listener.getsockname()[1]
-    base_url = f"http://{host}:{bound}" if ":" not in host else f"http://[{host}]:{bound}"
-    settings = load_settings(
-        {},
-        mode=Mode.DEVELOPMENT,
-        database_url=urls.app,
-        jwt_issuer=identity.issuer,
-        jwt_audience=identity.audience,
-        jwks_file=identity.jwks_file,
-        media_signing_keys=identity.media_keys(),
-        media_root=data_dir / "media",
-        public_base_url=base_url,
-        log_format=log_format,
-        log_level=log_level,
-    )
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings),
             host=host,
-            port=bound,
+            port=listener.getsockname()[1],
             timeout_graceful_shutdown=5,
             **uvicorn_logging(settings),
         )
     )
-    held.publish(base_url, urls)
-    _print_banner(base_url, data_dir, identity, principals)
     stopper.server = server
     server.run(sockets=[listener])
 

@@ -1,5 +1,6 @@
 """How every command runs and fails: a failure a user can cause (bad arguments, unreachable
-database, missing settings) ends in one line on stderr and exit 2, never a traceback."""
+database, missing settings) ends in one message on stderr (one line, or one line per missing or
+invalid setting) and exit 2, never a traceback."""
 
 from __future__ import annotations
 

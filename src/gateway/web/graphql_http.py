@@ -1,4 +1,5 @@
-"""GraphQL over HTTP: ``POST /graphql`` (JSON), and GraphiQL on ``GET /graphql`` in development.
+"""GraphQL over HTTP: ``POST /graphql`` (JSON), and GraphiQL on ``GET /graphql`` in development
+(``HEAD`` answers as ``GET``; the server sends no body).
 
 One request: admit it (concurrency cap, time budget), authenticate before any GraphQL work,
 negotiate the media type, read the parameters, resolve the trusted document, execute it under a
@@ -79,7 +80,7 @@ class GraphQLEndpoint:
     async def handle(self, request: Request) -> Response:
         """One request; its id, log line and request metrics are ``RequestObserver``'s."""
         record = request_record(request)
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             return self._get(request)
         try:
             return await self._admission.run(lambda: self._post(request, record))
