@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -130,3 +131,97 @@ def test_a_failing_or_empty_jwks_url_makes_the_gateway_unready(env):
     assert (failing.status_code, failing.json()) == (503, {"status": "jwks unavailable"})
     assert (empty.status_code, empty.json()) == (503, {"status": "jwks unavailable"})
     assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+
+
+def test_readiness_reports_the_listen_connection_apart_from_the_pool(env):
+    """The subscriptions' LISTEN connection may go elsewhere than the pool
+    (``GATEWAY_LISTEN_DATABASE_URL``: the primary, past PgBouncer). Cut only that path: the
+    pool still answers, but the replica cannot serve subscriptions, and /readyz says so."""
+    target = urlsplit(env.app_url)
+    forwarder = Forwarder(target.hostname, target.port)
+    settings = env.settings(listen_database_url=_through(env.app_url, forwarder.port))
+    with serving(create_app(settings)) as server:
+        client = GraphQLClient(server.url)
+        ready = client.http.get("/readyz")
+        forwarder.cut()
+        unready = client.http.get("/readyz")
+        alive = client.http.get("/healthz")
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    assert (unready.status_code, unready.json()) == (503, {"status": "listen unavailable"})
+    assert (alive.status_code, alive.json()) == (200, {"status": "ok"})
+
+
+def test_a_lost_listen_connection_ends_subscriptions_and_readiness_opens_a_new_one(env):
+    """What a failover does to the LISTEN connection (its server goes away), done by
+    terminating its backend: open subscriptions end with UNAVAILABLE, /readyz opens a new
+    connection at once, and a new subscription receives events through it."""
+    import asyncio
+
+    import asyncpg
+
+    from gateway.data.live import LISTENER
+    from tests.subscriber import Subscriber, touch
+
+    subscription = (
+        "subscription($id: ID!) { consultationEvents(consultationId: $id) { kind "
+        "consultation { id } } }"
+    )
+    subject, patient = env.patients()[5]
+    consultation = sorted(env.truth.consultations_of_patient[patient])[0]
+
+    async def listeners() -> list[int]:
+        admin = await asyncpg.connect(env.admin_url)
+        try:
+            rows = await admin.fetch(
+                "select pid from pg_stat_activity where application_name = $1 "
+                "and datname = current_database()",
+                LISTENER,
+            )
+            return [row["pid"] for row in rows]
+        finally:
+            await admin.close()
+
+    async def terminate(pids: list[int]) -> None:
+        admin = await asyncpg.connect(env.admin_url)
+        try:
+            await admin.execute("select pg_terminate_backend(p) from unnest($1::int[]) p", pids)
+        finally:
+            await admin.close()
+
+    async def scenario(url: str) -> dict:
+        subscriber = await Subscriber.connect(url, env.token(subject))
+        try:
+            await subscriber.subscribe("1", subscription, consultation)
+            assert (await subscriber.event("1"))["kind"] == "current"
+            before = await listeners()
+            await terminate(before)
+            interrupted = await subscriber.next("1")
+            completed = await subscriber.next("1")
+            async with httpx.AsyncClient(base_url=url) as http:
+                ready = (await http.get("/readyz")).json()
+            after = await listeners()
+            await subscriber.subscribe("2", subscription, consultation)
+            current = await subscriber.event("2")
+            await touch(env, consultation)
+            updated = await subscriber.event("2")
+            return {
+                "before": before,
+                "after": after,
+                "interrupted": interrupted,
+                "completed": completed,
+                "ready": ready,
+                "kinds": [current["kind"], updated["kind"]],
+            }
+        finally:
+            await subscriber.close()
+
+    with serving(create_app(env.settings())) as server:
+        seen = asyncio.run(scenario(server.url))
+
+    assert len(seen["before"]) == 1 and len(seen["after"]) == 1
+    assert seen["after"] != seen["before"]
+    codes = [error["extensions"]["code"] for error in seen["interrupted"]["payload"]["errors"]]
+    assert (seen["interrupted"]["type"], codes) == ("next", ["UNAVAILABLE"])
+    assert seen["completed"] == {"id": "1", "type": "complete"}
+    assert seen["ready"] == {"status": "ready"}
+    assert seen["kinds"] == ["current", "updated"]

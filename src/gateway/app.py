@@ -125,7 +125,7 @@ def create_app(
         )
 
     subscriptions = SubscriptionEndpoint(schema, settings, authenticator, connection_context)
-    health = Health(edge.fetch, jwks, metrics)
+    health = Health(edge.fetch, jwks, metrics, hub)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -29,6 +29,7 @@ __all__ = ["EventHub", "EventScope", "follow_consultation"]
 
 log = logging.getLogger("gateway.events")
 CHANNEL = "consultation_events"
+LISTENER = "gateway-listen"  # the LISTEN connection's application_name (pg_stat_activity)
 # Put in subscribers' queues when the LISTEN connection is lost: an object, so no NOTIFY payload
 # (whose kinds are text) can ever equal it.
 INTERRUPTED = object()
@@ -58,12 +59,29 @@ class EventHub:
         async with self._lock:
             if self._connection is None or self._connection.is_closed():
                 try:
-                    connection = await asyncpg.connect(self._dsn)
+                    connection = await asyncpg.connect(
+                        self._dsn, timeout=5, server_settings={"application_name": LISTENER}
+                    )
                     await connection.add_listener(CHANNEL, self._notified)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     raise ServiceUnavailable() from exc
                 connection.add_termination_listener(self._lost)
                 self._connection = connection
+
+    async def ready(self) -> None:
+        """Return when the LISTEN connection is open and answers, opening it if needed (after a
+        restart or a failover, on the primary the URL finds now); else ServiceUnavailable. For
+        ``/readyz``: a replica that cannot listen cannot serve subscriptions."""
+        await self._listen()
+        async with self._lock:
+            connection = self._connection
+            try:
+                if connection is None:
+                    raise ServiceUnavailable()
+                await connection.fetchval("select 1", timeout=2)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                connection.terminate()
+                raise ServiceUnavailable() from exc
 
     def _lost(self, _connection: Any) -> None:
         """The LISTEN connection ended (a restart, a failover, shutdown): notifications may be

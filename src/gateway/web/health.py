@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.authn.jwks import JwksCache
 from gateway.data import queries
+from gateway.data.live import EventHub
 from gateway.data.loaders import Fetch
 from gateway.errors import ServiceUnavailable
 from gateway.ops.metrics import Metrics
@@ -18,8 +19,9 @@ __all__ = ["Health"]
 
 
 class Health:
-    def __init__(self, fetch: Fetch, jwks: JwksCache, metrics: Metrics) -> None:
+    def __init__(self, fetch: Fetch, jwks: JwksCache, metrics: Metrics, hub: EventHub) -> None:
         self._fetch = fetch
+        self._hub = hub
         self._jwks = jwks
         self._metrics = metrics
 
@@ -27,11 +29,17 @@ class Health:
         return JSONResponse({"status": "ok"})
 
     async def ready(self, request: Request) -> Response:
-        """503 naming the cause until the database answers and the JWKS is loaded."""
+        """503 naming the cause until the database answers (the pool's and the subscriptions'
+        LISTEN connection, which may go elsewhere: ``GATEWAY_LISTEN_DATABASE_URL``) and the
+        JWKS is loaded."""
         try:
             await self._fetch(queries.PING)
         except ServiceUnavailable:
             return JSONResponse({"status": "database unavailable"}, status_code=503)
+        try:
+            await self._hub.ready()
+        except ServiceUnavailable:
+            return JSONResponse({"status": "listen unavailable"}, status_code=503)
         if not self._jwks.loaded:
             with contextlib.suppress(Exception):
                 await self._jwks.refresh()
