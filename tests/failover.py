@@ -61,6 +61,8 @@ REVOKE = "mutation($id: ID!) { revokeConsent(id: $id) { id } }"
 # The only bodies a 503 from /graphql may carry: the gateway's own words.
 UNAVAILABLE_ERRORS = {
     ("Service temporarily unavailable", "UNAVAILABLE"),
+    ("Request timed out", "UNAVAILABLE"),
+    ("Server busy", "UNAVAILABLE"),
     ("Response withheld: the audit trail could not be written", "AUDIT_UNAVAILABLE"),
 }
 
@@ -620,6 +622,26 @@ async def _recorded_events(url: str, request_ids: list[str]) -> dict[str, set[tu
     return recorded
 
 
+async def _set_role_timeout(env: Environment, database: str, value: str) -> str:
+    """Set ``statement_timeout`` on the application role; return what its sessions show."""
+    connection = await asyncpg.connect(env.admin_url)
+    try:
+        statement = await connection.fetchval(
+            "select format('alter role gateway_app in database %I set statement_timeout = %L', "
+            "$1::text, $2::text)",
+            database,
+            value,
+        )
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+    connection = await asyncpg.connect(env.app_url)
+    try:
+        return await connection.fetchval("show statement_timeout")
+    finally:
+        await connection.close()
+
+
 async def _replicating(primary: Cluster, state: str) -> None:
     deadline = time.monotonic() + 30
     connection = await asyncpg.connect(primary.url())
@@ -681,8 +703,10 @@ async def _load_through_failover(
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def run_scenario(replication: str, hold: float = 2.0) -> Report:
-    """Build everything, fail over under load, check the new primary, tear everything down."""
+def run_scenario(replication: str, hold: float = 2.0, role_timeout: str = "") -> Report:
+    """Build everything, fail over under load, check the new primary, tear everything down.
+    ``role_timeout``: a ``statement_timeout`` set on the application role, as docs/OPERATIONS.md
+    advises behind PgBouncer."""
     began = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="gateway-failover-"))
     root.chmod(0o755)
@@ -699,6 +723,9 @@ def run_scenario(replication: str, hold: float = 2.0) -> Report:
         media.mkdir()
         env = asyncio.run(_prepare(primary.url(), identity, media))
         database = env.admin_url.rsplit("/", 1)[1]
+        if role_timeout:
+            shown = asyncio.run(_set_role_timeout(env, database, role_timeout))
+            print(f"statement_timeout of the application role: {shown}")
 
         # The standby: a base backup, streaming through the link under its own name.
         source = f"host=127.0.0.1 port={primary.port} user=postgres"
@@ -766,8 +793,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--replication", choices=("sync", "async"), default="async")
     parser.add_argument("--hold", type=float, default=2.0, help="seconds the link is held")
+    parser.add_argument(
+        "--role-statement-timeout",
+        default="",
+        metavar="TIMEOUT",
+        help="set statement_timeout on the application role (e.g. 500ms)",
+    )
     arguments = parser.parse_args(argv)
-    print(run_scenario(arguments.replication, arguments.hold).summary())
+    report = run_scenario(arguments.replication, arguments.hold, arguments.role_statement_timeout)
+    print(report.summary())
 
 
 if __name__ == "__main__":
