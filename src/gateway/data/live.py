@@ -22,6 +22,7 @@ from uuid import UUID
 import asyncpg
 
 from gateway.data.loaders import Loaders
+from gateway.data.pool import UNAVAILABLE
 from gateway.errors import BadUserInput, ServiceUnavailable
 from gateway.identity import Principal
 
@@ -63,7 +64,7 @@ class EventHub:
                         self._dsn, timeout=5, server_settings={"application_name": LISTENER}
                     )
                     await connection.add_listener(CHANNEL, self._notified)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except (asyncpg.PostgresError, *UNAVAILABLE) as exc:
                     raise ServiceUnavailable() from exc
                 connection.add_termination_listener(self._lost)
                 self._connection = connection
@@ -79,7 +80,7 @@ class EventHub:
                 if connection is None:
                     raise ServiceUnavailable()
                 await connection.fetchval("select 1", timeout=2)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (asyncpg.PostgresError, *UNAVAILABLE) as exc:
                 connection.terminate()
                 raise ServiceUnavailable() from exc
 

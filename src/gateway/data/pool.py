@@ -19,16 +19,17 @@ import asyncpg
 from gateway.config import Settings
 from gateway.errors import ConfigurationError, ServiceUnavailable
 
-__all__ = ["Database", "check_application_role"]
+__all__ = ["UNAVAILABLE", "Database", "check_application_role"]
 
 log = logging.getLogger("gateway.db")
 
 # Faults that pass: the server is down, restarting or starting (57P01-57P03, refused or reset
 # sockets, a connection closed mid-statement), a statement timeout (57014), no free pooled
 # connection in time, too many connections or another lack of resources (class 53), or a pooled
-# connection left on a standby after a failover (25006). A broken connection is dropped by the
-# pool when it is released, so it cannot poison a later request.
-_UNAVAILABLE = (
+# connection left on a standby after a failover (25006), or, with a multi-host URL
+# (`target_session_attrs=read-write`), no primary among its hosts yet during a failover. A broken
+# connection is dropped by the pool when it is released, so it cannot poison a later request.
+UNAVAILABLE = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.exceptions.PostgresConnectionError,
@@ -36,6 +37,7 @@ _UNAVAILABLE = (
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.ReadOnlySQLTransactionError,
     asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
 )
 CLOSE_TIMEOUT_SECONDS = 5.0
 
@@ -111,7 +113,7 @@ class Database:
         """Close gracefully, but not for long on a dead or wedged server: shutdown must end."""
         try:
             await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT_SECONDS)
-        except _UNAVAILABLE:
+        except UNAVAILABLE:
             self._pool.terminate()
 
     def pool_usage(self) -> tuple[int, int, int]:
@@ -139,7 +141,7 @@ class Database:
         """
         try:
             connection = await self._pool.acquire(timeout=self._acquire_timeout)
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise ServiceUnavailable() from exc
         try:
             yield connection
@@ -151,7 +153,7 @@ class Database:
         except asyncpg.exceptions.ReadOnlySQLTransactionError as exc:
             await self._pool.expire_connections()
             raise ServiceUnavailable() from exc
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise ServiceUnavailable() from exc
         finally:
             await self._release(connection)
