@@ -41,6 +41,7 @@ import httpx
 
 from gateway.ids import decode_global_id, encode_global_id
 from tests.conftest import Environment, _prepare
+from tests.subscriber import Subscriber
 from tests.support import all_strings, gateway_serve, production_identity, run_gateway
 
 ISSUER = "https://idp.failover.test"
@@ -548,6 +549,7 @@ class Report:
     verify: subprocess.CompletedProcess
     gateways_restarted: bool
     seconds: float
+    live: Live
 
     def of_status(self, status: int) -> list[Outcome]:
         return [o for o in self.outcomes if o.status == status]
@@ -602,6 +604,9 @@ class Report:
             f"  gateway audit verify on the new primary: exit {self.verify.returncode} "
             f"{(self.verify.stdout or self.verify.stderr).strip()[:200]}",
             f"  gateways restarted: {self.gateways_restarted}",
+            f"  subscriptions: ended with {self.live.interrupted} (complete: "
+            f"{self.live.completed}); /readyz after: {self.live.ready}; new subscriptions "
+            f"received {self.live.resumed}",
         ]
         return "\n".join(lines)
 
@@ -675,13 +680,84 @@ async def _configure_replication(primary: Cluster, replication: str) -> None:
     await _replicating(primary, "sync" if replication == "sync" else "async")
 
 
+SUBSCRIPTION = (
+    "subscription($id: ID!) { consultationEvents(consultationId: $id) { kind "
+    "consultation { id } } }"
+)
+
+
+@dataclasses.dataclass
+class Live:
+    """A subscriber on each gateway, across the failover: how its subscription ended, what
+    /readyz said after, and the kinds a new subscription received then."""
+
+    interrupted: list[list[str]] = dataclasses.field(default_factory=list)  # error codes
+    completed: list[bool] = dataclasses.field(default_factory=list)
+    ready: list[dict] = dataclasses.field(default_factory=list)
+    resumed: list[list[str]] = dataclasses.field(default_factory=list)  # event kinds
+
+
+async def _subscribe(load: Load) -> tuple[list[Subscriber], UUID]:
+    subject, patient = load.env.patients()[0]
+    consultation = sorted(load.env.truth.consultations_of_patient[patient])[0]
+    subscribers = []
+    for url in load.gateways:
+        subscriber = await Subscriber.connect(url, load.env.token(subject))
+        await subscriber.subscribe("before", SUBSCRIPTION, consultation)
+        assert (await subscriber.event("before"))["kind"] == "current"
+        subscribers.append(subscriber)
+    return subscribers, consultation
+
+
+async def _interrupted(subscribers: list[Subscriber], live: Live) -> None:
+    """Each subscription, once its gateway's LISTEN connection is gone with the primary."""
+    for subscriber in subscribers:
+        message = await subscriber.next("before", wait=30)
+        errors = (message.get("payload") or {}).get("errors") or [{}]
+        live.interrupted.append([e.get("extensions", {}).get("code") for e in errors])
+        live.completed.append(await subscriber.next("before", wait=30) == {
+            "id": "before", "type": "complete"
+        })  # fmt: skip
+
+
+async def _resumed(
+    http: httpx.AsyncClient, load: Load, subscribers: list[Subscriber], consultation: UUID,
+    new_primary: str, live: Live,
+) -> None:  # fmt: skip
+    """/readyz on each gateway (it reopens the LISTEN connection, on the new primary), then a
+    new subscription on each, and an update made on the new primary reaching both."""
+    for url in load.gateways:
+        deadline = time.monotonic() + 20
+        while (response := await http.get(f"{url}/readyz")).status_code != 200:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        live.ready.append(response.json())
+    for subscriber in subscribers:
+        await subscriber.subscribe("after", SUBSCRIPTION, consultation)
+    kinds = [[(await subscriber.event("after"))["kind"]] for subscriber in subscribers]
+    connection = await asyncpg.connect(new_primary)
+    try:
+        await connection.execute(
+            "update data.consultations set status = status where id = $1", consultation
+        )
+    finally:
+        await connection.close()
+    for subscriber, seen in zip(subscribers, kinds, strict=True):
+        seen.append((await subscriber.event("after"))["kind"])
+    live.resumed = kinds
+
+
 async def _load_through_failover(
-    load: Load, primary: Cluster, standby: Cluster, link: WalLink, bouncer: Bouncer, hold: float
-) -> None:
+    load: Load, primary: Cluster, standby: Cluster, link: WalLink, bouncer: Bouncer, hold: float,
+    new_primary: str, live: Live,
+) -> None:  # fmt: skip
     async with httpx.AsyncClient(timeout=30) as http:
         tasks = await load.run(http)
+        subscribers: list[Subscriber] = []
         try:
             await _until(lambda: _every_kind_answered(load, 0, 3), 30, "answers before the fault")
+            subscribers, consultation = await _subscribe(load)
             timeline = load.timeline
             timeline.held = time.monotonic()
             link.hold()
@@ -693,14 +769,19 @@ async def _load_through_failover(
             timeline.promoted = time.monotonic()
             await asyncio.to_thread(bouncer.move_to, standby.port)
             timeline.moved = time.monotonic()
+            await _interrupted(subscribers, live)
             await _until(
                 lambda: _every_kind_answered(load, timeline.moved, 3),
                 40,
                 "answers of every kind, from both gateways, after the failover",
             )
+            await _resumed(http, load, subscribers, consultation, new_primary, live)
         finally:
             load.stopping.set()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for subscriber in subscribers:
+                with contextlib.suppress(Exception):
+                    await subscriber.close()
 
 
 def run_scenario(replication: str, hold: float = 2.0, role_timeout: str = "") -> Report:
@@ -763,12 +844,15 @@ def run_scenario(replication: str, hold: float = 2.0, role_timeout: str = "") ->
         pids = [process.pid for process, _ in gateways]
 
         load = Load(env, [url for _, url in gateways])
-        asyncio.run(_load_through_failover(load, primary, standby, link, bouncer, hold))
+        new_primary = standby.url(database)
+        live = Live()
+        asyncio.run(
+            _load_through_failover(load, primary, standby, link, bouncer, hold, new_primary, live)
+        )
         restarted = any(process.poll() is not None for process, _ in gateways) or pids != [
             process.pid for process, _ in gateways
         ]
 
-        new_primary = standby.url(database)
         answered = [o for o in load.outcomes if o.status == 200]
         recorded = asyncio.run(_recorded_events(new_primary, [o.request_id for o in answered]))
         missing = [o for o in answered if not o.events <= recorded.get(o.request_id, set())]
@@ -781,6 +865,7 @@ def run_scenario(replication: str, hold: float = 2.0, role_timeout: str = "") ->
             verify,
             restarted,
             time.monotonic() - began,
+            live,
         )
     raise AssertionError("unreachable")
 

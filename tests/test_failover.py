@@ -31,3 +31,11 @@ def test_with_a_synchronous_standby_every_acknowledged_request_keeps_its_audit_e
     assert not report.gateways_restarted
     first_failure, first_back = report.outage
     assert 0 < first_failure < first_back
+    # Subscriptions on both gateways ended with UNAVAILABLE when the primary (and with it their
+    # LISTEN connections) died; /readyz reopened those connections on the new primary, where a
+    # new subscription on each gateway receives an update made there.
+    live = report.live
+    assert live.interrupted == [["UNAVAILABLE"], ["UNAVAILABLE"]], report.summary()
+    assert live.completed == [True, True], report.summary()
+    assert live.ready == [{"status": "ready"}, {"status": "ready"}], report.summary()
+    assert live.resumed == [["current", "updated"], ["current", "updated"]], report.summary()
