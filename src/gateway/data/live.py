@@ -22,7 +22,7 @@ from uuid import UUID
 import asyncpg
 
 from gateway.data.loaders import Loaders
-from gateway.data.pool import UNAVAILABLE
+from gateway.data.pool import TRANSIENT_FAULTS
 from gateway.errors import BadUserInput, ServiceUnavailable
 from gateway.identity import Principal
 
@@ -64,7 +64,7 @@ class EventHub:
                         self._dsn, timeout=5, server_settings={"application_name": LISTENER}
                     )
                     await connection.add_listener(CHANNEL, self._notified)
-                except (asyncpg.PostgresError, *UNAVAILABLE) as exc:
+                except (asyncpg.PostgresError, *TRANSIENT_FAULTS) as exc:
                     raise ServiceUnavailable() from exc
                 connection.add_termination_listener(self._lost)
                 self._connection = connection
@@ -80,7 +80,7 @@ class EventHub:
                 if connection is None:
                     raise ServiceUnavailable()
                 await connection.fetchval("select 1", timeout=2)
-            except (asyncpg.PostgresError, *UNAVAILABLE) as exc:
+            except (asyncpg.PostgresError, *TRANSIENT_FAULTS) as exc:
                 connection.terminate()
                 raise ServiceUnavailable() from exc
 

@@ -19,7 +19,7 @@ import asyncpg
 from gateway.config import Settings
 from gateway.errors import ConfigurationError, ServiceUnavailable
 
-__all__ = ["UNAVAILABLE", "Database", "check_application_role"]
+__all__ = ["TRANSIENT_FAULTS", "Database", "check_application_role"]
 
 log = logging.getLogger("gateway.db")
 
@@ -29,7 +29,7 @@ log = logging.getLogger("gateway.db")
 # connection left on a standby after a failover (25006), or, with a multi-host URL
 # (`target_session_attrs=read-write`), no primary among its hosts yet during a failover. A broken
 # connection is dropped by the pool when it is released, so it cannot poison a later request.
-UNAVAILABLE = (
+TRANSIENT_FAULTS = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.exceptions.PostgresConnectionError,
@@ -113,7 +113,7 @@ class Database:
         """Close gracefully, but not for long on a dead or wedged server: shutdown must end."""
         try:
             await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT_SECONDS)
-        except UNAVAILABLE:
+        except TRANSIENT_FAULTS:
             self._pool.terminate()
 
     def pool_usage(self) -> tuple[int, int, int]:
@@ -141,7 +141,7 @@ class Database:
         """
         try:
             connection = await self._pool.acquire(timeout=self._acquire_timeout)
-        except UNAVAILABLE as exc:
+        except TRANSIENT_FAULTS as exc:
             raise ServiceUnavailable() from exc
         try:
             yield connection
@@ -153,7 +153,7 @@ class Database:
         except asyncpg.exceptions.ReadOnlySQLTransactionError as exc:
             await self._pool.expire_connections()
             raise ServiceUnavailable() from exc
-        except UNAVAILABLE as exc:
+        except TRANSIENT_FAULTS as exc:
             raise ServiceUnavailable() from exc
         finally:
             await self._release(connection)
