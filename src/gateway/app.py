@@ -23,7 +23,7 @@ from gateway.authn.jwks import JwksCache
 from gateway.authn.tokens import TokenVerifier
 from gateway.authz.disclosure import DisclosureStep
 from gateway.authz.exit_check import ExitCheck
-from gateway.authz.playback import PlaybackSigner
+from gateway.authz.playback import PlaybackSessions, PlaybackSigner
 from gateway.config import Settings
 from gateway.data.edge import DatabaseEdge
 from gateway.data.live import EventHub
@@ -109,6 +109,7 @@ def create_app(
         authenticator=authenticator,
         fetch=edge.fetch,
         signer=signer,
+        sessions=PlaybackSessions(settings.signing_keys()),
         disclosure=disclosure,
         store=store or media_store(settings),
     )
@@ -164,6 +165,9 @@ def create_app(
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["POST"],
                 allow_headers=["authorization", "content-type", "accept", "x-request-id"],
+                # A separate web app's fetch(..., {credentials: "include"}) of a playback's
+                # start, so that its cookie is kept; no cookie ever reaches /graphql.
+                allow_credentials=True,
                 expose_headers=["x-request-id"],
                 max_age=600,
             )
@@ -171,7 +175,7 @@ def create_app(
     routes = [
         Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", subscriptions),
-        Route("/media/recordings/{id}", media.handle, methods=["GET"]),
+        Route("/media/recordings/{id}", media.handle, methods=["GET", "POST"]),
         Route("/healthz", health.live, methods=["GET"]),
         Route("/readyz", health.ready, methods=["GET"]),
     ]
