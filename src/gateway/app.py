@@ -42,6 +42,7 @@ from gateway.web.media_store import MediaStore, media_store
 from gateway.web.observer import RequestObserver
 from gateway.web.security_headers import SecurityHeaders
 from gateway.web.shutdown import CutOnShutdown
+from gateway.web.webapp import WebApp
 from gateway.web.websocket import ConnectionContext, SubscriptionEndpoint, WebSocketDisclosure
 from resolvers import build_schema
 
@@ -183,6 +184,13 @@ def create_app(
         routes.append(Route("/metrics", health.metrics, methods=["GET"]))
     if graphiql is not None:
         routes.append(Route(ASSET_ROUTE, graphiql.asset, methods=["GET"]))
+    if settings.development:
+        webapp = WebApp()
+        routes += [
+            Route("/app", webapp.redirect, methods=["GET"]),
+            Route("/app/", webapp.file, methods=["GET"]),
+            Route("/app/{name}", webapp.file, methods=["GET"]),
+        ]
     app = Starlette(middleware=middleware, routes=routes, lifespan=lifespan)
     app.state.metrics = metrics
     return app
