@@ -119,3 +119,18 @@ def test_the_link_gateway_dev_prints_carries_the_token_in_the_fragment_only():
     link = webapp_link("http://127.0.0.1:8000", "a.b.c")
     assert link == "http://127.0.0.1:8000/app/#token=a.b.c"
 
+
+def test_media_may_be_embedded_by_the_same_site_only_when_a_separate_web_app_is_listed(env):
+    """A web app on its own origin (GATEWAY_CORS_ORIGINS) loads media in its <video>, a no-cors
+    request that Cross-Origin-Resource-Policy: same-origin would block; so media responses say
+    same-site then, and only then. Every other response keeps same-origin."""
+    media = "/media/recordings/UmVjb3JkaW5nOng?exp=1&kid=dev&sig=x"
+    listed = env.settings(cors_origins=("https://app.example.org",))
+    for settings, expected in ((env.settings(), "same-origin"), (listed, "same-site")):
+        with serving(create_app(settings)) as server:
+            http = GraphQLClient(server.url).http
+            refused = http.get(media)
+            assert refused.status_code in (401, 403)
+            assert refused.headers["cross-origin-resource-policy"] == expected
+            for path in ("/graphql", "/healthz"):
+                assert http.get(path).headers["cross-origin-resource-policy"] == "same-origin"

@@ -156,7 +156,12 @@ def create_app(
 
     middleware = [
         Middleware(RequestObserver, metrics=metrics, tracing=tracing),
-        Middleware(SecurityHeaders),
+        # A web app on another origin of the same site (GATEWAY_CORS_ORIGINS) plays media in
+        # its <video>: a no-cors load, which Cross-Origin-Resource-Policy: same-origin blocks.
+        Middleware(
+            SecurityHeaders,
+            same_site_paths=("/media/recordings/",) if settings.cors_origins else (),
+        ),
         Middleware(CutOnShutdown),
     ]
     if settings.cors_origins:
