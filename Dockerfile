@@ -24,6 +24,9 @@ RUN python -m venv /opt/uv \
 COPY pyproject.toml uv.lock README.md ./
 COPY src ./src
 COPY resolvers ./resolvers
+# The reference web app and its manifest go into the wheel (gateway dev serves them; serve never).
+COPY apps/web ./apps/web
+COPY apps/manifest.json ./apps/
 # Bytecode is compiled here (UV_COMPILE_BYTECODE), because the running container cannot write it.
 RUN /opt/uv/bin/uv sync --frozen --no-editable --extra s3 --extra tracing \
         --python /usr/local/bin/python3 \

@@ -372,6 +372,16 @@ def test_dev_gives_a_working_gateway_with_demo_data_graphiql_and_tokens():
         assert body["data"]["consultations"]["edges"]
         page = httpx.get(f"{base}/graphql", headers={"accept": "text/html"})
         assert page.status_code == 200 and "graphiql" in page.text.lower()
+        app = httpx.get(f"{base}/app/")
+        assert app.status_code == 200 and '<script type="module" src="main.js">' in app.text
+        manifest = httpx.get(f"{base}/app/manifest.json").json()
+        replays = next(op["id"] for op in manifest["operations"] if op["name"] == "MyReplays")
+        by_hash = httpx.post(
+            f"{base}/graphql",
+            headers={"authorization": f"Bearer {token.stdout.strip()}"},
+            json={"extensions": {"persistedQuery": {"version": 1, "sha256Hash": replays}}},
+        )
+        assert by_hash.json()["data"]["consultations"]["edges"], by_hash.text
         unknown = gateway("token", "--data-dir", str(directory), "--subject", "nobody")
         assert_one_line_failure(unknown, "no account 'nobody'")
     finally:
@@ -380,3 +390,4 @@ def test_dev_gives_a_working_gateway_with_demo_data_graphiql_and_tokens():
         shutil.rmtree(directory, ignore_errors=True)
     assert process.returncode == 0, output
     assert "GraphiQL:" in output
+    assert f"Web app:     {base}/app/#token=" in output

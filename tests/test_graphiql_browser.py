@@ -5,9 +5,6 @@ and no script error, with the token from the Token field or from the link ``gate
 from __future__ import annotations
 
 import re
-import struct
-from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -16,48 +13,16 @@ from gateway import create_app
 from gateway.config import Mode
 from gateway.ids import encode_global_id
 from gateway.web.graphiql import graphiql_link
+from tests.browser import ARTIFACTS, BrowserVisit, assert_png, chromium, visiting
 from tests.support import serving
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 QUERY = "{ me { subject patient { id displayName } } }"
-# Runs before any page script (Playwright injects it outside the page's CSP): every violation
-# of the page's Content-Security-Policy is kept for the test to read.
-RECORD_CSP_VIOLATIONS = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", (event) => {
-  window.__cspViolations.push(event.violatedDirective + " " + event.blockedURI);
-});
-"""
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the GraphiQL browser tests need Debian's chromium "
-            "(scripts/install installs it)"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")
@@ -66,24 +31,8 @@ def gateway_url(env):
         yield server.url
 
 
-@dataclass
-class Visit:
+class Visit(BrowserVisit):
     """One browser context on the page, with every request it made."""
-
-    page: object
-    origin: str
-    requests: list[tuple[str, str, dict[str, str], str]] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-
-    def foreign_requests(self) -> list[str]:
-        """URLs of requests to anything but the gateway's origin (data: URLs are no request to
-        a host: GraphiQL's fonts are inlined that way)."""
-        return [
-            url
-            for _, url, _, _ in self.requests
-            if urlsplit(url).scheme != "data"
-            and f"{urlsplit(url).scheme}://{urlsplit(url).netloc}" != self.origin
-        ]
 
     def query_authorizations(self) -> list[str | None]:
         """The Authorization header of each POST of QUERY (not GraphiQL's schema requests)."""
@@ -92,9 +41,6 @@ class Visit:
             for method, url, headers, body in self.requests
             if method == "POST" and urlsplit(url).path == "/graphql" and '"{ me {' in body
         ]
-
-    def csp_violations(self) -> list[str]:
-        return self.page.evaluate("window.__cspViolations")
 
     def run_query(self, expected: str) -> str:
         """Press GraphiQL's run button; the response pane's text once it shows ``expected``."""
@@ -111,44 +57,13 @@ class Visit:
 
 @pytest.fixture
 def visit(browser, gateway_url):
-    context = browser.new_context(viewport={"width": 1400, "height": 860}, service_workers="block")
-    context.add_init_script(RECORD_CSP_VIOLATIONS)
-    page = context.new_page()
-    recorded = Visit(page, gateway_url)
-    context.on(
-        "request",
-        lambda request: recorded.requests.append(
-            (request.method, request.url, request.all_headers(), request.post_data or "")
-        ),
-    )
-
-    def only_the_gateway(route):
-        # Recorded above; a foreign request is also stopped here, so nothing leaves the machine.
-        url = urlsplit(route.request.url)
-        if f"{url.scheme}://{url.netloc}" == gateway_url:
-            route.continue_()
-        else:
-            route.abort()
-
-    context.route("**/*", only_the_gateway)
-    page.on("pageerror", lambda error: recorded.page_errors.append(str(error)))
-    try:
+    with visiting(browser, (gateway_url,), Visit) as recorded:
         yield recorded
-    finally:
-        context.close()
 
 
 def patient(env, index: int) -> tuple[str, str]:
     subject, patient_id = env.patients()[index]
     return subject, encode_global_id("Patient", patient_id)
-
-
-def assert_png(path: Path) -> None:
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
-    width, height = struct.unpack(">II", data[16:24])
-    assert (width, height) == (1400, 860)
-    assert len(data) > 20_000, "the screenshot is nearly blank"
 
 
 def test_a_patient_runs_a_query_with_the_token_field_and_nothing_leaves_the_origin(env, visit):

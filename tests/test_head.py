@@ -178,9 +178,8 @@ def test_head_on_a_signed_recording_mirrors_get_and_its_refusals_are_the_same(
     assert (refused.status, refused.header("cache-control")) == (403, "no-store")
     tampered = path.replace("sig=", "sig=A")
     assert assert_head_mirrors_get(production, tampered, mine).status == 403
-    unauthenticated = assert_head_mirrors_get(production, path)
-    assert unauthenticated.status == 401
-    assert unauthenticated.header("www-authenticate") == 'Bearer realm="consultation-gateway"'
+    unauthenticated = assert_head_mirrors_get(production, path)  # neither token nor cookie
+    assert (unauthenticated.status, unauthenticated.header("cache-control")) == (403, "no-store")
 
 
 def test_a_head_on_a_recording_is_audited_as_a_playback_like_a_get(env, production, viewer):

@@ -23,7 +23,7 @@ from gateway.authn.jwks import JwksCache
 from gateway.authn.tokens import TokenVerifier
 from gateway.authz.disclosure import DisclosureStep
 from gateway.authz.exit_check import ExitCheck
-from gateway.authz.playback import PlaybackSigner
+from gateway.authz.playback import PlaybackSessions, PlaybackSigner
 from gateway.config import Settings
 from gateway.data.edge import DatabaseEdge
 from gateway.data.live import EventHub
@@ -42,6 +42,7 @@ from gateway.web.media_store import MediaStore, media_store
 from gateway.web.observer import RequestObserver
 from gateway.web.security_headers import SecurityHeaders
 from gateway.web.shutdown import CutOnShutdown
+from gateway.web.webapp import WebApp
 from gateway.web.websocket import ConnectionContext, SubscriptionEndpoint, WebSocketDisclosure
 from resolvers import build_schema
 
@@ -109,6 +110,7 @@ def create_app(
         authenticator=authenticator,
         fetch=edge.fetch,
         signer=signer,
+        sessions=PlaybackSessions(settings.signing_keys()),
         disclosure=disclosure,
         store=store or media_store(settings),
     )
@@ -154,7 +156,12 @@ def create_app(
 
     middleware = [
         Middleware(RequestObserver, metrics=metrics, tracing=tracing),
-        Middleware(SecurityHeaders),
+        # A web app on another origin of the same site (GATEWAY_CORS_ORIGINS) plays media in
+        # its <video>: a no-cors load, which Cross-Origin-Resource-Policy: same-origin blocks.
+        Middleware(
+            SecurityHeaders,
+            same_site_paths=("/media/recordings/",) if settings.cors_origins else (),
+        ),
         Middleware(CutOnShutdown),
     ]
     if settings.cors_origins:
@@ -164,6 +171,9 @@ def create_app(
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["POST"],
                 allow_headers=["authorization", "content-type", "accept", "x-request-id"],
+                # A separate web app's fetch(..., {credentials: "include"}) of a playback's
+                # start, so that its cookie is kept; no cookie ever reaches /graphql.
+                allow_credentials=True,
                 expose_headers=["x-request-id"],
                 max_age=600,
             )
@@ -171,7 +181,7 @@ def create_app(
     routes = [
         Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", subscriptions),
-        Route("/media/recordings/{id}", media.handle, methods=["GET"]),
+        Route("/media/recordings/{id}", media.handle, methods=["GET", "POST"]),
         Route("/healthz", health.live, methods=["GET"]),
         Route("/readyz", health.ready, methods=["GET"]),
     ]
@@ -179,6 +189,13 @@ def create_app(
         routes.append(Route("/metrics", health.metrics, methods=["GET"]))
     if graphiql is not None:
         routes.append(Route(ASSET_ROUTE, graphiql.asset, methods=["GET"]))
+    if settings.development:
+        webapp = WebApp()
+        routes += [
+            Route("/app", webapp.redirect, methods=["GET"]),
+            Route("/app/", webapp.file, methods=["GET"]),
+            Route("/app/{name}", webapp.file, methods=["GET"]),
+        ]
     app = Starlette(middleware=middleware, routes=routes, lifespan=lifespan)
     app.state.metrics = metrics
     return app

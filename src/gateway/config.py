@@ -179,7 +179,9 @@ class Settings(BaseSettings):
     """after SIGTERM, how long requests in flight may take before they are cut (503); the
     manifests' 45 s termination grace covers it plus closing"""
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
-    """browser origins allowed to call `/graphql`, comma-separated; none: no CORS headers"""
+    """browser origins allowed to call `/graphql` and start playbacks, comma-separated (a web
+    app served apart, same-site with the gateway: media then answer
+    `Cross-Origin-Resource-Policy: same-site`); none: no CORS headers"""
     websocket_origins: Annotated[tuple[str, ...], NoDecode] = ()
     """other origins whose pages may open subscriptions, comma-separated; none:
     `GATEWAY_CORS_ORIGINS` (same-origin and non-browser clients always may)"""

@@ -34,17 +34,37 @@ class Authenticator:
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthenticationError("Bearer token required", credentials_present=False)
         claims = await self._verifier.verify(token.strip())
-        rows = await self._fetch(queries.ACCOUNT_FOR, claims["iss"], claims["sub"])
-        if not rows:
-            raise AuthenticationError("Token invalid")
         scope = claims.get("scope")
-        return account_principal(
-            rows[0],
+        return await self.account(
             issuer=claims["iss"],
             subject=claims["sub"],
             expires_at=float(claims["exp"]),
             client_id=claims.get("azp") or claims.get("client_id"),
             scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
+        )
+
+    async def account(
+        self,
+        *,
+        issuer: str,
+        subject: str,
+        expires_at: float,
+        client_id: str | None = None,
+        scopes: frozenset[str] = frozenset(),
+    ) -> Principal:
+        """The principal of a verified (issuer, subject): its role and party from the accounts
+        table as they are now. A playback cookie comes back through here on each request, so a
+        changed or removed account takes effect at once."""
+        rows = await self._fetch(queries.ACCOUNT_FOR, issuer, subject)
+        if not rows:
+            raise AuthenticationError("Token invalid")
+        return account_principal(
+            rows[0],
+            issuer=issuer,
+            subject=subject,
+            expires_at=expires_at,
+            client_id=client_id,
+            scopes=scopes,
         )
 
 

@@ -90,6 +90,21 @@ class DisclosureStep:
             if event["break_glass_reason"] and event["kind"] in DISCLOSURE_KINDS:
                 self._metrics.break_glass_reads.inc()
 
+    async def continue_playback(
+        self, principal: Principal, ledger: Ledger, request_id: str, playback: str
+    ) -> None:
+        """Return when a further request of a browser playback (a Range request of a viewing
+        whose start ``clear(kind="media")`` audited, ``playback`` naming it) may be served:
+        the same exit check, its questions asked of the database now, and no new event (one
+        viewing is one audited event). Raises ResponseWithheld or AuditUnavailable like
+        ``clear``; a tripped check is recorded as an alert."""
+        questions = self._exit_check.questions(principal, ledger)
+        if questions.foreign:
+            await self._withhold(principal, ledger, request_id, questions.foreign)
+        foreign = await self._audit.write([], principal=principal, asks=questions.as_json())
+        if foreign:
+            await self._withhold(principal, ledger, request_id, foreign)
+
     async def _withhold(
         self, principal: Principal, ledger: Ledger, request_id: str, foreign: set[Any]
     ) -> None:

@@ -63,6 +63,7 @@ def dev(data_dir: Path, host: str, port: int, log_format: str, log_level: str) -
     from gateway.dev.embedded import EmbeddedPostgres
     from gateway.dev.identity import DevIdentity
     from gateway.dev.instance import claim
+    from gateway.web.webapp import webapp_files
 
     data_dir = data_dir.resolve()
     held = claim(data_dir, "gateway dev")
@@ -75,6 +76,7 @@ def dev(data_dir: Path, host: str, port: int, log_format: str, log_level: str) -
         bound = listener.getsockname()[1]
         base_url = f"http://{host}:{bound}" if ":" not in host else f"http://[{host}]:{bound}"
         identity = DevIdentity.load_or_create(data_dir)
+        _, manifest = webapp_files()
         # Checked before PostgreSQL starts; the database URL is known once it has.
         settings = load_settings(
             {},
@@ -86,6 +88,8 @@ def dev(data_dir: Path, host: str, port: int, log_format: str, log_level: str) -
             media_signing_keys=identity.media_keys(),
             media_root=data_dir / "media",
             public_base_url=base_url,
+            # The web app's operations by hash (free-form documents are accepted too).
+            trusted_documents=manifest if manifest.is_file() else None,
             log_format=log_format,
             log_level=log_level,
         )
@@ -232,11 +236,13 @@ def _print_banner(
     patient_token = identity.token(patient["subject"], ttl=8 * 3600)
     clinician_token = identity.token(clinician["subject"], ttl=8 * 3600)
     from gateway.web.graphiql import graphiql_link
+    from gateway.web.webapp import webapp_link
 
     click.echo(
         f"""
 Consultation gateway (development mode)
   GraphiQL:    {graphiql_link(base_url, patient_token)}
+  Web app:     {webapp_link(base_url, patient_token)}
   principals:  {data_dir / "principals.json"}
   more tokens: gateway token --data-dir {data_dir} --subject SUBJECT
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from uuid import UUID
+from typing import Any
+from uuid import UUID, uuid4
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,9 +20,10 @@ from starlette.responses import Response
 from gateway.authn.accounts import Authenticator
 from gateway.authz.disclosure import DisclosureStep
 from gateway.authz.field_check import decide
-from gateway.authz.playback import PlaybackSigner
+from gateway.authz.playback import COOKIE, PlaybackSession, PlaybackSessions, PlaybackSigner
 from gateway.data.loaders import Fetch, Loaders
-from gateway.errors import BadUserInput, ResponseWithheld, ServiceUnavailable
+from gateway.errors import AuthenticationError, BadUserInput, ResponseWithheld, ServiceUnavailable
+from gateway.identity import Principal
 from gateway.ids import decode_global_id
 from gateway.ledger import Ledger
 from gateway.web.authentication import authenticate
@@ -55,32 +57,135 @@ class MediaEndpoint:
         authenticator: Authenticator,
         fetch: Fetch,
         signer: PlaybackSigner,
+        sessions: PlaybackSessions,
         disclosure: DisclosureStep,
         store: MediaStore,
     ) -> None:
         self._authenticator = authenticator
         self._fetch = fetch
         self._signer = signer
+        self._sessions = sessions
         self._disclosure = disclosure
         self._store = store
 
     async def handle(self, request: Request) -> Response:
-        record = request_record(request)
+        """``POST``: start a browser playback (bearer token → cookie); ``GET``/``HEAD`` with the
+        bearer token: native players, each request audited; without it: a browser playback's
+        requests, by its cookie."""
+        if request.method == "POST":
+            return await self._start(request)
+        if "authorization" not in request.headers:
+            return await self._continue(request)
+        return await self._play(request)
+
+    async def _play(self, request: Request) -> Response:
         principal = await authenticate(self._authenticator, request)
         if isinstance(principal, Response):
             return principal
+        pk = self._signed(request, principal.issuer, principal.subject)
+        if pk is None:
+            return _forbidden()
+        detail = {"range": request.headers.get("range")}
+        row = await self._disclose(request, principal, pk, detail=detail)
+        if isinstance(row, Response):
+            return row
+        return await self._send(row, request)
+
+    async def _start(self, request: Request) -> Response:
+        """The one audited event of a browser playback, and the cookie its requests carry."""
+        principal = await authenticate(self._authenticator, request)
+        if isinstance(principal, Response):
+            return principal
+        pk = self._signed(request, principal.issuer, principal.subject)
+        if pk is None:
+            return _forbidden()
+        playback = uuid4().hex
+        detail = {"playback": playback, "via": "cookie"}
+        row = await self._disclose(request, principal, pk, detail=detail)
+        if isinstance(row, Response):
+            return row
+        session = PlaybackSession(
+            playback=playback,
+            recording=pk,
+            issuer=principal.issuer,
+            subject=principal.subject,
+            scopes=tuple(sorted(principal.scopes)),
+            client_id=principal.client_id,
+            expires=min(int(request.query_params["exp"]), int(principal.expires_at)),
+        )
+        response = Response(status_code=204, headers=_FORBIDDEN_HEADERS)
+        response.set_cookie(
+            COOKIE,
+            self._sessions.mint(session),
+            max_age=max(session.expires - int(time.time()), 1),
+            path=request.url.path,
+            secure=True,
+            httponly=True,
+            samesite="strict",
+        )
+        return response
+
+    async def _continue(self, request: Request) -> Response:
+        """A request of a started browser playback: its cookie, still valid, for this
+        recording, its URL still signed for the cookie's viewer, the viewer's account and
+        access as they are now; exit-checked, not audited again."""
+        record = request_record(request)
+        cookie = request.cookies.get(COOKIE)
+        try:
+            type_name, pk = decode_global_id(request.path_params["id"])
+        except (BadUserInput, KeyError, ValueError):
+            return _forbidden()
+        session = None if cookie is None else self._sessions.verify(cookie, pk)
+        if type_name != "Recording" or session is None:
+            return _forbidden()
+        if self._signed(request, session.issuer, session.subject) != pk:
+            return _forbidden()
+        try:
+            principal = await self._authenticator.account(
+                issuer=session.issuer,
+                subject=session.subject,
+                expires_at=float(session.expires),
+                client_id=session.client_id,
+                scopes=frozenset(session.scopes),
+            )
+        except AuthenticationError:
+            return _forbidden()
+        except ServiceUnavailable as exc:
+            record.error_codes = (exc.code,)
+            return unavailable_response(exc)
+        record.subject, record.role = principal.subject, principal.role.value
+        row = await self._disclose(request, principal, pk, continuing=session.playback)
+        if isinstance(row, Response):
+            return row
+        return await self._send(row, request)
+
+    def _signed(self, request: Request, issuer: str, subject: str) -> UUID | None:
+        """The recording of a URL signed, unexpired, for (issuer, subject); else None."""
         try:
             type_name, pk = decode_global_id(request.path_params["id"])
             expires = int(request.query_params["exp"])
             kid = request.query_params["kid"]
             signature = request.query_params["sig"]
         except (BadUserInput, KeyError, ValueError):
-            return _forbidden()
+            return None
         if type_name != "Recording" or not self._signer.verify(
-            pk, principal.issuer, principal.subject, expires, kid, signature, now=time.time()
+            pk, issuer, subject, expires, kid, signature, now=time.time()
         ):
-            return _forbidden()
+            return None
+        return pk
 
+    async def _disclose(
+        self,
+        request: Request,
+        principal: Principal,
+        pk: UUID,
+        *,
+        detail: dict[str, Any] | None = None,
+        continuing: str | None = None,
+    ) -> Any:
+        """The recording's row if ``principal`` may play it now (the loader with RLS, the
+        policy, the disclosure step), else the refusal to send."""
+        record = request_record(request)
         ledger = Ledger()
         loaders = Loaders(self._fetch, principal, ledger)
         try:
@@ -93,18 +198,22 @@ class MediaEndpoint:
             if decide(principal, playback, "Recording", "playbackUrl") is not None:
                 return _forbidden()
             ledger.record_read("Recording", row["id"], row["patient_id"], "media")
-            await self._disclosure.clear(
-                principal,
-                ledger,
-                record.request_id,
-                kind="media",
-                detail={"range": request.headers.get("range")},
-            )
+            if continuing is None:
+                await self._disclosure.clear(
+                    principal, ledger, record.request_id, kind="media", detail=detail
+                )
+            else:
+                await self._disclosure.continue_playback(
+                    principal, ledger, record.request_id, continuing
+                )
         except ResponseWithheld:
             return _forbidden()
         except ServiceUnavailable as exc:
             record.error_codes = (exc.code,)
             return unavailable_response(exc)
+        return row
+
+    async def _send(self, row: Any, request: Request) -> Response:
         key = row["storage_key"]
         if not key.startswith(f"recordings/{row['patient_id']}/{row['id']}."):
             return _forbidden()  # the database refuses such keys; this is the second lock

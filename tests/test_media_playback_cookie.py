@@ -1,0 +1,283 @@
+"""Browser playback: a signed URL exchanged once, with the bearer token, for a cookie naming one
+audited playback of one recording (``POST``), then the ``<video>`` element's ``GET`` and Range
+requests carrying that cookie and no token. Over real HTTP; every count of audit events is read
+from the trail as superuser.
+
+Attacks: another person holding the URL (no cookie, or their own token); a cookie moved to
+another recording, altered, or signed with a key the gateway does not hold; the cookie or the
+URL outliving the URL, the token, a consent or a break-glass grant; a cross-site page starting a
+playback; the cookie reaching anything but its recording."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from http.cookies import SimpleCookie
+from urllib.parse import urlsplit
+
+import pytest
+
+from gateway.authz.playback import COOKIE, PlaybackSessions, PlaybackSigner
+from gateway.ids import encode_global_id
+from gateway.policy import scopes
+from tests.actors import Grants, gid, new_clinician, new_partner, partner_token
+from tests.support import as_admin
+
+PLAY = "query($id: ID!) { recording(id: $id) { id playbackUrl } }"
+
+
+@pytest.fixture(scope="module")
+def viewer(env):
+    subject, patient = env.patients()[0]
+    recordings = sorted(env.truth.recordings_of_patient[patient])
+    return {
+        "subject": subject,
+        "patient": patient,
+        "recording": recordings[0],
+        "other_recording": recordings[1],
+        "token": env.token(subject),
+        "global_id": encode_global_id("Recording", recordings[0]),
+    }
+
+
+@pytest.fixture
+def grants(env):
+    grants = Grants(env)
+    yield grants
+    grants.close()
+
+
+def _url(client, token: str, global_id: str) -> str:
+    body = client.execute(PLAY, token, {"id": global_id})
+    assert body["data"]["recording"]["id"] == global_id, body
+    parts = urlsplit(body["data"]["recording"]["playbackUrl"])
+    return f"{parts.path}?{parts.query}"
+
+
+def _start(client, url: str, token: str | None, **headers):
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    request_id = f"start-{uuid.uuid4().hex}"
+    return client.http.post(url, headers={**headers, "x-request-id": request_id}), request_id
+
+
+def _cookie(response) -> SimpleCookie:
+    jar = SimpleCookie()
+    jar.load(response.headers["set-cookie"])
+    return jar
+
+
+def _get(client, url: str, cookie: str | None, **headers):
+    if cookie is not None:
+        headers["cookie"] = f"{COOKIE}={cookie}"
+    return client.http.get(url, headers=headers)
+
+
+def _media_events(env, subject: str, recording: uuid.UUID) -> list[dict]:
+    rows = as_admin(
+        env,
+        lambda c: c.fetch(
+            "select request_id, detail from data.access_events where kind = 'media' "
+            "and subject = $1 and objects @> jsonb_build_array(jsonb_build_object('id', $2::text)) "
+            "order by seq",
+            subject,
+            str(recording),
+        ),
+    )
+    return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]
+
+
+def _media(env, recording: uuid.UUID) -> bytes:
+    return next(env.media_root.rglob(f"{recording}.*")).read_bytes()
+
+
+def _refused(response) -> None:
+    assert (response.status_code, response.content) == (403, b"")
+    assert response.headers["cache-control"] == "no-store"
+    assert "set-cookie" not in response.headers
+
+
+def _play(client, env, token: str, global_id: str) -> tuple[str, str]:
+    """(url, cookie value) of a started playback."""
+    url = _url(client, token, global_id)
+    response, _ = _start(client, url, token)
+    assert response.status_code == 204, response.text
+    return url, _cookie(response)[COOKIE].value
+
+
+def test_one_viewing_is_one_audited_event_and_its_range_requests_carry_only_the_cookie(
+    env, client, viewer
+):
+    url = _url(client, viewer["token"], viewer["global_id"])
+    before = _media_events(env, viewer["subject"], viewer["recording"])
+    response, request_id = _start(client, url, viewer["token"])
+    assert (response.status_code, response.content) == (204, b"")
+    assert response.headers["cache-control"] == "no-store"
+    morsel = _cookie(response)[COOKIE]
+    assert morsel["path"] == urlsplit(url).path == f"/media/recordings/{viewer['global_id']}"
+    assert (morsel["httponly"], morsel["secure"], morsel["samesite"].lower()) == (
+        True,
+        True,
+        "strict",
+    )
+    assert 0 < int(morsel["max-age"]) <= env.settings().playback_url_ttl_seconds
+    assert not morsel["domain"]  # host-only: never sent to another host
+
+    started = _media_events(env, viewer["subject"], viewer["recording"])[len(before) :]
+    assert [event["request_id"] for event in started] == [request_id]
+    playback = started[0]["detail"]
+    assert playback["via"] == "cookie" and len(playback["playback"]) == 32
+
+    media = _media(env, viewer["recording"])
+    whole = _get(client, url, morsel.value)
+    assert (whole.status_code, whole.content) == (200, media)
+    assert whole.headers["cache-control"] == "no-store"
+    assert whole.headers["accept-ranges"] == "bytes"
+    for first, last in ((0, 99), (100, 1023), (len(media) - 10, len(media) - 1)):
+        part = _get(client, url, morsel.value, range=f"bytes={first}-{last}")
+        assert (part.status_code, part.content) == (206, media[first : last + 1])
+    head = client.http.head(url, headers={"cookie": f"{COOKIE}={morsel.value}"})
+    assert head.status_code == 200 and head.content == b""
+    # Five requests of one viewing: still the one event written when it started.
+    after = _media_events(env, viewer["subject"], viewer["recording"])[len(before) :]
+    assert after == started
+
+
+def test_another_person_holding_the_url_gets_the_same_empty_403_before_and_after_the_owner(
+    env, client, viewer
+):
+    url = _url(client, viewer["token"], viewer["global_id"])
+    other_subject, _ = env.patients()[1]
+    other = env.token(other_subject)
+    # Before the owner played it: another browser (no cookie), another patient's session.
+    _refused(_get(client, url, None))
+    _refused(_start(client, url, other)[0])
+    response, _ = _start(client, url, viewer["token"])
+    cookie = _cookie(response)[COOKIE].value
+    assert _get(client, url, cookie).status_code == 200
+    # After: the same refusals; the owner's cookie does not make the URL anyone's.
+    _refused(_get(client, url, None))
+    _refused(_start(client, url, other)[0])
+    _refused(client.http.get(url, headers={"authorization": f"Bearer {other}"}))
+    assert _media_events(env, other_subject, viewer["recording"]) == []
+
+
+def test_a_cookie_is_good_for_its_recording_only_and_cannot_be_altered_or_forged(
+    env, client, viewer
+):
+    url, cookie = _play(client, env, viewer["token"], viewer["global_id"])
+    other_url = _url(
+        client, viewer["token"], encode_global_id("Recording", viewer["other_recording"])
+    )
+    # Moved to another recording of the same patient (its own URL, signed for the same viewer).
+    _refused(_get(client, other_url, cookie))
+    # Altered: one character of the payload, or of the MAC.
+    payload, _, mac = cookie.partition(".")
+    flipped = payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1]
+    _refused(_get(client, url, f"{flipped}.{mac}"))
+    _refused(_get(client, url, f"{payload}.{mac[:-1]}{'A' if mac[-1] != 'A' else 'B'}"))
+    _refused(_get(client, url, "garbage"))
+    # Forged: the same session minted under a key the gateway does not hold.
+    forged = PlaybackSessions((("dev", b"x" * 48),)).mint(
+        PlaybackSessions(env.settings().signing_keys()).verify(cookie, viewer["recording"])
+    )
+    _refused(_get(client, url, forged))
+    # A URL's own signature is no cookie, and the cookie needs a URL signed for its viewer.
+    _refused(_get(client, url, urlsplit(url).query.rpartition("sig=")[2]))
+    _refused(_get(client, urlsplit(url).path, cookie))
+    assert _get(client, url, cookie).status_code == 200
+
+
+def test_playback_stops_at_the_next_request_once_the_url_or_the_token_expires(env, client, viewer):
+    signer = PlaybackSigner(env.settings().signing_keys(), 2)
+    short = signer.url(
+        viewer["recording"], viewer["global_id"], env.identity.issuer, viewer["subject"]
+    )
+    url = f"{urlsplit(short).path}?{urlsplit(short).query}"
+    response, _ = _start(client, url, viewer["token"])
+    url_cookie = _cookie(response)[COOKIE]
+    assert int(url_cookie["max-age"]) <= 2
+    assert _get(client, url, url_cookie.value).status_code == 200
+
+    short_token = env.token(viewer["subject"], ttl=2)
+    long_url = _url(client, viewer["token"], viewer["global_id"])
+    response, _ = _start(client, long_url, short_token)
+    token_cookie = _cookie(response)[COOKIE]
+    assert int(token_cookie["max-age"]) <= 2
+    assert _get(client, long_url, token_cookie.value).status_code == 200
+
+    time.sleep(3.1)
+    _refused(_get(client, url, url_cookie.value))
+    _refused(_get(client, long_url, token_cookie.value))
+
+
+def test_playback_stops_at_the_next_request_once_the_consent_is_revoked(
+    env, client, viewer, grants
+):
+    subject, partner = new_partner(env, "cookie")
+    consent = grants.consent(viewer["patient"], partner, [scopes.RECORDING])
+    token = partner_token(env, subject, [scopes.RECORDING])
+    url, cookie = _play(client, env, token, viewer["global_id"])
+    assert _get(client, url, cookie, range="bytes=0-9").status_code == 206
+    revoked = client.execute(
+        "mutation($id: ID!) { revokeConsent(id: $id) { active } }",
+        viewer["token"],
+        {"id": gid("Consent", consent)},
+    )
+    assert revoked == {"data": {"revokeConsent": {"active": False}}}
+    _refused(_get(client, url, cookie, range="bytes=10-19"))
+    assert len(_media_events(env, subject, viewer["recording"])) == 1
+
+
+def test_playback_stops_at_the_next_request_once_break_glass_expires(env, client, viewer, grants):
+    subject, clinician = new_clinician(env, "cookie")
+    grant = grants.open_break_glass(clinician, viewer["patient"])
+    token = env.token(subject)
+    url, cookie = _play(client, env, token, viewer["global_id"])
+    assert _get(client, url, cookie).status_code == 200
+    events = _media_events(env, subject, viewer["recording"])
+    assert len(events) == 1
+    grants.expire_break_glass(grant)
+    _refused(_get(client, url, cookie))
+
+
+def test_a_cross_site_page_cannot_start_a_playback(env, client, viewer):
+    """A page elsewhere can make the browser send a form POST or a ``<video>`` GET to the URL,
+    with whatever cookies the browser would attach, but cannot add the bearer token: starting
+    takes the token, and the cookie starts nothing."""
+    url, cookie = _play(client, env, viewer["token"], viewer["global_id"])
+    form_post = client.http.post(
+        url,
+        headers={
+            "origin": "https://evil.example",
+            "content-type": "application/x-www-form-urlencoded",
+            "cookie": f"{COOKIE}={cookie}",
+        },
+        content=b"x=1",
+    )
+    assert form_post.status_code == 401
+    assert "set-cookie" not in form_post.headers
+    preflight = client.http.options(
+        url,
+        headers={
+            "origin": "https://evil.example",
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization",
+        },
+    )
+    assert "access-control-allow-origin" not in preflight.headers
+
+
+def test_the_cookie_never_reaches_graphql(env, client, viewer):
+    """Its path is the recording's: a browser sends it nowhere else. And were it sent, it
+    would authenticate nothing there."""
+    url, cookie = _play(client, env, viewer["token"], viewer["global_id"])
+    response, _ = _start(client, url, viewer["token"])
+    assert not "/graphql".startswith(_cookie(response)[COOKIE]["path"])
+    sent_anyway = client.http.post(
+        "/graphql",
+        json={"query": "{ me { subject } }"},
+        headers={"cookie": f"{COOKIE}={cookie}"},
+    )
+    assert sent_anyway.status_code == 401
