@@ -324,6 +324,10 @@ def test_the_link_gateway_dev_prints_signs_in_and_plays_the_segments_in_order(
         cookies = page.context.cookies()
         visit.wait_for_media("ended", recordings[-1])
         status = page.locator("#player-status").inner_text()
+        # With the playback cookies set, a GraphQL request of the same page.
+        cookies_set = len(visit.exchanges)
+        page.get_by_role("link", name="Who saw my record").click()
+        page.locator("#access-log-rows tr").first.wait_for(timeout=30_000)
         visit.assert_clean()
 
     assert seeked["time"] >= 2 and shot.exists()
@@ -339,6 +343,9 @@ def test_the_link_gateway_dev_prints_signs_in_and_plays_the_segments_in_order(
     ]
     playback = [c for c in cookies if c["name"] == "gateway_playback"]
     assert playback and all(c["httpOnly"] and c["secure"] for c in playback)
+    # The cookies never went anywhere but their recording: no request to /graphql carried one.
+    graphql = [e for e in visit.exchanges[cookies_set:] if urlsplit(e.url).path == "/graphql"]
+    assert graphql and not any("gateway_playback" in e.headers.get("cookie", "") for e in graphql)
     assert all(c["path"].startswith("/media/recordings/") for c in playback)
     assert status == "End of the recording."
     for recording in recordings:
