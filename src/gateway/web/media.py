@@ -78,13 +78,19 @@ class MediaEndpoint:
             return await self._continue(request)
         return await self._play(request)
 
-    async def _play(self, request: Request) -> Response:
+    async def _bearer(self, request: Request) -> tuple[Principal, UUID] | Response:
+        """The token's principal and the recording of a URL signed for it, or the refusal."""
         principal = await authenticate(self._authenticator, request)
         if isinstance(principal, Response):
             return principal
         pk = self._signed(request, principal.issuer, principal.subject)
-        if pk is None:
-            return _forbidden()
+        return _forbidden() if pk is None else (principal, pk)
+
+    async def _play(self, request: Request) -> Response:
+        viewer = await self._bearer(request)
+        if isinstance(viewer, Response):
+            return viewer
+        principal, pk = viewer
         detail = {"range": request.headers.get("range")}
         row = await self._disclose(request, principal, pk, detail=detail)
         if isinstance(row, Response):
@@ -93,12 +99,10 @@ class MediaEndpoint:
 
     async def _start(self, request: Request) -> Response:
         """The one audited event of a browser playback, and the cookie its requests carry."""
-        principal = await authenticate(self._authenticator, request)
-        if isinstance(principal, Response):
-            return principal
-        pk = self._signed(request, principal.issuer, principal.subject)
-        if pk is None:
-            return _forbidden()
+        viewer = await self._bearer(request)
+        if isinstance(viewer, Response):
+            return viewer
+        principal, pk = viewer
         playback = uuid4().hex
         detail = {"playback": playback, "via": "cookie"}
         row = await self._disclose(request, principal, pk, detail=detail)
