@@ -275,3 +275,16 @@ def test_a_mounted_secrets_folder_reports_every_problem_too(tmp_path, monkeypatc
         " integer",
         "  GATEWAY_MEDIA_SIGNING_KEYS is required in production",
     ]
+
+
+def test_a_wildcard_cors_origin_is_refused():
+    """Playbacks start with credentials (``Access-Control-Allow-Credentials``): with ``*`` every
+    origin's script could start one and read the media with a viewer's cookie."""
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings({**BASE, "GATEWAY_CORS_ORIGINS": "https://app.example.org,*"})
+    assert refused.value.message == (
+        "GATEWAY_CORS_ORIGINS: list the web apps' origins; '*' is refused (playback starts "
+        "with credentials)"
+    )
+    listed = load_settings({**BASE, "GATEWAY_CORS_ORIGINS": "https://app.example.org"})
+    assert listed.cors_origins == ("https://app.example.org",)

@@ -275,3 +275,47 @@ def test_data_dir_mistakes_are_one_line(tmp_path):
     assert_one_line_failure(both, "give --database-url or --data-dir, not both")
     neither = gateway("explain", "--subject", "s", "--query", "-")
     assert_one_line_failure(neither, "Missing option '--database-url' (env DATABASE_URL)")
+
+
+def test_a_killed_instances_file_is_never_taken_for_the_running_one(tmp_path):
+    """The folder is held (here by this process, as by a new `gateway dev` that has not yet
+    published), and a killed instance's instance.json is still there: a command must not take
+    the dead instance's URLs, whose port may now be anyone's."""
+    from gateway.dev.instance import claim, reach
+    from gateway.errors import ConfigurationError
+
+    (tmp_path / "pg").mkdir()
+    (tmp_path / "pg" / "PG_VERSION").write_text("15\n")
+    held = claim(tmp_path, "gateway dev")
+    try:
+        stale = {"pid": 999999, "admin_database_url": "postgresql://postgres@127.0.0.1:1/gateway"}
+        (tmp_path / "instance.json").write_text(json.dumps(stale))
+        in_use = pytest.raises(ConfigurationError, match=r"in use by `gateway dev` \(pid \d+\)")
+        with in_use, reach(tmp_path, "gateway migrate", "admin"):
+            pass
+    finally:
+        held.release()
+
+
+def test_instance_json_replaces_a_planted_link_and_is_the_owners_alone(tmp_path):
+    """Another local user plants instance.json as a link to a file of theirs: the URLs and the
+    password must not land in it."""
+    from gateway.dev.instance import InstanceUrls, claim
+
+    victim = tmp_path / "theirs"
+    victim.write_text("")
+    victim.chmod(0o666)
+    folder = tmp_path / "dev"
+    folder.mkdir()
+    (folder / "instance.json").symlink_to(victim)
+    held = claim(folder, "gateway dev")
+    try:
+        (folder / "instance.json").symlink_to(victim)
+        held.publish("http://127.0.0.1:1", InstanceUrls("admin-url", "app-url", "secret"))
+        written = folder / "instance.json"
+        assert not written.is_symlink()
+        assert stat.S_IMODE(written.stat().st_mode) == 0o600
+        assert json.loads(written.read_text())["database_url"] == "app-url"
+        assert victim.read_text() == ""
+    finally:
+        held.release()

@@ -281,3 +281,35 @@ def test_the_cookie_never_reaches_graphql(env, client, viewer):
         headers={"cookie": f"{COOKIE}={cookie}"},
     )
     assert sent_anyway.status_code == 401
+
+
+def test_an_open_range_is_served_a_piece_at_a_time_so_lost_access_stops_an_open_stream(
+    env, viewer, grants
+):
+    """A browser's first request is ``Range: bytes=0-``: answered whole, it would be one
+    response streaming the file, checked once, so a consent revoked meanwhile would not stop it.
+    Each answer is cut to GATEWAY_PLAYBACK_RANGE_MAX_BYTES; the player asks again for the rest,
+    and that request is checked again."""
+    from gateway import create_app
+    from tests.support import GraphQLClient, serving
+
+    subject, partner = new_partner(env, "pieces")
+    consent = grants.consent(viewer["patient"], partner, [scopes.RECORDING])
+    token = partner_token(env, subject, [scopes.RECORDING])
+    media = _media(env, viewer["recording"])
+    assert len(media) > 3 * 1024
+    with serving(create_app(env.settings(playback_range_max_bytes=1024))) as server:
+        client = GraphQLClient(server.url)
+        url, cookie = _play(client, env, token, viewer["global_id"])
+        first = _get(client, url, cookie, range="bytes=0-")
+        assert first.status_code == 206
+        assert first.headers["content-range"] == f"bytes 0-1023/{len(media)}"
+        assert first.content == media[:1024]
+        longer = _get(client, url, cookie, range=f"bytes=1024-{len(media) - 1}")
+        assert longer.headers["content-range"] == f"bytes 1024-2047/{len(media)}"
+        assert longer.content == media[1024:2048]
+        short = _get(client, url, cookie, range="bytes=2048-2099")
+        assert (short.status_code, short.content) == (206, media[2048:2100])
+        grants.revoke(consent)
+        _refused(_get(client, url, cookie, range="bytes=2100-"))
+    assert len(_media_events(env, subject, viewer["recording"])) == 1

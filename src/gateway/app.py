@@ -113,6 +113,7 @@ def create_app(
         sessions=PlaybackSessions(settings.signing_keys()),
         disclosure=disclosure,
         store=store or media_store(settings),
+        range_max_bytes=settings.playback_range_max_bytes,
     )
     hub = EventHub(settings.listen_url)
 

@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     """browser origins allowed to call `/graphql` and start playbacks, comma-separated (a web
     app served apart, same-site with the gateway: media then answer
-    `Cross-Origin-Resource-Policy: same-site`); none: no CORS headers"""
+    `Cross-Origin-Resource-Policy: same-site`); `*` is refused; none: no CORS headers"""
     websocket_origins: Annotated[tuple[str, ...], NoDecode] = ()
     """other origins whose pages may open subscriptions, comma-separated; none:
     `GATEWAY_CORS_ORIGINS` (same-origin and non-browser clients always may)"""
@@ -198,6 +198,10 @@ class Settings(BaseSettings):
     `developers` in production, `everyone` in development"""
     playback_url_ttl_seconds: int = Field(default=300, ge=10, le=3600)
     """lifetime of a signed playback URL (10-3600)"""
+    playback_range_max_bytes: int = Field(default=2_097_152, ge=1024)
+    """most bytes one Range request of a browser playback gets (an open or longer range is cut
+    to this): each further piece is a new request, checked again, so lost access stops an open
+    stream within this many bytes"""
     media_signing_keys: str = Field(
         default="",
     )
@@ -265,6 +269,15 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard_origin(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "*" in value:
+            raise ValueError(
+                "list the web apps' origins; '*' is refused (playback starts with credentials)"
+            )
         return value
 
     @field_validator("jwt_algorithms", mode="before")

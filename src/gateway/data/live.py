@@ -59,12 +59,15 @@ class EventHub:
     async def _listen(self) -> None:
         async with self._lock:
             if self._connection is None or self._connection.is_closed():
+                connection = None
                 try:
                     connection = await asyncpg.connect(
                         self._dsn, timeout=5, server_settings={"application_name": LISTENER}
                     )
                     await connection.add_listener(CHANNEL, self._notified)
                 except (asyncpg.PostgresError, *TRANSIENT_FAULTS) as exc:
+                    if connection is not None:
+                        connection.terminate()  # connected, but could not listen
                     raise ServiceUnavailable() from exc
                 connection.add_termination_listener(self._lost)
                 self._connection = connection

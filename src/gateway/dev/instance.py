@@ -131,9 +131,10 @@ def reach(directory: Path, command: str, role: Literal["admin", "app"]) -> Itera
         held = claim(directory, command)
     except ConfigurationError:
         instance = _read_json(directory / _INSTANCE)
+        holder = _read_json(directory / _LOCK)
         key = "admin_database_url" if role == "admin" else "database_url"
-        if key not in instance:
-            raise  # held, but not (yet) serving: say who holds it
+        if key not in instance or instance.get("pid") != holder.get("pid"):
+            raise  # held, but not (yet) serving, or a killed instance's file: say who holds it
         yield instance[key]
         return
     cluster = EmbeddedPostgres(directory)
@@ -155,8 +156,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by the owner only, replacing it whole."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    # A new file of our own, never one planted under that name (nor a link to one).
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    descriptor = os.open(temporary, flags, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(text)
     os.replace(temporary, path)

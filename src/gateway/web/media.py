@@ -9,6 +9,7 @@ written before a byte is sent). Every refusal is the same 403 with an empty body
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,27 @@ def _forbidden() -> Response:
     return Response(status_code=403, headers=_FORBIDDEN_HEADERS)
 
 
+_ONE_RANGE = re.compile(r"bytes=(\d+)-(\d*)")
+
+
+def _capped(request: Request, most: int) -> Request:
+    """``request`` with a single open or long Range cut to ``most`` bytes: a browser's
+    ``bytes=0-`` would otherwise be one response streaming the whole file, checked once, so lost
+    access would not stop it. A player asks again for the rest; that request is checked again."""
+    match = _ONE_RANGE.fullmatch(request.headers.get("range", "").strip())
+    if match is None:
+        return request
+    first = int(match.group(1))
+    last = first + most - 1
+    if match.group(2) and int(match.group(2)) <= last:
+        return request
+    # In the scope itself: the response reads the Range header from the scope it is sent with.
+    headers = [(k, v) for k, v in request.scope["headers"] if k != b"range"]
+    headers.append((b"range", f"bytes={first}-{last}".encode()))
+    request.scope["headers"] = headers
+    return request
+
+
 @dataclass(frozen=True, slots=True)
 class _Playback:
     """What the policy decision needs of the recording being played."""
@@ -60,7 +82,9 @@ class MediaEndpoint:
         sessions: PlaybackSessions,
         disclosure: DisclosureStep,
         store: MediaStore,
+        range_max_bytes: int,
     ) -> None:
+        self._range_max = range_max_bytes
         self._authenticator = authenticator
         self._fetch = fetch
         self._signer = signer
@@ -161,7 +185,7 @@ class MediaEndpoint:
         row = await self._disclose(request, principal, pk, continuing=session.playback)
         if isinstance(row, Response):
             return row
-        return await self._send(row, request)
+        return await self._send(row, _capped(request, self._range_max))
 
     def _signed(self, request: Request, issuer: str, subject: str) -> UUID | None:
         """The recording of a URL signed, unexpired, for (issuer, subject); else None."""
