@@ -190,3 +190,19 @@ def server(env: Environment) -> Iterator[ServerThread]:
 @pytest.fixture(scope="session")
 def client(server: ServerThread) -> GraphQLClient:
     return GraphQLClient(server.url)
+
+
+@pytest.fixture(scope="session")
+def viewer(env: Environment) -> dict:
+    """The first seeded patient and two of their recordings (their media files exist): what the
+    playback tests play, with the patient's token and the first recording's global ID."""
+    subject, patient = env.patients()[0]
+    recordings = sorted(env.truth.recordings_of_patient[patient])
+    return {
+        "subject": subject,
+        "patient": patient,
+        "recording": recordings[0],
+        "other_recording": recordings[1],
+        "token": env.token(subject),
+        "global_id": encode_global_id("Recording", recordings[0]),
+    }

@@ -17,7 +17,6 @@ import pytest
 
 from gateway import create_app
 from gateway.config import Mode
-from gateway.ids import encode_global_id
 from tests.support import GraphQLClient, gateway_serve, production_identity, serving
 
 # Headers that differ from one request to the next whatever the method.
@@ -78,17 +77,6 @@ def assert_head_mirrors_get(
     if get.header("content-length") is not None and not changing:
         assert int(get.header("content-length")) == len(get.body)
     return head
-
-
-@pytest.fixture(scope="module")
-def viewer(env):
-    subject, patient = env.patients()[0]
-    recording = sorted(env.truth.recordings_of_patient[patient])[0]
-    return {
-        "subject": subject,
-        "token": env.token(subject),
-        "global_id": encode_global_id("Recording", recording),
-    }
 
 
 def signed_path(base: str, viewer: dict) -> str:

@@ -25,19 +25,6 @@ from tests.support import GraphQLClient, serving
 PLAY = "query($id: ID!) { recording(id: $id) { playbackUrl contentType byteSize } }"
 
 
-@pytest.fixture(scope="module")
-def viewer(env):
-    subject, patient = env.patients()[0]
-    recording = sorted(env.truth.recordings_of_patient[patient])[0]
-    return {
-        "subject": subject,
-        "patient": patient,
-        "recording": recording,
-        "token": env.token(subject),
-        "global_id": encode_global_id("Recording", recording),
-    }
-
-
 def _playback(client, viewer) -> tuple[str, dict]:
     body = client.execute(PLAY, viewer["token"], {"id": viewer["global_id"]})
     recording = body["data"]["recording"]

@@ -27,20 +27,6 @@ from tests.support import as_admin
 PLAY = "query($id: ID!) { recording(id: $id) { id playbackUrl } }"
 
 
-@pytest.fixture(scope="module")
-def viewer(env):
-    subject, patient = env.patients()[0]
-    recordings = sorted(env.truth.recordings_of_patient[patient])
-    return {
-        "subject": subject,
-        "patient": patient,
-        "recording": recordings[0],
-        "other_recording": recordings[1],
-        "token": env.token(subject),
-        "global_id": encode_global_id("Recording", recordings[0]),
-    }
-
-
 @pytest.fixture
 def grants(env):
     grants = Grants(env)

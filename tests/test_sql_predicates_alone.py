@@ -8,12 +8,11 @@ same rows read as a superuser (tests/visibility_oracle.py), never from the funct
 
 from __future__ import annotations
 
-import asyncio
 import json
 
-import asyncpg
 import pytest
 
+from tests.support import as_admin
 from tests.visibility_oracle import (
     CONSULTATION,
     PATIENT,
@@ -27,25 +26,14 @@ from tests.visibility_oracle import (
 NEEDS = (CONSULTATION, RECORDING, PATIENT)
 
 
-def _admin(env, work):
-    async def run():
-        connection = await asyncpg.connect(env.admin_url)
-        try:
-            return await work(connection)
-        finally:
-            await connection.close()
-
-    return asyncio.run(run())
-
-
 def _fetch(env, sql, *args):
-    return _admin(env, lambda connection: connection.fetch(sql, *args))
+    return as_admin(env, lambda connection: connection.fetch(sql, *args))
 
 
 @pytest.fixture(scope="module")
 def world(env, client):
     (target_subject, target), (other_subject, other) = env.patients()[5], env.patients()[6]
-    made = _admin(env, lambda c: make_world(c, target, other))
+    made = as_admin(env, lambda c: make_world(c, target, other))
     for subject in (target_subject, other_subject):  # access events of two patients
         client.execute("{ consultations { edges { node { id reason } } } }", env.token(subject))
     return made
@@ -53,7 +41,7 @@ def world(env, client):
 
 @pytest.fixture(scope="module")
 def snapshot(env, world):
-    return _admin(env, Snapshot.read)
+    return as_admin(env, Snapshot.read)
 
 
 def _args(caller: Caller) -> tuple:
@@ -236,5 +224,5 @@ def test_a_patient_cannot_revoke_another_patients_consent_even_without_row_secur
         finally:
             await transaction.rollback()
 
-    returned, still_active = _admin(env, revoke)
+    returned, still_active = as_admin(env, revoke)
     assert returned == [] and still_active is True
