@@ -8,13 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.app import create_app_from_environment
-from gateway.authz import fast_path, field_check
-from gateway.execution import plan
-
-
-def _allow(context: Any, source: Any, type_name: str, field_name: str, path: Any) -> bool:
-    context.ledger.record_read(type_name, source.pk, source.owner, field_name)
-    return True
+from gateway.authz import field_check
 
 
 def _allow_all(principal: Any, source: Any, type_name: str, fields: tuple) -> list:
@@ -22,7 +16,6 @@ def _allow_all(principal: Any, source: Any, type_name: str, fields: tuple) -> li
 
 
 def create_app() -> Any:
-    field_check.check_field = _allow
-    fast_path.check_field = _allow
-    plan.decide_fields = _allow_all
+    # The one field gate, which every path asks (check_field, the fast path, the plans, media).
+    field_check.decide = _allow_all
     return create_app_from_environment()

@@ -1,14 +1,17 @@
 """The per-request disclosure ledger: what was read, of which object, owned by which patient.
 
-The field permission class writes a line for every field read it allows (and every denial); the
-loaders write a line for every row they hand out. Owners always come from database rows. At the
-end of the request the exit check verifies every owner here, and the audit writer stores the same
-lines, so what was checked, audited and sent is one list.
+Written only through its methods: the loaders record every row they hand out
+(``record_object``, with the break-glass reason the row was read under), and the one field gate
+(``gateway.authz.field_check``), whichever executor asks it, records every field decision
+(``record_field``: a read when allowed, a denial when not). Owners always come from database
+rows. At the end of the request the disclosure step exit-checks every owner here and the audit
+writer stores the same lines, so what was checked, audited and sent is one list.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from uuid import UUID
 
 Key = UUID | int
@@ -25,28 +28,66 @@ class Denial:
     rule: str
 
 
-@dataclass(slots=True)
 class Ledger:
-    # (type, object id, owner patient) of every row a loader returned.
-    objects: list[tuple[str, Key, UUID | None]] = field(default_factory=list)
-    # (type, object id, owner patient, field) of every allowed field read.
-    reads: list[tuple[str, Key | None, UUID | None, str]] = field(default_factory=list)
-    denials: list[Denial] = field(default_factory=list)
-    # patient -> break-glass reason, for rows a clinician saw under an emergency grant.
-    break_glass: dict[UUID, str] = field(default_factory=dict)
-    # When explaining: (path, type, field, "allowed" | "denied", rule), for every field check.
-    explanations: list[tuple[str, str, str, str, str]] | None = None
+    __slots__ = ("_break_glass", "_denials", "_objects", "_reads", "explanations")
 
-    def record_object(self, type_name: str, object_id: Key, owner: UUID | None) -> None:
-        self.objects.append((type_name, object_id, owner))
+    def __init__(self, *, explaining: bool = False) -> None:
+        # (type, object id, owner patient) of every row a loader returned.
+        self._objects: list[tuple[str, Key, UUID | None]] = []
+        # (type, object id, owner patient, field) of every allowed field read.
+        self._reads: list[tuple[str, Key | None, UUID | None, str]] = []
+        self._denials: list[Denial] = []
+        # patient -> break-glass reason, for rows a clinician saw under an emergency grant.
+        self._break_glass: dict[UUID, str] = {}
+        # When explaining: (path, type, field, "allowed" | "denied", rule), for every field check.
+        self.explanations: list[tuple[str, str, str, str, str]] | None = (
+            [] if explaining else None
+        )
 
-    def record_read(
-        self, type_name: str, object_id: Key | None, owner: UUID | None, field_name: str
+    @property
+    def objects(self) -> Sequence[tuple[str, Key, UUID | None]]:
+        return self._objects
+
+    @property
+    def reads(self) -> Sequence[tuple[str, Key | None, UUID | None, str]]:
+        return self._reads
+
+    @property
+    def denials(self) -> Sequence[Denial]:
+        return self._denials
+
+    @property
+    def break_glass(self) -> Mapping[UUID, str]:
+        return self._break_glass
+
+    def record_object(
+        self,
+        type_name: str,
+        object_id: Key,
+        owner: UUID | None,
+        break_glass_reason: str | None = None,
     ) -> None:
-        self.reads.append((type_name, object_id, owner, field_name))
+        """A row handed out, with its owner and, when it was read under break-glass, the
+        reason the clinician gave."""
+        self._objects.append((type_name, object_id, owner))
+        if break_glass_reason is not None and owner is not None:
+            self._break_glass[owner] = break_glass_reason
 
-    def record_denial(self, denial: Denial) -> None:
-        self.denials.append(denial)
+    def record_field(
+        self,
+        type_name: str,
+        object_id: Key | None,
+        owner: UUID | None,
+        field_name: str,
+        reason: str | None,
+    ) -> bool:
+        """One field decision of the gate: a read when ``reason`` is None (returns True), else a
+        denial for that reason (returns False)."""
+        if reason is None:
+            self._reads.append((type_name, object_id, owner, field_name))
+            return True
+        self._denials.append(Denial(type_name, object_id, owner, field_name, reason))
+        return False
 
     def explain(self, path: str, type_name: str, field_name: str, allowed: bool, rule: str) -> None:
         if self.explanations is not None:

@@ -1,12 +1,16 @@
-"""Layer 1: the one permission class every field of every governed type carries.
+"""Layer 1: the one field gate, and the permission class every field of every governed type
+carries.
 
-``check_field`` is synchronous and costs a dict lookup and a comparison: it finds the rule for
-(type, field, caller's role) in the policy table, checks that the row is within the rule's row
-scope as the row itself shows (the caller's own, or loaded under the caller's consent, care or
-break-glass), checks the rule's condition, writes the read into the request's ledger with the
-owner taken from the row, and denies everything the table does not grant. On its own it refuses
-a foreign patient's row handed to a resolver by a loader that forgot its predicate.
-``MutationPolicy`` guards each mutation by the table's list of who may make that change.
+``decide`` is the gate: synchronous, a dict lookup and a comparison per field. It finds the rule
+for (type, field, caller's role) in the policy table, checks that the row is within the rule's
+row scope as the row itself shows (the caller's own, or loaded under the caller's consent, care or
+break-glass), checks the rule's condition, and denies everything the table does not grant.
+Whichever executor asks (Strawberry and graphql-core through ``FieldPolicy`` and the fast path,
+a compiled plan for all of an object's fields at once) and the media endpoint, the decision is
+this function's, and it is recorded through ``Ledger.record_field`` with the owner taken from the
+row. On its own it refuses a foreign patient's row handed to a resolver by a loader that forgot
+its predicate. ``MutationPolicy`` guards each mutation by the table's list of who may make that
+change.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from strawberry.permission import BasePermission, PermissionExtension
 
 from gateway.errors import Forbidden
 from gateway.identity import Principal, Role
-from gateway.ledger import Denial, Key
+from gateway.ledger import Key
 from gateway.policy.table import (
     ALWAYS,
     Condition,
@@ -41,7 +45,6 @@ __all__ = [
     "MutationPolicy",
     "check_field",
     "decide",
-    "decide_fields",
     "policy_field",
     "policy_mutation",
 ]
@@ -113,34 +116,19 @@ def _outside(rows: RowScope, source: Any, principal: Principal) -> str | None:
     return "no row scope"
 
 
-def decide(principal: Principal, source: Governed, type_name: str, field_name: str) -> str | None:
-    """The policy decision for one field of one object: None when the table allows the read,
-    else why not (the row outside the caller's row scope, the rule whose condition failed, or
-    default deny)."""
-    rule = rule_for(type_name, field_name, principal.role)
-    if rule is None:
-        return f"not granted to {principal.role} (default deny)"
-    outside = _outside(rule.rows, source, principal)
-    if outside is not None:
-        return f"{rule.name} ({outside})"
-    if rule.condition is not ALWAYS:
-        unmet = _unmet(rule.condition, source, principal)
-        if unmet is not None:
-            return f"{rule.name} ({unmet})"
-    return None
-
-
 @functools.lru_cache(maxsize=4096)
 def _rules(type_name: str, role: Role, fields: tuple[str, ...]) -> tuple[Rule | None, ...]:
     return tuple(rule_for(type_name, field, role) for field in fields)
 
 
-def decide_fields(
+def decide(
     principal: Principal, source: Governed, type_name: str, fields: tuple[str, ...]
 ) -> list[str | None]:
-    """``decide`` for several fields of one object, in order. The same decisions: the rules are
-    looked up once per (type, role, fields), and the row scope, one per type and role, is judged
-    once per object; conditions are judged per field."""
+    """The field gate: the policy decision for each of ``fields`` of one object, in order; None
+    where the table allows the read, else why not (default deny, the row outside the caller's
+    row scope, or the rule whose condition failed on this row). Every executor and the media
+    endpoint ask this one function. The rules are looked up once per (type, role, fields); the
+    row scope, one per type and role, is judged once per object; conditions per field."""
     decisions: list[str | None] = []
     outside: str | None = None
     judged = False
@@ -161,24 +149,20 @@ def decide_fields(
 
 
 def check_field(context: Any, source: Governed, type_name: str, field_name: str, path: Any) -> bool:
-    """The policy decision for one field read, written to the request's ledger."""
+    """The gate's decision for one field read, recorded in the request's ledger (and explained
+    when the request asks): what the interpreted executor calls for every governed field."""
     ledger = context.ledger
-    principal = context.principal
-    reason = decide(principal, source, type_name, field_name)
+    reason = decide(context.principal, source, type_name, (field_name,))[0]
     if ledger.explanations is not None:
         where = ".".join(str(key) for key in path.as_list())
         if reason is None:
-            rule = rule_for(type_name, field_name, principal.role)
+            rule = rule_for(type_name, field_name, context.principal.role)
             ledger.explain(
                 where, type_name, field_name, True, f"{rule.name} ({rule.condition.describe()})"
             )
         else:
             ledger.explain(where, type_name, field_name, False, reason)
-    if reason is not None:
-        ledger.record_denial(Denial(type_name, source.pk, source.owner, field_name, reason))
-        return False
-    ledger.record_read(type_name, source.pk, source.owner, field_name)
-    return True
+    return ledger.record_field(type_name, source.pk, source.owner, field_name, reason)
 
 
 class FieldPolicy(BasePermission):

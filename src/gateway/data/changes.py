@@ -110,6 +110,5 @@ class AccessChanges:
             queries.OPEN_BREAK_GLASS, patient, reason, minutes, missing="No such patient"
         )
         row = rows[0]
-        self._ledger.record_object("BreakGlassGrant", row["id"], row["patient_id"])
-        self._ledger.break_glass[row["patient_id"]] = row["reason"]
+        self._ledger.record_object("BreakGlassGrant", row["id"], row["patient_id"], row["reason"])
         return row

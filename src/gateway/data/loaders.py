@@ -105,12 +105,8 @@ class Loaders:
 
     def _hand_out(self, type_name: str, rows: list[Record], owner_column: str) -> None:
         record = self._ledger.record_object
-        break_glass = self._ledger.break_glass
         for row in rows:
-            owner = row[owner_column]
-            record(type_name, row["id"], owner)
-            if row["break_glass_reason"] is not None:
-                break_glass[owner] = row["break_glass_reason"]
+            record(type_name, row["id"], row[owner_column], row["break_glass_reason"])
 
     async def _scoped(self, statement: str, *args: Any) -> list[Record]:
         return await self._fetch(statement, self._role, self._actor, self._scopes, *args)

@@ -46,7 +46,7 @@ class RequestContext:
     ) -> RequestContext:
         """A context with a new ledger (explaining each field decision when asked) and new
         loaders over ``fetch``."""
-        ledger = Ledger(explanations=[] if explaining else None)
+        ledger = Ledger(explaining=explaining)
         return cls(
             principal=principal,
             loaders=Loaders(fetch, principal, ledger, tracing),

@@ -5,9 +5,9 @@ fragments and aliases merged per type, the resolver or attribute of every field,
 is completed (leaf coercion, list, object, abstract type) and which types the policy governs.
 Running a plan is graphql-core's algorithm with the interpretation taken out:
 
-- every field of a governed type gets the field check's decision (``decide_fields``: the same
-  rules, row scopes and conditions as ``check_field``, the row scope judged once per object),
-  written to the request's ledger; a denied field is FORBIDDEN at its path and never resolved;
+- every field of a governed type gets the one field gate's decision (``field_check.decide``, asked
+  once per object for all its selected fields), recorded through ``Ledger.record_field`` as the
+  field is reached; a denied field is FORBIDDEN at its path and never resolved;
 - rows come only from the request's loaders, through the schema's own resolvers (a resolver reads
   ``info.context`` and nothing else of ``info``); an object's fields are resolved in selection
   order before anything is awaited, so the loaders batch across siblings as they do under
@@ -32,10 +32,10 @@ from graphql import GraphQLError, located_error
 from graphql.language import FieldNode
 from graphql.pyutils import gather_with_cancel
 
-from gateway.authz.field_check import FORBIDDEN_MESSAGE, decide_fields
+from gateway.authz import field_check
+from gateway.authz.field_check import FORBIDDEN_MESSAGE
 from gateway.data.loaders import Then
 from gateway.errors import Forbidden
-from gateway.ledger import Denial
 
 __all__ = ["FieldPlan", "ObjectPlan", "PlanRun", "ValuePlan"]
 
@@ -124,8 +124,7 @@ class PlanRun:
 
     def __init__(self, context: Any, variables: Any) -> None:
         self._principal = context.principal
-        self._ledger = context.ledger
-        self._reads = context.ledger.reads.append
+        self._record = context.ledger.record_field
         self._variables = variables
         self._info = PlanInfo(context)
         self.errors: list[GraphQLError] = []
@@ -191,7 +190,7 @@ class PlanRun:
         queued = not plan.fails_async
         awaitable_keys: list[str] = []
         verdicts = (
-            decide_fields(self._principal, source, plan.type_name, plan.governed_names)
+            field_check.decide(self._principal, source, plan.type_name, plan.governed_names)
             if plan.governed
             else None
         )
@@ -205,14 +204,14 @@ class PlanRun:
                     continue
                 field_path = (path, key)
                 try:
-                    if verdicts is not None:
-                        reason = verdicts[field_plan.index]
-                        if reason is not None:
-                            self._ledger.record_denial(
-                                Denial(type_name, source.pk, source.owner, field_plan.name, reason)
-                            )
-                            raise Forbidden(FORBIDDEN_MESSAGE)
-                        self._reads((type_name, source.pk, source.owner, field_plan.name))
+                    if verdicts is not None and not self._record(
+                        type_name,
+                        source.pk,
+                        source.owner,
+                        field_plan.name,
+                        verdicts[field_plan.index],
+                    ):
+                        raise Forbidden(FORBIDDEN_MESSAGE)
                     leaf = field_plan.leaf_attribute
                     if leaf is not None:
                         value = getattr(source, leaf)

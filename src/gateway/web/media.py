@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.authn.accounts import Authenticator
+from gateway.authz import field_check
 from gateway.authz.disclosure import DisclosureStep
-from gateway.authz.field_check import decide
 from gateway.authz.playback import COOKIE, PlaybackSession, PlaybackSessions, PlaybackSigner
 from gateway.data.loaders import Fetch, Loaders
 from gateway.errors import AuthenticationError, BadUserInput, ResponseWithheld, ServiceUnavailable
@@ -223,9 +223,10 @@ class MediaEndpoint:
             playback = _Playback(
                 row["id"], row["patient_id"], row["consent_scopes"], row.get("granted")
             )
-            if decide(principal, playback, "Recording", "playbackUrl") is not None:
+            # The gate's decision on the recording's playbackUrl, recorded as a read of its media.
+            [reason] = field_check.decide(principal, playback, "Recording", ("playbackUrl",))
+            if not ledger.record_field("Recording", row["id"], row["patient_id"], "media", reason):
                 return _forbidden()
-            ledger.record_read("Recording", row["id"], row["patient_id"], "media")
             if continuing is None:
                 await self._disclosure.clear(
                     principal, ledger, record.request_id, kind="media", detail=detail
