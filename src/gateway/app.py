@@ -67,7 +67,7 @@ def create_app(
     )
     authenticator = Authenticator(TokenVerifier(settings, jwks), edge.fetch)
     disclosure = DisclosureStep(
-        ExitCheck(edge.fetch), AccessEventWriter(edge.fetch, metrics), metrics, tracing
+        ExitCheck(), AccessEventWriter(edge.fetch, metrics), metrics, tracing
     )
     signer = PlaybackSigner(
         settings.signing_keys(), settings.playback_url_ttl_seconds, settings.public_base_url
@@ -92,6 +92,7 @@ def create_app(
         rules=schema.validation_rules,
         max_tokens=schema.max_tokens,
         names=documents.names,
+        metrics=metrics,
     )
     graphiql = GraphiQL() if settings.development else None
     endpoint = GraphQLEndpoint(
@@ -127,7 +128,9 @@ def create_app(
             response=response,
         )
 
-    subscriptions = SubscriptionEndpoint(schema, settings, authenticator, connection_context)
+    subscriptions = SubscriptionEndpoint(
+        schema, settings, authenticator, connection_context, documents
+    )
     health = Health(edge.fetch, jwks, metrics, hub)
 
     @contextlib.asynccontextmanager

@@ -21,10 +21,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from gateway.audit.events import access_event, events_from_ledger
 from gateway.audit.writer import AccessEventWriter
-from gateway.authz.exit_check import ExitCheck
+from gateway.authz.exit_check import ExitCheck, ExitQuestions
 from gateway.errors import ResponseWithheld
 from gateway.identity import Principal
 from gateway.ledger import Ledger
@@ -76,7 +77,7 @@ class DisclosureStep:
             with self._tracing.span("exit_check", {"gateway.objects": len(ledger.objects)}):
                 questions = self._exit_check.questions(principal, ledger)
         if questions.foreign:  # decided without the database: nothing is stored but the alert
-            await self._withhold(principal, ledger, request_id, questions.foreign)
+            await self._withhold(principal, ledger, request_id, questions)
         events = events_from_ledger(principal, request_id, ledger, kind=kind, detail=detail)
         # The exit check's questions to the database and the audit write: one round trip.
         foreign = await self._traced(
@@ -85,7 +86,7 @@ class DisclosureStep:
             self._audit.write(events, principal=principal, asks=questions.as_json()),
         )
         if foreign:
-            await self._withhold(principal, ledger, request_id, foreign)
+            await self._withhold(principal, ledger, request_id, questions, foreign)
         for event in events:
             if event["break_glass_reason"] and event["kind"] in DISCLOSURE_KINDS:
                 self._metrics.break_glass_reads.inc()
@@ -100,14 +101,33 @@ class DisclosureStep:
         ``clear``; a tripped check is recorded as an alert."""
         questions = self._exit_check.questions(principal, ledger)
         if questions.foreign:
-            await self._withhold(principal, ledger, request_id, questions.foreign)
+            await self._withhold(principal, ledger, request_id, questions)
         foreign = await self._audit.write([], principal=principal, asks=questions.as_json())
         if foreign:
-            await self._withhold(principal, ledger, request_id, foreign)
+            await self._withhold(principal, ledger, request_id, questions, foreign)
 
     async def _withhold(
-        self, principal: Principal, ledger: Ledger, request_id: str, foreign: set[Any]
+        self,
+        principal: Principal,
+        ledger: Ledger,
+        request_id: str,
+        questions: ExitQuestions,
+        answered: set[UUID] | None = None,
     ) -> None:
+        """Withhold the send: count, log, and write one alert per foreign patient. When the
+        check tripped before the database was asked (``answered`` None), its questions are
+        asked now, so that the alerts name every foreign patient, not only the first found."""
+        foreign = set(questions.foreign)
+        if answered is None and questions.asks:
+            try:
+                answered = await self._audit.write(
+                    [], principal=principal, asks=questions.as_json()
+                )
+            except Exception:
+                log.exception(
+                    "could not ask the exit check's questions", extra={"request_id": request_id}
+                )
+        foreign |= answered or set()
         self._metrics.exit_check_trips.inc()
         log.critical(
             "exit check tripped: response withheld",

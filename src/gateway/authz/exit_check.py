@@ -5,25 +5,23 @@ scope for the caller's role in the policy table: a patient holds only their own 
 holds patients they conducted a consultation with or hold an active break-glass grant for; a
 partner holds patients whose active consent covers the type's scope; support and auditors hold
 every patient's rows of the types granted to everyone. The database questions are statements of
-their own, not the loaders'. ``questions`` judges what needs no database and says what to ask
-it; the disclosure step sends those questions with the audit write, in one round trip.
+their own (``api.authorized_patients``, called by ``api.record_access_events_if_authorized``),
+not the loaders'. ``questions`` judges what needs no database and says what to ask it; the
+disclosure step sends those questions with the audit write, in one statement that stores the
+events only if every answer holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from gateway.data import queries
 from gateway.identity import Principal
 from gateway.ledger import Ledger
 from gateway.policy.table import RowScope, row_scope, type_policy
 
 __all__ = ["ExitCheck", "ExitQuestions"]
-
-Fetch = Callable[..., Awaitable[list[Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +38,6 @@ class ExitQuestions:
 
 
 class ExitCheck:
-    def __init__(self, fetch: Fetch) -> None:
-        self._fetch = fetch
-
     def questions(self, principal: Principal, ledger: Ledger) -> ExitQuestions:
         """Judge every owner in the ledger per type, by the type's row scope for the caller's
         role: a patient's own and everyone-scoped rows here, care and consent by the database."""
@@ -69,23 +64,3 @@ class ExitCheck:
         asks = [("", sorted(conducted))] if conducted else []
         asks += [(needs, sorted(owners)) for needs, owners in sorted(consented.items())]
         return ExitQuestions(foreign, asks)
-
-    async def foreign_owners(self, principal: Principal, ledger: Ledger) -> set[UUID]:
-        """Every owner in the ledger this caller may not hold, asking the database each question
-        on its own (the disclosure step asks them with the audit write instead)."""
-        questions = self.questions(principal, ledger)
-        foreign = set(questions.foreign)
-        for needs, owners in questions.asks:
-            foreign |= set(owners) - await self._ask(principal, needs, set(owners))
-        return foreign
-
-    async def _ask(self, principal: Principal, needs: str, owners: set[UUID]) -> set[UUID]:
-        rows = await self._fetch(
-            queries.AUTHORIZED_PATIENTS,
-            principal.role.value,
-            principal.actor_id,
-            sorted(principal.scopes),
-            needs,
-            list(owners),
-        )
-        return {row["x"] for row in rows}

@@ -43,7 +43,6 @@ PATIENTS_BY_ID = (
 CLINICIANS_BY_ID = "select * from api.clinicians_by_id($1::uuid[])"
 PARTNERS_BY_ID = "select * from api.partners_by_id($1::uuid[])"
 ALL_PARTNERS = "select * from api.all_partners()"
-AUTHORIZED_PATIENTS = "select x from api.authorized_patients($1, $2, $3::text[], $4, $5::uuid[]) x"
 ACCESS_EVENTS_PAGE = "select * from api.access_events_page($1, $2, $3::text[], $4, $5)"
 CONSENTS_OF = "select (x.consent).*, x.partner_name from api.consents_of($1, $2) x"
 GRANT_CONSENT = "select * from api.grant_consent($1::jsonb, $2, $3, $4, $5::text[], $6)"

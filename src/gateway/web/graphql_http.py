@@ -129,7 +129,9 @@ class GraphQLEndpoint:
         if record.operation:
             attributes["graphql.operation.name"] = record.operation
         try:
-            result = await self._execute(query, record.document, params, context, attributes)
+            result, record.executor = await self._execute(
+                query, record.document, params, context, attributes
+            )
         except InvalidOperationTypeError:
             message = "Subscriptions are served over WebSocket"
             return _refuse(record, 400, message, Code.BAD_REQUEST, media_type)
@@ -144,7 +146,7 @@ class GraphQLEndpoint:
         params: GraphQLParams,
         context: RequestContext,
         attributes: dict[str, Any],
-    ) -> ExecutionResult:
+    ) -> tuple[ExecutionResult, str]:
         work = self._executor.execute(
             query, document, params.variables, params.operation_name, context
         )
@@ -184,7 +186,10 @@ class GraphQLEndpoint:
             formatted = [document_error(errors)]
         else:
             formatted = [format_error(error, development=self._development) for error in errors]
-        if not request_error:
+        # A response whose data is null discloses nothing: no exit check, no audit event (what
+        # was audited is what was sent). Siblings of the error that nulled it were cancelled
+        # wherever they had got to, so their reads are neither sent nor a stable record.
+        if data is not None:
             try:
                 await self._disclosure.clear(context.principal, context.ledger, context.request_id)
             except ResponseWithheld as exc:
