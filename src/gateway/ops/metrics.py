@@ -76,6 +76,14 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.executions = Counter(
+            "gateway_graphql_executions_total",
+            "GraphQL operations executed, by executor: plan (a trusted document's compiled "
+            "plan) or graphql-core (free-form documents, trusted documents the compiler does not "
+            "take, explained requests).",
+            ["executor"],
+            registry=self.registry,
+        )
         self.denials = Counter(
             "gateway_field_denials_total",
             "Field reads denied, by type, field, the caller's role and the policy rule whose "

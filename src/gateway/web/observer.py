@@ -43,6 +43,7 @@ class RequestRecord:
     role: str | None = None
     operation: str | None = None  # a trusted document's name, from the manifest
     document: str | None = None  # SHA-256 of the executed document
+    executor: str | None = None  # what executed it: plan or graphql-core
     error_codes: tuple[str, ...] = ()
 
     def fields(self) -> dict[str, Any]:
@@ -52,6 +53,7 @@ class RequestRecord:
             "role": self.role,
             "operation": self.operation,
             "document": self.document,
+            "executor": self.executor,
             "error_codes": list(self.error_codes),
         }
 
