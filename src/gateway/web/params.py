@@ -14,7 +14,7 @@ from gateway.config import Settings
 from gateway.errors import BadRequest
 from gateway.web.negotiation import JSON
 
-__all__ = ["GraphQLParams", "parse_params", "read_params"]
+__all__ = ["GraphQLParams", "params_of", "parse_params", "read_params"]
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -54,6 +54,12 @@ def parse_params(body: bytes, max_chars: int) -> GraphQLParams:
         raise BadRequest("Request body is not valid JSON") from None
     if isinstance(payload, list):
         raise BadRequest("Batched requests are not supported")
+    return params_of(payload, max_chars)
+
+
+def params_of(payload: object, max_chars: int) -> GraphQLParams:
+    """The parameters of one request's JSON object (an HTTP body, a WebSocket ``subscribe``
+    payload); BadRequest when it has none usable."""
     if not isinstance(payload, dict):
         raise BadRequest("Request body must be a JSON object")
     sha256 = _persisted_hash(payload.get("extensions"))

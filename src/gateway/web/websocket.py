@@ -3,7 +3,11 @@
 The token travels in ``connection_init`` (``{"authorization": "Bearer ..."}``) and is verified
 like HTTP's; a connection without a valid one is closed (4403), and it is closed (4401) when the
 token expires. Browsers' Origin must be in the allow-list (cross-site WebSocket hijacking) and
-subscriptions per connection are capped.
+subscriptions per connection are capped. A ``subscribe`` names its document as a POST does: a
+trusted document by ``extensions.persistedQuery.sha256Hash``, or free-form text only where the
+caller may send free-form documents (``GATEWAY_FREE_FORM_DOCUMENTS``); anything else is answered
+with an ``error`` message (``TRUSTED_DOCUMENTS_ONLY``, ``PERSISTED_QUERY_NOT_FOUND``, ...) and
+never parsed. Subscriptions run through graphql-core (no plan is compiled for them).
 
 Each subscription gets a context of its own (``SubscriptionContext``), never shared with another
 subscription of the connection, and each event fresh loaders and a fresh ledger. Once an event's
@@ -28,6 +32,9 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
 from strawberry.types.graphql import OperationType
 
 from gateway.authn.accounts import Authenticator
@@ -38,13 +45,16 @@ from gateway.data.live import EventHub
 from gateway.data.loaders import Fetch, Loaders
 from gateway.errors import (
     AuthenticationError,
+    BadRequest,
     GatewayError,
     ResponseWithheld,
     ServiceUnavailable,
 )
+from gateway.guards.trusted_documents import TrustedDocuments
 from gateway.identity import Principal
 from gateway.ledger import Ledger
 from gateway.web.error_format import document_error, format_error
+from gateway.web.params import params_of
 
 __all__ = [
     "ConnectionContext",
@@ -166,13 +176,38 @@ class WebSocketDisclosure(SchemaExtension):
         ]
 
 
+class _TrustedDocumentsHandler(BaseGraphQLTransportWSHandler):
+    """graphql-transport-ws, with each ``subscribe`` payload's document resolved as over HTTP
+    before Strawberry sees it."""
+
+    async def handle_subscribe(self, message: Any) -> None:
+        context = self.context
+        if (
+            self.connection_acknowledged
+            and message["id"] not in self.operations
+            and isinstance(context, ConnectionContext)
+            and context.principal is not None
+        ):
+            try:
+                query = self.view.trusted_query(message.get("payload"), context.principal)
+            except BadRequest as exc:
+                error = {"message": exc.message, "extensions": {"code": exc.code}}
+                await self.send_message({"id": message["id"], "type": "error", "payload": [error]})
+                return
+            message = {**message, "payload": {**message["payload"], "query": query}}
+        await super().handle_subscribe(message)
+
+
 class SubscriptionEndpoint(GraphQL):
+    graphql_transport_ws_handler_class = _TrustedDocumentsHandler
+
     def __init__(
         self,
         schema: Any,
         settings: Settings,
         authenticator: Authenticator,
         make_context: Any,
+        documents: TrustedDocuments,
     ) -> None:
         super().__init__(
             schema,
@@ -185,6 +220,14 @@ class SubscriptionEndpoint(GraphQL):
         )
         self._authenticator = authenticator
         self._make_context = make_context
+        self._documents = documents
+        self._max_query_chars = settings.max_query_chars
+
+    def trusted_query(self, payload: Any, principal: Principal) -> str:
+        """The document a ``subscribe`` payload names, as ``TrustedDocuments`` resolves an HTTP
+        request's; BadRequest when it may not run."""
+        params = params_of(payload, self._max_query_chars)
+        return self._documents.resolve(params.query, params.sha256, principal)
 
     async def get_context(self, request: Any, response: Any) -> ConnectionContext:
         return self._make_context(request, response)
