@@ -22,6 +22,7 @@ from gateway.dev.embedded import EmbeddedPostgres, provision, with_credentials
 from gateway.dev.identity import DevIdentity
 from gateway.dev.seed import SeedPlan, seed_database, write_demo_media
 from gateway.ids import decode_global_id, encode_global_id
+from tests.executors import EXECUTORS, ExecutorClient, serve_executor, write_manifest
 from tests.support import GraphQLClient, ServerThread
 
 PLAN = SeedPlan(patients=12, clinicians=3, consultations_per_patient=5, seed=7)
@@ -206,3 +207,23 @@ def viewer(env: Environment) -> dict:
         "token": env.token(subject),
         "global_id": encode_global_id("Recording", recordings[0]),
     }
+
+
+@pytest.fixture(scope="session")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test manifest (``tests.executors``): every document a test declared, and the web
+    app's operations."""
+    return write_manifest(Path(tmp_path_factory.mktemp("manifest")))
+
+
+@pytest.fixture(scope="module", params=EXECUTORS)
+def executor(request: pytest.FixtureRequest) -> str:
+    """Each test that asks for it runs once per executor: ``interpreted`` and ``compiled``."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def gateway(env: Environment, executor: str, manifest: Path) -> Iterator[ExecutorClient]:
+    """A gateway of the module's executor, over the real database."""
+    with serve_executor(env, executor, manifest) as made:
+        yield made

@@ -16,16 +16,20 @@ WAIT = 10.0
 
 
 class Subscriber:
-    def __init__(self, socket: Any) -> None:
+    """``executor`` as in ``tests.executors``: ``compiled`` subscribes with a trusted document's
+    hash (as production requires), ``interpreted`` with its text."""
+
+    def __init__(self, socket: Any, executor: str = "interpreted") -> None:
         self.socket = socket
+        self.executor = executor
         self.messages: list[dict[str, Any]] = []  # every message received, in order
         self._pending: dict[str | None, list[dict[str, Any]]] = {}
 
     @classmethod
-    async def connect(cls, http_url: str, token: str) -> Subscriber:
+    async def connect(cls, http_url: str, token: str, executor: str = "interpreted") -> Subscriber:
         url = http_url.replace("http://", "ws://") + "/graphql"
         socket = await websockets.connect(url, subprotocols=["graphql-transport-ws"])
-        subscriber = cls(socket)
+        subscriber = cls(socket, executor)
         await socket.send(
             json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
         )
@@ -41,14 +45,16 @@ class Subscriber:
             if isinstance(consultation, str)
             else encode_global_id("Consultation", consultation)
         }
+        payload: dict[str, Any] = {"variables": variables}
+        if self.executor == "compiled":
+            from tests.executors import _DECLARED, digest
+
+            assert digest(query) in _DECLARED, f"declare with tests.executors.trusted(): {query}"
+            payload["extensions"] = {"persistedQuery": {"version": 1, "sha256Hash": digest(query)}}
+        else:
+            payload["query"] = query
         await self.socket.send(
-            json.dumps(
-                {
-                    "id": operation_id,
-                    "type": "subscribe",
-                    "payload": {"query": query, "variables": variables},
-                }
-            )
+            json.dumps({"id": operation_id, "type": "subscribe", "payload": payload})
         )
 
     async def next(self, operation_id: str | None, wait: float = WAIT) -> dict[str, Any]:

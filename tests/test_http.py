@@ -170,6 +170,9 @@ class ExplodingDatabase(Database):
     async def execute(self, statement, *args):
         return await self._inner.execute(statement, *args)
 
+    def pool_usage(self):
+        return None if self._inner is None else self._inner.pool_usage()
+
 
 def test_internal_errors_are_masked(env, token):
     with serving(create_app(env.settings(), database=ExplodingDatabase(env))) as server:

@@ -383,9 +383,10 @@ def _both(harness, name: str, scenario, variables: dict | None = None) -> tuple[
                     settings=harness.settings,
                     playback=harness.signer,
                 )
-                result = await executor.execute(
+                result, served = await executor.execute(
                     operation["body"], document, dict(variables), None, context
                 )
+                assert served == ("plan" if document == operation["id"] else "graphql-core")
                 await _settled()
                 outcomes.append(_normalized(result, context, principal))
             return outcomes[0], outcomes[1]
@@ -413,7 +414,7 @@ def test_the_plan_and_graphql_core_agree(harness, name, role, data):
 def test_the_differential_catches_a_plan_that_skips_one_field_check(harness, monkeypatch):
     """The comparison is strong enough: a plan whose field check lets one denied field through
     (clinicianNotes, which a patient may never read) differs from graphql-core."""
-    real = plan_module.decide_fields
+    real = plan_module.field_check.decide
 
     def lenient(principal, source, type_name, fields):
         decisions = real(principal, source, type_name, fields)
@@ -422,7 +423,7 @@ def test_the_differential_catches_a_plan_that_skips_one_field_check(harness, mon
             for field, decision in zip(fields, decisions, strict=True)
         ]
 
-    monkeypatch.setattr(plan_module, "decide_fields", lenient)
+    monkeypatch.setattr(plan_module, "field_check", type("Lenient", (), {"decide": lenient}))
     scenario = {
         "role": "patient",
         "caller": 0,

@@ -29,7 +29,7 @@ def test_there_are_statements_to_check():
         "CONSULTATIONS_PAGE",
         "RECORDINGS_BY_CONSULTATION",
         "ACCOUNT_FOR",
-        "AUTHORIZED_PATIENTS",
+        "RECORD_ACCESS_EVENTS_IF_AUTHORIZED",
     } <= set(STATEMENTS)
 
 
