@@ -21,13 +21,25 @@ from gateway import create_app
 from gateway.data import queries
 from gateway.data.pool import Database
 from gateway.ids import encode_global_id
+from tests.executors import trusted
 from tests.sabotage import sabotaged_gateway, unfiltered
 from tests.support import GraphQLClient, serving
 
+PAGE_WITH_RECORDINGS = trusted(
+    "{ consultations(first: 100) { edges { node { id reason recordings { id } } } } }"
+)
+PAGE = trusted("{ consultations(first: 100) { edges { node { id } } } }")
+TYPENAME = trusted("query($id: ID!) { consultation(id: $id) { __typename } }")
+SUMMARY = trusted("query($id: ID!) { consultation(id: $id) { id summary } }")
+REASON = trusted("query($id: ID!) { consultation(id: $id) { id reason } }")
+RECORDING_ID = trusted("query($id: ID!) { recording(id: $id) { id } }")
+PATIENT_ID = trusted("query($id: ID!) { patient(id: $id) { id } }")
+
 
 @pytest.fixture(scope="module")
-def leaky(env):
-    with sabotaged_gateway(env) as (client, database):
+def leaky(env, executor, manifest):
+    """A gateway of each executor whose loaders forget every predicate (as a superuser)."""
+    with sabotaged_gateway(env, executor, manifest) as (client, database):
         database.broken.update(unfiltered())
         yield client
 
@@ -56,10 +68,7 @@ def _alerts(env, subject):
 def test_a_leaking_list_is_withheld_counted_and_recorded(env, leaky):
     subject, patient = env.patients()[2]
     before = _trips(leaky)
-    response = leaky.post(
-        "{ consultations(first: 100) { edges { node { id reason recordings { id } } } } }",
-        env.token(subject),
-    )
+    response = leaky.post(PAGE_WITH_RECORDINGS, env.token(subject))
     assert response.status_code == 200
     assert response.json() == {
         "data": None,
@@ -77,7 +86,7 @@ def test_a_foreign_object_is_withheld_even_when_only_its_typename_is_asked(env, 
     foreign = sorted(env.truth.consultations_of_patient[victim])[0]
     before = _trips(leaky)
     body = leaky.execute(
-        "query($id: ID!) { consultation(id: $id) { __typename } }",
+        TYPENAME,
         env.token(subject),
         {"id": encode_global_id("Consultation", foreign)},
     )
@@ -95,7 +104,7 @@ def test_a_clinician_is_checked_against_the_patients_they_may_see(env, leaky):
         if env.truth.owner_of[pk] in strangers
     )
     body = leaky.execute(
-        "query($id: ID!) { consultation(id: $id) { id summary } }",
+        SUMMARY,
         env.token(subject),
         {"id": encode_global_id("Consultation", foreign)},
     )
@@ -110,7 +119,7 @@ def test_own_data_through_the_same_broken_edge_is_not_withheld(env, leaky):
     own = sorted(env.truth.consultations_of_patient[patient])[0]
     before = _trips(leaky)
     body = leaky.execute(
-        "query($id: ID!) { consultation(id: $id) { id reason } }",
+        REASON,
         env.token(subject),
         {"id": encode_global_id("Consultation", own)},
     )
@@ -136,9 +145,7 @@ def _alert_rows(env, subject, request_id):
 
 def test_each_alert_names_one_foreign_patient_with_exactly_their_objects(env, leaky):
     subject, patient = env.patients()[6]
-    response = leaky.post(
-        "{ consultations(first: 100) { edges { node { id } } } }", env.token(subject)
-    )
+    response = leaky.post(PAGE, env.token(subject))
     assert response.json()["errors"][0]["extensions"]["code"] == "WITHHELD"
     rows = _alert_rows(env, subject, response.headers["x-request-id"])
     assert {row["kind"] for row in rows} == {"alert"}
@@ -177,9 +184,7 @@ def test_a_trip_is_logged_critical_with_the_request_the_caller_and_the_foreign_c
 ):
     subject, patient = env.patients()[6]
     with caplog.at_level(logging.INFO, logger="gateway.exitcheck"):
-        response = leaky.post(
-            "{ consultations(first: 100) { edges { node { id } } } }", env.token(subject)
-        )
+        response = leaky.post(PAGE, env.token(subject))
     foreign = {owner for _, owner in _first_hundred(env)}
     [record] = [r for r in caplog.records if r.name == "gateway.exitcheck"]
     assert (record.levelno, record.getMessage()) == (
@@ -209,9 +214,7 @@ def test_when_the_alert_cannot_be_written_the_response_is_still_withheld_and_tha
     asyncio.run(grant("revoke insert on data.access_events from gateway_app"))
     try:
         with caplog.at_level(logging.INFO, logger="gateway.exitcheck"):
-            response = leaky.post(
-                "{ consultations(first: 100) { edges { node { id } } } }", env.token(subject)
-            )
+            response = leaky.post(PAGE, env.token(subject))
     finally:
         asyncio.run(grant("grant insert on data.access_events to gateway_app"))
     assert response.json() == {
@@ -261,10 +264,7 @@ def test_a_partner_holding_a_consent_of_another_scope_is_withheld_the_type_it_la
 
     asyncio.run(run())
     pk = sorted(env.truth.recordings_of_patient[victim])[0] if type_name == "Recording" else victim
-    query = {
-        "Recording": "query($id: ID!) { recording(id: $id) { id } }",
-        "Patient": "query($id: ID!) { patient(id: $id) { id } }",
-    }[type_name]
+    query = {"Recording": RECORDING_ID, "Patient": PATIENT_ID}[type_name]
     token = env.token(
         f"partner-{partner}",
         scope="patient/Consultation.rs patient/Recording.rs patient/Patient.rs",
@@ -291,7 +291,7 @@ def test_the_disclosure_step_refuses_a_kind_under_which_nothing_is_disclosed(env
         try:
             metrics = Metrics()
             step = DisclosureStep(
-                ExitCheck(database.fetch), AccessEventWriter(database.execute, metrics), metrics
+                ExitCheck(), AccessEventWriter(database.execute, metrics), metrics
             )
             principal = Principal("iss", "sub", Role.PATIENT, env.patients()[0][1], expires_at=0)
             with pytest.raises(ValueError, match=f"^not a disclosure kind: {kind}$"):
@@ -374,20 +374,57 @@ def test_a_break_glass_grant_of_another_clinician_on_another_patient_is_withheld
 
 
 def _foreign_owners(env, principal, objects):
+    """Layer 4 alone, through the code production runs: a ledger of rows of the given owners
+    handed to ``DisclosureStep.clear`` (the exit check's questions, asked of the database with
+    the audit write). Returns the patients it alerted about; asserts that a withheld ledger
+    stored nothing but those alerts, and that a cleared one stored its disclosures."""
+    from gateway.audit.writer import AccessEventWriter
+    from gateway.authz.disclosure import DisclosureStep
     from gateway.authz.exit_check import ExitCheck
+    from gateway.errors import ResponseWithheld
     from gateway.ledger import Ledger
+    from gateway.ops.metrics import Metrics
 
-    async def ask():
+    request_id = f"layer-4-alone-{uuid.uuid4().hex}"
+
+    async def clear():
         database = await Database.connect(env.settings())
         try:
+            metrics = Metrics()
+            step = DisclosureStep(ExitCheck(), AccessEventWriter(database.fetch, metrics), metrics)
             ledger = Ledger()
             for type_name, owner in objects:
                 ledger.record_object(type_name, uuid.uuid4(), owner)
-            return await ExitCheck(database.fetch).foreign_owners(principal, ledger)
+            try:
+                await step.clear(principal, ledger, request_id)
+            except ResponseWithheld:
+                withheld = True
+            else:
+                withheld = False
         finally:
             await database.close()
+        connection = await asyncpg.connect(env.admin_url)
+        try:
+            rows = await connection.fetch(
+                "select kind, patient_id from data.access_events where request_id = $1",
+                request_id,
+            )
+        finally:
+            await connection.close()
+        return withheld, [(r["kind"], r["patient_id"]) for r in rows], metrics
 
-    return asyncio.run(ask())
+    withheld, stored, metrics = asyncio.run(clear())
+    alerted = {patient for kind, patient in stored if kind == "alert"}
+    trips = metrics.registry.get_sample_value("gateway_exit_check_trips_total")
+    if withheld:
+        assert sorted(kind for kind, _ in stored) == ["alert"] * len(alerted)
+        assert trips == 1
+    else:
+        owners = {owner for _, owner in objects if owner is not None}
+        assert stored and {kind for kind, _ in stored} == {"disclosure"}
+        assert {patient for _, patient in stored} == owners
+        assert trips == 0
+    return alerted
 
 
 def test_the_exit_check_alone_names_exactly_the_owners_each_role_may_not_hold(env):
@@ -408,18 +445,24 @@ def test_the_exit_check_alone_names_exactly_the_owners_each_role_may_not_hold(en
     assert _foreign_owners(env, principal(Role.SUPPORT), support) == set(patients[6:]) | {
         patients[0]
     }
+    assert _foreign_owners(env, principal(Role.SUPPORT), support[:12]) == set()
     # A patient holds only their own.
     own = [("Consultation", patients[0]), ("Recording", patients[0])]
     foreign = [("Consultation", p) for p in patients[1:4]]
     assert _foreign_owners(env, principal(Role.PATIENT, patients[0]), own + foreign) == set(
         patients[1:4]
     )
+    assert _foreign_owners(env, principal(Role.PATIENT, patients[0]), own) == set()
     # A clinician holds the patients they treated, and never an access event or a consent.
     ledger = [("Consultation", p) for p in treated[:2] + strangers[:2]]
     ledger += [("AccessEvent", treated[0]), ("Consent", treated[1])]
     assert _foreign_owners(env, principal(Role.CLINICIAN, clinician), ledger) == set(
         strangers[:2]
     ) | {treated[0], treated[1]}
+    # The database half alone: only care is asked (no type judged without it).
+    ledger = [("Consultation", p) for p in treated[:2] + strangers[:2]]
+    assert _foreign_owners(env, principal(Role.CLINICIAN, clinician), ledger) == set(strangers[:2])
+    assert _foreign_owners(env, principal(Role.CLINICIAN, clinician), ledger[:2]) == set()
     # A partner holds, per type, the patients whose consent covers that type's scope, and never
     # an access event: a consent to consultations does not cover recordings.
     partner, consenting, other = uuid.uuid4(), patients[9], patients[10]
@@ -446,6 +489,10 @@ def test_the_exit_check_alone_names_exactly_the_owners_each_role_may_not_hold(en
     caller = Principal("iss", "sub", Role.PARTNER, partner, expires_at=0, scopes=scopes)
     ledger = [("Consultation", consenting), ("Recording", consenting), ("AccessEvent", other)]
     assert _foreign_owners(env, caller, ledger) == {consenting, other}
+    # The database half alone: consent and its scope.
+    ledger = [("Consultation", consenting), ("Consultation", other), ("Recording", consenting)]
+    assert _foreign_owners(env, caller, ledger) == {consenting, other}
+    assert _foreign_owners(env, caller, [("Consultation", consenting)]) == set()
     # An auditor holds every access event and nothing clinical.
     ledger = [("AccessEvent", p) for p in patients[:6]] + [("Consultation", patients[7])]
     assert _foreign_owners(env, principal(Role.AUDITOR), ledger) == {patients[7]}

@@ -3,8 +3,10 @@
 The sabotage switches off every layer after the field check: loader statements forget their
 predicates and run as a superuser (no row-level security, layers 2 and 3), and the exit check
 (layer 4) answers that nothing is foreign. What a patient, a clinician or a partner then receives
-of another patient's rows is only nulls and FORBIDDEN errors, decided by the field check from the
-row itself: its owner, and the grant it was (not) loaded under.
+of another patient's rows is only nulls and FORBIDDEN errors, decided by the field gate from the
+row itself: its owner, and the grant it was (not) loaded under. Every request runs on both
+executors (``tests.executors``): interpreted, and compiled from a trusted document sent by hash,
+as production runs it.
 """
 
 from __future__ import annotations
@@ -16,46 +18,41 @@ import pytest
 
 from gateway.authz.exit_check import ExitCheck, ExitQuestions
 from gateway.authz.field_check import check_field
-from gateway.data import queries
 from gateway.identity import Principal, Role
 from gateway.ids import encode_global_id
 from gateway.ledger import Denial, Ledger
 from gateway.policy.table import Condition
 from resolvers.consultation import Consultation
-from tests.sabotage import keeping, sabotaged_gateway, unfiltered
+from tests.executors import trusted
+from tests.sabotage import sabotaged_gateway, unfiltered, unfiltered_logs
 from tests.support import all_strings, as_admin
 
 ALL_SCOPES = {"patient/Consultation.rs", "patient/Recording.rs", "patient/Patient.rs"}
 
-# Beside the loaders of tests.sabotage.unfiltered(): the access log and the consents, unfiltered.
-UNFILTERED_LOGS = {
-    queries.ACCESS_EVENTS_PAGE: keeping(
-        "select e.seq, e.occurred_at, e.kind, e.subject, e.role, e.actor_id, "
-        "null::text as actor_name, e.patient_id, e.client_id, e.break_glass_reason, e.objects "
-        "from data.access_events e where e.seq is not null and e.patient_id is not null "
-        "order by e.seq desc limit $1",
-        3,
-    ),
-    queries.CONSENTS_OF: keeping(
-        "select k.*, p.name as partner_name from data.consents k "
-        "join data.partners p on p.id = k.partner_id order by k.granted_at desc",
-    ),
-}
-
 
 @pytest.fixture
-def layer_one_only(env, monkeypatch):
+def layer_one_only(env, executor, manifest, monkeypatch):
     monkeypatch.setattr(ExitCheck, "questions", lambda self, principal, ledger: ExitQuestions())
-    with sabotaged_gateway(env) as (client, database):
+    with sabotaged_gateway(env, executor, manifest) as (client, database):
         database.broken.update(unfiltered())
-        database.broken.update(UNFILTERED_LOGS)
+        database.broken.update(unfiltered_logs())
         yield client
 
 
-PAGE = (
+PAGE = trusted(
     "{ consultations(first: 100) { edges { node { id reason summary scheduledAt "
     "patient { id displayName } recordings { id playbackUrl } } } } }"
 )
+CONSULTATION_AND_PATIENT = trusted(
+    "query($id: ID!) { consultation(id: $id) { id reason patient { id } } }"
+)
+CONSULTATION_SUMMARY = trusted(
+    "query($id: ID!) { consultation(id: $id) { id summary scheduledAt } }"
+)
+ACCESS_LOG = trusted(
+    "{ accessLog(first: 100) { edges { node { patientId kind objects { id } } } } }"
+)
+CONSENTS = trusted("{ consents { id active partner { id } } }")
 
 
 def _nodes(body):
@@ -91,7 +88,7 @@ def test_a_clinician_handed_a_stranger_s_consultation_reads_nothing_of_it(env, l
         if env.truth.owner_of[pk] in strangers
     )
     body = layer_one_only.execute(
-        "query($id: ID!) { consultation(id: $id) { id reason patient { id } } }",
+        CONSULTATION_AND_PATIENT,
         env.token(subject),
         {"id": encode_global_id("Consultation", foreign)},
     )
@@ -110,7 +107,7 @@ def test_a_partner_handed_a_row_loaded_under_no_consent_reads_nothing_of_it(env,
         azp=partner["subject"],
     )
     body = layer_one_only.execute(
-        "query($id: ID!) { consultation(id: $id) { id summary scheduledAt } }",
+        CONSULTATION_SUMMARY,
         token,
         {"id": encode_global_id("Consultation", foreign)},
     )
@@ -120,9 +117,9 @@ def test_a_partner_handed_a_row_loaded_under_no_consent_reads_nothing_of_it(env,
 
 
 BY_ID = {
-    "Consultation": "query($id: ID!) { consultation(id: $id) { id scheduledAt reason } }",
-    "Recording": "query($id: ID!) { recording(id: $id) { id segmentIndex playbackUrl } }",
-    "Patient": "query($id: ID!) { patient(id: $id) { id displayName } }",
+    "Consultation": trusted("query($id: ID!) { consultation(id: $id) { id scheduledAt reason } }"),
+    "Recording": trusted("query($id: ID!) { recording(id: $id) { id segmentIndex playbackUrl } }"),
+    "Patient": trusted("query($id: ID!) { patient(id: $id) { id displayName } }"),
 }
 
 
@@ -181,10 +178,7 @@ def test_a_patient_handed_every_access_event_reads_only_those_about_themselves(
     (subject, patient), (other_subject, _) = env.patients()[4], env.patients()[5]
     for who in (subject, other_subject):  # events about both patients
         client.execute("{ consultations { edges { node { id } } } }", env.token(who))
-    body = layer_one_only.post(
-        "{ accessLog(first: 100) { edges { node { patientId kind objects { id } } } } }",
-        env.token(subject),
-    ).json()
+    body = layer_one_only.post(ACCESS_LOG, env.token(subject)).json()
     nodes = [edge["node"] for edge in body["data"]["accessLog"]["edges"]]
     own = encode_global_id("Patient", patient)
     assert {node["patientId"] for node in nodes} == {own, None}
@@ -216,9 +210,7 @@ def test_a_patient_handed_every_consent_reads_only_their_own_and_each_refusal_sa
         return await connection.fetch("select id, patient_id from data.consents")
 
     rows = as_admin(env, consents)
-    body = layer_one_only.post(
-        "{ consents { id active partner { id } } }", env.token(subject)
-    ).json()
+    body = layer_one_only.post(CONSENTS, env.token(subject)).json()
     own = {encode_global_id("Consent", r["id"]) for r in rows if r["patient_id"] == patient}
     listed = body["data"]["consents"]
     assert len(listed) == len(rows)
@@ -300,7 +292,7 @@ CONSULTATION, RECORDING = "patient/Consultation.rs", "patient/Recording.rs"
 class _ExplainingContext:
     def __init__(self, principal: Principal) -> None:
         self.principal = principal
-        self.ledger = Ledger(explanations=[])
+        self.ledger = Ledger(explaining=True)
 
 
 class _FieldPath:
