@@ -1,13 +1,21 @@
-"""Layer 4 for every statement that returns patient rows, on every path that sends them.
+"""Layer 4 for every statement that returns patient rows, on every path that sends them, for
+every kind of caller.
 
 Each case breaks one statement of ``gateway.data.queries`` (``tests.sabotage``): it becomes a
 superuser query without the caller's predicate that returns another patient's rows, the way a
 forgotten WHERE clause, a wrong join or a shared cache would. A request that uses the statement
-(a GraphQL query or mutation, a media playback, a subscription) must then be withheld whole:
-WITHHELD over GraphQL, an empty 403 for media, WITHHELD then ``complete`` for a subscription;
-with no foreign ID anywhere in what was sent, one trip counted, and an alert naming the foreign
-patient in the audit trail. ``test_every_statement_that_returns_patient_rows_is_sabotaged_here``
-keeps the list complete when a statement is added.
+(a GraphQL query or mutation, a media playback or a browser playback's later Range request, a
+subscription) must then be withheld whole: WITHHELD over GraphQL, an empty 403 for media,
+WITHHELD then ``complete`` for a subscription; with no foreign ID anywhere in what was sent, one
+trip counted, and an alert naming the foreign patient in the audit trail.
+
+The callers: a patient (the exit check decides their own rows without the database), and a
+clinician and a partner, whose rows the database half decides (``api.authorized_patients`` inside
+``api.record_access_events_if_authorized``): care, an active or expired break-glass grant, a
+consent and its scopes. Every case runs on both executors (``tests.executors``): GraphQL and
+subscription documents free-form, and as trusted documents sent by hash to a production gateway.
+``test_every_statement_that_returns_patient_rows_is_sabotaged_here`` keeps the list complete
+when a statement is added.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import pytest
 from gateway.authz.playback import PlaybackSigner
 from gateway.data import queries
 from gateway.ids import encode_global_id
+from tests.executors import trusted
 from tests.leak_world import (
     REASON,
     World,
@@ -36,31 +45,44 @@ from tests.leak_world import (
     make_world,
     owned,
 )
-from tests.sabotage import NO_GRANT, broken, sabotaged_gateway
+from tests.sabotage import NO_GRANT, NOT_PATIENT_ROWS, broken, sabotaged_gateway
 from tests.subscriber import Subscriber, metric
 
 WITHHELD = {
     "data": None,
     "errors": [{"message": "Response withheld", "extensions": {"code": "WITHHELD"}}],
 }
-EVENTS = (
+EVENTS = trusted(
     "subscription($id: ID!) { consultationEvents(consultationId: $id) { kind "
-    "consultation { id reason recordings { id playbackUrl } } } }"
+    "consultation { id reason patient { id displayName } recordings { id playbackUrl } } } }"
 )
-
-# Statements that return no patient's rows, and why: nothing to sabotage for layer 4.
-NOT_PATIENT_ROWS = {
-    "ACCOUNT_FOR": "identity binding of the caller's own token, before any request runs",
-    "CLINICIANS_BY_ID": "the clinician directory, not patient data",
-    "PARTNERS_BY_ID": "the partner directory, not patient data",
-    "ALL_PARTNERS": "the partner directory, not patient data",
-    "AUTHORIZED_PATIENTS": "the exit check's own question; returns patient IDs it then compares",
-    "RECORD_ACCESS_EVENTS": "writes the audit trail; returns nothing",
-    "RECORD_ACCESS_EVENTS_IF_AUTHORIZED": "the exit check's questions and the audit write; "
-    "returns the patient IDs it found foreign",
-    "PING": "readiness",
+BY_ID = {
+    "consultation": trusted("query($id: ID!) { consultation(id: $id) { id reason summary } }"),
+    "recording": trusted("query($id: ID!) { recording(id: $id) { id byteSize playbackUrl } }"),
+    "patient": trusted("query($id: ID!) { patient(id: $id) { id displayName birthDate } }"),
+    "consultation-recordings": trusted(
+        "query($id: ID!) { consultation(id: $id) { id recordings { id playbackUrl } } }"
+    ),
+    "patient-consultations": trusted(
+        "query($id: ID!) { patient(id: $id) { id consultations { id reason } } }"
+    ),
 }
-
+PAGE = trusted("{ consultations(first: 10) { edges { node { id reason } } } }")
+ACCESS_LOG = trusted(
+    "{ accessLog(first: 5) { edges { node { kind patientId accessorSubject "
+    "objects { type id } } } } }"
+)
+CONSENTS = trusted("{ consents { id scopes active partner { name } } }")
+GRANT_CONSENT = trusted(
+    "mutation($p: ID!, $e: DateTime!) { grantConsent(partnerId: $p, "
+    'scopes: ["patient/Patient.rs"], expiresAt: $e) { id scopes } }'
+)
+REVOKE_CONSENT = trusted("mutation($id: ID!) { revokeConsent(id: $id) { id scopes } }")
+OPEN_BREAK_GLASS = trusted(
+    "mutation($p: ID!, $r: String!) { openBreakGlass(patientId: $p, reason: $r, "
+    "minutes: 5) { id reason patient { id displayName } } }"
+)
+ALL_SCOPES = "patient/Consultation.rs patient/Patient.rs patient/Recording.rs"
 
 def gid(type_name: str, pk: UUID) -> str:
     return encode_global_id(type_name, pk)
@@ -102,6 +124,30 @@ def victims_recordings_as_asked(world: World, victim: UUID):
     return replacement
 
 
+def victims_recording_as_asked(world: World, victim: UUID):
+    """A swapped row: the victim's first recording, labelled as the recording asked for."""
+
+    def replacement(role, actor, scopes, keys):
+        return (
+            "select k.id, r.consultation_id, r.patient_id, r.segment_index, r.mode, "
+            "r.started_at, r.duration_seconds, r.content_type, r.byte_size, r.storage_key, "
+            f"{NO_GRANT} from data.recordings r cross join unnest($1::uuid[]) k(id) "
+            "where r.patient_id = $2 order by r.segment_index limit 1",
+            [keys, victim],
+        )
+
+    return replacement
+
+
+def victims_patient_as_asked(world: World, victim: UUID):
+    """A wrong join: the victim's record, whichever patient was asked for."""
+
+    def replacement(role, actor, scopes, keys):
+        return (f"select *, {NO_GRANT} from data.patients where id = $1", [victim])
+
+    return replacement
+
+
 CONSULTATIONS = f"select *, {NO_GRANT} from data.consultations where patient_id = $1"
 ACCESS_EVENTS = (
     "select e.seq, e.occurred_at, e.kind, e.subject, e.role, e.actor_id, null::text as "
@@ -109,7 +155,7 @@ ACCESS_EVENTS = (
     "from data.access_events e where e.patient_id = $1 and e.seq is not null "
     "order by e.seq desc limit $2"
 )
-CONSENTS = (
+CONSENTS_SQL = (
     "select k.*, p.name as partner_name from data.consents k "
     "join data.partners p on p.id = k.partner_id where k.patient_id = $1"
 )
@@ -124,28 +170,43 @@ ONE_GRANT = "select * from data.break_glass_grants where patient_id = $1 limit 1
 class Case:
     statement: str
     sabotage: Callable[[World, UUID], Any]
-    path: str  # graphql | media | subscription
-    caller: str
+    path: str  # graphql | media | media-continued | subscription
+    caller: str  # a patient, clinician or partner of the world
     victim: str
     # GraphQL: (query, variables) of the world; media: the recording; subscription: consultation.
     request: Callable[[World], Any]
+    why: str = ""  # what the case stands for, beyond the statement and the path
+
+    @property
+    def id(self) -> str:
+        return f"{self.statement}-{self.path}-{self.caller}" + (f"-{self.why}" if self.why else "")
 
 
 def _expires() -> str:
     return (datetime.now(UTC) + timedelta(days=30)).isoformat()
 
 
-CASES = [
+def _by_id(kind: str, type_name: str, pick: Callable[[World], UUID]) -> Callable[[World], Any]:
+    return lambda w: (BY_ID[kind], {"id": gid(type_name, pick(w))})
+
+
+def _ben_recording(w: World) -> UUID:
+    return w.recordings[w.consultation("ben")][0]
+
+
+def _cy_recording(w: World) -> UUID:
+    return w.recordings[w.consultation("cy")][0]
+
+
+# --- a patient: decided without the database -----------------------------------------------------
+PATIENT_CASES = [
     Case(
         "CONSULTATIONS_BY_ID",
         rows_asked_for("data.consultations"),
         "graphql",
         "ana",
         "ben",
-        lambda w: (
-            "query($id: ID!) { consultation(id: $id) { id reason summary } }",
-            {"id": gid("Consultation", w.consultation("ben"))},
-        ),
+        _by_id("consultation", "Consultation", lambda w: w.consultation("ben")),
     ),
     Case(
         "CONSULTATIONS_BY_ID",
@@ -161,7 +222,7 @@ CASES = [
         "graphql",
         "ana",
         "ben",
-        lambda w: ("{ consultations(first: 10) { edges { node { id reason } } } }", None),
+        lambda w: (PAGE, None),
     ),
     Case(
         "CONSULTATIONS_BY_PATIENT",
@@ -169,10 +230,7 @@ CASES = [
         "graphql",
         "ana",
         "ben",
-        lambda w: (
-            "query($id: ID!) { patient(id: $id) { id consultations { id reason } } }",
-            {"id": gid("Patient", w.patients["ana"])},
-        ),
+        _by_id("patient-consultations", "Patient", lambda w: w.patients["ana"]),
     ),
     Case(
         "RECORDINGS_BY_CONSULTATION",
@@ -180,10 +238,7 @@ CASES = [
         "graphql",
         "ana",
         "ben",
-        lambda w: (
-            "query($id: ID!) { consultation(id: $id) { id recordings { id playbackUrl } } }",
-            {"id": gid("Consultation", w.consultation("ana"))},
-        ),
+        _by_id("consultation-recordings", "Consultation", lambda w: w.consultation("ana")),
     ),
     Case(
         "RECORDINGS_BY_CONSULTATION",
@@ -199,10 +254,7 @@ CASES = [
         "graphql",
         "ana",
         "ben",
-        lambda w: (
-            "query($id: ID!) { recording(id: $id) { id byteSize playbackUrl } }",
-            {"id": gid("Recording", w.recordings[w.consultation("ben")][0])},
-        ),
+        _by_id("recording", "Recording", _ben_recording),
     ),
     Case(
         "RECORDINGS_BY_ID",
@@ -210,7 +262,16 @@ CASES = [
         "media",
         "ana",
         "ben",
-        lambda w: w.recordings[w.consultation("ben")][0],
+        _ben_recording,
+    ),
+    Case(
+        "RECORDINGS_BY_ID",
+        victims_recording_as_asked,
+        "media-continued",
+        "ana",
+        "ben",
+        lambda w: w.recordings[w.consultation("ana")][0],
+        "row-swapped-after-the-cookie",
     ),
     Case(
         "PATIENTS_BY_ID",
@@ -218,10 +279,15 @@ CASES = [
         "graphql",
         "ana",
         "ben",
-        lambda w: (
-            "query($id: ID!) { patient(id: $id) { id displayName birthDate } }",
-            {"id": gid("Patient", w.patients["ben"])},
-        ),
+        _by_id("patient", "Patient", lambda w: w.patients["ben"]),
+    ),
+    Case(
+        "PATIENTS_BY_ID",
+        victims_patient_as_asked,
+        "subscription",
+        "ana",
+        "ben",
+        lambda w: w.consultation("ana"),
     ),
     Case(
         "ACCESS_EVENTS_PAGE",
@@ -229,19 +295,15 @@ CASES = [
         "graphql",
         "ana",
         "ben",
-        lambda w: (
-            "{ accessLog(first: 5) { edges { node { kind patientId accessorSubject "
-            "objects { type id } } } } }",
-            None,
-        ),
+        lambda w: (ACCESS_LOG, None),
     ),
     Case(
         "CONSENTS_OF",
-        victims_rows(CONSENTS),
+        victims_rows(CONSENTS_SQL),
         "graphql",
         "ana",
         "ben",
-        lambda w: ("{ consents { id scopes active partner { name } } }", None),
+        lambda w: (CONSENTS, None),
     ),
     Case(
         "GRANT_CONSENT",
@@ -250,8 +312,7 @@ CASES = [
         "ana",
         "ben",
         lambda w: (
-            "mutation($p: ID!, $e: DateTime!) { grantConsent(partnerId: $p, "
-            'scopes: ["patient/Patient.rs"], expiresAt: $e) { id scopes } }',
+            GRANT_CONSENT,
             {"p": gid("Partner", w.partners["pa_none"]), "e": _expires()},
         ),
     ),
@@ -261,10 +322,88 @@ CASES = [
         "graphql",
         "ana",
         "ben",
-        lambda w: (
-            "mutation($id: ID!) { revokeConsent(id: $id) { id scopes } }",
-            {"id": gid("Consent", w.extra["ben_consent"])},
-        ),
+        lambda w: (REVOKE_CONSENT, {"id": gid("Consent", w.extra["ben_consent"])}),
+    ),
+]
+
+# --- a clinician: care and break-glass, decided by the database ---------------------------------
+# dr_a conducted Ana's and one of Ben's consultations, never Cy's; dr_c holds an expired grant on
+# Cy; dr_d an active one on Ben.
+CLINICIAN_CASES = [
+    Case(
+        "CONSULTATIONS_BY_ID",
+        rows_asked_for("data.consultations"),
+        "graphql",
+        "dr_a",
+        "cy",
+        _by_id("consultation", "Consultation", lambda w: w.consultation("cy")),
+        "never-treated",
+    ),
+    Case(
+        "CONSULTATIONS_BY_ID",
+        rows_asked_for("data.consultations"),
+        "graphql",
+        "dr_c",
+        "cy",
+        _by_id("consultation", "Consultation", lambda w: w.consultation("cy")),
+        "break-glass-expired",
+    ),
+    Case(
+        "CONSULTATIONS_BY_ID",
+        rows_asked_for("data.consultations"),
+        "subscription",
+        "dr_a",
+        "cy",
+        lambda w: w.consultation("cy"),
+    ),
+    Case(
+        "CONSULTATIONS_PAGE",
+        victims_rows(f"{CONSULTATIONS} order by scheduled_at desc, id desc limit $2", 3),
+        "graphql",
+        "dr_a",
+        "cy",
+        lambda w: (PAGE, None),
+    ),
+    Case(
+        "CONSULTATIONS_BY_PATIENT",
+        victims_rows(CONSULTATIONS),
+        "graphql",
+        "dr_d",
+        "cy",
+        _by_id("patient-consultations", "Patient", lambda w: w.patients["ben"]),
+        "break-glass-on-another-patient",
+    ),
+    Case(
+        "RECORDINGS_BY_CONSULTATION",
+        victims_recordings_as_asked,
+        "graphql",
+        "dr_a",
+        "cy",
+        _by_id("consultation-recordings", "Consultation", lambda w: w.consultation("ana")),
+    ),
+    Case(
+        "RECORDINGS_BY_ID",
+        rows_asked_for("data.recordings"),
+        "graphql",
+        "dr_a",
+        "cy",
+        _by_id("recording", "Recording", _cy_recording),
+    ),
+    Case(
+        "RECORDINGS_BY_ID",
+        rows_asked_for("data.recordings"),
+        "media",
+        "dr_a",
+        "cy",
+        _cy_recording,
+    ),
+    Case(
+        "PATIENTS_BY_ID",
+        rows_asked_for("data.patients"),
+        "graphql",
+        "dr_a",
+        "cy",
+        _by_id("patient", "Patient", lambda w: w.patients["cy"]),
     ),
     Case(
         "OPEN_BREAK_GLASS",
@@ -272,17 +411,80 @@ CASES = [
         "graphql",
         "dr_a",
         "cy",
-        lambda w: (
-            "mutation($p: ID!, $r: String!) { openBreakGlass(patientId: $p, reason: $r, "
-            "minutes: 5) { id reason patient { id displayName } } }",
-            {"p": gid("Patient", w.patients["ana"]), "r": REASON},
-        ),
+        lambda w: (OPEN_BREAK_GLASS, {"p": gid("Patient", w.patients["ana"]), "r": REASON}),
     ),
 ]
 
+# --- a partner: consent and its scopes, decided by the database -------------------------------
+# Ana consented to pa_full for everything; Ben to pa_some for his record (patient/Patient.rs)
+# only, and to pa_revoked before revoking it; Cy to nobody.
+PARTNER_CASES = [
+    Case(
+        "CONSULTATIONS_BY_ID",
+        rows_asked_for("data.consultations"),
+        "graphql",
+        "pa_some",
+        "ben",
+        _by_id("consultation", "Consultation", lambda w: w.consultation("ben")),
+        "consent-of-another-scope",
+    ),
+    Case(
+        "CONSULTATIONS_PAGE",
+        victims_rows(f"{CONSULTATIONS} order by scheduled_at desc, id desc limit $2", 3),
+        "graphql",
+        "pa_some",
+        "cy",
+        lambda w: (PAGE, None),
+        "no-consent",
+    ),
+    Case(
+        "CONSULTATIONS_BY_PATIENT",
+        victims_rows(CONSULTATIONS),
+        "graphql",
+        "pa_full",
+        "cy",
+        _by_id("patient-consultations", "Patient", lambda w: w.patients["ana"]),
+        "no-consent",
+    ),
+    Case(
+        "RECORDINGS_BY_CONSULTATION",
+        victims_recordings_as_asked,
+        "graphql",
+        "pa_full",
+        "cy",
+        _by_id("consultation-recordings", "Consultation", lambda w: w.consultation("ana")),
+        "no-consent",
+    ),
+    Case(
+        "RECORDINGS_BY_ID",
+        rows_asked_for("data.recordings"),
+        "media",
+        "pa_some",
+        "ben",
+        _ben_recording,
+        "consent-of-another-scope",
+    ),
+    Case(
+        "PATIENTS_BY_ID",
+        rows_asked_for("data.patients"),
+        "graphql",
+        "pa_some",
+        "cy",
+        _by_id("patient", "Patient", lambda w: w.patients["cy"]),
+        "no-consent",
+    ),
+    Case(
+        "PATIENTS_BY_ID",
+        rows_asked_for("data.patients"),
+        "graphql",
+        "pa_revoked",
+        "ben",
+        _by_id("patient", "Patient", lambda w: w.patients["ben"]),
+        "consent-revoked",
+    ),
+]
 
-def _case_id(case: Case) -> str:
-    return f"{case.statement}-{case.path}"
+CASES = PATIENT_CASES + CLINICIAN_CASES + PARTNER_CASES
 
 
 @pytest.fixture(scope="module")
@@ -291,11 +493,24 @@ def world(env):
 
     async def grants(connection):
         made.extra = {
+            "ana_consent": await insert_consent(
+                connection, made.patients["ana"], made.partners["pa_full"], ALL_SCOPES.split()
+            ),
             "ben_consent": await insert_consent(
                 connection, made.patients["ben"], made.partners["pa_some"], ["patient/Patient.rs"]
             ),
+            "ben_revoked": await insert_consent(
+                connection,
+                made.patients["ben"],
+                made.partners["pa_revoked"],
+                ALL_SCOPES.split(),
+                revoked=True,
+            ),
             "cy_grant": await insert_break_glass(
                 connection, made.clinicians["dr_c"], made.patients["cy"], expired=True
+            ),
+            "ben_grant": await insert_break_glass(
+                connection, made.clinicians["dr_d"], made.patients["ben"]
             ),
         }
 
@@ -305,29 +520,35 @@ def world(env):
 
 
 @pytest.fixture(scope="module")
-def gateway(env, world):
-    with sabotaged_gateway(env) as (client, database):
+def gateway(env, world, executor, manifest):
+    with sabotaged_gateway(env, executor, manifest) as (client, database):
         # Ben's own reads before any sabotage: his access log has events to leak.
-        body = client.execute(
-            "{ consultations { edges { node { id } } } }", env.token(world.subject("ben"))
-        )
+        body = client.execute(PAGE, env.token(world.subject("ben")))
         assert "errors" not in body
         yield client, database
 
 
 def _allowed(env, world: World, caller: str) -> set[UUID]:
-    """The patients the caller may hold, as superuser: their own, or those they conducted a
-    consultation with or hold an active break-glass grant for."""
+    """The patients the caller may hold, as superuser: their own; those they conducted a
+    consultation with or hold an active break-glass grant for; those with a live consent to
+    them."""
     if caller in world.patients:
         return {world.patients[caller]}
 
     async def read(connection):
-        rows = await connection.fetch(
-            "select patient_id from data.consultations where clinician_id = $1 union "
-            "select patient_id from data.break_glass_grants where clinician_id = $1 "
-            "and revoked_at is null and now() < expires_at",
-            world.clinicians[caller],
-        )
+        if caller in world.partners:
+            rows = await connection.fetch(
+                "select patient_id from data.consents where partner_id = $1 "
+                "and revoked_at is null and now() < expires_at",
+                world.partners[caller],
+            )
+        else:
+            rows = await connection.fetch(
+                "select patient_id from data.consultations where clinician_id = $1 union "
+                "select patient_id from data.break_glass_grants where clinician_id = $1 "
+                "and revoked_at is null and now() < expires_at",
+                world.clinicians[caller],
+            )
         return {r["patient_id"] for r in rows}
 
     return asyncio.run(admin(env, read))
@@ -354,6 +575,18 @@ def _alerts_since(env, seq: int, subject: str) -> list[dict[str, Any]]:
     return asyncio.run(admin(env, read))
 
 
+def _events_since(env, seq: int, subject: str) -> list[str]:
+    async def read(connection):
+        rows = await connection.fetch(
+            "select kind from data.access_events where seq > $1 and subject = $2 order by seq",
+            seq,
+            subject,
+        )
+        return [r["kind"] for r in rows]
+
+    return asyncio.run(admin(env, read))
+
+
 def _owners(env, objects: list[tuple[str, str]]) -> set[UUID | None]:
     """The owner of each (type, id) an alert names, as superuser."""
     truth = owned(env)
@@ -375,25 +608,53 @@ def _last_seq(env) -> int:
     )
 
 
-def _send(env, client, world: World, case: Case) -> tuple[Any, Any]:
+def _token(env, world: World, caller: str) -> str:
+    subject = world.subject(caller)
+    if caller in world.partners:
+        return env.token(subject, scope=ALL_SCOPES, azp=subject)
+    return env.token(subject)
+
+
+def _playback_url(env, world: World, caller: str, recording: UUID) -> str:
+    signer = PlaybackSigner(env.settings().signing_keys(), 300)
+    return signer.url(
+        recording, gid("Recording", recording), env.identity.issuer, world.subject(caller)
+    )
+
+
+def _start_playback(env, client, world: World, case: Case) -> tuple[str, str]:
+    """Before the sabotage: the caller starts a browser playback of their own recording, as the
+    web app does (bearer token, POST); returns (the URL, the playback's cookie)."""
+    url = _playback_url(env, world, case.caller, case.request(world))
+    response = client.http.post(
+        url, headers={"authorization": f"Bearer {_token(env, world, case.caller)}"}
+    )
+    assert response.status_code == 204, response.text
+    return url, response.cookies["gateway_playback"]
+
+
+def _send(env, client, world: World, case: Case, started: Any = None) -> tuple[Any, Any]:
     """Make the case's request as its caller: (what was sent to the caller, the exact refusal
     expected)."""
-    subject = world.subject(case.caller)
-    token = env.token(subject)
+    token = _token(env, world, case.caller)
     if case.path == "graphql":
         query, variables = case.request(world)
         response = client.post(query, token, variables)
         assert response.status_code == 200
         return response.json(), WITHHELD
     if case.path == "media":
-        recording = case.request(world)
-        signer = PlaybackSigner(env.settings().signing_keys(), 300)
-        url = signer.url(recording, gid("Recording", recording), env.identity.issuer, subject)
+        url = _playback_url(env, world, case.caller, case.request(world))
         response = client.http.get(url, headers={"authorization": f"Bearer {token}"})
+        return (response.status_code, response.content), (403, b"")
+    if case.path == "media-continued":
+        url, cookie = started
+        response = client.http.get(
+            url, headers={"range": "bytes=0-99", "cookie": f"gateway_playback={cookie}"}
+        )
         return (response.status_code, response.content), (403, b"")
 
     async def subscribe():
-        socket = await Subscriber.connect(client.base_url, token)
+        socket = await Subscriber.connect(client.base_url, token, client.executor)
         try:
             await socket.subscribe("1", EVENTS, case.request(world))
             await socket.next("1")
@@ -409,15 +670,20 @@ def _send(env, client, world: World, case: Case) -> tuple[Any, Any]:
     return asyncio.run(subscribe()), expected
 
 
-@pytest.mark.parametrize("case", CASES, ids=_case_id)
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 def test_a_statement_returning_a_foreign_patients_rows_gets_the_whole_send_withheld(
     env, world, gateway, case, monkeypatch
 ):
     client, database = gateway
-    if case.path == "media":
-        # On this path the field check refuses the sabotaged row before the disclosure step
+    started = None
+    if case.path == "media-continued":
+        started = _start_playback(env, client, world, case)
+    if case.path.startswith("media"):
+        # On this path the field gate refuses the sabotaged row before the disclosure step
         # (tests/test_field_check_alone.py); switched off, the exit check alone must withhold.
-        monkeypatch.setattr("gateway.web.media.decide", lambda *_: None)
+        monkeypatch.setattr(
+            "gateway.authz.field_check.decide", lambda p, s, t, fields: [None] * len(fields)
+        )
     statement = getattr(queries, case.statement)
     victim = world.patients[case.victim]
     subject = world.subject(case.caller)
@@ -425,7 +691,7 @@ def test_a_statement_returning_a_foreign_patients_rows_gets_the_whole_send_withh
     trips = metric(client.http, "gateway_exit_check_trips_total")
     calls = database.calls.get(statement, 0)
     with broken(database, statement, case.sabotage(world, victim)):
-        sent, refusal = _send(env, client, world, case)
+        sent, refusal = _send(env, client, world, case, started)
     assert database.calls.get(statement, 0) > calls  # the request did use the broken statement
     assert sent == refusal
     assert leaked(sent, owned(env).foreign_ids(_allowed(env, world, case.caller))) == set()
@@ -435,7 +701,44 @@ def test_a_statement_returning_a_foreign_patients_rows_gets_the_whole_send_withh
         (victim, {"layer": 4, "reason": "exit-check"})
     ]
     assert alerts[0]["objects"]
-    assert _owners(env, alerts[0]["objects"]) == {victim}
+    if case.path == "media-continued":
+        # The caller's own recording, its row swapped for the victim's: the alert names it.
+        assert alerts[0]["objects"] == [("Recording", str(case.request(world)))]
+    else:
+        assert _owners(env, alerts[0]["objects"]) == {victim}
+    assert _events_since(env, since, subject) == ["alert"]  # nothing but the alert was stored
+
+
+@pytest.mark.parametrize(
+    ("caller", "patient", "type_name"),
+    [("pa_some", "ben", "Patient"), ("dr_d", "ben", "Consultation"), ("dr_a", "ben", "Recording")],
+    ids=["consent-of-that-scope", "active-break-glass", "conducted"],
+)
+def test_rows_the_database_half_finds_held_by_the_caller_pass(
+    env, world, gateway, caller, patient, type_name
+):
+    """The control for the cases above: the same sabotaged statements (no predicate, no
+    grant on the row), handing the caller a row of a patient the database half finds they
+    may hold, trip nothing: the field gate refuses the unlabelled row's fields, and the row's
+    patient is not foreign."""
+    client, database = gateway
+    pk = {
+        "Patient": lambda: world.patients[patient],
+        "Consultation": lambda: world.consultation(patient),
+        "Recording": lambda: _ben_recording(world),
+    }[type_name]()
+    kind, table = {
+        "Patient": ("patient", "data.patients"),
+        "Consultation": ("consultation", "data.consultations"),
+        "Recording": ("recording", "data.recordings"),
+    }[type_name]
+    statement = getattr(queries, f"{type_name.upper()}S_BY_ID")
+    trips = metric(client.http, "gateway_exit_check_trips_total")
+    with broken(database, statement, rows_asked_for(table)(world, world.patients[patient])):
+        body = client.execute(BY_ID[kind], _token(env, world, caller), {"id": gid(type_name, pk)})
+    assert body["data"] == {kind: None}  # the row carries no grant: its id is refused
+    assert {e["extensions"]["code"] for e in body["errors"]} == {"FORBIDDEN"}
+    assert metric(client.http, "gateway_exit_check_trips_total") == trips
 
 
 def test_every_statement_that_returns_patient_rows_is_sabotaged_here():
@@ -443,9 +746,24 @@ def test_every_statement_that_returns_patient_rows_is_sabotaged_here():
     assert sabotaged.isdisjoint(NOT_PATIENT_ROWS)
     assert sabotaged | set(NOT_PATIENT_ROWS) == set(queries.STATEMENTS)
     paths = {(case.statement, case.path) for case in CASES}
-    # Media plays a recording by ID; subscriptions read the consultation, then its relations.
+    # Media plays a recording by ID, and goes on by cookie; subscriptions read the consultation,
+    # then its relations.
     assert {
         ("RECORDINGS_BY_ID", "media"),
+        ("RECORDINGS_BY_ID", "media-continued"),
         ("CONSULTATIONS_BY_ID", "subscription"),
         ("RECORDINGS_BY_CONSULTATION", "subscription"),
+        ("PATIENTS_BY_ID", "subscription"),
     } <= paths
+    # Every statement a clinician or a partner can use is sabotaged for them too: the exit
+    # check's database half answers for them.
+    for callers in (CLINICIAN_CASES, PARTNER_CASES):
+        statements = {case.statement for case in callers}
+        assert {
+            "CONSULTATIONS_BY_ID",
+            "CONSULTATIONS_PAGE",
+            "CONSULTATIONS_BY_PATIENT",
+            "RECORDINGS_BY_CONSULTATION",
+            "RECORDINGS_BY_ID",
+            "PATIENTS_BY_ID",
+        } <= statements
