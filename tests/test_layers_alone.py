@@ -29,6 +29,10 @@ import pytest
 
 from gateway.data import queries
 from gateway.policy.scopes import ALL, CONSULTATION, PATIENT, RECORDING
+from tests.executors import trusted
+from tests.leak_world import (
+    CONSULTATIONS as CONSULTATIONS_PLAN,
+)
 from tests.leak_world import (
     World,
     admin,
@@ -446,22 +450,22 @@ async def _layer2(
     return sorted((identify(r) for r in rows), key=key), expected(Model(snapshot, caller))
 
 
+# The functions that change access, each with its role guard proven alone below.
+CHANGES = {
+    "grant_consent": queries.GRANT_CONSENT,
+    "revoke_consent": queries.REVOKE_CONSENT,
+    "open_break_glass": queries.OPEN_BREAK_GLASS,
+}
+
+
 def test_every_function_that_returns_patient_rows_is_checked_here():
-    checked = {FUNCTIONS[f][0] for f in FUNCTIONS}
-    patient_rows = {
-        getattr(queries, name)
-        for name in (
-            "CONSULTATIONS_BY_ID",
-            "CONSULTATIONS_PAGE",
-            "CONSULTATIONS_BY_PATIENT",
-            "RECORDINGS_BY_CONSULTATION",
-            "RECORDINGS_BY_ID",
-            "PATIENTS_BY_ID",
-            "ACCESS_EVENTS_PAGE",
-            "CONSENTS_OF",
-        )
-    }
-    assert checked == patient_rows
+    """The statements under test come from the data layer's own list (minus those that return
+    no patient rows, each named with why in tests.sabotage): a new loader or change without a
+    test here fails."""
+    from tests.sabotage import patient_row_statements
+
+    checked = {FUNCTIONS[f][0] for f in FUNCTIONS} | set(CHANGES.values())
+    assert checked == set(patient_row_statements().values())
 
 
 @pytest.mark.parametrize("caller", list(CALLERS))
@@ -613,3 +617,270 @@ def test_the_layer_3_comparison_fails_when_a_policy_lets_everything_through(env,
         )
     )
     assert still == 1  # rolled back
+
+
+# --- layers 2 and 3 alone, end to end, on both executors --------------------------------------
+# The same comparisons through the gateway over HTTP, on each executor (tests.executors): the
+# field gate allows every field and the exit check finds nothing foreign, so only the layer
+# under test filters. Layer 2 alone: every loader statement as the gateway wrote it, run by the
+# superuser (no row-level security). Layer 3 alone: every loader statement without its
+# predicate, run as the application role in the caller's scope. Whatever the executor, every
+# object the caller receives must be one the model lets them see: a plan reads rows only
+# through the request's loaders.
+
+HTTP_CALLERS = [name for name in CALLERS if name != "unknown-role"]
+RELATED = {
+    "consultation": "patient { id } recordings { id }",
+    "recording": "consultation { id }",
+    "patient": "consultations { id }",
+}
+_COUNTS = {
+    "consultation": sum(len(plan) for plan in CONSULTATIONS_PLAN.values()),
+    "recording": sum(n for plan in CONSULTATIONS_PLAN.values() for _, _, n in plan),
+    "patient": len(CONSULTATIONS_PLAN),
+}
+EVERY_ID = trusted(
+    "query("
+    + ", ".join(f"${kind[0]}{i}: ID!" for kind, n in _COUNTS.items() for i in range(n))
+    + ") { "
+    + " ".join(
+        f"{kind[0]}{i}: {kind}(id: ${kind[0]}{i}) {{ id {RELATED[kind]} }}"
+        for kind, n in _COUNTS.items()
+        for i in range(n)
+    )
+    + " }"
+)
+PAGE_AND_RELATIONS = trusted(
+    "{ consultations(first: 100) { edges { node { id "
+    "patient { id consultations { id } } recordings { id consultation { id } } } } } }"
+)
+LOGS = trusted("{ accessLog(first: 100) { edges { cursor node { patientId } } } consents { id } }")
+
+
+def _world_ids(world: World) -> dict[str, str]:
+    """The variables of EVERY_ID: every consultation, recording and patient of the world."""
+    consultations = [pk for name in CONSULTATIONS_PLAN for pk in world.consultations[name]]
+    recordings = [r for pk in consultations for r in world.recordings[pk]]
+    values = {}
+    for kind, keys in (
+        ("Consultation", consultations),
+        ("Recording", recordings),
+        ("Patient", [world.patients[name] for name in CONSULTATIONS_PLAN]),
+    ):
+        for i, pk in enumerate(keys):
+            values[f"{kind[0].lower()}{i}"] = world.gid(kind, pk)
+    return values
+
+
+def _received(body: Any) -> dict[str, set]:
+    """Every object the response holds, by type (global IDs decoded), and the access events'
+    sequence numbers."""
+    from gateway.ids import decode_global_id, decode_sequence_cursor
+
+    found: dict[str, set] = {"Consultation": set(), "Recording": set(), "Patient": set()}
+    found["Consent"], found["AccessEvent"] = set(), set()
+
+    def walk(value: Any, key: str | None = None) -> None:
+        if isinstance(value, dict):
+            for k, item in value.items():
+                walk(item, k)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, key)
+        elif isinstance(value, str) and key == "id":
+            type_name, pk = decode_global_id(value)
+            found[type_name].add(pk)
+        elif isinstance(value, str) and key == "cursor":
+            found["AccessEvent"].add(decode_sequence_cursor(value))
+
+    walk(body.get("data"))
+    return found
+
+
+def _token_of(env, world: World, name: str) -> str:
+    role, party, scopes = CALLERS[name]
+    subject = world.subject(party or role)
+    if role == "partner":
+        return env.token(subject, scope=" ".join(sorted(scopes)), azp=subject)
+    return env.token(subject)
+
+
+@pytest.fixture
+def layers_off(monkeypatch):
+    """The field gate allows everything; the exit check finds nothing foreign."""
+    from gateway.authz.exit_check import ExitCheck, ExitQuestions
+
+    monkeypatch.setattr("gateway.authz.field_check.decide", lambda p, s, t, f: [None] * len(f))
+    monkeypatch.setattr(ExitCheck, "questions", lambda self, principal, ledger: ExitQuestions())
+
+
+LOADER_STATEMENTS = [
+    queries.CONSULTATIONS_BY_ID,
+    queries.CONSULTATIONS_PAGE,
+    queries.CONSULTATIONS_BY_PATIENT,
+    queries.RECORDINGS_BY_CONSULTATION,
+    queries.RECORDINGS_BY_ID,
+    queries.PATIENTS_BY_ID,
+    queries.ACCESS_EVENTS_PAGE,
+    queries.CONSENTS_OF,
+]
+
+
+@pytest.mark.parametrize("layer", [2, 3])
+def test_one_lower_layer_alone_keeps_every_foreign_row_out_of_each_executors_responses(
+    env, world, executor, manifest, layers_off, layer
+):
+    from tests.sabotage import as_written, sabotaged_gateway, unfiltered, unfiltered_logs
+
+    with sabotaged_gateway(env, executor, manifest) as (client, database):
+        if layer == 2:
+            database.broken.update(as_written(LOADER_STATEMENTS))
+        else:
+            replacements = {**unfiltered(), **unfiltered_logs()}
+            # Oldest first: the world's consultations (2019) before the seeded ones.
+            replacements[queries.CONSULTATIONS_PAGE] = keeping_oldest()
+            database.broken.update(replacements)
+            database.scoped.update(replacements)
+        assert set(database.broken) == set(LOADER_STATEMENTS)
+        seen_any = set()
+        for name in HTTP_CALLERS:
+            caller = who(world, name)
+            bodies = [
+                client.execute(PAGE_AND_RELATIONS, _token_of(env, world, name)),
+                client.execute(EVERY_ID, _token_of(env, world, name), _world_ids(world)),
+                client.execute(LOGS, _token_of(env, world, name)),
+            ]
+            snapshot = asyncio.run(admin(env, lambda c: Snapshot.read(c)))
+            model = Model(snapshot, caller)
+            if layer == 2:
+                allowed = {
+                    "Consultation": {row[0] for row in model.consultations()},
+                    "Recording": {row[0] for row in model.recordings()},
+                    "Patient": {row[0] for row in model.patients()},
+                    "Consent": set(model.consents_of()),
+                    "AccessEvent": set(model.access_log()),
+                }
+            else:
+                seq_of = {e["id"]: e["seq"] for e in snapshot.events}
+                allowed = {
+                    "Consultation": set(model.rls("data.consultations")),
+                    "Recording": set(model.rls("data.recordings")),
+                    "Patient": set(model.rls("data.patients")),
+                    "Consent": set(model.rls("data.consents")),
+                    "AccessEvent": {seq_of[i] for i in model.rls("data.access_events")},
+                }
+            for body in bodies:
+                for type_name, keys in _received(body).items():
+                    assert keys <= allowed[type_name], (name, type_name)
+                    if keys:
+                        seen_any.add((name, type_name))
+        assert set(client.served) == {"plan" if executor == "compiled" else "graphql-core"}
+    # Not vacuous: each kind of caller received rows of every kind they may see.
+    assert {("patient", t) for t in ("Consultation", "Recording", "Patient", "Consent")} <= seen_any
+    assert {
+        ("clinician-under-break-glass", "Consultation"),
+        ("partner-with-consent-and-scopes", "Recording"),
+        ("support", "Patient"),
+        ("auditor", "AccessEvent"),
+    } <= seen_any
+
+
+def keeping_oldest():
+    from tests.sabotage import NO_GRANT, keeping
+
+    return keeping(
+        f"select *, {NO_GRANT} from data.consultations order by scheduled_at, id limit $1", 3
+    )
+
+
+# --- layer 2 alone for the changes of access: each function's role guard ---------------------
+
+
+def _who(world: World) -> str:
+    return json.dumps({"request_id": world.tag, "issuer": world.issuer, "subject": world.tag})
+
+
+async def _change(connection, function: str, role: str, actor, world: World, target) -> tuple:
+    """Call one change function as the superuser (no row-level security, no gateway) in a
+    transaction rolled back afterwards: (rows returned, what changed in its tables)."""
+    from datetime import UTC, datetime, timedelta
+
+    counts = (
+        "select (select count(*) from data.consents), "
+        "(select count(*) from data.consents where revoked_at is not null), "
+        "(select count(*) from data.break_glass_grants), "
+        "(select count(*) from data.access_events where kind in "
+        "('consent-granted', 'consent-revoked', 'break-glass-opened'))"
+    )
+    args = {
+        "grant_consent": [target, [CONSULTATION], datetime.now(UTC) + timedelta(days=1)],
+        "revoke_consent": [target],
+        "open_break_glass": [target, "Unconscious on arrival, history needed", 5],
+    }[function]
+    transaction = connection.transaction()
+    await transaction.start()
+    try:
+        before = tuple(await connection.fetchrow(counts))
+        rows = await connection.fetch(CHANGES[function], _who(world), role, actor, *args)
+        after = tuple(await connection.fetchrow(counts))
+    finally:
+        await transaction.rollback()
+    return len(rows), tuple(b - a for a, b in zip(before, after, strict=True))
+
+
+# (function, the role it is for, the actor of that role, the target) of a change that must work.
+RIGHT = {
+    "grant_consent": ("patient", lambda w: w.patients["ana"], lambda w: w.partners["pa_some"]),
+    "revoke_consent": ("patient", lambda w: w.patients["ana"], lambda w: w.extra["ana_consent"]),
+    "open_break_glass": ("clinician", lambda w: w.clinicians["dr_a"], lambda w: w.patients["cy"]),
+}
+# What the right call changes: (consents, revoked consents, break-glass grants, change events).
+CHANGED = {
+    "grant_consent": (1, 0, 0, 1),
+    "revoke_consent": (0, 1, 0, 1),
+    "open_break_glass": (0, 0, 1, 1),
+}
+
+
+@pytest.fixture(scope="module")
+def ana_consent(env, world):
+    async def grant(connection):
+        return await insert_consent(
+            connection, world.patients["ana"], world.partners["pa_none"], ALL
+        )
+
+    world.extra["ana_consent"] = asyncio.run(admin(env, grant))
+    return world.extra["ana_consent"]
+
+
+@pytest.mark.parametrize("function", list(CHANGES))
+@pytest.mark.parametrize("role", ["patient", "clinician", "support", "partner", "auditor", "root"])
+def test_a_change_function_called_past_every_other_lock_refuses_every_other_role(
+    env, world, ana_consent, function, role
+):
+    """The role guard of each api change function alone: called by the superuser (no gateway,
+    no MutationPolicy, no row-level security), with the actor of the role it is for, by every
+    other role: no row, nothing changed, nothing recorded."""
+    right_role, actor, target = RIGHT[function]
+    returned, changed = asyncio.run(
+        admin(env, lambda c: _change(c, function, role, actor(world), world, target(world)))
+    )
+    if role == right_role:
+        assert (returned, changed) == (1, CHANGED[function])
+    else:
+        assert (returned, changed) == (0, (0, 0, 0, 0))
+
+
+def test_revoking_another_patients_consent_past_every_other_lock_changes_nothing(
+    env, world, ana_consent
+):
+    """revoke_consent's row guard alone: Ben, a patient, names Ana's consent."""
+    returned, changed = asyncio.run(
+        admin(
+            env,
+            lambda c: _change(
+                c, "revoke_consent", "patient", world.patients["ben"], world, ana_consent
+            ),
+        )
+    )
+    assert (returned, changed) == (0, (0, 0, 0, 0))

@@ -141,3 +141,116 @@ def test_a_developer_may_send_free_form_documents(env, trusted):
     finally:
         asyncio.run(flag(False))
     assert response.json() == {"data": {"me": {"subject": subject}}}
+
+
+# --- subscriptions over WebSocket: the same rule as POST ----------------------------------------
+
+EVENTS = (
+    "subscription($id: ID!) { consultationEvents(consultationId: $id) { kind "
+    "consultation { id status } } }"
+)
+
+
+def _subscribe_messages(client, token, payload) -> list[dict]:
+    """The gateway's first answer to one ``subscribe`` with ``payload``."""
+    from tests.subscriber import Subscriber
+
+    async def run():
+        socket = await Subscriber.connect(client.base_url, token)
+        try:
+            await socket.socket.send(
+                json.dumps({"id": "1", "type": "subscribe", "payload": payload})
+            )
+            return [await socket.next("1")]
+        finally:
+            await socket.close()
+
+    return asyncio.run(run())
+
+
+def test_a_free_form_subscription_is_refused_in_production_before_it_is_parsed(env, trusted):
+    """Attack: bypass the trusted documents of POST by subscribing with a document of one's own
+    over WebSocket."""
+    subject, patient = env.patients()[0]
+    own = sorted(env.truth.consultations_of_patient[patient])[0]
+    from gateway.ids import encode_global_id
+
+    variables = {"id": encode_global_id("Consultation", own)}
+    for query in (EVENTS, "subscription { __typename", "{ me { subject } }"):
+        [message] = _subscribe_messages(
+            trusted, env.token(subject), {"query": query, "variables": variables}
+        )
+        assert message == {
+            "id": "1",
+            "type": "error",
+            "payload": [
+                {
+                    "message": "Only trusted documents are accepted",
+                    "extensions": {"code": "TRUSTED_DOCUMENTS_ONLY"},
+                }
+            ],
+        }
+
+
+def test_an_unknown_or_mismatched_hash_over_websocket_is_refused(env, trusted):
+    token = patient_token(env)
+    unknown = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}}
+    [message] = _subscribe_messages(trusted, token, unknown)
+    assert message["type"] == "error"
+    assert message["payload"] == [
+        {
+            "message": "Persisted query not found",
+            "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"},
+        }
+    ]
+    mismatched = {"query": EVENTS, **unknown}
+    [message] = _subscribe_messages(trusted, token, mismatched)
+    assert message["payload"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert message["payload"][0]["message"] == "The query does not match its sha256Hash"
+
+
+def test_a_trusted_subscription_runs_by_hash(env, tmp_path):
+    """The same subscription in the manifest, sent by hash, streams the consultation."""
+    from gateway.ids import encode_global_id
+    from tests.subscriber import Subscriber
+
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "format": "apollo-persisted-query-manifest",
+                "version": 1,
+                "operations": [
+                    {
+                        "id": document_id(EVENTS),
+                        "name": None,
+                        "type": "subscription",
+                        "body": EVENTS,
+                    }
+                ],
+            }
+        )
+    )
+    subject, patient = env.patients()[0]
+    own = sorted(env.truth.consultations_of_patient[patient])[0]
+    with gateway_with(env, trusted_documents=manifest, free_form_documents=None) as client:
+
+        async def run():
+            socket = await Subscriber.connect(client.base_url, env.token(subject))
+            try:
+                payload = {
+                    "variables": {"id": encode_global_id("Consultation", own)},
+                    "extensions": {
+                        "persistedQuery": {"version": 1, "sha256Hash": document_id(EVENTS)}
+                    },
+                }
+                await socket.socket.send(
+                    json.dumps({"id": "1", "type": "subscribe", "payload": payload})
+                )
+                return await socket.event("1")
+            finally:
+                await socket.close()
+
+        event = asyncio.run(run())
+    assert event["kind"] == "current"
+    assert event["consultation"]["id"] == encode_global_id("Consultation", own)
