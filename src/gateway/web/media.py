@@ -218,7 +218,7 @@ class MediaEndpoint:
         loaders = Loaders(self._fetch, principal, ledger)
         try:
             row = await loaders.recording.load(pk)
-            if row is None:
+            if row is None or not _key_owned(row):
                 return _forbidden()
             playback = _Playback(
                 row["id"], row["patient_id"], row["consent_scopes"], row.get("granted")
@@ -243,7 +243,11 @@ class MediaEndpoint:
         return row
 
     async def _send(self, row: Any, request: Request) -> Response:
-        key = row["storage_key"]
-        if not key.startswith(f"recordings/{row['patient_id']}/{row['id']}."):
-            return _forbidden()  # the database refuses such keys; this is the second lock
-        return await self._store.respond(key, row["content_type"], request)
+        return await self._store.respond(row["storage_key"], row["content_type"], request)
+
+
+def _key_owned(row: Any) -> bool:
+    """The row's media key names its patient and itself. The database refuses any other key
+    (``recordings_storage_key_owned``); this is the second lock, checked before anything is
+    disclosed or audited, so that a row pointing at another recording's media plays nothing."""
+    return row["storage_key"].startswith(f"recordings/{row['patient_id']}/{row['id']}.")
