@@ -4,8 +4,11 @@ Written only through its methods: the loaders record every row they hand out
 (``record_object``, with the break-glass reason the row was read under), and the one field gate
 (``gateway.authz.field_check``), whichever executor asks it, records every field decision
 (``record_field``: a read when allowed, a denial when not). Owners always come from database
-rows. At the end of the request the disclosure step exit-checks every owner here and the audit
-writer stores the same lines, so what was checked, audited and sent is one list.
+rows. At the end of the request the disclosure step seals the ledger, exit-checks every owner
+here and the audit writer stores the same lines, so what was checked, audited and sent is one
+list. A sealed ledger records nothing more: work an error left running in the background (a
+sibling of the error, cancelled or settling) may still load rows, but nothing it resolves is
+sent, and the check, the audit and the alerts must all read the same lines.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ class Denial:
 
 
 class Ledger:
-    __slots__ = ("_break_glass", "_denials", "_objects", "_reads", "explanations")
+    __slots__ = ("_break_glass", "_denials", "_objects", "_reads", "_sealed", "explanations")
 
     def __init__(self, *, explaining: bool = False) -> None:
         # (type, object id, owner patient) of every row a loader returned.
@@ -40,9 +43,12 @@ class Ledger:
         # patient -> break-glass reason, for rows a clinician saw under an emergency grant.
         self._break_glass: dict[UUID, str] = {}
         # When explaining: (path, type, field, "allowed" | "denied", rule), for every field check.
-        self.explanations: list[tuple[str, str, str, str, str]] | None = (
-            [] if explaining else None
-        )
+        self.explanations: list[tuple[str, str, str, str, str]] | None = [] if explaining else None
+        self._sealed = False
+
+    def seal(self) -> None:
+        """Record nothing more (the disclosure step reads it from here on)."""
+        self._sealed = True
 
     @property
     def objects(self) -> Sequence[tuple[str, Key, UUID | None]]:
@@ -69,6 +75,8 @@ class Ledger:
     ) -> None:
         """A row handed out, with its owner and, when it was read under break-glass, the
         reason the clinician gave."""
+        if self._sealed:
+            return
         self._objects.append((type_name, object_id, owner))
         if break_glass_reason is not None and owner is not None:
             self._break_glass[owner] = break_glass_reason
@@ -82,7 +90,9 @@ class Ledger:
         reason: str | None,
     ) -> bool:
         """One field decision of the gate: a read when ``reason`` is None (returns True), else a
-        denial for that reason (returns False)."""
+        denial for that reason (returns False). Once sealed, decides without recording."""
+        if self._sealed:
+            return reason is None
         if reason is None:
             self._reads.append((type_name, object_id, owner, field_name))
             return True

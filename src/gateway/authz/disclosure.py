@@ -69,6 +69,7 @@ class DisclosureStep:
         patient's data) or AuditUnavailable (the trail could not be written) when it may not."""
         if kind not in DISCLOSURE_KINDS:
             raise ValueError(f"not a disclosure kind: {kind}")
+        ledger.seal()  # the check, the audit and any alert read the same lines
         if ledger.denials:
             self._count_denials(principal, ledger)
         if self._tracing is None:
@@ -99,6 +100,7 @@ class DisclosureStep:
         the same exit check, its questions asked of the database now, and no new event (one
         viewing is one audited event). Raises ResponseWithheld or AuditUnavailable like
         ``clear``; a tripped check is recorded as an alert."""
+        ledger.seal()
         questions = self._exit_check.questions(principal, ledger)
         if questions.foreign:
             await self._withhold(principal, ledger, request_id, questions)
@@ -145,9 +147,10 @@ class DisclosureStep:
                 "alert",
                 patient_id=owner,
                 objects=[
-                    {"type": type_name, "id": str(object_id), "fields": []}
-                    for type_name, object_id, object_owner in ledger.objects
-                    if object_owner == owner
+                    {"type": type_name, "id": object_id, "fields": []}
+                    for type_name, object_id in sorted(
+                        {(t, str(pk)) for t, pk, of in ledger.objects if of == owner}
+                    )
                 ],
                 detail={"reason": "exit-check", "layer": 4},
             )
