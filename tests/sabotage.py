@@ -40,9 +40,7 @@ def patient_row_statements() -> dict[str, str]:
     """Name -> text of every statement of the data layer that returns patient rows."""
     from gateway.data import queries
 
-    return {
-        name: text for name, text in queries.STATEMENTS.items() if name not in NOT_PATIENT_ROWS
-    }
+    return {name: text for name, text in queries.STATEMENTS.items() if name not in NOT_PATIENT_ROWS}
 
 
 # The statement's arguments -> (superuser SQL, its arguments).
@@ -57,6 +55,8 @@ class SabotagedDatabase:
         self._env = env
         self.broken: dict[str, Replacement] = {}
         self.scoped: set[str] = set()  # broken statements run as the application role, in scope
+        # Statements sent as written, on the real edge, with their arguments changed first.
+        self.arguments: dict[str, Callable[..., list[Any]]] = {}
         self.calls: dict[str, int] = {}  # how often each broken statement was used
         self._real: Database | None = None
         self._admin: asyncpg.Pool | None = None
@@ -85,6 +85,9 @@ class SabotagedDatabase:
                     )
                     return await connection.fetch(sql, *values)
             return await self._admin.fetch(sql, *values)
+        rewrite = self.arguments.get(statement)
+        if rewrite is not None:
+            args = tuple(rewrite(*args))
         return await self._real.fetch(statement, *args)
 
     async def execute(self, statement: str, *args: Any) -> None:

@@ -84,6 +84,7 @@ OPEN_BREAK_GLASS = trusted(
 )
 ALL_SCOPES = "patient/Consultation.rs patient/Patient.rs patient/Recording.rs"
 
+
 def gid(type_name: str, pk: UUID) -> str:
     return encode_global_id(type_name, pk)
 
@@ -125,12 +126,14 @@ def victims_recordings_as_asked(world: World, victim: UUID):
 
 
 def victims_recording_as_asked(world: World, victim: UUID):
-    """A swapped row: the victim's first recording, labelled as the recording asked for."""
+    """A swapped row: the victim's first recording, labelled as the recording asked for (its
+    media key consistent with the label, so that the key's own lock lets it through)."""
 
     def replacement(role, actor, scopes, keys):
         return (
             "select k.id, r.consultation_id, r.patient_id, r.segment_index, r.mode, "
-            "r.started_at, r.duration_seconds, r.content_type, r.byte_size, r.storage_key, "
+            "r.started_at, r.duration_seconds, r.content_type, r.byte_size, "
+            "'recordings/' || r.patient_id || '/' || k.id || '.ogg' as storage_key, "
             f"{NO_GRANT} from data.recordings r cross join unnest($1::uuid[]) k(id) "
             "where r.patient_id = $2 order by r.segment_index limit 1",
             [keys, victim],
