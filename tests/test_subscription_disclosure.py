@@ -19,6 +19,7 @@ import pytest
 from gateway.authz.playback import PlaybackSigner
 from gateway.data import queries
 from gateway.ids import decode_global_id, encode_global_id
+from tests.executors import trusted
 from tests.leak_world import (
     REASON,
     add_recording,
@@ -33,8 +34,10 @@ from tests.sabotage import NO_GRANT, broken, sabotaged_gateway
 from tests.subscriber import Subscriber, metric, touch
 
 EVENTS = "subscription($id: ID!) {{ consultationEvents(consultationId: $id) {{ {} }} }}"
-PLAIN = EVENTS.format(
-    "kind consultation { id status reason patient { id displayName } recordings { id } }"
+PLAIN = trusted(
+    EVENTS.format(
+        "kind consultation { id status reason patient { id displayName } recordings { id } }"
+    )
 )
 NESTED = EVENTS.format(
     "kind consultation { id status reason clinicianNotes patient { id displayName } "
@@ -369,17 +372,21 @@ def _alerts_since(env, seq: int, subject: str) -> list[tuple[UUID, dict, list[st
     ]
 
 
-def test_a_sabotaged_loader_mid_stream_trips_the_exit_check_and_ends_the_stream(env, world):
+def test_a_sabotaged_loader_mid_stream_trips_the_exit_check_and_ends_the_stream(
+    env, world, executor, manifest
+):
+    """On both executors' gateways: the subscription by text, and by hash on a production
+    gateway (tests.executors)."""
     ana, ben = world.patients["ana"], world.patients["ben"]
     subject = world.subject("ana")
     consultation = world.consultation("ana")
     ben_recordings = sorted(str(r) for c in world.consultations["ben"] for r in world.recordings[c])
     since = last_seq(env)
-    with sabotaged_gateway(env) as (client, database):
+    with sabotaged_gateway(env, executor, manifest) as (client, database):
         before = metric(client.http, "gateway_exit_check_trips_total")
 
         async def scenario():
-            socket = await Subscriber.connect(client.base_url, env.token(subject))
+            socket = await Subscriber.connect(client.base_url, env.token(subject), executor)
             try:
                 await socket.subscribe("1", PLAIN, consultation)
                 first = await socket.event("1")

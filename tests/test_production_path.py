@@ -1,0 +1,90 @@
+"""The leak suite runs on the path production takes.
+
+Every leak, sabotage and layer-alone test collects a case on the compiled executor (a trusted
+document sent by hash to a production gateway, ``tests.executors``), and the check that a
+compiled case was served by its plan can fail: a gateway whose plans silently stopped being
+compiled is caught by it.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway import create_app
+from gateway.execution import executor as executor_module
+from gateway.execution.compiler import NotCompilable
+from tests.executors import ExecutorClient, settings_for, trusted
+from tests.support import serving
+
+ROOT = Path(__file__).resolve().parents[1]
+# The leak, sabotage and layer-alone tests (docs/TESTING.md).
+ON_BOTH_EXECUTORS = [
+    "tests/test_field_check_alone.py",
+    "tests/test_layers_alone.py",
+    "tests/test_exitcheck.py",
+    "tests/test_exitcheck_every_statement.py",
+    "tests/test_routes_to_foreign_objects.py",
+    "tests/test_locks_alone.py",
+    "tests/test_subscription_disclosure.py",
+    "tests/security/test_owasp_api_top10.py",
+    "tests/security/test_owasp_graphql_cheat_sheet.py",
+    "tests/security/test_dvga_scenarios.py",
+]
+# Runs both executors within each example, on one gateway (by hash and by text).
+BOTH_IN_EACH_EXAMPLE = {"tests/test_plans_over_http.py"}
+ME = trusted("{ me { subject role } }")
+
+
+def test_every_leak_sabotage_and_layer_alone_test_collects_a_compiled_case():
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", *ON_BOTH_EXECUTORS],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    collected = [line for line in result.stdout.splitlines() if "::" in line]
+    for module in ON_BOTH_EXECUTORS:
+        cases = [line for line in collected if line.startswith(module)]
+        assert [line for line in cases if "[compiled" in line], module
+        assert [line for line in cases if "[interpreted" in line], module
+    # Every module that sabotages the database edge is in the list.
+    sabotaging = {
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "tests").rglob("test_*.py")
+        if re.search(r"^from tests\.sabotage import", path.read_text(), re.MULTILINE)
+    }
+    assert sabotaging - BOTH_IN_EACH_EXAMPLE <= set(ON_BOTH_EXECUTORS)
+
+
+def test_a_compiled_case_served_by_the_interpreter_fails(env, manifest, monkeypatch):
+    """A gateway whose trusted documents silently stopped compiling (every one falls back to
+    graphql-core, as bench/interpreted.py makes it) answers correctly, and the compiled side's
+    check refuses it all the same."""
+
+    def not_compiled(*args, **kwargs):
+        raise NotCompilable("plans switched off for this test")
+
+    monkeypatch.setattr(executor_module, "compile_operation", not_compiled)
+    app = create_app(env.settings(**settings_for("compiled", manifest)))
+    with serving(app) as server:
+        client = ExecutorClient(server.url, "compiled")
+        try:
+            with pytest.raises(AssertionError, match="served by graphql-core, meant plan"):
+                client.post(ME, env.token(env.patients()[0][0]))
+        finally:
+            client.http.close()
+
+
+def test_a_compiled_case_is_served_by_its_plan(env, gateway):
+    body = gateway.execute(ME, env.token(env.patients()[0][0]))
+    assert body == {"data": {"me": {"subject": env.patients()[0][0], "role": "PATIENT"}}}
+    expected = "plan" if gateway.executor == "compiled" else "graphql-core"
+    assert gateway.served[-1] == expected
