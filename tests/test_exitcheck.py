@@ -279,9 +279,7 @@ def test_a_partner_holding_a_consent_of_another_scope_is_withheld_the_type_it_la
 
 @pytest.mark.parametrize("kind", ["denial", "alert", "consent-granted", "break-glass-opened"])
 def test_the_disclosure_step_refuses_a_kind_under_which_nothing_is_disclosed(env, kind):
-    from gateway.audit.writer import AccessEventWriter
     from gateway.authz.disclosure import DisclosureStep
-    from gateway.authz.exit_check import ExitCheck
     from gateway.identity import Principal, Role
     from gateway.ledger import Ledger
     from gateway.ops.metrics import Metrics
@@ -290,9 +288,7 @@ def test_the_disclosure_step_refuses_a_kind_under_which_nothing_is_disclosed(env
         database = await Database.connect(env.settings())
         try:
             metrics = Metrics()
-            step = DisclosureStep(
-                ExitCheck(), AccessEventWriter(database.execute, metrics), metrics
-            )
+            step = DisclosureStep(database.execute, metrics)
             principal = Principal("iss", "sub", Role.PATIENT, env.patients()[0][1], expires_at=0)
             with pytest.raises(ValueError, match=f"^not a disclosure kind: {kind}$"):
                 await step.clear(principal, Ledger(), "request", kind=kind)
@@ -378,9 +374,7 @@ def _foreign_owners(env, principal, objects):
     handed to ``DisclosureStep.clear`` (the exit check's questions, asked of the database with
     the audit write). Returns the patients it alerted about; asserts that a withheld ledger
     stored nothing but those alerts, and that a cleared one stored its disclosures."""
-    from gateway.audit.writer import AccessEventWriter
     from gateway.authz.disclosure import DisclosureStep
-    from gateway.authz.exit_check import ExitCheck
     from gateway.errors import ResponseWithheld
     from gateway.ledger import Ledger
     from gateway.ops.metrics import Metrics
@@ -391,7 +385,7 @@ def _foreign_owners(env, principal, objects):
         database = await Database.connect(env.settings())
         try:
             metrics = Metrics()
-            step = DisclosureStep(ExitCheck(), AccessEventWriter(database.fetch, metrics), metrics)
+            step = DisclosureStep(database.fetch, metrics)
             ledger = Ledger()
             for type_name, owner in objects:
                 ledger.record_object(type_name, uuid.uuid4(), owner)

@@ -17,12 +17,10 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route, WebSocketRoute
 
-from gateway.audit.writer import AccessEventWriter
 from gateway.authn.accounts import Authenticator
 from gateway.authn.jwks import JwksCache
 from gateway.authn.tokens import TokenVerifier
 from gateway.authz.disclosure import DisclosureStep
-from gateway.authz.exit_check import ExitCheck
 from gateway.authz.playback import PlaybackSessions, PlaybackSigner
 from gateway.config import Settings
 from gateway.data.edge import DatabaseEdge
@@ -66,9 +64,7 @@ def create_app(
         max_age_seconds=settings.jwks_max_age_seconds,
     )
     authenticator = Authenticator(TokenVerifier(settings, jwks), edge.fetch)
-    disclosure = DisclosureStep(
-        ExitCheck(), AccessEventWriter(edge.fetch, metrics), metrics, tracing
-    )
+    disclosure = DisclosureStep(edge.fetch, metrics, tracing)
     signer = PlaybackSigner(
         settings.signing_keys(), settings.playback_url_ttl_seconds, settings.public_base_url
     )

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from gateway.audit.events import access_event, events_from_ledger
-from gateway.audit.writer import AccessEventWriter
+from gateway.audit.writer import AccessEventWriter, Fetch
 from gateway.authz.exit_check import ExitCheck, ExitQuestions
 from gateway.errors import ResponseWithheld
 from gateway.identity import Principal
@@ -44,15 +44,12 @@ DISCLOSURE_KINDS = frozenset({"disclosure", "media"})
 
 
 class DisclosureStep:
-    def __init__(
-        self,
-        exit_check: ExitCheck,
-        audit: AccessEventWriter,
-        metrics: Metrics,
-        tracing: Tracing | None = None,
-    ) -> None:
-        self._exit_check = exit_check
-        self._audit = audit
+    """The exit check and the audit writer are made here and used nowhere else (an import
+    contract in pyproject.toml keeps it so)."""
+
+    def __init__(self, fetch: Fetch, metrics: Metrics, tracing: Tracing | None = None) -> None:
+        self._exit_check = ExitCheck()
+        self._audit = AccessEventWriter(fetch, metrics)
         self._metrics = metrics
         self._tracing = tracing
 
