@@ -173,10 +173,25 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def env(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Environment:
+def env(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environment]:
     identity = DevIdentity.load_or_create(Path(tmp_path_factory.mktemp("identity")))
     media_root = Path(tmp_path_factory.mktemp("media"))
-    return asyncio.run(_prepare(postgres_url, identity, media_root))
+    made = asyncio.run(_prepare(postgres_url, identity, media_root))
+    yield made
+    # On a shared cluster (TEST_DATABASE_URL: mutation testing runs a session per mutant), the
+    # session's database goes with it.
+    asyncio.run(_drop(postgres_url, made.admin_url))
+
+
+async def _drop(server_url: str, database_url: str) -> None:
+    from urllib.parse import urlsplit
+
+    name = urlsplit(database_url).path.lstrip("/")
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'drop database if exists "{name}" with (force)')
+    finally:
+        await admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -179,6 +179,7 @@ def test_an_expired_consent_is_inert(env, client):
         ),
         (["patient/Consultation.rs"], "2030-01-01T00:00:00", "'expiresAt' needs a time zone"),
     ],
+    ids=["unknown-scope", "no-scope", "past", "too-far", "no-time-zone"],
 )
 def test_bad_consent_input_is_refused_with_a_clear_message(env, client, scopes, expires, message):
     _, partner_id = _new_partner(env)
