@@ -12,7 +12,9 @@ Two parts (docs/TESTING.md has the commands, the timings and the last scores):
   ``MUTANTS`` below (file, exact old text, new text, why) to a scratch copy of the work tree, runs
   the mutant's tests there (``PYTHONPATH`` = the copy's src and root, so each test session
   migrates a fresh database from the copy's SQL), and records killed / survived / timed out in
-  ``mutants/hand-made.json``. ``scripts/mutants.py list`` prints the mutants.
+  ``docs/mutants/hand-made.json`` (committed). ``scripts/mutants.py list`` prints the mutants.
+  After a mutmut run, ``docs/mutants/mutmut.json`` (committed) holds every mutmut mutant's
+  outcome and the commit it was measured at.
 
 Every mutant must be killed by a test, or be listed in docs/TESTING.md as equivalent or
 unreachable with the reason.
@@ -38,7 +40,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MIGRATIONS = "src/gateway/data/migrations"
-RESULTS = ROOT / "mutants" / "hand-made.json"
+# The results, committed: docs/TESTING.md quotes them, and anyone can check them here.
+RESULTS = ROOT / "docs" / "mutants" / "hand-made.json"
+MUTMUT_RESULTS = ROOT / "docs" / "mutants" / "mutmut.json"
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,12 @@ class Mutant:
 
 
 # Test selections, from the sharpest to the widest.
-T_SQL_ALONE = ("tests/test_sql_predicates_alone.py",)
-T_RLS = ("tests/test_rls.py", "tests/test_rls_alone.py")
+T_SQL_ALONE = ("tests/test_sql_predicates_alone.py", "tests/test_layers_alone.py")
+T_RLS = ("tests/test_rls.py", "tests/test_rls_alone.py", "tests/test_layers_alone.py")
 T_E2E = (
     "tests/test_field_check_alone.py",
     "tests/test_exitcheck.py",
+    "tests/test_exitcheck_every_statement.py",
     "tests/test_routes_to_foreign_objects.py",
     "tests/test_roles.py",
     "tests/test_clinician.py",
@@ -88,6 +93,7 @@ R03 = f"{MIGRATIONS}/0003_every_role.sql"  # layer 4's questions, consents
 R09 = f"{MIGRATIONS}/0009_recordings_under_their_own_scope.sql"  # the recording loaders
 R10 = f"{MIGRATIONS}/0010_rls_once_per_statement.sql"  # the row-level security policies
 R11 = f"{MIGRATIONS}/0011_pages_per_role.sql"  # the consultation and access-log pages
+R12 = f"{MIGRATIONS}/0012_audit_chains.sql"  # the exit check's questions with the audit write
 TABLE = "src/gateway/policy/table.py"
 
 
@@ -411,6 +417,52 @@ drop(
     "\n                    and p_scope = any(k.scopes))",
     ")",
     "a consent counts for types outside its scopes",
+)
+
+# --- layer 4's database half as it runs: the questions asked with the audit write (0012) -------
+G = "sql: exit check with the audit write"
+T_EXIT = (
+    "tests/test_exitcheck.py",
+    "tests/test_exitcheck_every_statement.py",
+    "tests/test_audit.py",
+)
+drop(
+    "exit-write-accepts-everyone",
+    G,
+    R12,
+    "     where candidate not in (\n"
+    "         select x from api.authorized_patients(p_role, p_actor, p_scopes, a.needs, "
+    "a.candidates) x);",
+    "     where false;",
+    "the database half of the exit check finds no patient foreign: care and consent unchecked",
+    T_EXIT,
+)
+drop(
+    "exit-write-any-scope",
+    G,
+    R12,
+    "api.authorized_patients(p_role, p_actor, p_scopes, a.needs, a.candidates)",
+    "api.authorized_patients(p_role, p_actor, p_scopes, 'patient/Patient.rs', a.candidates)",
+    "a partner's consent to their record counts for their consultations and recordings",
+    T_EXIT,
+)
+drop(
+    "exit-write-stores-withheld",
+    G,
+    R12,
+    "        return query select unnest(foreign_patients);\n        return;\n",
+    "        return query select unnest(foreign_patients);\n",
+    "a withheld response's disclosures are stored in the audit trail as if sent",
+    T_EXIT,
+)
+drop(
+    "exit-write-as-another-role",
+    G,
+    R12,
+    "api.authorized_patients(p_role, p_actor, p_scopes, a.needs, a.candidates)",
+    "api.authorized_patients('support', p_actor, p_scopes, a.needs, a.candidates)",
+    "the questions are asked for another role than the caller's",
+    T_EXIT,
 )
 
 # --- the access log, consents, changes of access ------------------------------------------------
@@ -1198,7 +1250,7 @@ def report(results: dict[str, dict]) -> None:
             print(f"- {item.id} ({item.area}): {outcome}: {item.why}")
 
 
-def run_mutmut(names: list[str]) -> int:
+def run_mutmut(names: list[str], children: int = 1) -> int:
     mutmut = Path(sys.executable).parent / "mutmut"
     if not mutmut.exists():
         raise SystemExit(
@@ -1216,11 +1268,51 @@ def run_mutmut(names: list[str]) -> int:
             "TEST_DATABASE_URL": url,
             "PYTHONPATH": f"{copy / 'src'}{os.pathsep}{copy}",
         }
-        command = [str(mutmut), "run", "--max-children", "1", *names]
+        command = [str(mutmut), "run", "--max-children", str(children), *names]
         code = subprocess.run(command, cwd=ROOT, env=environment, check=False).returncode  # noqa: S603
     print(f"\nmutmut run: exit {code} in {time.monotonic() - started:.0f} s")
-    subprocess.run([str(mutmut), "results"], cwd=ROOT, check=False)  # noqa: S603
+    export_mutmut(mutmut)
     return code
+
+
+def export_mutmut(mutmut: Path) -> None:
+    """Every mutmut mutant's outcome, by module, to docs/mutants/mutmut.json."""
+    listed = subprocess.run(  # noqa: S603
+        [str(mutmut), "results", "--all", "true"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    outcomes: dict[str, str] = {}
+    for line in listed.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if name and status:
+            outcomes[name] = status
+    by_module: dict[str, Counter] = {}
+    for name, status in outcomes.items():
+        by_module.setdefault(name.split(".x")[0], Counter())[status] += 1
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    MUTMUT_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    MUTMUT_RESULTS.write_text(
+        json.dumps(
+            {
+                "commit": commit,
+                "modules": {module: dict(counts) for module, counts in sorted(by_module.items())},
+                "mutants": dict(sorted(outcomes.items())),
+            },
+            indent=1,
+        ),
+        encoding="utf-8",
+    )
+    for module, counts in sorted(by_module.items()):
+        print(f"{module}: {dict(counts)}")
 
 
 def main() -> int:
@@ -1234,6 +1326,8 @@ def main() -> int:
     commands.add_parser("report", help="print the last results of the hand-made mutants")
     using = commands.add_parser("mutmut", help="run mutmut 3 on the Python guards")
     using.add_argument("names", nargs="*", help="mutant names (default: all)")
+    using.add_argument("--children", type=int, default=1, help="mutants run at once")
+    commands.add_parser("export", help="write docs/mutants/mutmut.json from mutmut's last results")
     arguments = parser.parse_args()
     if arguments.command == "list":
         for item in MUTANTS:
@@ -1243,7 +1337,10 @@ def main() -> int:
         report(json.loads(RESULTS.read_text())["mutants"])
         return 0
     if arguments.command == "mutmut":
-        return run_mutmut(arguments.names)
+        return run_mutmut(arguments.names, arguments.children)
+    if arguments.command == "export":
+        export_mutmut(Path(sys.executable).parent / "mutmut")
+        return 0
     return run(arguments.only, arguments.area, arguments.timeout)
 
 
