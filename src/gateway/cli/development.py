@@ -96,7 +96,10 @@ def dev(data_dir: Path, host: str, port: int, log_format: str, log_level: str) -
         with stopper.deferred():  # initdb and pg_ctl finish, so that the folder stays whole
             server_url = cluster.start()
         urls = held.urls(server_url)
-        principals = run(_prepare_dev_database(urls, data_dir, identity.issuer))
+        # Migrations and demo data (seconds) finish too: a stop raised inside the event loop,
+        # mid-statement, would leave its cancellation to asyncpg while PostgreSQL stops.
+        with stopper.deferred():
+            principals = run(_prepare_dev_database(urls, data_dir, identity.issuer))
         (data_dir / "principals.json").write_text(json.dumps(principals, indent=2))
         settings = settings.model_copy(update={"database_url": urls.app})
         held.publish(base_url, urls)
