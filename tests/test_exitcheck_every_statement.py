@@ -401,6 +401,15 @@ CLINICIAN_CASES = [
         _cy_recording,
     ),
     Case(
+        "RECORDINGS_BY_ID",
+        victims_recording_as_asked,
+        "media-continued",
+        "dr_a",
+        "cy",
+        lambda w: w.recordings[w.consultation("ana")][0],
+        "row-swapped-after-the-cookie",
+    ),
+    Case(
         "PATIENTS_BY_ID",
         rows_asked_for("data.patients"),
         "graphql",
@@ -466,6 +475,15 @@ PARTNER_CASES = [
         "ben",
         _ben_recording,
         "consent-of-another-scope",
+    ),
+    Case(
+        "RECORDINGS_BY_ID",
+        victims_recording_as_asked,
+        "media-continued",
+        "pa_full",
+        "cy",
+        lambda w: w.recordings[w.consultation("ana")][0],
+        "row-swapped-after-the-cookie",
     ),
     Case(
         "PATIENTS_BY_ID",
@@ -560,15 +578,16 @@ def _allowed(env, world: World, caller: str) -> set[UUID]:
 def _alerts_since(env, seq: int, subject: str) -> list[dict[str, Any]]:
     async def read(connection):
         rows = await connection.fetch(
-            "select kind, patient_id, detail::text as detail, objects::text as objects "
-            "from data.access_events where seq > $1 and subject = $2 and kind = 'alert' "
-            "order by seq",
+            "select kind, patient_id, client_id, detail::text as detail, "
+            "objects::text as objects from data.access_events "
+            "where seq > $1 and subject = $2 and kind = 'alert' order by seq",
             seq,
             subject,
         )
         return [
             {
                 "patient_id": r["patient_id"],
+                "client_id": r["client_id"],
                 "detail": json.loads(r["detail"]),
                 "objects": [(o["type"], o["id"]) for o in json.loads(r["objects"])],
             }
@@ -625,15 +644,29 @@ def _playback_url(env, world: World, caller: str, recording: UUID) -> str:
     )
 
 
-def _start_playback(env, client, world: World, case: Case) -> tuple[str, str]:
-    """Before the sabotage: the caller starts a browser playback of their own recording, as the
-    web app does (bearer token, POST); returns (the URL, the playback's cookie)."""
+def _start_playback(env, client, world: World, case: Case) -> tuple[str, str, str]:
+    """Before the sabotage: the caller starts a browser playback of a recording they may play,
+    as the web app does (bearer token, POST); returns (the URL, the playback's cookie, the
+    playback's id as its audit event names it)."""
     url = _playback_url(env, world, case.caller, case.request(world))
+    since = _last_seq(env)
     response = client.http.post(
         url, headers={"authorization": f"Bearer {_token(env, world, case.caller)}"}
     )
     assert response.status_code == 204, response.text
-    return url, response.cookies["gateway_playback"]
+    started = asyncio.run(
+        admin(
+            env,
+            lambda c: c.fetchval(
+                "select detail->>'playback' from data.access_events where seq > $1 "
+                "and subject = $2 and kind = 'media'",
+                since,
+                world.subject(case.caller),
+            ),
+        )
+    )
+    assert started
+    return url, response.cookies["gateway_playback"], started
 
 
 def _send(env, client, world: World, case: Case, started: Any = None) -> tuple[Any, Any]:
@@ -650,7 +683,7 @@ def _send(env, client, world: World, case: Case, started: Any = None) -> tuple[A
         response = client.http.get(url, headers={"authorization": f"Bearer {token}"})
         return (response.status_code, response.content), (403, b"")
     if case.path == "media-continued":
-        url, cookie = started
+        url, cookie, _ = started
         response = client.http.get(
             url, headers={"range": "bytes=0-99", "cookie": f"gateway_playback={cookie}"}
         )
@@ -700,8 +733,12 @@ def test_a_statement_returning_a_foreign_patients_rows_gets_the_whole_send_withh
     assert leaked(sent, owned(env).foreign_ids(_allowed(env, world, case.caller))) == set()
     assert metric(client.http, "gateway_exit_check_trips_total") == trips + 1
     alerts = _alerts_since(env, since, subject)
-    assert [(a["patient_id"], a["detail"]) for a in alerts] == [
-        (victim, {"layer": 4, "reason": "exit-check"})
+    detail = {"layer": 4, "reason": "exit-check"}
+    if case.path == "media-continued":
+        detail["playback"] = started[2]  # the viewing the check cut
+    client_id = subject if case.caller in world.partners else None
+    assert [(a["patient_id"], a["detail"], a["client_id"]) for a in alerts] == [
+        (victim, detail, client_id)
     ]
     assert alerts[0]["objects"]
     if case.path == "media-continued":

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from gateway.authz.playback import COOKIE, PlaybackSessions, PlaybackSigner
+from gateway.authz.playback import COOKIE, PlaybackSession, PlaybackSessions, PlaybackSigner
 from gateway.ids import encode_global_id
 from gateway.policy import scopes
 from tests.actors import Grants, gid, new_clinician, new_partner, partner_token
@@ -299,3 +299,30 @@ def test_an_open_range_is_served_a_piece_at_a_time_so_lost_access_stops_an_open_
         grants.revoke(consent)
         _refused(_get(client, url, cookie, range="bytes=2100-"))
     assert len(_media_events(env, subject, viewer["recording"])) == 1
+
+
+@pytest.mark.parametrize("client_id", [None, "pharmacy-app"])
+def test_a_cookie_carries_exactly_the_session_it_was_minted_for(client_id):
+    sessions = PlaybackSessions((("k1", b"s" * 48),), clock=lambda: 1_000)
+    session = PlaybackSession(
+        playback="viewing-1",
+        recording=uuid.uuid4(),
+        issuer="https://id.example",
+        subject="partner-0001",
+        scopes=("patient/Recording.rs",),
+        client_id=client_id,
+        expires=1_300,
+    )
+    assert sessions.verify(sessions.mint(session), session.recording) == session
+
+
+def test_a_cookie_is_good_through_its_expiry_second_and_refused_one_second_later():
+    now = [1_300.0]
+    sessions = PlaybackSessions((("k1", b"s" * 48),), clock=lambda: now[0])
+    recording = uuid.uuid4()
+    cookie = sessions.mint(
+        PlaybackSession("viewing-1", recording, "iss", "sub", (), None, expires=1_300)
+    )
+    assert sessions.verify(cookie, recording) is not None
+    now[0] = 1_301.0
+    assert sessions.verify(cookie, recording) is None

@@ -96,14 +96,15 @@ class DisclosureStep:
         whose start ``clear(kind="media")`` audited, ``playback`` naming it) may be served:
         the same exit check, its questions asked of the database now, and no new event (one
         viewing is one audited event). Raises ResponseWithheld or AuditUnavailable like
-        ``clear``; a tripped check is recorded as an alert."""
+        ``clear``; a tripped check is recorded as an alert naming the viewing it cut."""
         ledger.seal()
         questions = self._exit_check.questions(principal, ledger)
+        cut = {"playback": playback}
         if questions.foreign:
-            await self._withhold(principal, ledger, request_id, questions)
+            await self._withhold(principal, ledger, request_id, questions, detail=cut)
         foreign = await self._audit.write([], principal=principal, asks=questions.as_json())
         if foreign:
-            await self._withhold(principal, ledger, request_id, questions, foreign)
+            await self._withhold(principal, ledger, request_id, questions, foreign, detail=cut)
 
     async def _withhold(
         self,
@@ -112,10 +113,13 @@ class DisclosureStep:
         request_id: str,
         questions: ExitQuestions,
         answered: set[UUID] | None = None,
+        *,
+        detail: dict[str, Any] | None = None,
     ) -> None:
-        """Withhold the send: count, log, and write one alert per foreign patient. When the
-        check tripped before the database was asked (``answered`` None), its questions are
-        asked now, so that the alerts name every foreign patient, not only the first found."""
+        """Withhold the send: count, log, and write one alert per foreign patient (``detail``
+        added to each). When the check tripped before the database was asked (``answered``
+        None), its questions are asked now, so that the alerts name every foreign patient, not
+        only the first found."""
         foreign = set(questions.foreign)
         if answered is None and questions.asks:
             try:
@@ -149,7 +153,7 @@ class DisclosureStep:
                         {(t, str(pk)) for t, pk, of in ledger.objects if of == owner}
                     )
                 ],
-                detail={"reason": "exit-check", "layer": 4},
+                detail={"reason": "exit-check", "layer": 4, **(detail or {})},
             )
             for owner in sorted(foreign)
         ]
