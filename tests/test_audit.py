@@ -592,3 +592,251 @@ def test_events_written_before_the_chains_still_verify_as_the_first_chain(env):
     ] * 3
     assert (intact.intact, intact.events) == (True, 6)
     assert not broken.intact and broken.message.startswith("broken at seq 2 (event id ")
+
+
+# --- the chains' verification in process, every way a chain can break -------------------------
+
+
+@pytest.fixture(scope="module")
+def chains(env):
+    """A database of its own migrated before 0012 with three events, then to the end with three
+    more: the first chain (by seq) and one of the chains (by position), each of three."""
+    from gateway.data.migrate import apply_migrations, available_migrations
+
+    name = f"gateway_verify_{uuid.uuid4().hex[:8]}"
+    url = env.admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+    def events(request_id):
+        return json.dumps(
+            [
+                {
+                    "request_id": request_id,
+                    "kind": "disclosure",
+                    "issuer": "urn:test",
+                    "subject": f"s{n}",
+                    "role": "support",
+                    "objects": [{"type": "Consultation", "id": str(n), "fields": ["id"]}],
+                }
+                for n in range(3)
+            ]
+        )
+
+    async def make():
+        admin = await asyncpg.connect(env.admin_url)
+        try:
+            await admin.execute(f'create database "{name}"')
+        finally:
+            await admin.close()
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute(
+                "create table public.schema_migrations (version text primary key, "
+                "checksum text not null, applied_at timestamptz not null default now())"
+            )
+            for migration in available_migrations():
+                if migration.version >= "0012":
+                    break
+                await connection.execute(migration.sql)
+                await connection.execute(
+                    "insert into schema_migrations (version, checksum) values ($1, $2)",
+                    migration.version,
+                    migration.checksum,
+                )
+            await connection.execute(RECORD_ACCESS_EVENTS, events("old"))
+            await apply_migrations(connection)
+            await connection.execute(RECORD_ACCESS_EVENTS, events("new"))
+        finally:
+            await connection.close()
+
+    asyncio.run(make())
+    yield url
+
+    async def drop():
+        admin = await asyncpg.connect(env.admin_url)
+        try:
+            await admin.execute(f'drop database "{name}" with (force)')
+        finally:
+            await admin.close()
+
+    asyncio.run(drop())
+
+
+async def _verify_after(url: str, tamper: str, *args):
+    """verify_chain's report with ``tamper`` applied as a superuser, then undone (a rolled-back
+    transaction would hide it from verify's own snapshot, so it is undone by hand)."""
+    from gateway.audit.chain import verify_chain
+
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch(
+            "select * from data.access_events order by chain_id nulls first, chain_seq, seq"
+        )
+        heads = await connection.fetch("select * from data.audit_chains")
+        head = await connection.fetchrow("select * from data.audit_chain_head")
+        async with connection.transaction():
+            await connection.execute("set local session_replication_role = replica")
+            await connection.execute(tamper, *args)
+        try:
+            report = await verify_chain(connection)
+        finally:
+            async with connection.transaction():
+                await connection.execute("set local session_replication_role = replica")
+                await connection.execute("delete from data.access_events")
+                columns = list(rows[0].keys())
+                await connection.copy_records_to_table(
+                    "access_events", schema_name="data", records=rows, columns=columns
+                )
+                for row in heads:
+                    await connection.execute(
+                        "update data.audit_chains set last_seq = $2, last_hash = $3 where id = $1",
+                        row["id"],
+                        row["last_seq"],
+                        row["last_hash"],
+                    )
+                await connection.execute(
+                    "update data.audit_chain_head set last_seq = $1, last_hash = $2",
+                    head["last_seq"],
+                    head["last_hash"],
+                )
+        return rows, report, await verify_chain(connection)
+    finally:
+        await connection.close()
+
+
+def _old(rows, n):
+    return [r for r in rows if r["chain_id"] is None][n]
+
+
+def _new(rows, n):
+    return [r for r in rows if r["chain_id"] is not None][n]
+
+
+def test_verify_walks_both_kinds_of_chain_and_counts_every_event(chains):
+    _, report, _ = asyncio.run(_verify_after(chains, "select 1"))
+    assert report == type(report)(True, 6, "audit chain intact: 6 events")
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expected"),
+    [
+        (
+            "update data.access_events set subject = 'x' where seq = 2",
+            lambda rows: (2 - 1, f"broken at seq 2 (event id {_old(rows, 1)['id']}): "
+                          "contents were altered"),
+        ),
+        (
+            "update data.access_events set prev_hash = hash where seq = 3",
+            lambda rows: (2, f"broken at seq 3 (event id {_old(rows, 2)['id']}): "
+                          "does not follow seq 2"),
+        ),
+        (
+            "delete from data.access_events where seq = 2",
+            lambda rows: (1, "broken at seq 2: event missing"),
+        ),
+        (
+            "delete from data.access_events where seq = 3",
+            lambda rows: (2, "broken after seq 2: events were removed"),
+        ),
+        (
+            "update data.audit_chain_head set last_hash = '\\x00'",
+            lambda rows: (3, "broken after seq 3: events were removed"),
+        ),
+        (
+            "update data.access_events set detail = '{\"x\": 1}' "
+            "where chain_id is not null and chain_seq = 2",
+            lambda rows: (
+                3 + 1,
+                f"broken at chain {_new(rows, 1)['chain_id']} position 2 "
+                f"(event id {_new(rows, 1)['id']}): contents were altered",
+            ),
+        ),
+        (
+            "update data.access_events set prev_hash = hash "
+            "where chain_id is not null and chain_seq = 3",
+            lambda rows: (
+                3 + 2,
+                f"broken at chain {_new(rows, 2)['chain_id']} position 3 "
+                f"(event id {_new(rows, 2)['id']}): does not follow position 2",
+            ),
+        ),
+        (
+            "delete from data.access_events where chain_id is not null and chain_seq = 2",
+            lambda rows: (
+                3 + 1,
+                f"broken at chain {_new(rows, 1)['chain_id']} position 2: event missing",
+            ),
+        ),
+        (
+            "delete from data.access_events where chain_id is not null and chain_seq = 3",
+            lambda rows: (
+                3 + 2,
+                f"broken after chain {_new(rows, 2)['chain_id']} position 2: events were removed",
+            ),
+        ),
+        (
+            "update data.access_events set chain_id = 999 "
+            "where chain_id is not null and chain_seq = 3",
+            lambda rows: (
+                3 + 2,
+                f"broken at chain 999 position 3 (event id {_new(rows, 2)['id']}): no such chain",
+            ),
+        ),
+    ],
+    ids=[
+        "first-chain-altered",
+        "first-chain-relinked",
+        "first-chain-middle-removed",
+        "first-chain-end-removed",
+        "first-chain-head-altered",
+        "chain-altered",
+        "chain-relinked",
+        "chain-middle-removed",
+        "chain-end-removed",
+        "chain-unknown",
+    ],
+)  # fmt: skip
+def test_verify_names_the_first_broken_link_and_the_events_it_counted_before_it(
+    chains, tamper, expected
+):
+    rows, report, after = asyncio.run(_verify_after(chains, tamper))
+    assert (report.intact, report.events, report.message) == (False, *expected(rows))
+    assert after.intact and after.events == 6  # put back as it was
+
+
+def test_a_chain_hash_covers_every_field_and_its_position():
+    """Each field, and the chain position, changes the hash; a null is not an empty text."""
+    from datetime import UTC, datetime
+
+    from gateway.audit.chain import GENESIS, chain_genesis, event_hash
+
+    row = {
+        "chain_id": 1,
+        "chain_seq": 1,
+        "seq": 7,
+        "occurred_at": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        "request_id": "r",
+        "kind": "disclosure",
+        "issuer": "i",
+        "subject": "s",
+        "role": "patient",
+        "actor_id": "a",
+        "patient_id": "p",
+        "client_id": "c",
+        "break_glass_reason": "b",
+        "objects": "[]",
+        "detail": "{}",
+    }
+    base = event_hash(GENESIS, row)
+    assert len(base) == 32 and base != event_hash(chain_genesis(1), row)
+    for key in row:
+        changed = dict(row)
+        changed[key] = None if key not in ("occurred_at", "chain_id") else changed[key]
+        if key == "occurred_at":
+            changed[key] = datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=UTC)
+        if key == "chain_id":
+            changed[key] = 2
+        assert event_hash(GENESIS, changed) != base, key
+    assert event_hash(GENESIS, {**row, "client_id": ""}) != event_hash(
+        GENESIS, {**row, "client_id": None}
+    )
+    assert chain_genesis(1) != chain_genesis(2) != GENESIS
