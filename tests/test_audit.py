@@ -840,3 +840,198 @@ def test_a_chain_hash_covers_every_field_and_its_position():
         GENESIS, {**row, "client_id": None}
     )
     assert chain_genesis(1) != chain_genesis(2) != GENESIS
+
+
+def test_an_event_hash_is_its_canonical_text_in_utc_whatever_the_machines_time_zone(monkeypatch):
+    """The canonical form of chain.py's docstring, written out here: "<length>:<text>" per field
+    (or "N"), times in UTC to the microsecond; on a machine whose local time is not UTC."""
+    import hashlib
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    from gateway.audit.chain import GENESIS, event_hash
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        row = {
+            "chain_id": 3,
+            "chain_seq": 9,
+            "seq": 70,
+            "occurred_at": datetime(2026, 1, 2, 12, 0, 0, 5, tzinfo=timezone(timedelta(hours=2))),
+            "request_id": "r1",
+            "kind": "media",
+            "issuer": "iss",
+            "subject": "sub",
+            "role": "patient",
+            "actor_id": None,
+            "patient_id": "p",
+            "client_id": None,
+            "break_glass_reason": None,
+            "objects": "[]",
+            "detail": "{}",
+        }
+        canonical = (
+            "1:31:92:7027:2026-01-02T10:00:00.000005Z2:r15:media3:iss3:sub7:patientN1:pNN2:[]2:{}"
+        )
+        assert event_hash(GENESIS, row) == hashlib.sha256(GENESIS + canonical.encode()).digest()
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def _row(**values):
+    from datetime import UTC, datetime
+
+    row = {
+        "seq": 41,
+        "occurred_at": datetime(2026, 3, 4, 5, 6, 7, 8, tzinfo=UTC),
+        "request_id": "req-1",
+        "kind": "disclosure",
+        "issuer": "https://id.example",
+        "subject": "dr-1",
+        "role": "clinician",
+        "patient_id": "9f1c0f3e-0000-4000-8000-000000000001",
+        "client_id": None,
+        "break_glass_reason": None,
+        "objects": "[]",
+    }
+    row.update(values)
+    return row
+
+
+def test_a_break_glass_disclosure_by_a_client_is_this_fhir_audit_event():
+    """Written out from HL7's AuditEvent codes, not from the code: every element of one event."""
+    from gateway.audit.fhir import to_audit_event
+
+    row = _row(
+        break_glass_reason="Unconscious on arrival",
+        client_id="er-app",
+        objects='[{"type": "Consultation", "id": "c1", "fields": ["reason", "summary"]},'
+        ' {"type": "Recording", "id": "r1", "fields": []}]',
+    )
+    event = to_audit_event(row)
+    assert event == {
+        "resourceType": "AuditEvent",
+        "id": "41",
+        "type": {
+            "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+            "code": "rest",
+            "display": "RESTful Operation",
+        },
+        "subtype": [
+            {"system": "http://hl7.org/fhir/restful-interaction", "code": "read", "display": "read"}
+        ],
+        "action": "R",
+        "recorded": "2026-03-04T05:06:07.000008Z",
+        "outcome": "0",
+        "purposeOfEvent": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                        "code": "ETREAT",
+                    }
+                ],
+                "text": "break-glass: Unconscious on arrival",
+            }
+        ],
+        "agent": [
+            {
+                "type": {
+                    "coding": [{"system": "urn:consultation-gateway:role", "code": "clinician"}]
+                },
+                "who": {"identifier": {"system": "https://id.example", "value": "dr-1"}},
+                "requestor": True,
+            },
+            {
+                "who": {"identifier": {"value": "er-app"}},
+                "requestor": False,
+                "type": {"coding": [{"system": "urn:consultation-gateway:role", "code": "client"}]},
+            },
+        ],
+        "source": {
+            "observer": {"display": "consultation-gateway"},
+            "type": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
+                    "code": "4",
+                    "display": "Application Server",
+                }
+            ],
+        },
+        "entity": [
+            {
+                "what": {"reference": "Patient/9f1c0f3e-0000-4000-8000-000000000001"},
+                "type": {
+                    "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                    "code": "1",
+                    "display": "Person",
+                },
+                "role": {
+                    "system": "http://terminology.hl7.org/CodeSystem/object-role",
+                    "code": "1",
+                    "display": "Patient",
+                },
+            },
+            {
+                "what": {
+                    "identifier": {"system": "urn:consultation-gateway:Consultation", "value": "c1"}
+                },
+                "type": {
+                    "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                    "code": "2",
+                    "display": "System Object",
+                },
+                "detail": [{"type": "fields", "valueString": "reason,summary"}],
+            },
+            {
+                "what": {
+                    "identifier": {"system": "urn:consultation-gateway:Recording", "value": "r1"}
+                },
+                "type": {
+                    "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                    "code": "2",
+                    "display": "System Object",
+                },
+            },
+        ],
+        "extension": [{"url": "urn:consultation-gateway:request-id", "valueString": "req-1"}],
+    }
+    AuditEvent.model_validate(event)
+
+
+@pytest.mark.parametrize(
+    ("kind", "action", "subtype", "outcome", "description"),
+    [
+        ("media", "R", "read", "0", "media served"),
+        ("denial", "R", "read", "4", "fields denied"),
+        ("alert", "R", "read", "8", "response withheld by the exit check"),
+        ("consent-granted", "C", "create", "0", "consent granted"),
+        ("consent-revoked", "U", "update", "0", "consent revoked"),
+        ("break-glass-opened", "C", "create", "0", "break-glass opened"),
+    ],
+)
+def test_each_kind_of_access_event_has_its_fhir_action_outcome_and_description(
+    kind, action, subtype, outcome, description
+):
+    from gateway.audit.fhir import to_audit_event
+
+    event = to_audit_event(_row(kind=kind, patient_id=None, objects=[]))
+    assert (event["action"], event["subtype"][0]["code"], event["outcome"]) == (
+        action,
+        subtype,
+        outcome,
+    )
+    assert event["subtype"][0]["display"] == subtype
+    assert event["outcomeDesc"] == description
+    assert event["entity"] == []  # no patient: none named
+    assert event["purposeOfEvent"] == [
+        {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT"}
+            ]
+        }
+    ]
+    assert len(event["agent"]) == 1
+    AuditEvent.model_validate(event)
