@@ -101,6 +101,58 @@ def test_introspection_and_unknown_directives_are_left_to_graphql_core():
             compile_operation(SCHEMA, body, rules=SCHEMA.validation_rules)
 
 
+@pytest.mark.parametrize(
+    ("body", "options", "reason"),
+    [
+        ("{ me {", {}, "does not parse: Syntax Error: Expected Name, found <EOF>."),
+        (
+            "{ me { subject } }",
+            {"max_tokens": 3},
+            "does not parse: Syntax Error: Document contains more than 3 tokens. Parsing aborted.",
+        ),
+        ("{ nope }", {}, "does not validate: Cannot query field 'nope' on type 'Query'. "
+         "Did you mean 'node'?"),
+        ("query A { me { subject } } query B { me { role } }", {},
+         "a document of several operations"),
+        ('mutation { revokeConsent(id: "x") { id } }', {}, "a mutation: only queries are compiled"),
+        ('subscription { consultationEvents(consultationId: "x") { kind } }', {},
+         "a subscription: only queries are compiled"),
+    ],
+)  # fmt: skip
+def test_a_document_the_compiler_does_not_take_says_exactly_why(body, options, reason):
+    with pytest.raises(NotCompilable) as refused:
+        compile_operation(SCHEMA, body, rules=SCHEMA.validation_rules, **options)
+    assert str(refused.value) == reason
+
+
+def test_the_start_up_log_names_each_trusted_document_not_compiled_and_why(caplog):
+    compiled = "{ me { subject } }"
+    mutation = 'mutation { revokeConsent(id: "x") { id } }'
+    long = "{ a: me { subject } b: me { subject } c: me { subject } d: me { subject } }"
+    documents = {"a" * 64: compiled, "b" * 64: mutation, "c" * 64: long}
+    with caplog.at_level("INFO", logger="gateway.execution"):
+        executor = Executor(SCHEMA, documents, max_tokens=20, names={"b" * 64: "Revoke"})
+    assert executor.compiled("a" * 64)
+    assert executor.not_compiled == {
+        "Revoke": "a mutation: only queries are compiled",
+        "c" * 12: "does not parse: Syntax Error: Document contains more than 20 tokens. "
+        "Parsing aborted.",
+    }
+    logged = [
+        (r.getMessage(), getattr(r, "operation", None), getattr(r, "reason", None),
+         getattr(r, "compiled", None), getattr(r, "not_compiled", None))
+        for r in caplog.records
+        if r.name == "gateway.execution"
+    ]  # fmt: skip
+    assert logged == [
+        ("trusted document runs through graphql-core", "Revoke",
+         "a mutation: only queries are compiled", None, None),
+        ("trusted document runs through graphql-core", "c" * 12,
+         executor.not_compiled["c" * 12], None, None),
+        ("trusted documents compiled", None, None, 1, 2),
+    ]  # fmt: skip
+
+
 class Harness:
     """A loop, a pool as the application role and a superuser connection, kept for the module:
     hypothesis calls the test synchronously, once per example."""
