@@ -490,3 +490,57 @@ def test_the_exit_check_alone_names_exactly_the_owners_each_role_may_not_hold(en
     # An auditor holds every access event and nothing clinical.
     ledger = [("AccessEvent", p) for p in patients[:6]] + [("Consultation", patients[7])]
     assert _foreign_owners(env, principal(Role.AUDITOR), ledger) == {patients[7]}
+
+
+def test_when_the_database_half_cannot_be_asked_after_a_trip_the_send_is_withheld_all_the_same(
+    env, caplog
+):
+    """A clinician's ledger holding an access event (foreign without asking the database) and a
+    stranger's consultation (the database's question): the question fails, so the alerts name
+    only the patient known to be foreign, the failure is logged with the request, and the
+    response is still withheld."""
+    from gateway.authz.disclosure import DisclosureStep
+    from gateway.errors import ResponseWithheld
+    from gateway.identity import Principal, Role
+    from gateway.ledger import Ledger
+    from gateway.ops.metrics import Metrics
+
+    (_, clinician) = env.clinicians()[0]
+    treated = sorted(env.truth.patients_of_clinician[clinician])[0]
+    stranger = sorted(
+        set(env.truth.consultations_of_patient) - env.truth.patients_of_clinician[clinician]
+    )[0]
+    principal = Principal("iss", "sub", Role.CLINICIAN, clinician, expires_at=0)
+    request_id = f"unasked-{uuid.uuid4().hex}"
+    function = "api.record_access_events_if_authorized(text, uuid, text[], jsonb, jsonb)"
+
+    async def run():
+        admin = await asyncpg.connect(env.admin_url)
+        database = await Database.connect(env.settings())
+        await admin.execute(f"revoke execute on function {function} from gateway_app")
+        try:
+            ledger = Ledger()
+            ledger.record_object("AccessEvent", 1, treated)
+            ledger.record_object("Consultation", uuid.uuid4(), stranger)
+            with pytest.raises(ResponseWithheld):
+                await DisclosureStep(database.fetch, Metrics()).clear(principal, ledger, request_id)
+        finally:
+            await admin.execute(f"grant execute on function {function} to gateway_app")
+            await database.close()
+        try:
+            return await admin.fetch(
+                "select kind, patient_id from data.access_events where request_id = $1",
+                request_id,
+            )
+        finally:
+            await admin.close()
+
+    with caplog.at_level(logging.INFO):
+        stored = asyncio.run(run())
+    assert [(r["kind"], r["patient_id"]) for r in stored] == [("alert", treated)]
+    failures = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [(r.name, r.getMessage()) for r in failures] == [
+        ("gateway.audit", "audit write failed; response withheld"),
+        ("gateway.exitcheck", "could not ask the exit check's questions"),
+    ]
+    assert failures[1].request_id == request_id

@@ -326,3 +326,39 @@ def test_a_cookie_is_good_through_its_expiry_second_and_refused_one_second_later
     assert sessions.verify(cookie, recording) is not None
     now[0] = 1_301.0
     assert sessions.verify(cookie, recording) is None
+
+
+def test_a_cookie_is_its_claims_and_a_domain_separated_mac_both_unpadded_base64url():
+    """Written out from the design (docs/MEDIA_AND_AUDIT.md), not from the code: the claims as
+    JSON, then HMAC-SHA-256 over "playback-session\\n" and them, so that no URL signature (over
+    other bytes) ever passes for a cookie."""
+    import base64
+    import hashlib
+    import hmac
+
+    import orjson
+
+    secret = b"s" * 48
+    recording = uuid.UUID(int=5)
+    cookie = PlaybackSessions((("k1", secret),), clock=lambda: 0).mint(
+        PlaybackSession("v1", recording, "iss", "sub", ("a", "b"), "app", expires=99)
+    )
+    encoded, mac = cookie.split(".")
+    claims = {
+        "p": "v1",
+        "r": str(recording),
+        "i": "iss",
+        "s": "sub",
+        "c": ["a", "b"],
+        "a": "app",
+        "x": 99,
+        "k": "k1",
+    }
+    payload = orjson.dumps(claims)
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    assert encoded == b64(payload)
+    assert mac == b64(hmac.digest(secret, b"playback-session\n" + payload, hashlib.sha256))
+    assert "=" not in cookie

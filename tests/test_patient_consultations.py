@@ -284,3 +284,22 @@ def test_an_auditor_reaches_no_patient_and_no_consultation(env, client, world):
     assert _by_patient(client, token, world) == {"data": {"patient": None}}
     assert _via(client, token, world["X1"]) == {"data": {"consultation": None}}
     assert client.execute(ME, token) == {"data": {"me": {"patient": None}}}
+
+
+def test_a_consultation_reached_again_through_its_recordings_is_the_one_already_loaded(
+    env, client, world
+):
+    """The patient's list keeps each consultation it loaded: a recording's consultation, asked
+    for after it, is answered from there (the same row, one statement fewer), not null."""
+    token = env.token(world["T_subject"])
+    body = client.execute(
+        "query($id: ID!) { patient(id: $id) { consultations { id reason "
+        "recordings { consultation { id reason } } } } }",
+        token,
+        {"id": gid("Patient", world["T"])},
+    )
+    listed = body["data"]["patient"]["consultations"]
+    assert [c["id"] for c in listed] == _ordered(env, world["T"])
+    reached = [(c["id"], c["reason"], r["consultation"]) for c in listed for r in c["recordings"]]
+    assert reached
+    assert all(again == {"id": pk, "reason": reason} for pk, reason, again in reached)

@@ -105,3 +105,48 @@ def test_development_mode_explains_resolver_fields_and_strawberry_path_fields_by
         "allowed",
         "Consultation.patient@patient (yes)",
     ) in explained
+
+
+def test_an_explanation_is_one_entry_per_field_check_and_renders_as_an_aligned_table():
+    from gateway.authz.explain import explanation, render_explanation
+    from gateway.ledger import Ledger
+
+    ledger = Ledger(explaining=True)
+    ledger.explain(
+        "consultation.reason", "Consultation", "reason", True, "Consultation.reason@patient (yes)"
+    )
+    ledger.explain("consultation.clinicianNotes", "Consultation", "clinicianNotes", False,
+                   "not granted to patient (default deny)")  # fmt: skip
+    entries = explanation(ledger)
+    assert entries == [
+        {
+            "path": "consultation.reason",
+            "type": "Consultation",
+            "field": "reason",
+            "decision": "allowed",
+            "rule": "Consultation.reason@patient (yes)",
+        },
+        {
+            "path": "consultation.clinicianNotes",
+            "type": "Consultation",
+            "field": "clinicianNotes",
+            "decision": "denied",
+            "rule": "not granted to patient (default deny)",
+        },
+    ]
+    assert explanation(Ledger()) == []
+    assert render_explanation(entries, [("Consultation", "c1"), ("Patient", "p1")]) == (
+        "path                         decision  rule\n"
+        "---------------------------  --------  -------------------------------------\n"
+        "consultation.reason          allowed   Consultation.reason@patient (yes)\n"
+        "consultation.clinicianNotes  denied    not granted to patient (default deny)\n"
+        "\n"
+        "objects loaded (row scope of the caller's role):\n"
+        "  Consultation c1\n"
+        "  Patient p1"
+    )
+    assert render_explanation(entries[:1], []) == (
+        "path                 decision  rule\n"
+        "-------------------  --------  ---------------------------------\n"
+        "consultation.reason  allowed   Consultation.reason@patient (yes)"
+    )
