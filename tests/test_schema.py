@@ -68,6 +68,62 @@ def test_the_schema_check_names_every_gap_in_layer_one():
     ]
 
 
+class _Passing(FieldExtension):
+    def resolve(self, next_, source, info, **kwargs):
+        return next_(source, info, **kwargs)
+
+
+class _Anyone(strawberry.BasePermission):
+    message = "anyone"
+
+    def has_permission(self, source, info, **kwargs) -> bool:
+        return True
+
+
+@strawberry.type(name="Note")
+class UngovernedNote:
+    text: str
+
+
+@strawberry.type(name="Recording")
+class HalfGuardedRecording:
+    # No ``pk``: a governed type must declare the row's key and its owner.
+    owner: strawberry.Private[int]
+    # FieldPolicy among other permissions is guarded; other permissions alone, or another
+    # extension, are not.
+    id: strawberry.ID = strawberry.field(
+        extensions=[PermissionExtension(permissions=[_Anyone(), FieldPolicy()])]
+    )
+    url: str = strawberry.field(extensions=[PermissionExtension(permissions=[_Anyone()])])
+    kind: str = strawberry.field(extensions=[_Passing()])
+
+
+@strawberry.type(name="Query")
+class GapsInOrderQuery:
+    note: UngovernedNote | None = None
+    recording: HalfGuardedRecording | None = None
+
+
+def test_the_schema_check_keeps_every_gap_in_type_order_and_reads_each_fields_permissions():
+    schema = strawberry.Schema(query=GapsInOrderQuery)
+    assert schema_problems(schema) == [
+        "type Note is not in the policy table",
+        "Recording.url",
+        "Recording.kind",
+        "Recording does not declare consent_scopes",
+        "Recording does not declare granted",
+        "Recording does not declare pk",
+    ]
+
+
+def test_a_schema_without_mutations_has_no_mutation_gap():
+    @strawberry.type(name="Query")
+    class OnlyQuery:
+        hello: str = "hi"
+
+    assert schema_problems(strawberry.Schema(query=OnlyQuery)) == []
+
+
 def test_a_schema_with_a_gap_refuses_to_build():
     with pytest.raises(ConfigurationError, match=r"Consultation\.videoUrl"):
         verify_schema(strawberry.Schema(query=LeakyQuery))
@@ -123,11 +179,6 @@ def test_every_guarded_field_runs_the_field_check_on_the_fast_path_except_self_o
             (fast if _fast(field) else slow).add((type_name, field_name))
     assert slow == STRAWBERRY_PATH
     assert install_fast_path(schema) == len(fast)  # idempotent, and it counts what it switched
-
-
-class _Passing(FieldExtension):
-    def resolve(self, next_, source, info, **kwargs):
-        return next_(source, info, **kwargs)
 
 
 @strawberry.type(name="Probe")
