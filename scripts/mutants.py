@@ -1250,17 +1250,30 @@ def report(results: dict[str, dict]) -> None:
             print(f"- {item.id} ({item.area}): {outcome}: {item.why}")
 
 
-def run_mutmut(names: list[str], children: int = 1) -> int:
+def _unchecked() -> list[str]:
+    """The mutants docs/mutants/mutmut.json has no verdict for (a run stopped before them)."""
+    if not MUTMUT_RESULTS.exists():
+        raise SystemExit(f"--unchecked: {MUTMUT_RESULTS.relative_to(ROOT)} does not exist yet")
+    saved = json.loads(MUTMUT_RESULTS.read_text(encoding="utf-8"))
+    return [name for name, status in saved["mutants"].items() if status == "not checked"]
+
+
+def run_mutmut(names: list[str], children: int = 1, unchecked: bool = False) -> int:
     mutmut = Path(sys.executable).parent / "mutmut"
     if not mutmut.exists():
         raise SystemExit(
             "mutmut is not installed: "
             ".tools/uv/bin/uv sync --frozen --inexact --extra dev --extra mutation"
         )
+    if unchecked:
+        names = [*names, *_unchecked()]
+        if not names:
+            print("every mutant has a verdict")
+            return 0
     started = time.monotonic()
     with _database() as url:
         # mutmut puts mutants/src first on its own sys.path; the tests that run the gateway
-        # command in a process of its own need it too, else they import the editable install.
+        # command in a process of their own need it too, else they import the editable install.
         (ROOT / "mutants" / "src").mkdir(parents=True, exist_ok=True)
         copy = ROOT / "mutants"
         environment = {
@@ -1275,8 +1288,26 @@ def run_mutmut(names: list[str], children: int = 1) -> int:
     return code
 
 
+def _function_hashes() -> dict[str, str]:
+    """Each mutated function's hash, as mutmut keeps it beside its mutants (module.function)."""
+    hashes: dict[str, str] = {}
+    for meta in (ROOT / "mutants" / "src").rglob("*.py.meta"):
+        module = ".".join(
+            meta.relative_to(ROOT / "mutants" / "src").with_suffix("").with_suffix("").parts
+        )
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        for function, digest in data.get("hash_by_function_name", {}).items():
+            hashes[f"{module}.{function}"] = digest
+    return hashes
+
+
 def export_mutmut(mutmut: Path) -> None:
-    """Every mutmut mutant's outcome, by module, to docs/mutants/mutmut.json."""
+    """Every mutmut mutant's outcome, by module, to docs/mutants/mutmut.json.
+
+    A verdict from an earlier export is kept for a mutant this run did not check when its
+    function is unchanged (same hash), so a long measurement can be resumed elsewhere
+    (``mutmut --unchecked``); ``commits`` lists every commit the verdicts were measured at.
+    """
     listed = subprocess.run(  # noqa: S603
         [str(mutmut), "results", "--all", "true"],
         cwd=ROOT,
@@ -1289,9 +1320,7 @@ def export_mutmut(mutmut: Path) -> None:
         name, _, status = line.strip().rpartition(": ")
         if name and status:
             outcomes[name] = status
-    by_module: dict[str, Counter] = {}
-    for name, status in outcomes.items():
-        by_module.setdefault(name.split(".x")[0], Counter())[status] += 1
+    hashes = _function_hashes()
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
         cwd=ROOT,
@@ -1299,13 +1328,35 @@ def export_mutmut(mutmut: Path) -> None:
         text=True,
         check=False,
     ).stdout.strip()
+    commits = [commit]
+    if MUTMUT_RESULTS.exists():
+        saved = json.loads(MUTMUT_RESULTS.read_text(encoding="utf-8"))
+        kept = 0
+        for name, status in saved.get("mutants", {}).items():
+            function = name.rsplit("__mutmut_", 1)[0]
+            same = hashes.get(function) == saved.get("function_hashes", {}).get(function)
+            if outcomes.get(name) == "not checked" and status != "not checked" and same:
+                outcomes[name] = status
+                kept += 1
+        if kept:
+            commits = [*saved.get("commits", [saved.get("commit")]), commit]
+            print(f"{kept} verdicts kept from the last export (their functions are unchanged)")
+    by_module: dict[str, Counter] = {}
+    for name, status in outcomes.items():
+        by_module.setdefault(name.split(".x")[0], Counter())[status] += 1
     MUTMUT_RESULTS.parent.mkdir(parents=True, exist_ok=True)
     MUTMUT_RESULTS.write_text(
         json.dumps(
             {
                 "commit": commit,
+                "commits": sorted(set(commits), key=commits.index),
                 "modules": {module: dict(counts) for module, counts in sorted(by_module.items())},
                 "mutants": dict(sorted(outcomes.items())),
+                "function_hashes": {
+                    function: hashes[function]
+                    for function in sorted({name.rsplit("__mutmut_", 1)[0] for name in outcomes})
+                    if function in hashes
+                },
             },
             indent=1,
         ),
@@ -1327,6 +1378,11 @@ def main() -> int:
     using = commands.add_parser("mutmut", help="run mutmut 3 on the Python guards")
     using.add_argument("names", nargs="*", help="mutant names (default: all)")
     using.add_argument("--children", type=int, default=1, help="mutants run at once")
+    using.add_argument(
+        "--unchecked",
+        action="store_true",
+        help="also every mutant docs/mutants/mutmut.json has no verdict for (resume a run)",
+    )
     commands.add_parser("export", help="write docs/mutants/mutmut.json from mutmut's last results")
     arguments = parser.parse_args()
     if arguments.command == "list":
@@ -1337,7 +1393,7 @@ def main() -> int:
         report(json.loads(RESULTS.read_text())["mutants"])
         return 0
     if arguments.command == "mutmut":
-        return run_mutmut(arguments.names, arguments.children)
+        return run_mutmut(arguments.names, arguments.children, arguments.unchecked)
     if arguments.command == "export":
         export_mutmut(Path(sys.executable).parent / "mutmut")
         return 0
