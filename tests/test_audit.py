@@ -1001,6 +1001,22 @@ def test_a_break_glass_disclosure_by_a_client_is_this_fhir_audit_event():
     AuditEvent.model_validate(event)
 
 
+def test_a_fhir_event_is_recorded_in_utc_on_a_machine_whose_time_zone_is_not(monkeypatch):
+    import time
+    from datetime import UTC, datetime
+
+    from gateway.audit.fhir import to_audit_event
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        event = to_audit_event(_row(occurred_at=datetime(2026, 3, 4, 23, 6, 7, 8, tzinfo=UTC)))
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert event["recorded"] == "2026-03-04T23:06:07.000008Z"
+
+
 @pytest.mark.parametrize(
     ("kind", "action", "subtype", "outcome", "description"),
     [
