@@ -14,7 +14,7 @@ from gateway.authz.fast_path import install_fast_path
 from gateway.authz.field_check import FieldPolicy, MutationPolicy, policy_field
 from gateway.authz.schema_check import schema_problems, verify_schema
 from gateway.errors import ConfigurationError
-from gateway.policy.table import POLICY, governed_types
+from gateway.policy.table import POLICY, Role, RowScope, TypePolicy, governed_types, grant
 from resolvers import build_schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,6 +113,27 @@ def test_the_schema_check_keeps_every_gap_in_type_order_and_reads_each_fields_pe
         "Recording does not declare consent_scopes",
         "Recording does not declare granted",
         "Recording does not declare pk",
+    ]
+
+
+@pytest.mark.parametrize(
+    "note_grant",
+    [grant(RowScope.CONSENTED, "text"), grant(RowScope.EVERYONE, "text", scope="patient/Note.rs")],
+    ids=["consented-rows", "scoped-field"],
+)
+def test_a_type_must_declare_consent_scopes_for_consented_rows_or_for_a_scoped_field(
+    monkeypatch, note_grant
+):
+    from gateway.authz import schema_check
+
+    note = TypePolicy("Note", {Role.PARTNER: note_grant})
+    monkeypatch.setattr(schema_check, "POLICY", (*POLICY, note))
+    problems = schema_problems(strawberry.Schema(query=GapsInOrderQuery))
+    assert [problem for problem in problems if problem.startswith("Note")] == [
+        "Note.text",
+        "Note does not declare consent_scopes",
+        "Note does not declare owner",
+        "Note does not declare pk",
     ]
 
 

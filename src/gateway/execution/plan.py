@@ -343,10 +343,7 @@ class PlanRun:
     # --- values ------------------------------------------------------------------------------
 
     def _leaf(self, plan: ValuePlan, value: Any) -> Any:
-        if value is None:
-            if plan.non_null:
-                raise TypeError(f"Cannot return null for non-nullable field {plan.describe}.")
-            return None
+        """A non-null leaf value coerced (``_complete`` has handled null)."""
         coerced = plan.coerce(value)
         if coerced is None:
             raise TypeError(f"Expected a non-null value of {plan.describe}, got {value!r}")
