@@ -89,6 +89,11 @@ def test_a_body_that_is_not_json_is_415(client, token, content_type):
             b'{"query": "{ me { subject } }", "operationName": 3}',
             "The 'operationName' parameter must be a string",
         ),
+        (
+            b'{"query": "query A { me { subject } }", "operationName": "B"}',
+            "The document has no operation named 'B'",
+        ),
+        (b'{"query": "fragment F on Query { me { subject } }"}', "The document has no operation"),
     ],
 )
 def test_a_malformed_request_is_400_with_a_clear_message(client, token, body, message):

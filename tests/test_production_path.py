@@ -18,7 +18,7 @@ import pytest
 from gateway import create_app
 from gateway.execution import executor as executor_module
 from gateway.execution.compiler import NotCompilable
-from tests.executors import ExecutorClient, settings_for, trusted
+from tests.executors import ExecutorClient, digest, executions, settings_for, trusted
 from tests.support import serving
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +39,7 @@ ON_BOTH_EXECUTORS = [
 # Runs both executors within each example, on one gateway (by hash and by text).
 BOTH_IN_EACH_EXAMPLE = {"tests/test_plans_over_http.py"}
 ME = trusted("{ me { subject role } }")
+NAMED_ME = trusted("query WhoAmI { me { subject role } }")
 
 
 def test_every_leak_sabotage_and_layer_alone_test_collects_a_compiled_case():
@@ -89,3 +90,45 @@ def test_a_compiled_case_is_served_by_its_plan(env, gateway):
     assert body == {"data": {"me": {"subject": env.patients()[0][0], "role": "PATIENT"}}}
     expected = "plan" if gateway.executor == "compiled" else "graphql-core"
     assert gateway.served[-1] == expected
+
+
+def test_a_trusted_document_sent_with_its_operation_name_runs_by_plan_and_another_name_is_refused(
+    env, manifest
+):
+    """Clients may name the operation they send by hash (Apollo's do): its own name runs the
+    plan; another name is a bad request (graphql-core finds no such operation)."""
+    subject = env.patients()[0][0]
+    app = create_app(env.settings(**settings_for("compiled", manifest)))
+    with serving(app) as server:
+        client = ExecutorClient(server.url, "compiled")
+        try:
+            headers = {"authorization": f"Bearer {env.token(subject)}"}
+            by_hash = {"persistedQuery": {"version": 1, "sha256Hash": digest(NAMED_ME)}}
+            outcomes = []
+            for name in ("WhoAmI", "Other"):
+                before = executions(client.http)
+                response = client.http.post(
+                    "/graphql",
+                    json={"extensions": by_hash, "operationName": name},
+                    headers=headers,
+                )
+                after = executions(client.http)
+                served = [executor for executor in after if after[executor] > before[executor]]
+                outcomes.append((response.status_code, response.json(), served))
+        finally:
+            client.http.close()
+    assert outcomes == [
+        (200, {"data": {"me": {"subject": subject, "role": "PATIENT"}}}, ["plan"]),
+        (
+            400,
+            {
+                "errors": [
+                    {
+                        "message": "The document has no operation named 'Other'",
+                        "extensions": {"code": "BAD_REQUEST"},
+                    }
+                ]
+            },
+            ["graphql-core"],
+        ),
+    ]

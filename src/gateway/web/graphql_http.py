@@ -17,7 +17,7 @@ from graphql import ExecutionResult
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.exceptions import MissingQueryError
-from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 from gateway.authn.accounts import Authenticator
 from gateway.authz.disclosure import DisclosureStep
@@ -137,6 +137,11 @@ class GraphQLEndpoint:
             return _refuse(record, 400, message, Code.BAD_REQUEST, media_type)
         except MissingQueryError:
             return _refuse(record, 400, "No query", Code.BAD_REQUEST, media_type)
+        except CannotGetOperationTypeError:  # no operation, or none of that name
+            message = "The document has no operation" + (
+                "" if params.operation_name is None else f" named {params.operation_name!r}"
+            )
+            return _refuse(record, 400, message, Code.BAD_REQUEST, media_type)
         return await self._respond(result, context, record, media_type)
 
     async def _execute(
