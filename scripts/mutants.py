@@ -465,6 +465,65 @@ drop(
     T_EXIT,
 )
 
+# --- the audit trail's chains (0012): every event tamper-evident, no two writers on one chain ---
+H = "sql: audit chains"
+T_CHAIN = ("tests/test_audit.py", "tests/test_audit_replicas.py")
+drop(
+    "chain-hash-skips-patient",
+    H,
+    R12,
+    "        || data.canonical_field(e.patient_id::text) || data.canonical_field(e.client_id)",
+    "        || data.canonical_field(e.client_id)",
+    "an event's hash does not cover whose record it is: the patient can be rewritten unnoticed",
+    T_CHAIN,
+)
+drop(
+    "chain-hash-skips-position",
+    H,
+    R12,
+    "data.canonical_field(e.chain_id::text) || data.canonical_field(e.chain_seq::text)",
+    "data.canonical_field(e.chain_id::text)",
+    "an event's hash does not cover its position: events can be reordered unnoticed",
+    T_CHAIN,
+)
+drop(
+    "chain-seq-gap",
+    H,
+    R12,
+    "    new.chain_seq := prev_seq + 1;",
+    "    new.chain_seq := prev_seq + 2;",
+    "a chain skips a position: a gap that verify must not take for a deletion, or must report",
+    T_CHAIN,
+)
+drop(
+    "chain-two-writers",
+    H,
+    R12,
+    "         order by random()\n         limit 1\n           for update skip locked;",
+    "         order by random()\n         limit 1;",
+    "two concurrent writers take one chain: both continue the same predecessor (a fork)",
+    T_CHAIN,
+)
+drop(
+    "chain-head-keeps-hash",
+    H,
+    R12,
+    "           set last_seq = split_part(tail, ':', 1)::bigint,\n"
+    "               last_hash = decode(split_part(tail, ':', 2), 'hex')",
+    "           set last_seq = split_part(tail, ':', 1)::bigint",
+    "the chain head advances its position, not its hash: the next writer links to a stale hash",
+    T_CHAIN,
+)
+drop(
+    "chain-prev-hash-unset",
+    H,
+    R12,
+    "    new.prev_hash := prev_hash;",
+    "    new.prev_hash := null;",
+    "an event does not store its predecessor's hash",
+    T_CHAIN,
+)
+
 # --- the access log, consents, changes of access ------------------------------------------------
 D = "sql: access log, consents"
 drop(
