@@ -43,6 +43,7 @@ from resolvers import build_schema
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [
     ROOT / "apps" / "operations",
+    ROOT / "apps" / "partners",
     ROOT / "bench" / "operations.graphql",
     ROOT / "tests" / "plan_operations.graphql",
 ]

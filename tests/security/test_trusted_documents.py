@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from gateway.guards.trusted_documents import document_id
+from tests.actors import ALL_SCOPES
 from tests.security.helpers import gateway_with, patient_token
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +45,7 @@ def test_the_manifest_in_the_repository_is_built_from_the_apps_operations(tmp_pa
             "manifest",
             "build",
             str(ROOT / "apps" / "operations"),
+            str(ROOT / "apps" / "partners"),
             "--output",
             str(output),
         ],
@@ -254,3 +256,180 @@ def test_a_trusted_subscription_runs_by_hash(env, tmp_path):
         event = asyncio.run(run())
     assert event["kind"] == "current"
     assert event["consultation"]["id"] == encode_global_id("Consultation", own)
+
+
+# --- each trusted operation for the roles its file names -----------------------------------------
+
+
+def _by_hash(name: str, variables: dict | None = None) -> dict:
+    body: dict = {
+        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": _operation(name)["id"]}}
+    }
+    if variables is not None:
+        body["variables"] = variables
+    return body
+
+
+def test_every_operation_of_the_manifest_names_its_roles():
+    operations = json.loads(MANIFEST.read_text())["operations"]
+    assert {o["name"]: o["roles"] for o in operations} == {
+        **{name: ["patient"] for name in ("Me", "MyAccessLog", "MyConsents", "MyReplays")},
+        **{name: ["patient"] for name in ("Replay", "RevokeConsent")},
+        **{
+            name: ["partner"]
+            for name in (
+                "PartnerConsultation",
+                "PartnerConsultations",
+                "PartnerConsultationsWithPatients",
+                "PartnerConsultationsWithRecordings",
+                "PartnerMe",
+                "PartnerPatient",
+                "PartnerRecording",
+            )
+        },
+    }
+
+
+def test_a_partner_cannot_send_the_web_apps_operations_by_hash(env, trusted):
+    """The attack: a partner sends the hash of the patient app's MyReplays, to read the
+    consented patients' consultations in the shape of a patient's screen."""
+    from tests.actors import new_partner, partner_token
+
+    subject, _ = new_partner(env, "roles")
+    for name in ("MyReplays", "Me", "MyConsents", "MyAccessLog"):
+        response = _post(trusted, partner_token(env, subject), _by_hash(name))
+        assert response.status_code == 403, name
+        assert response.json() == {
+            "errors": [
+                {
+                    "message": f"The operation '{name}' is for patient accounts",
+                    "extensions": {"code": "FORBIDDEN"},
+                }
+            ]
+        }
+
+
+def test_a_patient_cannot_send_the_partner_operations_by_hash(env, trusted):
+    for name in ("PartnerConsultations", "PartnerMe"):
+        response = _post(trusted, patient_token(env), _by_hash(name, {"first": 2}))
+        assert response.status_code == 403, name
+        assert response.json() == {
+            "errors": [
+                {
+                    "message": f"The operation '{name}' is for partner accounts",
+                    "extensions": {"code": "FORBIDDEN"},
+                }
+            ]
+        }
+
+
+def test_each_side_runs_its_own_operations(env, trusted):
+    from tests.actors import new_partner, partner_token
+
+    subject, _ = new_partner(env, "roles")
+    partner = _post(trusted, partner_token(env, subject), _by_hash("PartnerMe"))
+    assert partner.json() == {
+        "data": {
+            "me": {"subject": subject, "role": "PARTNER", "scopes": sorted(ALL_SCOPES.split())}
+        }
+    }
+    patient = _post(trusted, patient_token(env), _by_hash("Me"))
+    assert patient.status_code == 200 and patient.json()["data"]["me"]["role"] == "PATIENT"
+
+
+def test_a_subscription_for_other_roles_is_refused_over_websocket_too(env, tmp_path):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "format": "apollo-persisted-query-manifest",
+                "version": 1,
+                "operations": [
+                    {
+                        "id": document_id(EVENTS),
+                        "name": "ConsultationEvents",
+                        "type": "subscription",
+                        "body": EVENTS,
+                        "roles": ["clinician"],
+                    }
+                ],
+            }
+        )
+    )
+    with gateway_with(env, trusted_documents=manifest, free_form_documents=None) as client:
+        by_hash = {
+            "extensions": {"persistedQuery": {"version": 1, "sha256Hash": document_id(EVENTS)}}
+        }
+        [message] = _subscribe_messages(client, patient_token(env), by_hash)
+    assert message == {
+        "id": message["id"],
+        "type": "error",
+        "payload": [
+            {
+                "message": "The operation 'ConsultationEvents' is for clinician accounts",
+                "extensions": {"code": "FORBIDDEN"},
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("roles", "message"),
+    [
+        ([], "'roles' must be a non-empty list"),
+        (["patient", "admin"], "'roles' must be a non-empty list"),
+        ("patient", "'roles' must be a non-empty list"),
+    ],
+)
+def test_a_manifest_with_bad_roles_refuses_to_load(tmp_path, roles, message):
+    from gateway.errors import ConfigurationError
+    from gateway.guards.trusted_documents import FreeForm, TrustedDocuments
+
+    body = "query Q { me { role } }"
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "format": "apollo-persisted-query-manifest",
+                "version": 1,
+                "operations": [
+                    {
+                        "id": document_id(body),
+                        "name": "Q",
+                        "type": "query",
+                        "body": body,
+                        "roles": roles,
+                    }
+                ],
+            }
+        )
+    )
+    with pytest.raises(ConfigurationError) as refused:
+        TrustedDocuments.load(manifest, FreeForm.NOBODY)
+    assert refused.value.message == (
+        f"GATEWAY_TRUSTED_DOCUMENTS: operation 'Q': {message} of auditor, clinician, partner, "
+        "patient, support"
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("", "must say once which roles its operations are for"),
+        (
+            "# roles: patient\n# roles: partner\n",
+            "must say once which roles its operations are for",
+        ),
+        ("# roles: patient, admins\n", "'roles' must be a non-empty list"),
+        ("# roles:\n", "'roles' must be a non-empty list"),
+    ],
+)
+def test_manifest_build_refuses_a_file_that_does_not_say_its_roles(tmp_path, header, message):
+    from gateway.errors import ConfigurationError
+    from gateway.guards.trusted_documents import build_manifest
+    from resolvers import build_schema
+
+    source = tmp_path / "ops.graphql"
+    source.write_text(header + "query Q { me { role } }\n")
+    with pytest.raises(ConfigurationError, match=message):
+        build_manifest([source], build_schema()._schema)
