@@ -146,6 +146,11 @@ async def _pick(connection, seeded: list[UUID]) -> UUID:
 
 @pytest.fixture(scope="module")
 def world(env):
+    yield from partner_world(env)
+
+
+def partner_world(env):
+    """A patient without consents, and one partner consenting per consent scope set."""
     patient = as_admin(env, lambda c: _pick(c, [p for _, p in env.patients()]))
     grants = Grants(env)
     partners = {}
@@ -181,6 +186,9 @@ class Expected:
         self.patient = world["patient"]
         self.effective = effective
         self.errors: list[tuple] = []
+        # How a nested object is asked for, when not as ``{ id }``: "clinician" -> a function of
+        # the clinician's id; "patient", "recordings" -> the fields asked of them.
+        self.nested: dict[str, Any] = {}
 
     def _field(self, path: tuple, type_name: str, field: str, value: Any) -> Any:
         need = NEEDS[type_name][field]
@@ -189,7 +197,9 @@ class Expected:
             return None
         return value() if callable(value) else value
 
-    def consultation(self, row, path: tuple) -> dict | None:
+    def consultation(self, row, path: tuple, fields: list[str] | None = None) -> dict | None:
+        """The consultation as the policy allows it, ``fields`` (default: every field) in that
+        order; nested objects as ``self.nested`` makes them."""
         if C not in self.effective:
             return None
         values = {
@@ -197,21 +207,29 @@ class Expected:
             "scheduledAt": row["scheduled_at"].isoformat(),
             "status": row["status"],
             "mode": row["mode"],
-            "clinician": {"id": gid("Clinician", row["clinician_id"])},
+            "clinician": self.nested.get("clinician", lambda r: {"id": gid("Clinician", r)})(
+                row["clinician_id"]
+            ),
             "summary": row["summary"],
             "reason": row["reason"],
             "clinicianNotes": row["clinician_notes"],
-            "patient": lambda: self.patient_object(None),
+            "patient": lambda: self.patient_object(
+                None if "patient" not in self.nested else (*path, "patient"),
+                self.nested.get("patient"),
+            ),
             "recordings": lambda: [
-                self.recording(r, (*path, "recordings", i))
+                self.recording(r, (*path, "recordings", i), self.nested.get("recordings"))
                 for i, r in enumerate(
                     r for r in self.truth["recordings"] if r["consultation_id"] == row["id"]
                 )
             ],
         }
-        return {f: self._field(path, "Consultation", f, values[f]) for f in _fields("Consultation")}
+        return {
+            f: self._field(path, "Consultation", f, values[f])
+            for f in fields or _fields("Consultation")
+        }
 
-    def recording(self, row, path: tuple) -> dict | None:
+    def recording(self, row, path: tuple, fields: list[str] | None = None) -> dict | None:
         if R not in self.effective:
             return None
         consultation = {"id": gid("Consultation", row["consultation_id"])}
@@ -226,9 +244,11 @@ class Expected:
             "byteSize": row["byte_size"],
             "playbackUrl": ("signed for", gid("Recording", row["id"])),
         }
-        return {f: self._field(path, "Recording", f, values[f]) for f in _fields("Recording")}
+        return {
+            f: self._field(path, "Recording", f, values[f]) for f in fields or _fields("Recording")
+        }
 
-    def patient_object(self, path: tuple | None) -> dict | None:
+    def patient_object(self, path: tuple | None, fields: list[str] | None = None) -> dict | None:
         """The patient; ``path`` None when nested (its fields are then not asked for)."""
         if P not in self.effective:
             return None
@@ -243,7 +263,7 @@ class Expected:
                 {"id": gid("Consultation", c["id"])} for c in self.truth["consultations"]
             ],
         }
-        return {f: self._field(path, "Patient", f, values[f]) for f in _fields("Patient")}
+        return {f: self._field(path, "Patient", f, values[f]) for f in fields or _fields("Patient")}
 
 
 def _signed_urls_checked(env, body: Any, subject: str) -> Any:

@@ -138,8 +138,7 @@ def hostile(env, tmp_path_factory):
                 "version": 1,
                 # Every operation for every role: which roles may send one is another test's.
                 "operations": [
-                    {k: v for k, v in OPERATIONS[name].items() if k != "roles"}
-                    for name in QUERIES
+                    {k: v for k, v in OPERATIONS[name].items() if k != "roles"} for name in QUERIES
                 ],
             }
         )

@@ -1,0 +1,245 @@
+"""Partners in production: the reviewed partner operations (``apps/partners``), sent by hash to a
+gateway configured as ``gateway serve`` runs it (the repository's manifest, free-form documents
+for developer accounts only), each served by its compiled plan (checked from the gateway's
+count of executors, request by request).
+
+For every token scope set x consent scope set (``test_partner_scopes.py``'s 56 combinations),
+every partner operation returns exactly the consented patient's rows, with only the fields both
+the token and the consent allow (the expected response built from the database read as
+superuser and README's role table, not from the policy table), a FORBIDDEN error at the path of
+every field withheld, and no other patient's ID anywhere. After the patient revokes the consent,
+the partner's next request shows nothing of them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway import create_app
+from tests.actors import Grants, gid, new_partner, partner_token
+from tests.executors import executions
+from tests.support import GraphQLClient, all_strings, as_admin, serving
+from tests.test_partner_scopes import (
+    COMBINATIONS,
+    CONSENTS,
+    Expected,
+    _name,
+    _signed_urls_checked,
+    partner_world,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = ROOT / "apps" / "manifest.json"
+OPERATIONS = {o["name"]: o for o in json.loads(MANIFEST.read_text())["operations"]}
+PARTNER_OPERATIONS = sorted(n for n, o in OPERATIONS.items() if o["roles"] == ["partner"])
+
+# The fields each operation asks for (apps/partners/partners.graphql), in its order.
+CONSULTATION = ["id", "scheduledAt", "status", "mode", "summary", "clinician"]
+RECORDING = [
+    "id",
+    "segmentIndex",
+    "mode",
+    "startedAt",
+    "durationSeconds",
+    "contentType",
+    "byteSize",
+    "playbackUrl",
+]
+PATIENT = ["id", "displayName", "birthDate"]
+
+
+@pytest.fixture(scope="module")
+def production(env):
+    """A gateway as production runs it, with the repository's manifest."""
+    app = create_app(env.settings(trusted_documents=MANIFEST, free_form_documents=None))
+    with serving(app) as server:
+        client = GraphQLClient(server.url)
+        try:
+            yield client
+        finally:
+            client.http.close()
+
+
+@pytest.fixture(scope="module")
+def world(env):
+    yield from partner_world(env)
+
+
+@pytest.fixture(scope="module")
+def clinicians(env) -> dict:
+    rows = as_admin(
+        env, lambda c: c.fetch("select id, display_name, specialty from data.clinicians")
+    )
+    return {row["id"]: row for row in rows}
+
+
+def send(client: GraphQLClient, name: str, token: str, variables: dict | None = None):
+    """The operation by hash: (status, body, which executor served it)."""
+    before = executions(client.http)
+    body: dict[str, Any] = {
+        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": OPERATIONS[name]["id"]}}
+    }
+    if variables is not None:
+        body["variables"] = variables
+    response = client.http.post("/graphql", json=body, headers={"authorization": f"Bearer {token}"})
+    after = executions(client.http)
+    served = [executor for executor in after if after[executor] > before[executor]]
+    return response.status_code, response.json(), served
+
+
+def _expected(world, clinicians, effective: frozenset[str], name: str) -> Expected:
+    expected = Expected(world, effective)
+    expected.nested["clinician"] = lambda pk: {
+        "id": gid("Clinician", pk),
+        "displayName": clinicians[pk]["display_name"],
+        "specialty": clinicians[pk]["specialty"],
+    }
+    if name == "PartnerConsultationsWithPatients":
+        expected.nested["patient"] = PATIENT
+    if name == "PartnerConsultationsWithRecordings":
+        expected.nested["recordings"] = RECORDING
+    return expected
+
+
+def _page(expected: Expected, world, fields: list[str]) -> dict:
+    rows = (
+        world["truth"]["consultations"] if "patient/Consultation.rs" in expected.effective else []
+    )
+    return {
+        "consultations": {
+            "edges": [
+                {
+                    "cursor": ...,
+                    "node": expected.consultation(
+                        row, ("consultations", "edges", i, "node"), fields
+                    ),
+                }
+                for i, row in enumerate(rows)
+            ],
+            "pageInfo": {"hasNextPage": False, "endCursor": ...},
+        }
+    }
+
+
+def _without_cursors(data: Any) -> Any:
+    """Cursors are opaque: each one is checked to be a non-empty string, then set aside."""
+    page = (data or {}).get("consultations")
+    if page is None:
+        return data
+    for edge in page["edges"]:
+        assert isinstance(edge["cursor"], str) and edge["cursor"]
+        edge["cursor"] = ...
+    end = page["pageInfo"]["endCursor"]
+    assert end == (page["edges"][-1]["cursor"] if page["edges"] else None) or isinstance(end, str)
+    page["pageInfo"]["endCursor"] = ...
+    return data
+
+
+def _check(env, world, subject: str, status: int, body: dict, served: list, data, expected):
+    assert (status, served) == (200, ["plan"])
+    got = _signed_urls_checked(env, body, subject)
+    assert _without_cursors(got.get("data")) == data
+    errors = sorted(
+        (tuple(e["path"]), e["extensions"]["code"], e["message"]) for e in got.get("errors", [])
+    )
+    assert errors == sorted(
+        (path, "FORBIDDEN", "Not authorized to read this field") for path in expected.errors
+    )
+    foreign = env.truth.global_ids_not_of(world["patient"])
+    assert [s for s in all_strings(body) if any(f in s for f in foreign)] == []
+
+
+def test_the_partner_operations_are_these():
+    assert PARTNER_OPERATIONS == [
+        "PartnerConsultation",
+        "PartnerConsultations",
+        "PartnerConsultationsWithPatients",
+        "PartnerConsultationsWithRecordings",
+        "PartnerMe",
+        "PartnerPatient",
+        "PartnerRecording",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("token_scopes", "consent_scopes"),
+    COMBINATIONS,
+    ids=[f"token={_name(t)}-consent={_name(c)}" for t, c in COMBINATIONS],
+)
+def test_each_partner_operation_returns_only_what_both_token_and_consent_allow(
+    env, production, world, clinicians, token_scopes, consent_scopes
+):
+    subject = world["partners"][consent_scopes]
+    token = partner_token(env, subject, token_scopes)
+    effective = token_scopes & consent_scopes
+    consultation, recording = world["consultation"], world["recording"]
+    pages = {
+        "PartnerConsultations": CONSULTATION,
+        "PartnerConsultationsWithPatients": [*CONSULTATION, "patient"],
+        "PartnerConsultationsWithRecordings": [*CONSULTATION, "recordings"],
+    }
+    for name, fields in pages.items():
+        expected = _expected(world, clinicians, effective, name)
+        data = _page(expected, world, fields)
+        status, body, served = send(production, name, token, {"first": 20})
+        _check(env, world, subject, status, body, served, data, expected)
+
+    expected = _expected(world, clinicians, effective, "PartnerConsultation")
+    data = {"consultation": expected.consultation(consultation, ("consultation",), CONSULTATION)}
+    result = send(
+        production, "PartnerConsultation", token, {"id": gid("Consultation", consultation["id"])}
+    )
+    _check(env, world, subject, *result, data, expected)
+
+    expected = _expected(world, clinicians, effective, "PartnerRecording")
+    data = {"recording": expected.recording(recording, ("recording",), RECORDING)}
+    result = send(production, "PartnerRecording", token, {"id": gid("Recording", recording["id"])})
+    _check(env, world, subject, *result, data, expected)
+
+    expected = _expected(world, clinicians, effective, "PartnerPatient")
+    data = {"patient": expected.patient_object(("patient",), PATIENT)}
+    result = send(production, "PartnerPatient", token, {"id": gid("Patient", world["patient"])})
+    _check(env, world, subject, *result, data, expected)
+
+
+def test_after_the_patient_revokes_the_next_request_shows_nothing_of_them(env, production, world):
+    consent_scopes = max(CONSENTS, key=len)
+    patient = world["patient"]
+    subject, partner = new_partner(env, "revoked")
+    grants = Grants(env)
+    try:
+        consent = grants.consent(patient, partner, consent_scopes)
+        token = partner_token(env, subject)
+        ids = {
+            "PartnerConsultation": {"id": gid("Consultation", world["consultation"]["id"])},
+            "PartnerRecording": {"id": gid("Recording", world["recording"]["id"])},
+            "PartnerPatient": {"id": gid("Patient", patient)},
+        }
+        before = send(production, "PartnerConsultationsWithRecordings", token, {"first": 20})
+        assert len(before[1]["data"]["consultations"]["edges"]) == len(
+            world["truth"]["consultations"]
+        )
+        for name, variables in ids.items():
+            assert None not in send(production, name, token, variables)[1]["data"].values()
+        grants.revoke(consent)
+        for name in ("PartnerConsultations", "PartnerConsultationsWithRecordings"):
+            status, body, served = send(production, name, token, {"first": 20})
+            assert (status, served) == (200, ["plan"])
+            assert body == {
+                "data": {
+                    "consultations": {
+                        "edges": [],
+                        "pageInfo": {"hasNextPage": False, "endCursor": None},
+                    }
+                }
+            }
+        for name, variables in ids.items():
+            status, body, served = send(production, name, token, variables)
+            assert (status, served) == (200, ["plan"])
+            assert body == {"data": {name.removeprefix("Partner").lower(): None}}
+    finally:
+        grants.close()
