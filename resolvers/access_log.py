@@ -17,6 +17,8 @@ from resolvers.enums import Role
 
 __all__ = ["AccessEvent", "AccessEventConnection", "AccessKind", "AccessedObject"]
 
+_ROLES = {role.value for role in Role}
+
 
 @strawberry.enum
 class AccessKind(Enum):
@@ -27,6 +29,8 @@ class AccessKind(Enum):
     CONSENT_GRANTED = "consent-granted"
     CONSENT_REVOKED = "consent-revoked"
     BREAK_GLASS_OPENED = "break-glass-opened"
+    ACCOUNT_CHANGED = "account-changed"  # an operator's change (`gateway accounts`)
+    PARTNER_CHANGED = "partner-changed"  # an operator's change (`gateway partners`)
 
 
 @strawberry.type(description="An object of yours that an access disclosed, and which fields.")
@@ -59,7 +63,8 @@ class AccessEvent:
             owner=owner,
             occurred_at=row["occurred_at"],
             kind=AccessKind(row["kind"]),
-            accessor_role=Role(row["role"]),
+            # An operator's change (ACCOUNT_CHANGED, PARTNER_CHANGED) has no role of the schema.
+            accessor_role=Role(row["role"]) if row["role"] in _ROLES else None,
             accessor_subject=row["subject"],
             accessor_name=row["actor_name"],
             break_glass_reason=row["break_glass_reason"],

@@ -27,16 +27,38 @@ _OUTCOME = {
     "consent-granted": "0",
     "consent-revoked": "0",
     "break-glass-opened": "0",
+    "account-changed": "0",
+    "partner-changed": "0",
 }
 # Changes of access: (subtype, action) of each; every other kind is a read.
 _CHANGE = {
     "consent-granted": (_CREATE, "C"),
     "consent-revoked": (_UPDATE, "U"),
     "break-glass-opened": (_CREATE, "C"),
+    "account-changed": (_UPDATE, "U"),
+    "partner-changed": (_UPDATE, "U"),
 }
 _REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 _ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 _ROLE_SYSTEM = "urn:consultation-gateway:role"
+
+
+_ADMINISTRATION = {"account-changed", "partner-changed"}
+
+
+def _changed(row: Record) -> dict[str, Any]:
+    """The account or partner an operator's change is about, and the action."""
+    detail = orjson.loads(row["detail"]) if isinstance(row["detail"], str) else row["detail"]
+    changed = detail["after"]
+    if row["kind"] == "account-changed":
+        identifier = {"system": changed["issuer"], "value": changed["subject"]}
+    else:
+        identifier = {"system": "urn:consultation-gateway:Partner", "value": changed["id"]}
+    return {
+        "what": {"identifier": identifier},
+        "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
+        "detail": [{"type": "action", "valueString": detail["action"]}],
+    }
 
 
 def to_audit_event(row: Record) -> dict[str, Any]:
@@ -69,6 +91,8 @@ def to_audit_event(row: Record) -> dict[str, Any]:
         if item.get("fields"):
             entity["detail"] = [{"type": "fields", "valueString": ",".join(item["fields"])}]
         entities.append(entity)
+    if row["kind"] in _ADMINISTRATION:
+        entities.append(_changed(row))
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": str(row["seq"]),
@@ -114,6 +138,8 @@ def to_audit_event(row: Record) -> dict[str, Any]:
             "consent-granted": "consent granted",
             "consent-revoked": "consent revoked",
             "break-glass-opened": "break-glass opened",
+            "account-changed": "account changed by an operator",
+            "partner-changed": "partner changed by an operator",
         }[row["kind"]]
     if break_glass:
         event["purposeOfEvent"][0]["text"] = f"break-glass: {break_glass}"

@@ -1,10 +1,11 @@
-"""The ``gateway`` command: dev, token, serve, migrate, seed, audit (verify, export), explain,
-manifest (build), schema, policy, settings. One module per command group."""
+"""The ``gateway`` command: dev, token, serve, migrate, seed, accounts, partners, audit (verify,
+export), explain, manifest (build), schema, policy, settings. One module per command group."""
 
 from __future__ import annotations
 
 import click
 
+from gateway.cli.administration import accounts, partners
 from gateway.cli.audit import audit
 from gateway.cli.database import migrate, seed
 from gateway.cli.development import dev, token
@@ -23,7 +24,20 @@ def cli() -> None:
     """The consultation gateway."""
 
 
-for command in (dev, token, serve, migrate, seed, audit, explain, manifest, schema, policy):
+for command in (
+    dev,
+    token,
+    serve,
+    migrate,
+    seed,
+    accounts,
+    partners,
+    audit,
+    explain,
+    manifest,
+    schema,
+    policy,
+):
     cli.add_command(command)
 cli.add_command(settings_command, "settings")
 
