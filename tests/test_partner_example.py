@@ -1,0 +1,152 @@
+"""The partner example (``examples/partner/client.py``) runs as a partner would run it: against a
+development instance (``gateway dev``, a token from ``gateway token``), and against a gateway as
+production runs it (the repository's manifest, trusted documents only) through revocation and
+rate limiting. Its output is checked against the database, not against itself."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway import create_app
+from tests.actors import Grants, new_partner, partner_token
+from tests.support import run_gateway, serving
+from tests.test_dev_instance import Dev
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIENT = ROOT / "examples" / "partner" / "client.py"
+MANIFEST = ROOT / "apps" / "manifest.json"
+C, R, P = "patient/Consultation.rs", "patient/Recording.rs", "patient/Patient.rs"
+
+
+def _client(gateway: str, token: str, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(CLIENT), "--gateway", gateway, "--token", token, *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _summary(result: subprocess.CompletedProcess) -> dict:
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    return {**lines[-1], "listed": [line["consultation"] for line in lines[:-1]]}
+
+
+def test_the_example_reads_the_consented_patients_of_a_development_instance():
+    folder = Path(tempfile.mkdtemp(prefix="gateway-partner-example-"))
+    dev = Dev(folder)
+    try:
+        instance = dev.wait_ready()
+        base = instance["graphql_url"].removesuffix("/graphql")
+        principals = json.loads((folder / "principals.json").read_text())
+        patient = next(p for p in principals if p["role"] == "patient")
+
+        def token(subject: str, scope: str | None = None) -> str:
+            args = ["token", "--data-dir", str(folder), "--subject", subject]
+            made = run_gateway(*args, *(["--scope", scope] if scope else []))
+            assert made.returncode == 0, made.stderr
+            return made.stdout.strip()
+
+        # What the consenting patient has, as they see it themselves.
+        own = httpx.post(
+            f"{base}/graphql",
+            headers={"authorization": f"Bearer {token(patient['subject'])}"},
+            json={
+                "query": "{ consultations(first: 100) { edges { node { id recordings { id } } } } }"
+            },
+        ).json()["data"]["consultations"]["edges"]
+        result = _summary(_client(base, token("partner-0001", f"{C} {R}")))
+        assert result["listed"] == [edge["node"]["id"] for edge in own]
+        assert result | {"listed": None} == {
+            "partner": "partner-0001",
+            "scopes": [C, R],
+            "operation": "PartnerConsultationsWithRecordings",
+            "consultations": len(own),
+            "recordings": sum(len(edge["node"]["recordings"]) for edge in own),
+            "playable": min(3, sum(len(edge["node"]["recordings"]) for edge in own)),
+            "fieldsWithheld": 0,
+            "retries": 0,
+            "listed": None,
+        }
+        # A partner nobody consented to sees nobody.
+        alone = _summary(_client(base, token("partner-0002", f"{C} {R}")))
+        assert (alone["consultations"], alone["listed"]) == (0, [])
+    finally:
+        dev.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def production(env):
+    """A gateway as production runs it, with a rate of 60 requests a minute."""
+    settings = env.settings(
+        trusted_documents=MANIFEST,
+        free_form_documents=None,
+        rate_limit_requests_per_minute=60,
+    )
+    with serving(create_app(settings)) as server:
+        yield server.url
+
+
+def test_the_example_in_production_withholds_uncovered_fields_waits_out_429_and_sees_revocation(
+    env, production
+):
+    subject, partner = new_partner(env, "example")
+    _, patient = env.patients()[2]
+    mine = sorted(env.truth.consultations_of_patient[patient])
+    grants = Grants(env)
+    try:
+        consent = grants.consent(patient, partner, [C, P])
+        # The token holds recordings, the consent does not: recordings are withheld, not failed.
+        token = partner_token(env, subject, f"{C} {R}")
+        first = _summary(_client(production, token, "--manifest", str(MANIFEST)))
+        assert sorted(first["listed"]) == sorted(_gid("Consultation", pk) for pk in mine)
+        assert first["operation"] == "PartnerConsultationsWithRecordings"
+        assert (first["recordings"], first["fieldsWithheld"]) == (0, len(mine))
+        # Spend the minute's requests: the example waits Retry-After and carries on.
+        with httpx.Client(base_url=production) as http:
+            me = next(
+                o["id"]
+                for o in json.loads(MANIFEST.read_text())["operations"]
+                if o["name"] == "PartnerMe"
+            )
+            statuses = {
+                http.post(
+                    "/graphql",
+                    json={"extensions": {"persistedQuery": {"version": 1, "sha256Hash": me}}},
+                    headers={"authorization": f"Bearer {token}"},
+                ).status_code
+                for _ in range(70)
+            }
+        assert statuses == {200, 429}
+        waited = _summary(_client(production, token, "--manifest", str(MANIFEST)))
+        assert sorted(waited["listed"]) == sorted(first["listed"])
+        assert waited["retries"] >= 1
+        grants.revoke(consent)
+        after = _summary(_client(production, token, "--manifest", str(MANIFEST)))
+        assert (after["consultations"], after["listed"]) == (0, [])
+    finally:
+        grants.close()
+
+
+def test_the_example_stops_in_one_line_when_its_token_is_refused(production):
+    result = _client(production, "not-a-token", "--manifest", str(MANIFEST))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == "partner client: PartnerMe: HTTP 401 UNAUTHENTICATED: Malformed token\n"
+
+
+def _gid(type_name: str, pk) -> str:
+    from gateway.ids import encode_global_id
+
+    return encode_global_id(type_name, pk)
