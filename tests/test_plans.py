@@ -126,6 +126,15 @@ def test_a_document_the_compiler_does_not_take_says_exactly_why(body, options, r
     assert str(refused.value) == reason
 
 
+def test_a_field_the_plan_cannot_run_is_refused_at_start_even_under_an_include():
+    """Compiled once with no variables, every directive outcome is seen: introspection under an
+    @include is found when the gateway starts, not at the first request that includes it."""
+    body = "query Q($x: Boolean!) { me { role } __schema @include(if: $x) { queryType { name } } }"
+    with pytest.raises(NotCompilable) as refused:
+        compile_operation(SCHEMA, body)
+    assert str(refused.value) == "introspection (__schema)"
+
+
 def test_the_start_up_log_names_each_trusted_document_not_compiled_and_why(caplog):
     compiled = "{ me { subject } }"
     mutation = 'mutation { revokeConsent(id: "x") { id } }'
