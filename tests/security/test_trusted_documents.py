@@ -290,33 +290,28 @@ def test_every_operation_of_the_manifest_names_its_roles():
     }
 
 
-def test_a_partner_cannot_send_the_web_apps_operations_by_hash(env, trusted):
-    """The attack: a partner sends the hash of the patient app's MyReplays, to read the
-    consented patients' consultations in the shape of a patient's screen."""
+@pytest.mark.parametrize(
+    ("caller", "names", "meant_for"),
+    [
+        # The attack: a partner sends the hash of the patient app's MyReplays, to read the
+        # consented patients' consultations in the shape of a patient's screen.
+        ("partner", ("MyReplays", "Me", "MyConsents", "MyAccessLog"), "patient"),
+        ("patient", ("PartnerConsultations", "PartnerMe"), "partner"),
+    ],
+)
+def test_a_role_cannot_send_another_roles_operations_by_hash(
+    env, trusted, caller, names, meant_for
+):
     from tests.actors import new_partner, partner_token
 
-    subject, _ = new_partner(env, "roles")
-    for name in ("MyReplays", "Me", "MyConsents", "MyAccessLog"):
-        response = _post(trusted, partner_token(env, subject), _by_hash(name))
+    token = patient_token(env) if caller == "patient" else partner_token(env, new_partner(env)[0])
+    for name in names:
+        response = _post(trusted, token, _by_hash(name, {"first": 2}))
         assert response.status_code == 403, name
         assert response.json() == {
             "errors": [
                 {
-                    "message": f"The operation '{name}' is for patient accounts",
-                    "extensions": {"code": "FORBIDDEN"},
-                }
-            ]
-        }
-
-
-def test_a_patient_cannot_send_the_partner_operations_by_hash(env, trusted):
-    for name in ("PartnerConsultations", "PartnerMe"):
-        response = _post(trusted, patient_token(env), _by_hash(name, {"first": 2}))
-        assert response.status_code == 403, name
-        assert response.json() == {
-            "errors": [
-                {
-                    "message": f"The operation '{name}' is for partner accounts",
+                    "message": f"The operation '{name}' is for {meant_for} accounts",
                     "extensions": {"code": "FORBIDDEN"},
                 }
             ]
