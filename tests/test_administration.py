@@ -323,46 +323,50 @@ def test_a_client_id_belongs_to_one_partner(env):
 
 
 def test_the_commands_refuse_a_database_not_migrated_as_this_gateway_expects(postgres_url):
+    import asyncio
+
+    from gateway.data.migrate import apply_migrations
+
     fresh = _fresh_database(postgres_url)
+
+    async def on_fresh(*statements: str, migrate: bool = False) -> None:
+        connection = await asyncpg.connect(fresh)
+        try:
+            if migrate:
+                await apply_migrations(connection)
+            for statement in statements:
+                await connection.execute(statement)
+        finally:
+            await connection.close()
+
     never = gateway("accounts", "list", "--database-url", fresh)
     assert_one_line_failure(
         never, "gateway: the database has never been migrated: run `gateway migrate` first"
     )
-
-    async def behind_and_ahead() -> None:
-        connection = await asyncpg.connect(fresh)
-        try:
-            from gateway.data.migrate import apply_migrations
-
-            await apply_migrations(connection)
-            await connection.execute(
-                "delete from public.schema_migrations where version = '0013_administration'"
-            )
-        finally:
-            await connection.close()
-
-    import asyncio
-
-    asyncio.run(behind_and_ahead())
+    asyncio.run(
+        on_fresh(
+            "delete from public.schema_migrations where version = '0013_administration'",
+            migrate=True,
+        )
+    )
     behind = gateway("partners", "list", "--database-url", fresh)
     assert_one_line_failure(
         behind, "gateway: the database lacks migrations 0013_administration: run `gateway migrate`"
     )
-
-    async def ahead() -> None:
-        connection = await asyncpg.connect(fresh)
-        try:
-            await connection.execute(
-                "insert into public.schema_migrations (version, checksum) values "
-                "('0013_administration', 'x'), ('9999_future', 'y')"
-            )
-        finally:
-            await connection.close()
-
-    asyncio.run(ahead())
+    asyncio.run(
+        on_fresh(
+            "insert into public.schema_migrations (version, checksum) values "
+            "('0013_administration', 'x'), ('9999_future', 'y')"
+        )
+    )
     newer = gateway("accounts", "list", "--database-url", fresh)
     assert_one_line_failure(
         newer, "gateway: the database has migrations this gateway does not know (9999_future)"
+    )
+    asyncio.run(on_fresh("delete from public.schema_migrations where version = '9999_future'"))
+    changed = gateway("accounts", "list", "--database-url", fresh)
+    assert_one_line_failure(
+        changed, "gateway: the database's migrations 0013_administration differ from this gateway's"
     )
 
 

@@ -28,6 +28,21 @@ def trusted(env):
         yield client
 
 
+def _manifest(tmp_path, body: str, **operation) -> Path:
+    """A manifest of one operation (``name``, ``type``, ``roles`` as given)."""
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "format": "apollo-persisted-query-manifest",
+                "version": 1,
+                "operations": [{"id": document_id(body), "body": body, **operation}],
+            }
+        )
+    )
+    return manifest
+
+
 def _post(client, token, body):
     return client.http.post("/graphql", json=body, headers={"authorization": f"Bearer {token}"})
 
@@ -216,23 +231,7 @@ def test_a_trusted_subscription_runs_by_hash(env, tmp_path):
     from gateway.ids import encode_global_id
     from tests.subscriber import Subscriber
 
-    manifest = tmp_path / "manifest.json"
-    manifest.write_text(
-        json.dumps(
-            {
-                "format": "apollo-persisted-query-manifest",
-                "version": 1,
-                "operations": [
-                    {
-                        "id": document_id(EVENTS),
-                        "name": None,
-                        "type": "subscription",
-                        "body": EVENTS,
-                    }
-                ],
-            }
-        )
-    )
+    manifest = _manifest(tmp_path, EVENTS, name=None, type="subscription")
     subject, patient = env.patients()[0]
     own = sorted(env.truth.consultations_of_patient[patient])[0]
     with gateway_with(env, trusted_documents=manifest, free_form_documents=None) as client:
@@ -333,23 +332,8 @@ def test_each_side_runs_its_own_operations(env, trusted):
 
 
 def test_a_subscription_for_other_roles_is_refused_over_websocket_too(env, tmp_path):
-    manifest = tmp_path / "manifest.json"
-    manifest.write_text(
-        json.dumps(
-            {
-                "format": "apollo-persisted-query-manifest",
-                "version": 1,
-                "operations": [
-                    {
-                        "id": document_id(EVENTS),
-                        "name": "ConsultationEvents",
-                        "type": "subscription",
-                        "body": EVENTS,
-                        "roles": ["clinician"],
-                    }
-                ],
-            }
-        )
+    manifest = _manifest(
+        tmp_path, EVENTS, name="ConsultationEvents", type="subscription", roles=["clinician"]
     )
     with gateway_with(env, trusted_documents=manifest, free_form_documents=None) as client:
         by_hash = {
@@ -380,25 +364,7 @@ def test_a_manifest_with_bad_roles_refuses_to_load(tmp_path, roles, message):
     from gateway.errors import ConfigurationError
     from gateway.guards.trusted_documents import FreeForm, TrustedDocuments
 
-    body = "query Q { me { role } }"
-    manifest = tmp_path / "manifest.json"
-    manifest.write_text(
-        json.dumps(
-            {
-                "format": "apollo-persisted-query-manifest",
-                "version": 1,
-                "operations": [
-                    {
-                        "id": document_id(body),
-                        "name": "Q",
-                        "type": "query",
-                        "body": body,
-                        "roles": roles,
-                    }
-                ],
-            }
-        )
-    )
+    manifest = _manifest(tmp_path, "query Q { me { role } }", name="Q", type="query", roles=roles)
     with pytest.raises(ConfigurationError) as refused:
         TrustedDocuments.load(manifest, FreeForm.NOBODY)
     assert refused.value.message == (
