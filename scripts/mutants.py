@@ -1365,7 +1365,8 @@ def export_mutmut(mutmut: Path) -> None:
 
     A verdict from an earlier export is kept for a mutant this run did not check when its
     function is unchanged (same hash), so a long measurement can be resumed elsewhere
-    (``mutmut --unchecked``); ``commits`` lists every commit the verdicts were measured at.
+    (``mutmut --unchecked``); ``commit`` is the commit mutmut copied the code and tests from,
+    ``commits`` every commit the verdicts were measured at.
     """
     listed = subprocess.run(  # noqa: S603
         [str(mutmut), "results", "--all", "true"],
@@ -1380,13 +1381,9 @@ def export_mutmut(mutmut: Path) -> None:
         if name and status:
             outcomes[name] = status
     hashes = _function_hashes()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+    # The commit mutmut copied the code and tests from (its first run), not HEAD at export.
+    stats = json.loads((ROOT / "mutants" / "mutmut-stats.json").read_text(encoding="utf-8"))
+    commit = str(stats.get("git_commit") or "")[:7]
     commits = [commit]
     if MUTMUT_RESULTS.exists():
         saved = json.loads(MUTMUT_RESULTS.read_text(encoding="utf-8"))
