@@ -20,9 +20,11 @@ from typing import Any
 import pytest
 
 from gateway import create_app
+from gateway.authz.exit_check import ExitCheck, ExitQuestions
 from tests.actors import Grants, gid, new_partner, partner_token
 from tests.executors import executions
-from tests.support import GraphQLClient, as_admin, serving
+from tests.sabotage import sabotaged_gateway, unfiltered
+from tests.support import GraphQLClient, all_strings, as_admin, serving
 from tests.test_partner_scopes import (
     COMBINATIONS,
     CONSENTS,
@@ -234,3 +236,40 @@ def test_after_the_patient_revokes_the_next_request_shows_nothing_of_them(env, p
             assert body == {"data": {name.removeprefix("Partner").lower(): None}}
     finally:
         grants.close()
+
+
+# --- the partner operations with layers taken away ------------------------------------------------
+
+DATA_OPERATIONS = [name for name in PARTNER_OPERATIONS if name != "PartnerMe"]
+
+
+@pytest.mark.parametrize("layers", ["every loader unfiltered", "layer 1 alone"])
+def test_with_layers_taken_away_no_partner_operation_shows_another_patient(
+    env, world, monkeypatch, layers
+):
+    """The attack a "software error" makes: every loader statement loses its WHERE and runs as a
+    superuser (row-level security gone); for "layer 1 alone" the exit check is switched off too.
+    A fully scoped, consented partner sends every partner operation by hash, with the IDs of
+    other patients' rows too: no other patient's ID reaches it, and each request is served by
+    its plan."""
+    if layers == "layer 1 alone":
+        monkeypatch.setattr(ExitCheck, "questions", lambda self, principal, ledger: ExitQuestions())
+    subject = world["partners"][max(CONSENTS, key=len)]
+    token = partner_token(env, subject)
+    victim = next(p for _, p in env.patients() if p != world["patient"])
+    theirs = sorted(env.truth.consultations_of_patient[victim])[0]
+    their_recording = sorted(env.truth.recordings_of_patient[victim])[0]
+    variables = {
+        "PartnerConsultation": {"id": gid("Consultation", theirs)},
+        "PartnerRecording": {"id": gid("Recording", their_recording)},
+        "PartnerPatient": {"id": gid("Patient", victim)},
+    }
+    foreign = env.truth.global_ids_not_of(world["patient"])
+    with sabotaged_gateway(env, "compiled", MANIFEST) as (client, database):
+        database.broken.update(unfiltered())
+        for name in DATA_OPERATIONS:
+            status, body, served = send(client, name, token, variables.get(name, {"first": 100}))
+            assert served == ["plan"], name
+            assert status == 200, (name, body)
+            assert [s for s in all_strings(body) if any(f in s for f in foreign)] == [], name
+        assert sum(database.calls.values()) > 0  # the broken statements did run
