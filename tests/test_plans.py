@@ -22,6 +22,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import orjson
 import pytest
+import strawberry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -133,6 +134,39 @@ def test_a_field_the_plan_cannot_run_is_refused_at_start_even_under_an_include()
     with pytest.raises(NotCompilable) as refused:
         compile_operation(SCHEMA, body)
     assert str(refused.value) == "introspection (__schema)"
+
+
+@strawberry.input
+class _Pair:
+    left: str
+    right: str
+
+
+@strawberry.type(name="Query")
+class _ToyQuery:
+    @strawberry.field
+    def joined(self, values: list[str]) -> str:
+        return "+".join(values)
+
+    @strawberry.field
+    def paired(self, pair: _Pair) -> str:
+        return pair.left + pair.right
+
+
+def test_list_and_input_object_arguments_are_left_to_graphql_core():
+    """A plan reads only scalar arguments (a literal, or a variable as a whole): a field taking a
+    list or an input object is not compiled, and such a document runs through graphql-core."""
+    toy = strawberry.Schema(query=_ToyQuery)
+    for body, reason in [
+        ('query($v: String!) { joined(values: ["a", $v]) }', "Query.joined: a list argument"),
+        (
+            'query($v: String!) { paired(pair: {left: "l", right: $v}) }',
+            "Query.paired: argument pair",
+        ),
+    ]:
+        with pytest.raises(NotCompilable) as refused:
+            compile_operation(toy, body)
+        assert str(refused.value) == reason
 
 
 def test_the_start_up_log_names_each_trusted_document_not_compiled_and_why(caplog):

@@ -312,7 +312,8 @@ class _Compiler:
             values = get_argument_values(graphql_field, node, variables)
             return {python[name]: value for name, value in values.items()}
 
-        if not any(_has_variable(argument.value) for argument in node.arguments or ()):
+        # Only scalar arguments are compiled, so a value holds a variable only by being one.
+        if not any(argument.value.kind == "variable" for argument in node.arguments or ()):
             try:
                 fixed = arguments(None)
             except GraphQLError as exc:
@@ -370,12 +371,3 @@ def _coercion(leaf: Any) -> Callable[[Any], Any]:
     return coerce_member
 
 
-def _has_variable(value: Any) -> bool:
-    kind = getattr(value, "kind", "")
-    if kind == "variable":
-        return True
-    if kind == "list_value":
-        return any(_has_variable(item) for item in value.values)
-    if kind == "object_value":
-        return any(_has_variable(item.value) for item in value.fields)
-    return False
