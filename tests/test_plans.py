@@ -25,6 +25,7 @@ import pytest
 import strawberry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strawberry.directive import DirectiveLocation, DirectiveValue
 
 from gateway.audit.events import events_from_ledger
 from gateway.authz.playback import PlaybackSigner
@@ -142,8 +143,17 @@ class _Pair:
     right: str
 
 
+@strawberry.directive(
+    locations=[DirectiveLocation.FIELD, DirectiveLocation.QUERY], description="A toy's own."
+)
+def shout(value: DirectiveValue[str]) -> str:
+    return value.upper()
+
+
 @strawberry.type(name="Query")
 class _ToyQuery:
+    hello: str = "hi"
+
     @strawberry.field
     def joined(self, values: list[str]) -> str:
         return "+".join(values)
@@ -153,11 +163,14 @@ class _ToyQuery:
         return pair.left + pair.right
 
 
-def test_list_and_input_object_arguments_are_left_to_graphql_core():
-    """A plan reads only scalar arguments (a literal, or a variable as a whole): a field taking a
-    list or an input object is not compiled, and such a document runs through graphql-core."""
-    toy = strawberry.Schema(query=_ToyQuery)
+def test_a_schemas_own_directives_and_list_or_object_arguments_are_left_to_graphql_core():
+    """A plan runs @skip and @include only, and reads only scalar arguments (a literal, or a
+    variable as a whole): a document with a directive of the schema's own, or a field taking a
+    list or an input object, is not compiled, and runs through graphql-core."""
+    toy = strawberry.Schema(query=_ToyQuery, directives=[shout])
     for body, reason in [
+        ("{ hello @shout }", "the directive @shout"),
+        ("query Q @shout { hello }", "a directive on an operation or fragment definition"),
         ('query($v: String!) { joined(values: ["a", $v]) }', "Query.joined: a list argument"),
         (
             'query($v: String!) { paired(pair: {left: "l", right: $v}) }',

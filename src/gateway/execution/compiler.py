@@ -148,10 +148,9 @@ def _directive_nodes(document: DocumentNode) -> list[Any]:
         for selection in selection_set.selections if selection_set else ():
             for directive in selection.directives or ():
                 name = directive.name.value
-                if name in {GraphQLSkipDirective.name, GraphQLIncludeDirective.name}:
-                    found.append(directive)
-                elif name != "deprecated":
-                    raise NotCompilable(f"the directive @{name}")
+                if name not in {GraphQLSkipDirective.name, GraphQLIncludeDirective.name}:
+                    raise NotCompilable(f"the directive @{name}")  # a schema's own directive
+                found.append(directive)
             visit(getattr(selection, "selection_set", None))
 
     for definition in document.definitions:
