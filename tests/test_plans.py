@@ -17,6 +17,7 @@ import random
 import secrets
 import time
 from pathlib import Path
+from typing import NewType
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -26,6 +27,7 @@ import strawberry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strawberry.directive import DirectiveLocation, DirectiveValue
+from strawberry.schema.config import StrawberryConfig
 
 from gateway.audit.events import events_from_ledger
 from gateway.authz.playback import PlaybackSigner
@@ -38,6 +40,7 @@ from gateway.execution.executor import Executor
 from gateway.guards.trusted_documents import build_manifest
 from gateway.identity import Principal, Role
 from gateway.ids import encode_cursor, encode_global_id, encode_sequence_cursor
+from gateway.ledger import Ledger
 from gateway.policy import scopes
 from gateway.web.error_format import format_error
 from resolvers import build_schema
@@ -180,6 +183,55 @@ def test_a_schemas_own_directives_and_list_or_object_arguments_are_left_to_graph
         with pytest.raises(NotCompilable) as refused:
             compile_operation(toy, body)
         assert str(refused.value) == reason
+
+
+_Blank = NewType("_Blank", str)
+_BLANK_CONFIG = StrawberryConfig(
+    scalar_map={
+        _Blank: strawberry.scalar(
+            name="Blank", serialize=lambda value: None, parse_value=lambda value: value
+        )
+    }
+)
+
+
+@strawberry.type(name="Item")
+class _BlankItem:
+    stored: _Blank
+    stored_maybe: _Blank | None
+
+    @strawberry.field
+    def resolved(self) -> _Blank:
+        return _Blank("z")
+
+
+@strawberry.type(name="Query")
+class _BlankQuery:
+    @strawberry.field
+    def item(self) -> _BlankItem:
+        return _BlankItem(stored=_Blank("x"), stored_maybe=_Blank("y"))
+
+
+class _BareContext:
+    def __init__(self) -> None:
+        self.ledger = Ledger()
+        self.principal = None
+
+
+@pytest.mark.parametrize("field", ["stored", "storedMaybe", "resolved"])
+def test_a_scalar_that_coerces_a_value_to_nothing_is_the_same_error_on_both_executors(field):
+    """graphql-core's complete_leaf_value refuses a scalar coercion that returns null; a plan
+    says the same, with the same words, whether the value is an attribute or resolved."""
+    toy = strawberry.Schema(query=_BlankQuery, config=_BLANK_CONFIG)
+    body = f"{{ item {{ {field} }} }}"
+    compiled = compile_operation(toy, body)
+    data, errors = asyncio.run(compiled.run(_BareContext(), compiled.variables({})))
+    interpreted = toy.execute_sync(body)
+    assert data == interpreted.data
+    assert [(e.message, e.path) for e in errors] == [
+        (e.message, e.path) for e in interpreted.errors
+    ]
+    assert errors[0].message.startswith("Expected `Blank.coerce_output_value(")
 
 
 def test_the_start_up_log_names_each_trusted_document_not_compiled_and_why(caplog):

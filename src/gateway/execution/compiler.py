@@ -336,6 +336,7 @@ class _Compiler:
                 describe=describe,
                 fails_async=False,
                 strings=graphql_type.name in {"String", "ID"},
+                leaf=graphql_type.name,
             )
         if is_object_type(graphql_type):
             plan = self._object(graphql_type, sub)

@@ -30,7 +30,7 @@ from typing import Any
 
 from graphql import GraphQLError, located_error
 from graphql.language import FieldNode
-from graphql.pyutils import gather_with_cancel
+from graphql.pyutils import Undefined, gather_with_cancel, inspect
 
 from gateway.authz import field_check
 from gateway.authz.field_check import FORBIDDEN_MESSAGE
@@ -86,6 +86,7 @@ class ValuePlan:
     # it): only then are its awaits gathered with cancellation, as graphql-core does.
     fails_async: bool = True
     strings: bool = False  # a String or ID leaf: a str is its own coercion
+    leaf: str = ""  # the leaf type's name, as graphql-core names it in errors
 
 
 @dataclass(slots=True)
@@ -225,12 +226,7 @@ class PlanRun:
                                 )
                             results[key] = None
                         else:
-                            coerced = value_plan.coerce(value)
-                            if coerced is None:
-                                raise TypeError(
-                                    f"Expected a non-null value of {value_plan.describe}"
-                                )
-                            results[key] = coerced
+                            results[key] = self._leaf(value_plan, value)
                         continue
                     value = self._resolve(field_plan, source)
                     if _awaitable(value):
@@ -342,11 +338,16 @@ class PlanRun:
 
     # --- values ------------------------------------------------------------------------------
 
-    def _leaf(self, plan: ValuePlan, value: Any) -> Any:
-        """A non-null leaf value coerced (``_complete`` has handled null)."""
+    @staticmethod
+    def _leaf(plan: ValuePlan, value: Any) -> Any:
+        """A non-null leaf value coerced (null has been handled), as graphql-core's
+        complete_leaf_value: a scalar that coerces it to nothing is an error, with its words."""
         coerced = plan.coerce(value)
-        if coerced is None:
-            raise TypeError(f"Expected a non-null value of {plan.describe}, got {value!r}")
+        if coerced is None or coerced is Undefined:
+            raise TypeError(
+                f"Expected `{plan.leaf}.coerce_output_value({inspect(value)})` to return "
+                f"non-nullable value, returned: {inspect(coerced)}"
+            )
         return coerced
 
     def _complete(self, plan: ValuePlan, field_plan: FieldPlan, path: Path, value: Any) -> Any:
