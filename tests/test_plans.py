@@ -27,9 +27,12 @@ import strawberry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strawberry.directive import DirectiveLocation, DirectiveValue
+from strawberry.extensions.field_extension import FieldExtension
+from strawberry.permission import PermissionExtension
 from strawberry.schema.config import StrawberryConfig
 
 from gateway.audit.events import events_from_ledger
+from gateway.authz.field_check import FieldPolicy
 from gateway.authz.playback import PlaybackSigner
 from gateway.config import Mode, load_settings
 from gateway.data.pool import Database
@@ -232,6 +235,63 @@ def test_a_scalar_that_coerces_a_value_to_nothing_is_the_same_error_on_both_exec
         (e.message, e.path) for e in interpreted.errors
     ]
     assert errors[0].message.startswith("Expected `Blank.coerce_output_value(")
+
+
+class _Anyone(strawberry.BasePermission):
+    message = "anyone"
+
+    def has_permission(self, source, info, **kwargs) -> bool:
+        return True
+
+
+class _Passing(FieldExtension):
+    def resolve(self, next_, source, info, **kwargs):
+        return next_(source, info, **kwargs)
+
+
+@strawberry.type(name="Consultation")
+class _Guarded:
+    pk: strawberry.Private[int]
+    owner: strawberry.Private[int]
+    alone: str = strawberry.field(extensions=[PermissionExtension(permissions=[FieldPolicy()])])
+    twice: str = strawberry.field(
+        extensions=[PermissionExtension(permissions=[FieldPolicy(), _Anyone()])]
+    )
+    other: str = strawberry.field(extensions=[PermissionExtension(permissions=[_Anyone()])])
+    extended: str = strawberry.field(
+        extensions=[PermissionExtension(permissions=[FieldPolicy()]), _Passing()]
+    )
+
+
+@strawberry.type(name="Note")
+class _Note:
+    text: str = strawberry.field(extensions=[PermissionExtension(permissions=[_Anyone()])])
+
+
+@strawberry.type(name="Query")
+class _GuardQuery:
+    consultation: _Guarded | None = None
+    note: _Note | None = None
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("{ consultation { twice } }", "Consultation.twice is not guarded by FieldPolicy alone"),
+        ("{ consultation { other } }", "Consultation.other is not guarded by FieldPolicy alone"),
+        ("{ consultation { extended } }", "Consultation.extended has field extensions"),
+        ("{ note { text } }", "Note.text has permissions outside the policy table"),
+    ],
+)
+def test_a_field_whose_guard_a_plan_would_not_run_is_left_to_graphql_core(body, reason):
+    """A plan runs the policy table's field gate and nothing else: a governed field guarded by
+    anything more or other than FieldPolicy, a field with another extension, or a permission on
+    a type outside the table would lose that guard in a plan, so it is not compiled."""
+    toy = strawberry.Schema(query=_GuardQuery)
+    with pytest.raises(NotCompilable) as refused:
+        compile_operation(toy, body)
+    assert str(refused.value) == reason
+    compile_operation(toy, "{ consultation { alone } }")  # FieldPolicy alone compiles
 
 
 def test_the_start_up_log_names_each_trusted_document_not_compiled_and_why(caplog):
