@@ -1309,42 +1309,95 @@ def report(results: dict[str, dict]) -> None:
             print(f"- {item.id} ({item.area}): {outcome}: {item.why}")
 
 
-def _unchecked() -> list[str]:
-    """The mutants docs/mutants/mutmut.json has no verdict for (a run stopped before them)."""
+def _without_verdict(mutmut: Path) -> list[str]:
+    """The mutants docs/mutants/mutmut.json holds no verdict for: those a run stopped before,
+    and every mutant of a function changed since (its hash differs), as mutmut made them from
+    the code as it is now (``mutants/`` generated first)."""
     if not MUTMUT_RESULTS.exists():
         raise SystemExit(f"--unchecked: {MUTMUT_RESULTS.relative_to(ROOT)} does not exist yet")
     saved = json.loads(MUTMUT_RESULTS.read_text(encoding="utf-8"))
-    return [name for name, status in saved["mutants"].items() if status == "not checked"]
+    verdicts = saved["mutants"]
+    hashes = saved.get("function_hashes", {})
+    now = _function_hashes()
+    names = []
+    for name in _mutmut_outcomes(mutmut):
+        function = name.rsplit("__mutmut_", 1)[0]
+        changed = now.get(function) != hashes.get(function)
+        if changed or verdicts.get(name, "not checked") == "not checked":
+            names.append(name)
+    return names
 
 
-def run_mutmut(names: list[str], children: int = 1, unchecked: bool = False) -> int:
+def _mutmut_environment(url: str) -> dict[str, str]:
+    # mutmut puts mutants/src first on its own sys.path; the tests that run the gateway command
+    # in a process of their own need it too, else they import the editable install.
+    (ROOT / "mutants" / "src").mkdir(parents=True, exist_ok=True)
+    copy = ROOT / "mutants"
+    return {
+        **os.environ,
+        "TEST_DATABASE_URL": url,
+        "PYTHONPATH": f"{copy / 'src'}{os.pathsep}{copy}",
+    }
+
+
+def _survivors() -> list[str]:
+    """The mutants that survived the last export (to run again once tests were added)."""
+    saved = json.loads(MUTMUT_RESULTS.read_text(encoding="utf-8"))
+    return [name for name, status in saved["mutants"].items() if status == "survived"]
+
+
+def run_mutmut(
+    names: list[str], children: int = 1, unchecked: bool = False, survivors: bool = False
+) -> int:
     mutmut = Path(sys.executable).parent / "mutmut"
     if not mutmut.exists():
         raise SystemExit(
             "mutmut is not installed: "
             ".tools/uv/bin/uv sync --frozen --inexact --extra dev --extra mutation"
         )
-    if unchecked:
-        names = [*names, *_unchecked()]
-        if not names:
-            print("every mutant has a verdict")
-            return 0
     started = time.monotonic()
     with _database() as url:
-        # mutmut puts mutants/src first on its own sys.path; the tests that run the gateway
-        # command in a process of their own need it too, else they import the editable install.
-        (ROOT / "mutants" / "src").mkdir(parents=True, exist_ok=True)
-        copy = ROOT / "mutants"
-        environment = {
-            **os.environ,
-            "TEST_DATABASE_URL": url,
-            "PYTHONPATH": f"{copy / 'src'}{os.pathsep}{copy}",
-        }
+        environment = _mutmut_environment(url)
+        if unchecked or survivors:
+            # Generate the mutants and the test map of the code as it is, running none.
+            subprocess.run(  # noqa: S603
+                [str(mutmut), "print-time-estimates"],
+                cwd=ROOT,
+                env=environment,
+                check=True,
+                capture_output=True,
+            )
+            if unchecked:
+                names = [*names, *_without_verdict(mutmut)]
+            if survivors:
+                known = _mutmut_outcomes(mutmut)
+                names = [*names, *(name for name in _survivors() if name in known)]
+            names = sorted(set(names))
+            print(f"{len(names)} mutants to run", flush=True)
+            if not names:
+                return 0
         command = [str(mutmut), "run", "--max-children", str(children), *names]
         code = subprocess.run(command, cwd=ROOT, env=environment, check=False).returncode  # noqa: S603
     print(f"\nmutmut run: exit {code} in {time.monotonic() - started:.0f} s")
     export_mutmut(mutmut)
     return code
+
+
+def _mutmut_outcomes(mutmut: Path) -> dict[str, str]:
+    """Every mutant mutmut knows now, with its status ("not checked" before it ran)."""
+    listed = subprocess.run(  # noqa: S603
+        [str(mutmut), "results", "--all", "true"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    outcomes: dict[str, str] = {}
+    for line in listed.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if name and status:
+            outcomes[name] = status
+    return outcomes
 
 
 def _function_hashes() -> dict[str, str]:
@@ -1368,18 +1421,7 @@ def export_mutmut(mutmut: Path) -> None:
     (``mutmut --unchecked``); ``commit`` is the commit mutmut copied the code and tests from,
     ``commits`` every commit the verdicts were measured at.
     """
-    listed = subprocess.run(  # noqa: S603
-        [str(mutmut), "results", "--all", "true"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    outcomes: dict[str, str] = {}
-    for line in listed.splitlines():
-        name, _, status = line.strip().rpartition(": ")
-        if name and status:
-            outcomes[name] = status
+    outcomes = _mutmut_outcomes(mutmut)
     hashes = _function_hashes()
     # The commit mutmut copied the code and tests from (its first run), not HEAD at export.
     stats = json.loads((ROOT / "mutants" / "mutmut-stats.json").read_text(encoding="utf-8"))
@@ -1437,7 +1479,11 @@ def main() -> int:
     using.add_argument(
         "--unchecked",
         action="store_true",
-        help="also every mutant docs/mutants/mutmut.json has no verdict for (resume a run)",
+        help="also every mutant docs/mutants/mutmut.json has no verdict for, or whose function "
+        "changed since (resume a run elsewhere)",
+    )
+    using.add_argument(
+        "--survivors", action="store_true", help="also every mutant that survived (tests added)"
     )
     commands.add_parser("export", help="write docs/mutants/mutmut.json from mutmut's last results")
     arguments = parser.parse_args()
@@ -1449,7 +1495,9 @@ def main() -> int:
         report(json.loads(RESULTS.read_text())["mutants"])
         return 0
     if arguments.command == "mutmut":
-        return run_mutmut(arguments.names, arguments.children, arguments.unchecked)
+        return run_mutmut(
+            arguments.names, arguments.children, arguments.unchecked, arguments.survivors
+        )
     if arguments.command == "export":
         export_mutmut(Path(sys.executable).parent / "mutmut")
         return 0
