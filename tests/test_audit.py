@@ -694,7 +694,9 @@ async def _verify_after(url: str, tamper: str, *args):
                         row["last_hash"],
                     )
                 await connection.execute(
-                    "update data.audit_chain_head set last_seq = $1, last_hash = $2",
+                    "insert into data.audit_chain_head (id, last_seq, last_hash) "
+                    "values (1, $1, $2) on conflict (id) do update "
+                    "set last_seq = excluded.last_seq, last_hash = excluded.last_hash",
                     head["last_seq"],
                     head["last_hash"],
                 )
@@ -739,6 +741,10 @@ def test_verify_walks_both_kinds_of_chain_and_counts_every_event(chains):
         ),
         (
             "update data.audit_chain_head set last_hash = '\\x00'",
+            lambda rows: (3, "broken after seq 3: events were removed"),
+        ),
+        (
+            "delete from data.audit_chain_head",
             lambda rows: (3, "broken after seq 3: events were removed"),
         ),
         (
@@ -788,6 +794,7 @@ def test_verify_walks_both_kinds_of_chain_and_counts_every_event(chains):
         "first-chain-middle-removed",
         "first-chain-end-removed",
         "first-chain-head-altered",
+        "first-chain-head-deleted",
         "chain-altered",
         "chain-relinked",
         "chain-middle-removed",
