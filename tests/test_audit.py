@@ -599,6 +599,16 @@ def test_events_written_before_the_chains_still_verify_as_the_first_chain(env):
 
 @pytest.fixture(scope="module")
 def chains(env):
+    yield from _chains_database(env)
+
+
+@pytest.fixture
+def live_chains(env):
+    """A database as ``chains`` makes it, for a test that writes to it."""
+    yield from _chains_database(env)
+
+
+def _chains_database(env):
     """A database of its own migrated before 0012 with three events, then to the end with three
     more: the first chain (by seq) and one of the chains (by position), each of three."""
     from gateway.data.migrate import apply_migrations, available_migrations
@@ -1058,3 +1068,56 @@ def test_each_kind_of_access_event_has_its_fhir_action_outcome_and_description(
     ]
     assert len(event["agent"]) == 1
     AuditEvent.model_validate(event)
+
+
+def test_verify_during_live_writes_sees_one_snapshot_and_raises_no_false_alarm(live_chains):
+    """Verification runs while the gateway writes. Here a write commits at the worst moment:
+    after verify read the chains' heads, before it reads their events. Verify reads one snapshot
+    (repeatable read), so it reports the trail as it was, intact, and the next run counts the
+    new events too."""
+    from gateway.audit.chain import verify_chain
+
+    written = []
+
+    async def write() -> None:
+        other = await asyncpg.connect(live_chains)
+        try:
+            await other.execute(
+                RECORD_ACCESS_EVENTS,
+                json.dumps(
+                    [
+                        {
+                            "request_id": "during-verify",
+                            "kind": "disclosure",
+                            "issuer": "urn:test",
+                            "subject": "s",
+                            "role": "support",
+                            "objects": [],
+                        }
+                    ]
+                ),
+            )
+        finally:
+            await other.close()
+        written.append(True)
+
+    class Interleaved(asyncpg.Connection):
+        async def fetch(self, query, *args, **kwargs):
+            rows = await super().fetch(query, *args, **kwargs)
+            if "audit_chains" in query and not written:
+                await write()  # committed between reading the heads and reading the events
+            return rows
+
+    async def run():
+        connection = await asyncpg.connect(live_chains, connection_class=Interleaved)
+        try:
+            during = await verify_chain(connection)
+            after = await verify_chain(connection)
+        finally:
+            await connection.close()
+        return during, after
+
+    during, after = asyncio.run(run())
+    assert written == [True]
+    assert during == type(during)(True, 6, "audit chain intact: 6 events")
+    assert after == type(after)(True, 7, "audit chain intact: 7 events")
