@@ -294,6 +294,27 @@ def test_a_field_whose_guard_a_plan_would_not_run_is_left_to_graphql_core(body, 
     compile_operation(toy, "{ consultation { alone } }")  # FieldPolicy alone compiles
 
 
+@pytest.mark.parametrize("failing", [0, 1])
+def test_a_failure_awaiting_in_order_closes_every_coroutine_not_started(failing):
+    """Awaited one after the other, the fields after a failed one never start: each is closed,
+    as a cancelled task would be (no coroutine is left never awaited)."""
+    import inspect
+
+    async def fails():
+        raise ValueError("the field failed")
+
+    async def value():
+        return 1
+
+    started = [value() for _ in range(failing)]
+    rest = [value() for _ in range(3)]
+    with pytest.raises(ValueError, match="the field failed"):
+        asyncio.run(plan_module._in_order([*started, fails(), *rest]))
+    assert [inspect.getcoroutinestate(c) for c in started] == ["CORO_CLOSED"] * failing
+    assert [inspect.getcoroutinestate(c) for c in rest] == ["CORO_CLOSED"] * 3
+    assert all(c.cr_frame is None for c in rest)
+
+
 def test_the_start_up_log_names_each_trusted_document_not_compiled_and_why(caplog):
     compiled = "{ me { subject } }"
     mutation = 'mutation { revokeConsent(id: "x") { id } }'
