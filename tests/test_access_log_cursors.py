@@ -13,7 +13,10 @@ from uuid import UUID
 
 import pytest
 
+from gateway.data import queries
 from gateway.ids import decode_sequence_cursor, encode_global_id, encode_sequence_cursor
+from tests.executors import trusted
+from tests.sabotage import sabotaged_gateway
 from tests.support import all_strings, as_admin
 
 LOG = """query($after: String) { accessLog(first: 100, after: $after) {
@@ -167,3 +170,27 @@ def test_a_clinician_with_a_patients_cursor_gets_no_events(env, client, pair):
             }
         }
     }
+
+
+PAGES = {
+    first: trusted(f"{{ accessLog(first: {first}) {{ edges {{ node {{ kind }} }} }} }}")
+    for first in (1, 3)
+}
+
+
+@pytest.mark.parametrize("first", [1, 3])
+def test_a_page_reads_one_row_more_than_it_shows_and_no_more(env, executor, manifest, first):
+    """The page's extra row says whether there is a next one; reading more (the whole log of a
+    patient with years of events) would be the cost of a page without any of its benefit."""
+    asked = []
+
+    def record(role, actor, scopes, limit, before):
+        asked.append(limit)
+        return [role, actor, scopes, limit, before]
+
+    subject = env.patients()[0][0]
+    with sabotaged_gateway(env, executor, manifest) as (client, database):
+        database.arguments[queries.ACCESS_EVENTS_PAGE] = record
+        body = client.execute(PAGES[first], env.token(subject))
+    assert len(body["data"]["accessLog"]["edges"]) <= first
+    assert asked == [first + 1]

@@ -35,6 +35,7 @@ ON_BOTH_EXECUTORS = [
     "tests/security/test_owasp_graphql_cheat_sheet.py",
     "tests/security/test_dvga_scenarios.py",
     "tests/security/test_rate_limits.py",
+    "tests/test_access_log_cursors.py",
 ]
 # Runs both executors within each example, on one gateway (by hash and by text).
 BOTH_IN_EACH_EXAMPLE = {"tests/test_plans_over_http.py"}
