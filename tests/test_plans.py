@@ -156,9 +156,14 @@ def shout(value: DirectiveValue[str]) -> str:
     return value.upper()
 
 
+def _lonely() -> str:
+    return "no self, no root"
+
+
 @strawberry.type(name="Query")
 class _ToyQuery:
     hello: str = "hi"
+    lonely: str = strawberry.field(resolver=_lonely)
 
     @strawberry.field
     def joined(self, values: list[str]) -> str:
@@ -177,6 +182,7 @@ def test_a_schemas_own_directives_and_list_or_object_arguments_are_left_to_graph
     for body, reason in [
         ("{ hello @shout }", "the directive @shout"),
         ("query Q @shout { hello }", "a directive on an operation or fragment definition"),
+        ("{ lonely }", "Query.lonely: a resolver without self or root"),
         ('query($v: String!) { joined(values: ["a", $v]) }', "Query.joined: a list argument"),
         (
             'query($v: String!) { paired(pair: {left: "l", right: $v}) }',
