@@ -330,6 +330,73 @@ def test_a_failure_awaiting_in_order_closes_every_coroutine_not_started(failing)
     assert all(c.cr_frame is None for c in rest)
 
 
+@strawberry.type(name="Line")
+class _AsyncLine:
+    number: int
+
+    @strawberry.field
+    async def text(self) -> str:
+        await asyncio.sleep(0)
+        if self.number == 2:
+            raise ValueError(f"line {self.number} failed")
+        return f"line {self.number}"
+
+    @strawberry.field
+    async def note(self) -> str | None:
+        await asyncio.sleep(0)
+        return None if self.number % 2 else "even"
+
+
+@strawberry.type(name="Query")
+class _AsyncQuery:
+    @strawberry.field
+    def lines(self) -> list[_AsyncLine | None]:
+        return [_AsyncLine(number=n) for n in range(4)]
+
+    @strawberry.field
+    def strict_lines(self) -> list[_AsyncLine] | None:
+        return [_AsyncLine(number=n) for n in range(4)]
+
+    @strawberry.field
+    def good_lines(self) -> list[_AsyncLine]:
+        return [_AsyncLine(number=n) for n in (0, 1, 3)]
+
+    @strawberry.field
+    def broken_lines(self) -> list[_AsyncLine] | None:
+        return [_AsyncLine(number=0), None, _AsyncLine(number=3)]  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{ lines { number text note } }",
+        "{ strictLines { number text } }",
+        "{ goodLines { number text note } }",
+        "{ goodLines { number note } lines { text } }",
+        "{ brokenLines { number text } goodLines { number } }",
+    ],
+)
+def test_list_items_whose_non_null_fields_are_awaited_complete_as_graphql_core(body):
+    """Items of a list each completed with a non-null field that fails after an await: the
+    failing item (or the whole list, when its items are non-null) is nulled with one error at
+    its path, the others completed, exactly as graphql-core does; a null item where items are
+    non-null nulls the list while earlier items are still pending, and those settle."""
+    toy = strawberry.Schema(query=_AsyncQuery)
+    compiled = compile_operation(toy, body)
+
+    async def both():
+        run = plan_module.PlanRun(_BareContext(), compiled.variables({}))
+        data = await run.root(compiled.tree(compiled.variables({})), None)
+        await run.settled()
+        return data, run.errors, await toy.execute(body)
+
+    data, errors, interpreted = asyncio.run(both())
+    assert data == interpreted.data
+    assert [(e.message, e.path) for e in errors] == [
+        (e.message, e.path) for e in interpreted.errors or []
+    ]
+
+
 def test_the_start_up_log_names_each_trusted_document_not_compiled_and_why(caplog):
     compiled = "{ me { subject } }"
     mutation = 'mutation { revokeConsent(id: "x") { id } }'
