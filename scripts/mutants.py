@@ -1356,6 +1356,7 @@ def run_mutmut(
             ".tools/uv/bin/uv sync --frozen --inexact --extra dev --extra mutation"
         )
     started = time.monotonic()
+    head = _head()
     with _database() as url:
         environment = _mutmut_environment(url)
         if unchecked or survivors:
@@ -1379,8 +1380,18 @@ def run_mutmut(
         command = [str(mutmut), "run", "--max-children", str(children), *names]
         code = subprocess.run(command, cwd=ROOT, env=environment, check=False).returncode  # noqa: S603
     print(f"\nmutmut run: exit {code} in {time.monotonic() - started:.0f} s")
-    export_mutmut(mutmut)
+    export_mutmut(mutmut, head)
     return code
+
+
+def _head() -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "--short=7", "HEAD"],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
 
 
 def _mutmut_outcomes(mutmut: Path) -> dict[str, str]:
@@ -1413,7 +1424,7 @@ def _function_hashes() -> dict[str, str]:
     return hashes
 
 
-def export_mutmut(mutmut: Path) -> None:
+def export_mutmut(mutmut: Path, commit: str | None = None) -> None:
     """Every mutmut mutant's outcome, by module, to docs/mutants/mutmut.json.
 
     A verdict from an earlier export is kept for a mutant this run did not check when its
@@ -1423,9 +1434,11 @@ def export_mutmut(mutmut: Path) -> None:
     """
     outcomes = _mutmut_outcomes(mutmut)
     hashes = _function_hashes()
-    # The commit mutmut copied the code and tests from (its first run), not HEAD at export.
-    stats = json.loads((ROOT / "mutants" / "mutmut-stats.json").read_text(encoding="utf-8"))
-    commit = str(stats.get("git_commit") or "")[:7]
+    # The commit the run copied the code and tests from (HEAD when it started), else the one
+    # mutmut's first run recorded; never HEAD at export.
+    if commit is None:
+        stats = json.loads((ROOT / "mutants" / "mutmut-stats.json").read_text(encoding="utf-8"))
+        commit = str(stats.get("git_commit") or "")[:7]
     commits = [commit]
     if MUTMUT_RESULTS.exists():
         saved = json.loads(MUTMUT_RESULTS.read_text(encoding="utf-8"))
@@ -1436,8 +1449,9 @@ def export_mutmut(mutmut: Path) -> None:
             if outcomes.get(name) == "not checked" and status != "not checked" and same:
                 outcomes[name] = status
                 kept += 1
+        # mutmut keeps its own verdicts of unchanged functions too: the file names every run.
+        commits = [*saved.get("commits", [saved.get("commit")]), commit]
         if kept:
-            commits = [*saved.get("commits", [saved.get("commit")]), commit]
             print(f"{kept} verdicts kept from the last export (their functions are unchanged)")
     by_module: dict[str, Counter] = {}
     for name, status in outcomes.items():
