@@ -1253,6 +1253,7 @@ def run(ids: list[str] | None, areas: list[str] | None, timeout: float) -> int:
     errors = [error for item in chosen for error in declaration_errors(item)]
     if errors:  # every declaration applies, to what runs, before anything runs
         raise SystemExit("\n".join(errors))
+    head = _head()  # the work tree is copied now: its commit is the one measured
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results: dict[str, dict] = previous.get("mutants", {})
     started = time.monotonic()
@@ -1274,16 +1275,7 @@ def run(ids: list[str] | None, areas: list[str] | None, timeout: float) -> int:
             results[item.id] = {**asdict(item), "outcome": outcome, "seconds": round(elapsed, 1)}
             print(f"[{number}/{len(chosen)}] {item.id}: {outcome} ({elapsed:.0f} s)", flush=True)
     RESULTS.parent.mkdir(exist_ok=True)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    RESULTS.write_text(
-        json.dumps({"commit": commit, "mutants": results}, indent=2), encoding="utf-8"
-    )
+    RESULTS.write_text(json.dumps({"commit": head, "mutants": results}, indent=2), encoding="utf-8")
     print(f"\n{len(chosen)} mutants in {time.monotonic() - started:.0f} s")
     report(results)
     return 0
