@@ -1338,6 +1338,21 @@ def _survivors() -> list[str]:
     return [name for name, status in saved["mutants"].items() if status == "survived"]
 
 
+_GENERATE = """
+import os, sys
+import mutmut.__main__ as m
+from mutmut.utils.file_utils import copy_also_copy_files, copy_src_dir, setup_source_paths
+m.set_mutant_under_test("mutant_generation")
+os.makedirs("mutants", exist_ok=True)
+copy_src_dir()
+copy_also_copy_files()
+setup_source_paths()
+m.store_lines_covered_by_tests()
+m.create_mutants(int(sys.argv[1]))
+m.collect_or_load_stats(m.get_mutant_runner(int(sys.argv[1])))
+"""
+
+
 def run_mutmut(
     names: list[str], children: int = 1, unchecked: bool = False, survivors: bool = False
 ) -> int:
@@ -1352,13 +1367,13 @@ def run_mutmut(
     with _database() as url:
         environment = _mutmut_environment(url)
         if unchecked or survivors:
-            # Generate the mutants and the test map of the code as it is, running none.
+            # Generate the mutants and the test map of the code as it is, running none (what
+            # ``mutmut run`` does first; ``print-time-estimates`` alone copies no tests).
             subprocess.run(  # noqa: S603
-                [str(mutmut), "print-time-estimates"],
+                [sys.executable, "-c", _GENERATE, str(children)],
                 cwd=ROOT,
                 env=environment,
                 check=True,
-                capture_output=True,
             )
             if unchecked:
                 names = [*names, *_without_verdict(mutmut)]
