@@ -1,8 +1,10 @@
-"""A patient's consents to partners, and the mutations that grant and revoke them."""
+"""A patient's consents to partners, and the requests for consent partners send patients with
+(the consent page)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 from uuid import UUID
 
 import strawberry
@@ -13,7 +15,7 @@ from gateway.ids import encode_global_id
 from resolvers.partner import Partner
 from resolvers.rows import FromRow
 
-__all__ = ["Consent"]
+__all__ = ["Consent", "ConsentRequest"]
 
 
 @strawberry.type(description="Your permission for a partner to read parts of your record.")
@@ -47,4 +49,58 @@ class Consent(FromRow):
             granted_at=row["granted_at"],
             expires_at=row["expires_at"],
             revoked_at=row["revoked_at"],
+        )
+
+
+@strawberry.type(
+    description="A partner's request to read parts of your record, from the consent page: "
+    "answered once, within validUntil."
+)
+class ConsentRequest(FromRow):
+    pk: strawberry.Private[UUID]
+    owner: strawberry.Private[UUID]
+    partner_pk: strawberry.Private[UUID]
+    redirect_uri: strawberry.Private[str]
+    state: strawberry.Private[str | None]
+    id: strawberry.ID | None = policy_field()
+    scopes: list[str] | None = policy_field(description="SMART scopes asked for")
+    consent_expires_at: datetime | None = policy_field(
+        description="When the consent ends, if you approve"
+    )
+    valid_until: datetime | None = policy_field(description="Answer before this time")
+    answered_at: datetime | None = policy_field()
+    approved: bool | None = policy_field(description="Null until answered")
+
+    @policy_field()
+    async def partner(self, info: strawberry.Info) -> Partner | None:
+        row = await info.context.loaders.partner.load(self.partner_pk)
+        return Partner.maybe(row)
+
+    @policy_field(
+        description="Once answered: where to send you back, the partner's registered address "
+        "with the outcome (consent=granted, or error=access_denied) and its state."
+    )
+    def redirect_to(self) -> str | None:
+        if self.approved is None:
+            return None
+        outcome = {"consent": "granted"} if self.approved else {"error": "access_denied"}
+        if self.state is not None:
+            outcome["state"] = self.state
+        joiner = "&" if "?" in self.redirect_uri else "?"
+        return f"{self.redirect_uri}{joiner}{urlencode(outcome)}"
+
+    @classmethod
+    def from_row(cls, row: Record) -> ConsentRequest:
+        return cls(
+            pk=row["id"],
+            owner=row["patient_id"],
+            partner_pk=row["partner_id"],
+            redirect_uri=row["redirect_uri"],
+            state=row["state"],
+            id=strawberry.ID(encode_global_id("ConsentRequest", row["id"])),
+            scopes=list(row["scopes"]),
+            consent_expires_at=row["consent_expires_at"],
+            valid_until=row["valid_until"],
+            answered_at=row["answered_at"],
+            approved=row["approved"],
         )

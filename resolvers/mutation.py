@@ -11,7 +11,7 @@ from gateway.authz.field_check import policy_mutation
 from gateway.errors import BadUserInput
 from gateway.ids import decode_global_id
 from resolvers.break_glass import BreakGlassGrant
-from resolvers.consent import Consent
+from resolvers.consent import Consent, ConsentRequest
 
 __all__ = ["Mutation"]
 
@@ -45,6 +45,33 @@ class Mutation:
     async def revoke_consent(self, info: strawberry.Info, id: strawberry.ID) -> Consent | None:
         row = await info.context.changes.revoke_consent(_pk(id, "Consent"))
         return Consent.maybe(row)
+
+    @policy_mutation(
+        description="Open a partner's request for your consent (the consent page): the partner, "
+        "its redirect URI and the scopes are checked against the partner's registration."
+    )
+    async def request_consent(
+        self,
+        info: strawberry.Info,
+        partner_id: strawberry.ID,
+        scopes: list[str],
+        redirect_uri: str,
+        state: str | None = None,
+    ) -> ConsentRequest:
+        row = await info.context.changes.request_consent(
+            _pk(partner_id, "Partner"), scopes, redirect_uri, state
+        )
+        return ConsentRequest.from_row(row)
+
+    @policy_mutation(
+        description="Approve (grant exactly the scopes asked for) or decline a consent request, "
+        "once."
+    )
+    async def answer_consent_request(
+        self, info: strawberry.Info, id: strawberry.ID, approve: bool
+    ) -> ConsentRequest:
+        row = await info.context.changes.answer_consent_request(_pk(id, "ConsentRequest"), approve)
+        return ConsentRequest.from_row(row)
 
     @policy_mutation(
         description="Open emergency access to a patient's record (clinicians). "

@@ -969,11 +969,19 @@ table(
 )
 table(
     "rows-consent-patient-everyone",
-    "            Role.PATIENT: grant(\n"
-    '                RowScope.OWN,\n                "id",\n                "partner",',
-    "            Role.PATIENT: grant(\n"
-    '                RowScope.EVERYONE,\n                "id",\n                "partner",',
+    '                RowScope.OWN,\n                "id",\n                "partner",\n'
+    '                "scopes",\n                "grantedAt",',
+    '                RowScope.EVERYONE,\n                "id",\n                "partner",\n'
+    '                "scopes",\n                "grantedAt",',
     "row scope widened: a patient may hold every consent",
+)
+table(
+    "rows-consent-request-patient-everyone",
+    '                RowScope.OWN,\n                "id",\n                "partner",\n'
+    '                "scopes",\n                "consentExpiresAt",',
+    '                RowScope.EVERYONE,\n                "id",\n                "partner",\n'
+    '                "scopes",\n                "consentExpiresAt",',
+    "row scope widened: a patient may hold every consent request (and answer another's)",
 )
 table(
     "rows-break-glass-clinician-everyone",
@@ -1254,6 +1262,8 @@ def run(ids: list[str] | None, areas: list[str] | None, timeout: float) -> int:
     if errors:  # every declaration applies, to what runs, before anything runs
         raise SystemExit("\n".join(errors))
     head = _head()  # the work tree is copied now: its commit is the one measured
+    if _dirty():
+        print("warning: uncommitted changes are measured under HEAD's name", file=sys.stderr)
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results: dict[str, dict] = previous.get("mutants", {})
     started = time.monotonic()
@@ -1274,8 +1284,17 @@ def run(ids: list[str] | None, areas: list[str] | None, timeout: float) -> int:
                 (copy / item.path).write_text(original, encoding="utf-8")
             results[item.id] = {**asdict(item), "outcome": outcome, "seconds": round(elapsed, 1)}
             print(f"[{number}/{len(chosen)}] {item.id}: {outcome} ({elapsed:.0f} s)", flush=True)
+    # Which commit each run measured: the earlier runs' entries stay, this run's is added.
+    commits = previous.get("commits") or (
+        {previous["commit"]: "earlier runs"} if previous.get("commit") else {}
+    )
+    every = len(chosen) == len(MUTANTS)
+    commits[head] = "every mutant" if every else ", ".join(item.id for item in chosen)
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"commit": head, "mutants": results}, indent=2), encoding="utf-8")
+    RESULTS.write_text(
+        json.dumps({"commit": head, "commits": commits, "mutants": results}, indent=2),
+        encoding="utf-8",
+    )
     print(f"\n{len(chosen)} mutants in {time.monotonic() - started:.0f} s")
     report(results)
     return 0
@@ -1399,6 +1418,18 @@ def _head() -> str:
         text=True,
         check=False,
     ).stdout.strip()
+
+
+def _dirty() -> bool:
+    return bool(
+        subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    )
 
 
 def _mutmut_outcomes(mutmut: Path) -> dict[str, str]:

@@ -37,6 +37,27 @@ def new_partner(env, label: str = "leak") -> tuple[str, UUID]:
     return subject, pk
 
 
+def new_patient(env, label: str = "leak") -> tuple[str, UUID]:
+    """A fresh patient account with no consultation and no consent: (subject, patient id)."""
+    pk = uuid.uuid4()
+    subject = f"{label}-patient-{pk}"
+
+    async def make(connection):
+        await connection.execute(
+            "insert into data.patients values ($1, $2, '1980-02-03')", pk, f"Patient {pk}"
+        )
+        await connection.execute(
+            "insert into data.accounts (issuer, subject, role, patient_id) "
+            "values ($1, $2, 'patient', $3)",
+            env.identity.issuer,
+            subject,
+            pk,
+        )
+
+    as_admin(env, make)
+    return subject, pk
+
+
 def new_clinician(env, label: str = "leak") -> tuple[str, UUID]:
     """A fresh clinician account who conducted nothing: (subject, clinician id)."""
     pk = uuid.uuid4()

@@ -151,6 +151,12 @@ async def _drop(connection: asyncpg.Connection, world: World) -> None:
             "delete from data.consultations where patient_id = any($1::uuid[])", patients
         )
         await connection.execute(
+            "delete from data.consent_requests where patient_id = any($1::uuid[]) "
+            "or partner_id = any($2::uuid[])",
+            patients,
+            partners,
+        )
+        await connection.execute(
             "delete from data.consents where patient_id = any($1::uuid[]) "
             "or partner_id = any($2::uuid[])",
             patients,
@@ -286,6 +292,7 @@ async def read_owned(connection: asyncpg.Connection) -> Owned:
         ("data.consultations", "Consultation", "patient_id"),
         ("data.recordings", "Recording", "patient_id"),
         ("data.consents", "Consent", "patient_id"),
+        ("data.consent_requests", "ConsentRequest", "patient_id"),
         ("data.break_glass_grants", "BreakGlassGrant", "patient_id"),
     ):
         for row in await connection.fetch(f"select id, {owner} as owner from {table}"):

@@ -48,6 +48,14 @@ ROWS = {
         "partner": set(),
         "auditor": set(),
     },
+    # Returned by requestConsent and answerConsentRequest: a patient's own requests only.
+    "ConsentRequest": {
+        "patient": {"own"},
+        "clinician": set(),
+        "support": set(),
+        "partner": set(),
+        "auditor": set(),
+    },
     # Returned by openBreakGlass: only a clinician can open one.
     "BreakGlassGrant": {
         "patient": set(),
@@ -118,6 +126,19 @@ FIELDS: dict[str, dict[str, set[str] | dict[str, set[str]]]] = {
     "Consent": {
         field: {"patient"}
         for field in ("id", "partner", "scopes", "grantedAt", "expiresAt", "revokedAt", "active")
+    },
+    "ConsentRequest": {
+        field: {"patient"}
+        for field in (
+            "id",
+            "partner",
+            "scopes",
+            "consentExpiresAt",
+            "validUntil",
+            "answeredAt",
+            "approved",
+            "redirectTo",
+        )
     },
     "BreakGlassGrant": {
         field: {"clinician"} for field in ("id", "patient", "reason", "openedAt", "expiresAt")

@@ -15,6 +15,7 @@ from gateway.audit.chain import verify_chain
 from gateway.audit.fhir import to_audit_event
 from gateway.data import administration as admin
 from gateway.data.administration import AdminError
+from gateway.ids import encode_global_id
 from tests.support import as_admin, run_gateway
 from tests.test_cli import _fresh_database, assert_one_line_failure
 
@@ -244,7 +245,10 @@ def test_an_operator_adds_a_partner_and_its_client_which_reads_by_consent_until_
         "allowed_scopes": ["patient/Consultation.rs"],
         "redirect_uris": ["http://localhost:8080/cb", "https://pharmacy.example/consent/done"],
         "disabled_at": None,
+        # What its consent links name (docs/PARTNERS.md).
+        "graphql_id": encode_global_id("Partner", uuid.UUID(partner["id"])),
     }
+    assert partner in json.loads(_cli(env, "partners", "list").stdout)
     account = _cli(
         env,
         "accounts",

@@ -78,6 +78,13 @@ GRANT_CONSENT = trusted(
     'scopes: ["patient/Patient.rs"], expiresAt: $e) { id scopes } }'
 )
 REVOKE_CONSENT = trusted("mutation($id: ID!) { revokeConsent(id: $id) { id scopes } }")
+REQUEST_CONSENT = trusted(
+    'mutation($p: ID!) { requestConsent(partnerId: $p, scopes: ["patient/Patient.rs"], '
+    'redirectUri: "https://exit.example/back") { id scopes partner { name } } }'
+)
+ANSWER_CONSENT_REQUEST = trusted(
+    "mutation($id: ID!) { answerConsentRequest(id: $id, approve: false) { id approved } }"
+)
 OPEN_BREAK_GLASS = trusted(
     "mutation($p: ID!, $r: String!) { openBreakGlass(patientId: $p, reason: $r, "
     "minutes: 5) { id reason patient { id displayName } } }"
@@ -163,6 +170,7 @@ CONSENTS_SQL = (
     "join data.partners p on p.id = k.partner_id where k.patient_id = $1"
 )
 ONE_CONSENT = "select * from data.consents where patient_id = $1 limit 1"
+ONE_CONSENT_REQUEST = "select * from data.consent_requests where patient_id = $1 limit 1"
 ONE_GRANT = "select * from data.break_glass_grants where patient_id = $1 limit 1"
 
 
@@ -326,6 +334,25 @@ PATIENT_CASES = [
         "ana",
         "ben",
         lambda w: (REVOKE_CONSENT, {"id": gid("Consent", w.extra["ben_consent"])}),
+    ),
+    Case(
+        "OPEN_CONSENT_REQUEST",
+        victims_rows(ONE_CONSENT_REQUEST),
+        "graphql",
+        "ana",
+        "ben",
+        lambda w: (REQUEST_CONSENT, {"p": gid("Partner", w.partners["pa_none"])}),
+    ),
+    Case(
+        "ANSWER_CONSENT_REQUEST",
+        victims_rows(ONE_CONSENT_REQUEST),
+        "graphql",
+        "ana",
+        "ben",
+        lambda w: (
+            ANSWER_CONSENT_REQUEST,
+            {"id": gid("ConsentRequest", w.extra["ben_request"])},
+        ),
     ),
 ]
 
@@ -532,6 +559,14 @@ def world(env):
             ),
             "ben_grant": await insert_break_glass(
                 connection, made.clinicians["dr_d"], made.patients["ben"]
+            ),
+            "ben_request": await connection.fetchval(
+                "insert into data.consent_requests (id, patient_id, partner_id, scopes, "
+                "redirect_uri, consent_expires_at, valid_until) values (gen_random_uuid(), $1, "
+                "$2, '{patient/Patient.rs}', 'https://exit.example/back', "
+                "now() + interval '7 days', now() + interval '15 minutes') returning id",
+                made.patients["ben"],
+                made.partners["pa_some"],
             ),
         }
 

@@ -36,6 +36,7 @@ def layer_one_only(env, executor, manifest, monkeypatch):
     with sabotaged_gateway(env, executor, manifest) as (client, database):
         database.broken.update(unfiltered())
         database.broken.update(unfiltered_logs())
+        client.sabotaged = database  # for a test that breaks one statement more
         yield client
 
 
@@ -53,6 +54,10 @@ ACCESS_LOG = trusted(
     "{ accessLog(first: 100) { edges { node { patientId kind objects { id } } } } }"
 )
 CONSENTS = trusted("{ consents { id active partner { id } } }")
+ANSWER = trusted(
+    "mutation($id: ID!) { answerConsentRequest(id: $id, approve: true) "
+    "{ id scopes approved redirectTo partner { id } } }"
+)
 
 
 def _nodes(body):
@@ -225,6 +230,46 @@ def test_a_patient_handed_every_consent_reads_only_their_own_and_each_refusal_sa
         for field in ("id", "active", "partner")
         for _ in range(foreign)
     )
+
+
+def test_a_patient_handed_another_patients_consent_request_reads_none_of_it(env, layer_one_only):
+    """answer_consent_request without its guard (the superuser's row of whichever request was
+    named): the field gate alone refuses every field of another patient's request."""
+    from gateway.data import queries
+    from tests.sabotage import broken, keeping
+
+    subject, _ = env.patients()[9]
+    owner = env.patients()[10][1]
+    partner = uuid.uuid4()
+
+    async def request(connection):
+        await connection.execute("insert into data.partners values ($1, 'Request probe')", partner)
+        return await connection.fetchval(
+            "insert into data.consent_requests (id, patient_id, partner_id, scopes, "
+            "redirect_uri, state, consent_expires_at, valid_until) values (gen_random_uuid(), "
+            "$1, $2, '{patient/Patient.rs}', 'https://probe.example/back', 'secret-state', "
+            "now() + interval '1 day', now() + interval '15 minutes') returning id",
+            owner,
+            partner,
+        )
+
+    pk = as_admin(env, request)
+    statement = queries.ANSWER_CONSENT_REQUEST
+    with broken(
+        layer_one_only.sabotaged,
+        statement,
+        keeping("select * from data.consent_requests where id = $1", 3),
+    ):
+        body = layer_one_only.post(
+            ANSWER, env.token(subject), {"id": encode_global_id("ConsentRequest", pk)}
+        ).json()
+    assert layer_one_only.sabotaged.calls.get(statement, 0) == 1  # the broken statement served
+    fields = ("id", "scopes", "approved", "redirectTo", "partner")
+    assert body["data"] == {"answerConsentRequest": dict.fromkeys(fields)}
+    assert sorted((e["path"], e["message"]) for e in body["errors"]) == sorted(
+        (["answerConsentRequest", field], "Not authorized to read this field") for field in fields
+    )
+    assert "secret-state" not in str(body) and str(pk) not in str(body)
 
 
 class _Context:

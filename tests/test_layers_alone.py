@@ -22,7 +22,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
@@ -454,8 +454,11 @@ async def _layer2(
 CHANGES = {
     "grant_consent": queries.GRANT_CONSENT,
     "revoke_consent": queries.REVOKE_CONSENT,
+    "open_consent_request": queries.OPEN_CONSENT_REQUEST,
+    "answer_consent_request": queries.ANSWER_CONSENT_REQUEST,
     "open_break_glass": queries.OPEN_BREAK_GLASS,
 }
+CONSENT_PAGE = "https://layers.example/callback"
 
 
 def test_every_function_that_returns_patient_rows_is_checked_here():
@@ -810,16 +813,27 @@ async def _change(connection, function: str, role: str, actor, world: World, tar
         "(select count(*) from data.consents where revoked_at is not null), "
         "(select count(*) from data.break_glass_grants), "
         "(select count(*) from data.access_events where kind in "
-        "('consent-granted', 'consent-revoked', 'break-glass-opened'))"
+        "('consent-granted', 'consent-revoked', 'break-glass-opened')), "
+        "(select count(*) from data.consent_requests), "
+        "(select count(*) from data.consent_requests where answered_at is not null)"
     )
+    soon = datetime.now(UTC) + timedelta(days=1)
     args = {
-        "grant_consent": [target, [CONSULTATION], datetime.now(UTC) + timedelta(days=1)],
+        "grant_consent": [target, [CONSULTATION], soon],
         "revoke_consent": [target],
+        "open_consent_request": [target, [CONSULTATION], CONSENT_PAGE, "s", soon],
+        "answer_consent_request": [target, True],
         "open_break_glass": [target, "Unconscious on arrival, history needed", 5],
     }[function]
     transaction = connection.transaction()
     await transaction.start()
     try:
+        # Every partner may ask for every scope and send patients back to CONSENT_PAGE.
+        await connection.execute(
+            "update data.partners set allowed_scopes = $1, redirect_uris = $2",
+            list(ALL),
+            [CONSENT_PAGE],
+        )
         before = tuple(await connection.fetchrow(counts))
         rows = await connection.fetch(CHANGES[function], _who(world), role, actor, *args)
         after = tuple(await connection.fetchrow(counts))
@@ -832,14 +846,29 @@ async def _change(connection, function: str, role: str, actor, world: World, tar
 RIGHT = {
     "grant_consent": ("patient", lambda w: w.patients["ana"], lambda w: w.partners["pa_some"]),
     "revoke_consent": ("patient", lambda w: w.patients["ana"], lambda w: w.extra["ana_consent"]),
+    "open_consent_request": (
+        "patient",
+        lambda w: w.patients["ana"],
+        lambda w: w.partners["pa_some"],
+    ),
+    "answer_consent_request": (
+        "patient",
+        lambda w: w.patients["ana"],
+        lambda w: w.extra["ana_request"],
+    ),
     "open_break_glass": ("clinician", lambda w: w.clinicians["dr_a"], lambda w: w.patients["cy"]),
 }
-# What the right call changes: (consents, revoked consents, break-glass grants, change events).
+# What the right call changes: (consents, revoked consents, break-glass grants, change events,
+# consent requests, answered consent requests).
 CHANGED = {
-    "grant_consent": (1, 0, 0, 1),
-    "revoke_consent": (0, 1, 0, 1),
-    "open_break_glass": (0, 0, 1, 1),
+    "grant_consent": (1, 0, 0, 1, 0, 0),
+    "revoke_consent": (0, 1, 0, 1, 0, 0),
+    "open_consent_request": (0, 0, 0, 0, 1, 0),
+    # Ana's request is of pa_none, whom she had consented to: the approval replaces that consent.
+    "answer_consent_request": (1, 1, 0, 1, 0, 1),
+    "open_break_glass": (0, 0, 1, 1, 0, 0),
 }
+NOTHING = (0, 0, 0, 0, 0, 0)
 
 
 @pytest.fixture(scope="module")
@@ -849,7 +878,22 @@ def ana_consent(env, world):
             connection, world.patients["ana"], world.partners["pa_none"], ALL
         )
 
+    async def ask(connection):
+        request = uuid4()
+        await connection.execute(
+            "insert into data.consent_requests (id, patient_id, partner_id, scopes, "
+            "redirect_uri, consent_expires_at, valid_until) values "
+            "($1, $2, $3, $4, $5, now() + interval '7 days', now() + interval '15 minutes')",
+            request,
+            world.patients["ana"],
+            world.partners["pa_none"],
+            [CONSULTATION],
+            CONSENT_PAGE,
+        )
+        return request
+
     world.extra["ana_consent"] = asyncio.run(admin(env, grant))
+    world.extra["ana_request"] = asyncio.run(admin(env, ask))
     return world.extra["ana_consent"]
 
 
@@ -868,7 +912,7 @@ def test_a_change_function_called_past_every_other_lock_refuses_every_other_role
     if role == right_role:
         assert (returned, changed) == (1, CHANGED[function])
     else:
-        assert (returned, changed) == (0, (0, 0, 0, 0))
+        assert (returned, changed) == (0, NOTHING)
 
 
 def test_revoking_another_patients_consent_past_every_other_lock_changes_nothing(
@@ -883,4 +927,24 @@ def test_revoking_another_patients_consent_past_every_other_lock_changes_nothing
             ),
         )
     )
-    assert (returned, changed) == (0, (0, 0, 0, 0))
+    assert (returned, changed) == (0, NOTHING)
+
+
+def test_answering_another_patients_consent_request_past_every_other_lock_changes_nothing(
+    env, world, ana_consent
+):
+    """answer_consent_request's row guard alone: Ben, a patient, approves Ana's request."""
+    returned, changed = asyncio.run(
+        admin(
+            env,
+            lambda c: _change(
+                c,
+                "answer_consent_request",
+                "patient",
+                world.patients["ben"],
+                world,
+                world.extra["ana_request"],
+            ),
+        )
+    )
+    assert (returned, changed) == (0, NOTHING)

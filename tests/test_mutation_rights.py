@@ -1,8 +1,10 @@
-"""Every role x every change of access (grantConsent, revokeConsent, openBreakGlass).
+"""Every role x every change of access (grantConsent, revokeConsent, requestConsent,
+answerConsentRequest, openBreakGlass).
 
-Only a patient grants and revokes consent, only a clinician opens break-glass (README's role
-table). Every other role gets FORBIDDEN with the table's sentence, and the database, read as
-superuser, holds no new consent, no revocation, no grant and no change event for that request.
+Only a patient grants and revokes consent and opens and answers consent requests, only a
+clinician opens break-glass (README's role table). Every other role gets FORBIDDEN with the
+table's sentence, and the database, read as superuser, holds no new consent, no revocation, no
+consent request or answer, no grant and no change event for that request.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gateway.policy import scopes
+from gateway.policy.table import MUTATIONS
 from tests.actors import REASON, Grants, gid, new_clinician, new_partner, partner_token
 from tests.support import as_admin
 
@@ -23,7 +26,17 @@ GRANT = """mutation($p: ID!, $s: [String!]!, $e: DateTime!) {
 REVOKE = "mutation($id: ID!) { revokeConsent(id: $id) { id active } }"
 OPEN = """mutation($p: ID!, $r: String!) {
   openBreakGlass(patientId: $p, reason: $r, minutes: 5) { id reason patient { id } } }"""
-ALLOWED = {"grantConsent": "patient", "revokeConsent": "patient", "openBreakGlass": "clinician"}
+REQUEST = """mutation($p: ID!, $s: [String!]!, $r: String!) {
+  requestConsent(partnerId: $p, scopes: $s, redirectUri: $r, state: "x") { id scopes } }"""
+ANSWER = "mutation($id: ID!) { answerConsentRequest(id: $id, approve: true) { id approved } }"
+REDIRECT = "https://rights.example/callback"
+ALLOWED = {
+    "grantConsent": "patient",
+    "revokeConsent": "patient",
+    "requestConsent": "patient",
+    "answerConsentRequest": "patient",
+    "openBreakGlass": "clinician",
+}
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +57,34 @@ def world(env):
     partner_subject, partner = new_partner(env, "rights")
     clinician_subject, clinician = new_clinician(env, "rights")
     consent = grants.consent(target, partner, [scopes.CONSULTATION])
+    waiting = uuid.uuid4()
+
+    async def register(connection):
+        await connection.execute(
+            "update data.partners set allowed_scopes = $2, redirect_uris = $3 where id = $1",
+            partner,
+            list(scopes.ALL),
+            [REDIRECT],
+        )
+        await connection.execute(
+            "insert into data.consent_requests (id, patient_id, partner_id, scopes, "
+            "redirect_uri, consent_expires_at, valid_until) values "
+            "($1, $2, $3, $4, $5, now() + interval '7 days', now() + interval '15 minutes')",
+            waiting,
+            target,
+            partner,
+            [scopes.RECORDING],
+            REDIRECT,
+        )
+
+    as_admin(env, register)
     yield {
         "grants": grants,
         "T": target,
         "partner": partner,
         "clinician": clinician,
         "consent": consent,
+        "waiting": waiting,
         "tokens": {
             "patient": env.token(target_subject),
             "clinician": env.token(clinician_subject),
@@ -72,6 +107,10 @@ def world(env):
     )
     grants.consents += [r["id"] for r in rows if r["kind"] == "consent"]
     grants.break_glass += [r["id"] for r in rows if r["kind"] == "grant"]
+    as_admin(
+        env,
+        lambda c: c.execute("delete from data.consent_requests where patient_id = $1", target),
+    )
     grants.close()
 
 
@@ -88,7 +127,16 @@ def _state(env, world) -> dict:
         grants = await connection.fetch(
             "select id from data.break_glass_grants where patient_id = $1 order by id", world["T"]
         )
-        return {"consents": [dict(r) for r in consents], "grants": [r["id"] for r in grants]}
+        requests = await connection.fetch(
+            "select id, answered_at, approved, consent_id from data.consent_requests "
+            "where patient_id = $1 order by id",
+            world["T"],
+        )
+        return {
+            "consents": [dict(r) for r in consents],
+            "grants": [r["id"] for r in grants],
+            "requests": [dict(r) for r in requests],
+        }
 
     return as_admin(env, read)
 
@@ -118,11 +166,22 @@ def _call(client, mutation: str, token: str, world):
             },
         ),
         "revokeConsent": (REVOKE, {"id": gid("Consent", world["consent"])}),
+        "requestConsent": (
+            REQUEST,
+            {"p": gid("Partner", world["partner"]), "s": [scopes.RECORDING], "r": REDIRECT},
+        ),
+        "answerConsentRequest": (ANSWER, {"id": gid("ConsentRequest", world["waiting"])}),
         "openBreakGlass": (OPEN, {"p": gid("Patient", world["T"]), "r": REASON}),
     }[mutation]
     response = client.post(query, token, variables, **{"x-request-id": request_id})
     assert response.status_code == 200
     return response.json(), request_id
+
+
+def test_every_change_of_access_the_table_lists_is_tested_here():
+    assert {right.mutation: {r.value for r in right.roles} for right in MUTATIONS} == {
+        mutation: {role} for mutation, role in ALLOWED.items()
+    }
 
 
 DENIED = [(m, role) for m in ALLOWED for role in ROLES if role != ALLOWED[m]]

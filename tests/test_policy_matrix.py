@@ -28,6 +28,7 @@ from tests import policy_spec
 from tests.policy_spec import CASES, ROLES, expected
 
 ALL_SCOPES = "patient/Consultation.rs patient/Recording.rs patient/Patient.rs"
+REDIRECT = "https://partner.example/consent-callback"
 OBJECT_FIELDS = {
     "clinician",
     "patient",
@@ -142,6 +143,25 @@ async def _setup(env) -> dict[str, Any]:
         await connection.execute(
             "update data.consents set revoked_at = now() where partner_id = $1", partners["P2"]
         )
+        # P1 is registered for the consent page; T has a request of P1 waiting for her answer.
+        await connection.execute(
+            "update data.partners set allowed_scopes = $2, redirect_uris = $3 where id = $1",
+            partners["P1"],
+            scopes,
+            [REDIRECT],
+        )
+        waiting = uuid.uuid4()
+        await connection.execute(
+            "insert into data.consent_requests (id, patient_id, partner_id, scopes, "
+            "redirect_uri, state, consent_expires_at, valid_until) "
+            "values ($1, $2, $3, $4, $5, 'matrix', $6, now() + interval '15 minutes')",
+            waiting,
+            target,
+            partners["P1"],
+            scopes,
+            REDIRECT,
+            expires,
+        )
         for name in ("C_bg", "C_exp"):
             await connection.execute(
                 "insert into data.break_glass_grants (id, clinician_id, patient_id, reason, "
@@ -178,6 +198,8 @@ async def _setup(env) -> dict[str, Any]:
     return {
         "people": people,
         "target": target,
+        "partner": encode_global_id("Partner", partners["P1"]),
+        "waiting_request": encode_global_id("ConsentRequest", waiting),
         "ids": {
             "Consultation": encode_global_id("Consultation", x["id"]),
             "Recording": encode_global_id("Recording", recording),
@@ -293,6 +315,24 @@ def _observe(env, client, world, type_name: str, role: str, case: str):
         body = client.execute(f"{{ consents {{ {selection} }} }}", token)
         consents = body["data"]["consents"]
         result = (consents[0] if consents else None, _errors_at(body, ["consents", 0]), body)
+    elif type_name == "ConsentRequest":
+        # T opens a request of her own; anyone else tries to answer (approve) T's waiting one.
+        if (role, case) == ("patient", "own"):
+            name, variables = "requestConsent", {"p": world["partner"]}
+            document = (
+                "mutation($p: ID!) { requestConsent(partnerId: $p, scopes: "
+                f'["patient/Recording.rs"], redirectUri: "{REDIRECT}", state: "s1") '
+                f"{{ {selection} }} }}"
+            )
+        else:
+            name, variables = "answerConsentRequest", {"id": world["waiting_request"]}
+            document = (
+                f"mutation($id: ID!) {{ answerConsentRequest(id: $id, approve: true) "
+                f"{{ {selection} }} }}"
+            )
+        body = client.post(document, token, variables).json()
+        data = body.get("data") or {}
+        result = (data.get(name), _errors_at(body, [name]), body)
     elif type_name == "BreakGlassGrant":
         if role == "clinician":
             token = env.token(_fresh_clinician(env))
@@ -452,6 +492,19 @@ async def _stored(connection, env, world, type_name: str, role: str, case: str, 
             "revokedAt": _at(row["revoked_at"]),
             "active": row["active"],
         }
+    if type_name == "ConsentRequest":
+        pk = decode_global_id(obj["id"])[1]
+        row = await connection.fetchrow("select * from data.consent_requests where id = $1", pk)
+        return {
+            "id": encode_global_id("ConsentRequest", pk),
+            "partner": _ref("Partner", row["partner_id"]),
+            "scopes": list(row["scopes"]),
+            "consentExpiresAt": _at(row["consent_expires_at"]),
+            "validUntil": _at(row["valid_until"]),
+            "answeredAt": _at(row["answered_at"]),
+            "approved": row["approved"],
+            "redirectTo": None,
+        }
     if type_name == "BreakGlassGrant":
         pk = decode_global_id(obj["id"])[1]
         row = await connection.fetchrow("select * from data.break_glass_grants where id = $1", pk)
@@ -513,6 +566,16 @@ def test_matrix(env, client, world, type_name, field, role, case):
         if type_name == "BreakGlassGrant":
             assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
             assert body["errors"][0]["path"] == ["openBreakGlass"]
+        elif type_name == "ConsentRequest":
+            # Another patient's request is no request; another role may not answer one.
+            code, message = (
+                ("BAD_USER_INPUT", "No such consent request")
+                if role == "patient"
+                else ("FORBIDDEN", "Only a patient may do this")
+            )
+            assert body["errors"][0]["extensions"]["code"] == code, body
+            assert body["errors"][0]["message"] == message, body
+            assert body["errors"][0]["path"] == ["answerConsentRequest"]
         else:
             assert "errors" not in body, body
     elif outcome == "value":

@@ -196,7 +196,7 @@ def _fast(field) -> bool:
 
 
 # Resolvers taking only ``self`` (no Info) keep Strawberry's path, with the same FieldPolicy.
-STRAWBERRY_PATH = {("Consent", "active"), ("Viewer", "role")}
+STRAWBERRY_PATH = {("Consent", "active"), ("ConsentRequest", "redirectTo"), ("Viewer", "role")}
 
 
 def test_every_guarded_field_runs_the_field_check_on_the_fast_path_except_self_only_resolvers():

@@ -44,8 +44,12 @@ def test_a_source_checkout_serves_the_repositorys_app_and_manifest():
     assert webapp_files() == (APP, MANIFEST)
 
 
-def test_the_page_has_the_strict_csp_and_no_inline_script_style_or_handler(dev_client):
-    page = dev_client.http.get("/app/")
+@pytest.mark.parametrize(
+    "path", ["/app/", "/app/consent?partner=P&scope=patient%2FRecording.rs&redirect_uri=x"]
+)
+def test_the_page_has_the_strict_csp_and_no_inline_script_style_or_handler(dev_client, path):
+    """The app, and the same page as the consent page a partner links to."""
+    page = dev_client.http.get(path)
     assert page.status_code == 200
     assert page.headers["content-type"] == "text/html; charset=utf-8"
     assert page.headers["content-security-policy"] == CSP
@@ -111,7 +115,16 @@ def test_the_app_sends_only_operations_of_the_manifest_and_never_a_document():
         used |= set(re.findall(r'\.run\("([A-Za-z]+)"', text))
         assert not re.search(r"\b(query|mutation)\s+[A-Z]\w*\s*[({]", text)
         assert "query:" not in text
-    assert used == {"Me", "MyReplays", "Replay", "MyAccessLog", "MyConsents", "RevokeConsent"}
+    assert used == {
+        "Me",
+        "MyReplays",
+        "Replay",
+        "MyAccessLog",
+        "MyConsents",
+        "RevokeConsent",
+        "RequestConsent",
+        "AnswerConsentRequest",
+    }
     assert used <= names
 
 

@@ -1,12 +1,7 @@
 // Consents: the partners the patient lets read parts of their record, and revoking one.
 
 import { h, say, time } from "./dom.js";
-
-const SCOPES = {
-  "patient/Consultation.rs": "consultations",
-  "patient/Recording.rs": "recordings",
-  "patient/Patient.rs": "your profile",
-};
+import { shortWords } from "./scopes.js";
 
 export class ConsentsView {
   constructor(gateway, { onError }) {
@@ -50,7 +45,7 @@ export class ConsentsView {
 
   item(consent) {
     const name = partnerName(consent);
-    const reads = (consent.scopes || []).map((scope) => SCOPES[scope] || scope).join(", ");
+    const reads = (consent.scopes || []).map(shortWords).join(", ");
     const state = consent.active
       ? ["Active until ", time(consent.expiresAt, false)]
       : consent.revokedAt

@@ -1,20 +1,24 @@
 // The patient web app: sign in with a token, then My replays, Who saw my record and Consents.
-// Views are chosen by the address's fragment (#replays, #replay=<id>, #access-log, #consents).
+// Views are chosen by the address's fragment (#replays, #replay=<id>, #access-log, #consents);
+// /app/consent?... is the consent page a partner sends the patient to (consent.js).
 
 import { AccessLogView } from "./access-log.js";
+import { ConsentView, isConsentPage } from "./consent.js";
 import { ConsentsView } from "./consents.js";
 import { Gateway, GatewayError, SignInRequired, gatewayUrl, loadManifest } from "./gateway.js";
 import { ReplayView } from "./replay.js";
 import { ReplaysView } from "./replays.js";
 import { Session } from "./session.js";
 
-const VIEWS = ["replays", "replay", "access-log", "consents"];
+const VIEWS = ["replays", "replay", "access-log", "consents", "consent"];
 const TITLES = {
   replays: "My replays",
   replay: "Replay",
   "access-log": "Who saw my record",
   consents: "Consents",
+  consent: "Consent",
 };
+const CONSENT_PAGE = isConsentPage(window.location);
 
 const element = (id) => document.getElementById(id);
 const notice = element("notice");
@@ -23,7 +27,7 @@ const signedIn = element("signed-in");
 const sections = element("sections");
 
 const session = new Session(window.sessionStorage);
-session.takeFromFragment(window.location, window.history);
+session.takeFromFragment(window.location, window.history, CONSENT_PAGE ? "" : "#replays");
 
 function show(message) {
   notice.textContent = message || "";
@@ -81,6 +85,10 @@ class App {
     this.replay = new ReplayView(gateway, { onSignInRequired: () => fail(new SignInRequired()) });
     this.accessLog = new AccessLogView(gateway, { pageSize: size, onError: fail });
     this.consents = new ConsentsView(gateway, { onError: fail });
+    this.consent = new ConsentView(gateway, {
+      onError: fail,
+      navigate: (url) => window.location.assign(url),
+    });
     this.me = null;
   }
 
@@ -109,6 +117,18 @@ class App {
     if (!me.patient) {
       hideViews();
       show("This app is for patients: the account signed in is not a patient's.");
+      return;
+    }
+    if (CONSENT_PAGE) {
+      // The partner's request alone: no sections to wander off to before answering.
+      for (const view of VIEWS) {
+        element(`view-${view}`).hidden = view !== "consent";
+      }
+      document.title = `${TITLES.consent} - My consultations`;
+      if (moveFocus) {
+        element("consent-heading").focus();
+      }
+      await this.consent.open(window.location);
       return;
     }
     sections.hidden = false;
@@ -169,7 +189,8 @@ signInForm.addEventListener("submit", (event) => {
 });
 element("sign-out").addEventListener("click", () => signOut("You are signed out."));
 window.addEventListener("hashchange", () => {
-  if (app && session.takeFromFragment(window.location, window.history)) {
+  const next = CONSENT_PAGE ? "" : "#replays";
+  if (app && session.takeFromFragment(window.location, window.history, next)) {
     app.reset();
   }
   start(true);

@@ -74,6 +74,11 @@ _RULES = (
         "GATEWAY_BREAK_GLASS_DEFAULT_MINUTES exceeds GATEWAY_BREAK_GLASS_MAX_MINUTES",
     ),
     _Rule(
+        ("consent_max_days", "consent_request_days"),
+        operator.lt,
+        "GATEWAY_CONSENT_REQUEST_DAYS exceeds GATEWAY_CONSENT_MAX_DAYS",
+    ),
+    _Rule(
         ("page_size_default", "page_size_max"),
         operator.gt,
         "GATEWAY_PAGE_SIZE_DEFAULT exceeds GATEWAY_PAGE_SIZE_MAX",
@@ -217,6 +222,8 @@ class Settings(BaseSettings):
     """characters a break-glass reason needs"""
     consent_max_days: int = Field(default=730, ge=1)
     """longest consent a patient may grant (the database caps it at 3 years)"""
+    consent_request_days: int = Field(default=90, ge=1)
+    """how long a consent approved on the consent page lasts"""
     media_store: Literal["local", "s3"] = "local"
     """`local` (files under `GATEWAY_MEDIA_ROOT`) or `s3` (presigned redirects; the `s3` extra)"""
     media_root: Path | None = None

@@ -274,6 +274,7 @@ def test_every_operation_of_the_manifest_names_its_roles():
     assert {o["name"]: o["roles"] for o in operations} == {
         **{name: ["patient"] for name in ("Me", "MyAccessLog", "MyConsents", "MyReplays")},
         **{name: ["patient"] for name in ("Replay", "RevokeConsent")},
+        **{name: ["patient"] for name in ("RequestConsent", "AnswerConsentRequest")},
         **{
             name: ["partner"]
             for name in (

@@ -52,6 +52,14 @@ def _show(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True))
 
 
+def _with_graphql_id(partner: dict[str, Any]) -> dict[str, Any]:
+    """A partner as printed: with the ID its consent links name (``partner=``, docs/PARTNERS.md)
+    and the API shows."""
+    from gateway.ids import encode_global_id
+
+    return {**partner, "graphql_id": encode_global_id("Partner", UUID(partner["id"]))}
+
+
 # --- accounts ------------------------------------------------------------------------------------
 
 
@@ -189,17 +197,19 @@ def partners_add(
     from gateway.data.administration import add_partner
 
     _show(
-        _apply(
-            database_url,
-            lambda c: add_partner(
-                c,
-                operator=operator,
-                name=name,
-                client_id=client_id,
-                allowed_scopes=scopes,
-                redirect_uris=uris,
-                pk=pk,
-            ),
+        _with_graphql_id(
+            _apply(
+                database_url,
+                lambda c: add_partner(
+                    c,
+                    operator=operator,
+                    name=name,
+                    client_id=client_id,
+                    allowed_scopes=scopes,
+                    redirect_uris=uris,
+                    pk=pk,
+                ),
+            )
         )
     )
 
@@ -211,7 +221,8 @@ def partners_list(database_url: str, disabled: bool) -> None:
     """List partners as JSON."""
     from gateway.data.administration import list_partners
 
-    _show(_apply(database_url, lambda c: list_partners(c, disabled=disabled)))
+    partners = _apply(database_url, lambda c: list_partners(c, disabled=disabled))
+    _show([_with_graphql_id(partner) for partner in partners])
 
 
 @partners.command("change")

@@ -1,5 +1,6 @@
 """Changes of access, made by the people they concern: a patient grants and revokes consent to a
-partner; a clinician opens break-glass access to a patient. Each is validated here and made
+partner, or answers a partner's consent request on the consent page; a clinician opens
+break-glass access to a patient. Each is validated here and made
 through an ``api`` function under the caller's scope (row-level security checks it again), which
 writes its audit event in the same statement: no change without its record.
 """
@@ -23,6 +24,12 @@ from gateway.policy import scopes
 from gateway.policy.table import may_call, mutation_right
 
 __all__ = ["AccessChanges"]
+
+# A refusal of the database a person should read (raised with this SQLSTATE by the api
+# functions of the consent page, migrations/0014).
+_BAD_INPUT = "GW400"
+_LONGEST_STATE = 512
+_LONGEST_URI = 2048
 
 
 class AccessChanges:
@@ -62,6 +69,10 @@ class AccessChanges:
             )
         except asyncpg.ForeignKeyViolationError:
             raise BadUserInput(missing) from None
+        except asyncpg.PostgresError as error:
+            if error.sqlstate == _BAD_INPUT:
+                raise BadUserInput(error.message) from None
+            raise
 
     async def grant_consent(self, partner: UUID, granted: list[str], expires_at: datetime) -> Any:
         self._require("grantConsent")
@@ -91,6 +102,46 @@ class AccessChanges:
             return None
         row = rows[0]
         self._ledger.record_object("Consent", row["id"], row["patient_id"])
+        return row
+
+    async def request_consent(
+        self, partner: UUID, asked: list[str], redirect_uri: str, state: str | None
+    ) -> Any:
+        """A partner's request, as the consent page received it, checked against the partner's
+        registration (the database's half) and kept for the patient's one answer."""
+        self._require("requestConsent")
+        unknown = sorted(set(asked) - set(scopes.ALL))
+        if not asked or unknown:
+            raise BadUserInput(f"'scopes' must be among {', '.join(scopes.ALL)}")
+        if not redirect_uri or len(redirect_uri) > _LONGEST_URI:
+            raise BadUserInput(f"'redirectUri' must be 1 to {_LONGEST_URI} characters")
+        if state is not None and len(state) > _LONGEST_STATE:
+            raise BadUserInput(f"'state' must be at most {_LONGEST_STATE} characters")
+        expires_at = datetime.now(UTC) + timedelta(days=self._settings.consent_request_days)
+        rows = await self._call(
+            queries.OPEN_CONSENT_REQUEST,
+            partner,
+            asked,
+            redirect_uri,
+            state,
+            expires_at,
+            missing="No such partner",
+        )
+        if not rows:
+            raise Forbidden("Only a patient may do this")
+        return self._disclosed(rows[0])
+
+    async def answer_consent_request(self, request: UUID, approve: bool) -> Any:
+        self._require("answerConsentRequest")
+        rows = await self._call(
+            queries.ANSWER_CONSENT_REQUEST, request, approve, missing="No such consent request"
+        )
+        if not rows:
+            raise BadUserInput("No such consent request")
+        return self._disclosed(rows[0])
+
+    def _disclosed(self, row: Any) -> Any:
+        self._ledger.record_object("ConsentRequest", row["id"], row["patient_id"])
         return row
 
     async def open_break_glass(self, patient: UUID, reason: str, minutes: int | None) -> Any:

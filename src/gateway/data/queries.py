@@ -47,6 +47,10 @@ ACCESS_EVENTS_PAGE = "select * from api.access_events_page($1, $2, $3::text[], $
 CONSENTS_OF = "select (x.consent).*, x.partner_name from api.consents_of($1, $2) x"
 GRANT_CONSENT = "select * from api.grant_consent($1::jsonb, $2, $3, $4, $5::text[], $6)"
 REVOKE_CONSENT = "select * from api.revoke_consent($1::jsonb, $2, $3, $4)"
+OPEN_CONSENT_REQUEST = (
+    "select * from api.open_consent_request($1::jsonb, $2, $3, $4, $5::text[], $6, $7, $8)"
+)
+ANSWER_CONSENT_REQUEST = "select * from api.answer_consent_request($1::jsonb, $2, $3, $4, $5)"
 OPEN_BREAK_GLASS = "select * from api.open_break_glass($1::jsonb, $2, $3, $4, $5, $6)"
 RECORD_ACCESS_EVENTS = "select api.record_access_events($1::jsonb)"
 RECORD_ACCESS_EVENTS_IF_AUTHORIZED = (

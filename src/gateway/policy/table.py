@@ -215,6 +215,22 @@ POLICY: tuple[TypePolicy, ...] = (
         },
     ),
     TypePolicy(
+        "ConsentRequest",
+        grants={
+            Role.PATIENT: grant(
+                RowScope.OWN,
+                "id",
+                "partner",
+                "scopes",
+                "consentExpiresAt",
+                "validUntil",
+                "answeredAt",
+                "approved",
+                "redirectTo",
+            ),
+        },
+    ),
+    TypePolicy(
         "BreakGlassGrant",
         grants={
             Role.CLINICIAN: grant(
@@ -288,6 +304,8 @@ class MutationRight:
 MUTATIONS: tuple[MutationRight, ...] = (
     MutationRight("grantConsent", frozenset({Role.PATIENT})),
     MutationRight("revokeConsent", frozenset({Role.PATIENT})),
+    MutationRight("requestConsent", frozenset({Role.PATIENT})),
+    MutationRight("answerConsentRequest", frozenset({Role.PATIENT})),
     MutationRight("openBreakGlass", frozenset({Role.CLINICIAN})),
 )
 

@@ -41,6 +41,9 @@ _HEADERS = {
     "x-content-type-options": "nosniff",
 }
 MANIFEST = "manifest.json"
+# Addresses of the app that are the page itself (its script reads the path): the consent page a
+# partner sends patients to, /app/consent?partner=...&scope=...&redirect_uri=...&state=...
+_PAGES = frozenset({"consent"})
 
 
 def webapp_link(base_url: str, token: str) -> str:
@@ -59,7 +62,8 @@ def webapp_files() -> tuple[Path, Path]:
 
 
 class WebApp:
-    """``GET /app/`` (the page), ``/app/<file>`` (its scripts, style and the manifest)."""
+    """``GET /app/`` (the page), ``/app/consent`` (the same page, as the consent page), and
+    ``/app/<file>`` (its scripts, style and the manifest)."""
 
     def __init__(self, folder: Path | None = None, manifest: Path | None = None) -> None:
         found_folder, found_manifest = webapp_files()
@@ -78,6 +82,8 @@ class WebApp:
 
     async def file(self, request: Request) -> Response:
         name = request.path_params.get("name") or "index.html"
+        if name in _PAGES:
+            name = "index.html"
         path = self._path(name)
         if path is None or not path.is_file():
             return Response(status_code=404, headers={"cache-control": "no-store"})
