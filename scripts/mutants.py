@@ -94,6 +94,7 @@ R09 = f"{MIGRATIONS}/0009_recordings_under_their_own_scope.sql"  # the recording
 R10 = f"{MIGRATIONS}/0010_rls_once_per_statement.sql"  # the row-level security policies
 R11 = f"{MIGRATIONS}/0011_pages_per_role.sql"  # the consultation and access-log pages
 R12 = f"{MIGRATIONS}/0012_audit_chains.sql"  # the exit check's questions with the audit write
+R14 = f"{MIGRATIONS}/0014_consent_requests.sql"  # the consent page's requests
 TABLE = "src/gateway/policy/table.py"
 
 
@@ -558,6 +559,78 @@ drop(
     "where id = p_consent and p_role = 'patient'",
     "a patient revokes another patient's consent",
 )
+
+# --- the consent page (0014): a partner's request checked, answered once by its patient ---------
+C = "sql: the consent page"
+T_CONSENT_PAGE = (
+    "tests/test_consent_page.py",
+    "tests/test_layers_alone.py",
+    "tests/test_rls_alone.py",
+    "tests/test_mutation_rights.py",
+)
+for mutant_id, old, new, why in (
+    (
+        "consent-request-open-any-role",
+        "    if p_role <> 'patient' then\n        return;\n    end if;\n    select * into asked",
+        "    select * into asked",
+        "anyone (a partner itself) opens a consent request in a patient's name",
+    ),
+    (
+        "consent-request-disabled-partner",
+        "where id = p_partner and disabled_at is null;",
+        "where id = p_partner;",
+        "a disabled partner still asks patients for consent",
+    ),
+    (
+        "consent-request-any-redirect",
+        "    if not p_redirect_uri = any(asked.redirect_uris) then",
+        "    if false then",
+        "the consent page sends the patient (and the outcome) to an address nobody registered",
+    ),
+    (
+        "consent-request-any-scope",
+        "where not s = any(asked.allowed_scopes)",
+        "where false",
+        "a partner asks for scopes it may not ask for",
+    ),
+    (
+        "consent-answer-any-patient",
+        "where id = p_request and p_role = 'patient' and patient_id = p_actor",
+        "where id = p_request and p_role = 'patient'",
+        "a patient approves another patient's request, granting in their name",
+    ),
+    (
+        "consent-answer-any-role",
+        "where id = p_request and p_role = 'patient' and patient_id = p_actor",
+        "where id = p_request and patient_id = p_actor",
+        "a caller of another role with the patient's id answers (the role guard alone)",
+    ),
+    (
+        "consent-answer-twice",
+        "    if asked.answered_at is not null then",
+        "    if false then",
+        "a replayed approval grants again (or turns a decline into a consent)",
+    ),
+    (
+        "consent-answer-expired",
+        "    if now() >= asked.valid_until then",
+        "    if false then",
+        "a request left open for days is still approved",
+    ),
+    (
+        "consent-answer-disabled-partner",
+        "where id = asked.partner_id and disabled_at is null) then",
+        "where id = asked.partner_id) then",
+        "a partner disabled after asking is still granted the consent",
+    ),
+    (
+        "rls-consent-request-any-patient",
+        "using (\n    api.scope_role() = 'patient' and patient_id = api.scope_actor()\n);",
+        "using (\n    api.scope_role() = 'patient'\n);",
+        "consent_request_rows: a patient reads every patient's requests",
+    ),
+):
+    drop(mutant_id, C, R14, old, new, why, T_CONSENT_PAGE)
 
 # --- layer 3: the row-level security policies --------------------------------------------------
 E = "sql: row-level security"

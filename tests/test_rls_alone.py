@@ -19,6 +19,7 @@ TABLES = (
     "recordings",
     "patients",
     "consents",
+    "consent_requests",
     "access_events",
     "break_glass_grants",
 )

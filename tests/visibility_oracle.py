@@ -80,6 +80,17 @@ async def make_world(connection: asyncpg.Connection, target: UUID, other: UUID) 
                 "expires_at = now() - interval '1 hour' where id = $1",
                 pk,
             )
+    # A consent request of each patient, to the partner every other kind of caller is.
+    for patient in (target, other):
+        await connection.execute(
+            "insert into data.consent_requests (id, patient_id, partner_id, scopes, "
+            "redirect_uri, consent_expires_at, valid_until) values ($1, $2, $3, $4, "
+            "'https://w.example/back', now() + interval '1 day', now() + interval '15 minutes')",
+            uuid.uuid4(),
+            patient,
+            partners["all"],
+            list(ALL),
+        )
     clinicians = {name: uuid.uuid4() for name in ("break-glass", "revoked", "expired", "both")}
     for name, pk in clinicians.items():
         await connection.execute(
@@ -133,6 +144,7 @@ class Snapshot:
         self.recordings = rows["recordings"]
         self.patients = rows["patients"]
         self.consents = rows["consents"]
+        self.consent_requests = rows.get("consent_requests", [])
         self.grants = rows["break_glass_grants"]
         self.events = rows["access_events"]
         self.now = now
@@ -145,6 +157,7 @@ class Snapshot:
             "recordings",
             "patients",
             "consents",
+            "consent_requests",
             "break_glass_grants",
             "access_events",
         )
@@ -316,6 +329,12 @@ class Snapshot:
                 for k in self.consents
                 if (role == "patient" and k["patient_id"] == actor)
                 or (role == "partner" and k["partner_id"] == actor)
+            },
+            # The consent page's requests: the patient's own, nobody else's (not the partner's).
+            "consent_requests": {
+                r["id"]
+                for r in self.consent_requests
+                if role == "patient" and r["patient_id"] == actor
             },
             "access_events": {
                 e["id"]
