@@ -22,6 +22,7 @@ from tests.test_dev_instance import Dev
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT = ROOT / "examples" / "partner" / "client.py"
+CONSENT = ROOT / "examples" / "partner" / "consent.py"
 MANIFEST = ROOT / "apps" / "manifest.json"
 C, R, P = "patient/Consultation.rs", "patient/Recording.rs", "patient/Patient.rs"
 
@@ -144,6 +145,109 @@ def test_the_example_stops_in_one_line_when_its_token_is_refused(production):
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr == "partner client: PartnerMe: HTTP 401 UNAUTHENTICATED: Malformed token\n"
+
+
+def _consent(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(CONSENT), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _as_the_page(gateway: str, token: str, link: str, approve: bool) -> str:
+    """What the consent page does with the link (tests/test_consent_page_browser.py drives the
+    page itself): open the request, answer it; where the patient is sent back to."""
+    from urllib.parse import parse_qs, urlsplit
+
+    query = {name: values[0] for name, values in parse_qs(urlsplit(link).query).items()}
+    ids = {o["name"]: o["id"] for o in json.loads(MANIFEST.read_text())["operations"]}
+
+    def run(name: str, variables: dict) -> dict:
+        response = httpx.post(
+            f"{gateway}/graphql",
+            json={
+                "variables": variables,
+                "extensions": {"persistedQuery": {"version": 1, "sha256Hash": ids[name]}},
+            },
+            headers={"authorization": f"Bearer {token}"},
+        )
+        return response.json()["data"]
+
+    opened = run(
+        "RequestConsent",
+        {
+            "partner": query["partner"],
+            "scopes": query["scope"].split(" "),
+            "redirectUri": query["redirect_uri"],
+            "state": query["state"],
+        },
+    )["requestConsent"]
+    answered = run("AnswerConsentRequest", {"id": opened["id"], "approve": approve})
+    return answered["answerConsentRequest"]["redirectTo"]
+
+
+def test_the_consent_example_asks_checks_the_return_and_the_client_then_reads(env, production):
+    from tests.support import as_admin
+
+    subject, partner = new_partner(env, "consent-example")
+    back = "https://corner-pharmacy.example/consent/done"
+    as_admin(
+        env,
+        lambda c: c.execute(
+            "update data.partners set allowed_scopes = $2, redirect_uris = $3 where id = $1",
+            partner,
+            [C],
+            [back],
+        ),
+    )
+    patient_subject, patient = env.patients()[2]
+    patient_token = env.token(patient_subject)
+    grants = Grants(env)
+    try:
+        asked = _consent(
+            "link",
+            "--app",
+            f"{production}/app",
+            "--partner",
+            _gid("Partner", partner),
+            "--redirect-uri",
+            back,
+            "--scope",
+            C,
+        )
+        assert asked.returncode == 0, asked.stderr
+        made = json.loads(asked.stdout)
+        assert made["link"].startswith(f"{production}/app/consent?partner=")
+        declined = _as_the_page(production, patient_token, made["link"], approve=False)
+        told = _consent("outcome", "--returned", declined, "--state", made["state"])
+        assert json.loads(told.stdout) == {"consent": "declined"}
+        returned = _as_the_page(production, patient_token, made["link"], approve=True)
+        rows = as_admin(
+            env, lambda c: c.fetch("select id from data.consents where partner_id = $1", partner)
+        )
+        grants.consents += [row["id"] for row in rows]  # removed at the end
+        told = _consent("outcome", "--returned", returned, "--state", made["state"])
+        assert (told.returncode, json.loads(told.stdout)) == (0, {"consent": "granted"})
+        forged = _consent("outcome", "--returned", returned, "--state", "another-state")
+        assert (forged.returncode, forged.stdout, forged.stderr) == (
+            1,
+            "",
+            "consent: the state does not match the one sent: ignore this return\n",
+        )
+        read = _summary(
+            _client(production, partner_token(env, subject, C), "--manifest", str(MANIFEST))
+        )
+        mine = env.truth.consultations_of_patient[patient]
+        assert sorted(read["listed"]) == sorted(_gid("Consultation", pk) for pk in mine)
+    finally:
+        as_admin(
+            env,
+            lambda c: c.execute("delete from data.consent_requests where partner_id = $1", partner),
+        )
+        grants.close()
 
 
 def _gid(type_name: str, pk) -> str:
