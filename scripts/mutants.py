@@ -1589,6 +1589,34 @@ def export_mutmut(mutmut: Path, commit: str | None = None) -> None:
         print(f"{module}: {dict(counts)}")
 
 
+def mutmut_table() -> str:
+    """docs/TESTING.md's table of the mutmut verdicts in docs/mutants/mutmut.json, by module,
+    and the survivors by function (what the text there explains one by one)."""
+    saved = json.loads(MUTMUT_RESULTS.read_text(encoding="utf-8"))
+    columns = ("killed", "survived", "no tests", "not checked")
+    lines = [
+        "| module | killed | survived | no tests | not yet run |",
+        "|---|---|---|---|---|",
+    ]
+    total: Counter = Counter()
+    for module, counts in saved["modules"].items():
+        total.update(counts)
+        cells = " | ".join(str(counts.get(column, 0)) for column in columns)
+        lines.append(f"| `{module.removeprefix('gateway.')}` | {cells} |")
+    cells = " | ".join(f"**{total.get(column, 0)}**" for column in columns)
+    lines.append(f"| **all** | {cells} |")
+    survivors: dict[str, list[str]] = {}
+    for name, status in saved["mutants"].items():
+        if status == "survived":
+            function, number = name.rsplit("__mutmut_", 1)
+            survivors.setdefault(function, []).append(number)
+    lines.append("")
+    for function, numbers in sorted(survivors.items()):
+        ordered = ", ".join(sorted(numbers, key=int))
+        lines.append(f"- `{function.removeprefix('gateway.')}` (survived: {ordered})")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -1611,6 +1639,7 @@ def main() -> int:
         "--survivors", action="store_true", help="also every mutant that survived (tests added)"
     )
     commands.add_parser("export", help="write docs/mutants/mutmut.json from mutmut's last results")
+    commands.add_parser("mutmut-table", help="docs/TESTING.md's table of docs/mutants/mutmut.json")
     arguments = parser.parse_args()
     if arguments.command == "list":
         for item in MUTANTS:
@@ -1623,6 +1652,9 @@ def main() -> int:
         return run_mutmut(
             arguments.names, arguments.children, arguments.unchecked, arguments.survivors
         )
+    if arguments.command == "mutmut-table":
+        print(mutmut_table())
+        return 0
     if arguments.command == "export":
         export_mutmut(Path(sys.executable).parent / "mutmut")
         return 0
