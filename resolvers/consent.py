@@ -61,7 +61,7 @@ class ConsentRequest(FromRow):
     owner: strawberry.Private[UUID]
     partner_pk: strawberry.Private[UUID]
     redirect_uri: strawberry.Private[str]
-    state: strawberry.Private[str | None]
+    state: strawberry.Private[str]
     id: strawberry.ID | None = policy_field()
     scopes: list[str] | None = policy_field(description="SMART scopes asked for")
     consent_expires_at: datetime | None = policy_field(
@@ -84,8 +84,7 @@ class ConsentRequest(FromRow):
         if self.approved is None:
             return None
         outcome = {"consent": "granted"} if self.approved else {"error": "access_denied"}
-        if self.state is not None:
-            outcome["state"] = self.state
+        outcome["state"] = self.state
         joiner = "&" if "?" in self.redirect_uri else "?"
         return f"{self.redirect_uri}{joiner}{urlencode(outcome)}"
 

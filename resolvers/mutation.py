@@ -56,7 +56,7 @@ class Mutation:
         partner_id: strawberry.ID,
         scopes: list[str],
         redirect_uri: str,
-        state: str | None = None,
+        state: str,
     ) -> ConsentRequest:
         row = await info.context.changes.request_consent(
             _pk(partner_id, "Partner"), scopes, redirect_uri, state

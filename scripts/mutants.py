@@ -619,9 +619,22 @@ for mutant_id, old, new, why in (
     ),
     (
         "consent-answer-disabled-partner",
-        "where id = asked.partner_id and disabled_at is null) then",
-        "where id = asked.partner_id) then",
+        "where id = asked.partner_id and disabled_at is null;",
+        "where id = asked.partner_id;",
         "a partner disabled after asking is still granted the consent",
+    ),
+    (
+        "consent-answer-redirect-removed",
+        "    if not asked.redirect_uri = any(partner.redirect_uris) then",
+        "    if false then",
+        "the patient is sent to an address the operator removed after the partner asked",
+    ),
+    (
+        "consent-grant-unlocked",
+        "    perform pg_advisory_xact_lock(hashtextextended(p_actor::text || '/' || "
+        "p_partner::text, 14));\n",
+        "",
+        "two approvals at once: the second fails (or, without the index, two consents in force)",
     ),
     (
         "rls-consent-request-any-patient",

@@ -185,13 +185,13 @@ def test_approving_grants_exactly_the_scopes_asked_for_once(env, production, peo
 
 
 def test_declining_grants_nothing_and_tells_the_partner(env, production, people):
-    _, body, _ = ask(production, people, state=None)
+    _, body, _ = ask(production, people)
     request_id = body["data"]["requestConsent"]["id"]
     _, body, _ = answer(production, people["token"], request_id, False)
     answered = body["data"]["answerConsentRequest"]
     assert (answered["approved"], answered["redirectTo"]) == (
         False,
-        f"{BACK}&error=access_denied",  # no state was sent: none comes back
+        f"{BACK}&error=access_denied&state=st-42",
     )
     # Changing one's mind on the same request is not possible: a new link is a new request.
     _, body, _ = answer(production, people["token"], request_id, True)
@@ -239,7 +239,8 @@ BAD_LINKS = {
         f"'scopes' must be among {', '.join(scopes.ALL)}",
     ),
     "no-scope": (lambda p: {"scopes": []}, f"'scopes' must be among {', '.join(scopes.ALL)}"),
-    "an-overlong-state": (lambda p: {"state": "s" * 513}, "'state' must be at most 512 characters"),
+    "an-overlong-state": (lambda p: {"state": "s" * 513}, "'state' must be 1 to 512 characters"),
+    "an-empty-state": (lambda p: {"state": ""}, "'state' must be 1 to 512 characters"),
 }
 
 
@@ -262,8 +263,9 @@ def test_a_disabled_partner_cannot_ask_or_be_approved(env, production, people):
             "update data.partners set disabled_at = now() where id = $1", people["partner"]
         ),
     )
-    _, body, _ = answer(production, people["token"], request_id, True)
-    assert body == refusal("answerConsentRequest", "No such partner")
+    for approve in (True, False):  # not even a decline sends the patient to it now
+        _, body, _ = answer(production, people["token"], request_id, approve)
+        assert body == refusal("answerConsentRequest", "No such partner")
     _, body, _ = ask(production, people)
     assert body == refusal("requestConsent", "No such partner")
     after = stored(env, people["patient"])
@@ -333,3 +335,54 @@ def test_the_consent_page_operations_are_for_patient_accounts_only(env, producti
         )
     after = stored(env, people["patient"])
     assert after["consents"] == [] and [r["answered_at"] for r in after["requests"]] == [None]
+
+
+def test_a_redirect_uri_removed_after_the_request_is_not_used(env, production, people):
+    """The operator removed the address (compromised, say) while the patient was reading the
+    page: the answer is refused rather than sending the patient there."""
+    _, body, _ = ask(production, people)
+    request_id = body["data"]["requestConsent"]["id"]
+    _register(env, people["partner"], scopes.ALL, uris=("https://partner.example/new",))
+    for approve in (True, False):
+        _, body, _ = answer(production, people["token"], request_id, approve)
+        assert body == refusal(
+            "answerConsentRequest", "The redirect URI is no longer registered for Acme Health"
+        )
+    assert stored(env, people["patient"])["consents"] == []
+
+
+def test_two_requests_approved_at_once_leave_one_consent_in_force(env, production, people):
+    """Two tabs, two requests of one partner, both approved at the same moment: each approval
+    replaces the consent before it, so exactly one is in force (and the database's unique index
+    holds it too)."""
+    import asyncio
+
+    import httpx
+
+    ids = []
+    for asked in ([scopes.CONSULTATION], [scopes.RECORDING]):
+        _, body, _ = ask(production, people, scopes=asked)
+        ids.append(body["data"]["requestConsent"]["id"])
+    sha = OPERATIONS["AnswerConsentRequest"]["id"]
+
+    async def approve_both():
+        async with httpx.AsyncClient(base_url=production.http.base_url) as http:
+            return await asyncio.gather(
+                *(
+                    http.post(
+                        "/graphql",
+                        json={
+                            "variables": {"id": request_id, "approve": True},
+                            "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha}},
+                        },
+                        headers={"authorization": f"Bearer {people['token']}"},
+                    )
+                    for request_id in ids
+                )
+            )
+
+    responses = asyncio.run(approve_both())
+    assert [r.json()["data"]["answerConsentRequest"]["approved"] for r in responses] == [True] * 2
+    consents = stored(env, people["patient"])["consents"]
+    assert len(consents) == 2
+    assert len([c for c in consents if c["revoked_at"] is None]) == 1

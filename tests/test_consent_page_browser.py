@@ -80,6 +80,11 @@ def people(env, partner_site):
     return {"subject": subject, "patient": patient, "partner": partner, "back": back}
 
 
+def sign_in(visit: WebAppVisit, token: str) -> None:
+    visit.page.get_by_label("Token").fill(token)
+    visit.page.get_by_role("button", name="Sign in").click()
+
+
 def link(gateway: str, people: dict, token: str | None = None, **changes) -> str:
     query = {
         "partner": gid("Partner", people["partner"]),
@@ -122,9 +127,10 @@ def test_approving_on_the_consent_page_grants_exactly_what_was_asked_and_goes_ba
     token = env.token(people["subject"])
     with visiting(browser, (gateway, partner_site), WebAppVisit) as visit:
         page = visit.page
-        page.goto(link(gateway, people, token))
+        page.goto(link(gateway, people))
+        sign_in(visit, token)
         page.locator("#consent-request").wait_for(timeout=30_000)
-        assert token not in page.url and "#" not in page.url  # the token left the address
+        assert "#" not in page.url
         assert page.title() == "Consent - My consultations"
         assert page.locator("#sections").is_hidden()
         who = page.locator("#consent-who").inner_text()
@@ -138,7 +144,7 @@ def test_approving_on_the_consent_page_grants_exactly_what_was_asked_and_goes_ba
         outcome = landed(visit, people["back"])
         visit.assert_clean()
 
-    assert who == "Acme Health asks to read:"
+    assert who == f"Acme Health asks to read, from the record of Patient {people['patient']}:"
     assert asked == [
         "Your consultations: when they took place, with which clinician, and their summaries",
         "The video and audio recordings of your consultations",
@@ -179,8 +185,7 @@ def test_declining_after_signing_in_on_the_page_grants_nothing_and_goes_back(
     with visiting(browser, (gateway, partner_site), WebAppVisit) as visit:
         page = visit.page
         page.goto(link(gateway, people))
-        page.get_by_label("Token").fill(env.token(people["subject"]))
-        page.get_by_role("button", name="Sign in").click()
+        sign_in(visit, env.token(people["subject"]))
         page.locator("#consent-request").wait_for(timeout=30_000)
         page.get_by_role("button", name="Decline").click()
         outcome = landed(visit, people["back"])
@@ -205,10 +210,15 @@ BAD_LINKS = {
         "This consent link cannot be used: Acme Health may not ask for patient/Patient.rs. "
         "Nothing was shared.",
     ),
+    "no-state": (
+        {"state": None},
+        "This consent link is incomplete: it must name a partner, the scopes it asks for, "
+        "where to send you back and a state. Nothing was shared.",
+    ),
     "incomplete": (
         {"redirect_uri": None},
-        "This consent link is incomplete: it must name a partner, the scopes it asks for and "
-        "where to send you back. Nothing was shared.",
+        "This consent link is incomplete: it must name a partner, the scopes it asks for, "
+        "where to send you back and a state. Nothing was shared.",
     ),
 }
 
@@ -220,7 +230,8 @@ def test_a_bad_link_is_explained_and_sends_the_patient_nowhere(
     changes, message = BAD_LINKS[case]
     with visiting(browser, (gateway, partner_site), WebAppVisit) as visit:
         page = visit.page
-        page.goto(link(gateway, people, env.token(people["subject"]), **changes))
+        page.goto(link(gateway, people, **changes))
+        sign_in(visit, env.token(people["subject"]))
         status = page.locator("#consent-status")
         wait_until(lambda: status.inner_text() not in ("", "Loading…"), message=status.inner_text)
         shown = status.inner_text()
@@ -232,7 +243,28 @@ def test_a_bad_link_is_explained_and_sends_the_patient_nowhere(
     assert buttons == 0 or page.locator("#consent-request").is_hidden()
     assert not [e for e in visit.exchanges if e.url.startswith(partner_site)]
     assert granted(env, people["patient"]) == {"consents": [], "answers": []}
-    expected = ["Me"] if case == "incomplete" else ["Me", "RequestConsent"]
+    expected = ["Me"] if case in ("incomplete", "no-state") else ["Me", "RequestConsent"]
     assert visit.operations() == expected
     # The unregistered redirect's host was never asked for anything either.
     assert json.dumps(visit.foreign_requests()) == "[]"
+
+
+def test_a_token_in_the_consent_links_fragment_signs_nobody_in(
+    env, browser, gateway, partner_site, people
+):
+    """The attack: a link carrying the attacker's own token (#token=..., which a browser keeps
+    across the partner's redirect) would sign the victim in as the attacker, and the consent the
+    victim approves would link the victim to the attacker's record at the partner. On the consent
+    page the token is dropped from the address and nobody is signed in: the patient signs in."""
+    attacker, _ = off_the_loop(new_patient, env, "consent-attacker")
+    token = env.token(attacker)
+    with visiting(browser, (gateway, partner_site), WebAppVisit) as visit:
+        page = visit.page
+        page.goto(link(gateway, people, token))
+        page.get_by_label("Token").wait_for(timeout=30_000)
+        stored = page.evaluate("sessionStorage.length")
+        address = page.url
+        visit.assert_clean()
+
+    assert (stored, token in address, "#" in address) == (0, False, False)
+    assert visit.operations() == []  # nothing was asked of the gateway with that token

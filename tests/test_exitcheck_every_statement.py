@@ -80,7 +80,7 @@ GRANT_CONSENT = trusted(
 REVOKE_CONSENT = trusted("mutation($id: ID!) { revokeConsent(id: $id) { id scopes } }")
 REQUEST_CONSENT = trusted(
     'mutation($p: ID!) { requestConsent(partnerId: $p, scopes: ["patient/Patient.rs"], '
-    'redirectUri: "https://exit.example/back") { id scopes partner { name } } }'
+    'redirectUri: "https://exit.example/back", state: "s") { id scopes partner { name } } }'
 )
 ANSWER_CONSENT_REQUEST = trusted(
     "mutation($id: ID!) { answerConsentRequest(id: $id, approve: false) { id approved } }"
@@ -562,8 +562,9 @@ def world(env):
             ),
             "ben_request": await connection.fetchval(
                 "insert into data.consent_requests (id, patient_id, partner_id, scopes, "
-                "redirect_uri, consent_expires_at, valid_until) values (gen_random_uuid(), $1, "
-                "$2, '{patient/Patient.rs}', 'https://exit.example/back', "
+                "redirect_uri, state, consent_expires_at, valid_until) values "
+                "(gen_random_uuid(), $1, $2, '{patient/Patient.rs}', "
+                "'https://exit.example/back', 's', "
                 "now() + interval '7 days', now() + interval '15 minutes') returning id",
                 made.patients["ben"],
                 made.partners["pa_some"],

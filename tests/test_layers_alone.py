@@ -882,8 +882,8 @@ def ana_consent(env, world):
         request = uuid4()
         await connection.execute(
             "insert into data.consent_requests (id, patient_id, partner_id, scopes, "
-            "redirect_uri, consent_expires_at, valid_until) values "
-            "($1, $2, $3, $4, $5, now() + interval '7 days', now() + interval '15 minutes')",
+            "redirect_uri, state, consent_expires_at, valid_until) values "
+            "($1, $2, $3, $4, $5, 's', now() + interval '7 days', now() + interval '15 minutes')",
             request,
             world.patients["ana"],
             world.partners["pa_none"],

@@ -224,6 +224,9 @@ def test_the_consent_example_asks_checks_the_return_and_the_client_then_reads(en
         declined = _as_the_page(production, patient_token, made["link"], approve=False)
         told = _consent("outcome", "--returned", declined, "--state", made["state"])
         assert json.loads(told.stdout) == {"consent": "declined"}
+        # A state is used once: the partner asks again with a new link.
+        again = _consent(*asked.args[2:])
+        made = json.loads(again.stdout)
         returned = _as_the_page(production, patient_token, made["link"], approve=True)
         rows = as_admin(
             env, lambda c: c.fetch("select id from data.consents where partner_id = $1", partner)

@@ -84,8 +84,9 @@ async def make_world(connection: asyncpg.Connection, target: UUID, other: UUID) 
     for patient in (target, other):
         await connection.execute(
             "insert into data.consent_requests (id, patient_id, partner_id, scopes, "
-            "redirect_uri, consent_expires_at, valid_until) values ($1, $2, $3, $4, "
-            "'https://w.example/back', now() + interval '1 day', now() + interval '15 minutes')",
+            "redirect_uri, state, consent_expires_at, valid_until) values ($1, $2, $3, $4, "
+            "'https://w.example/back', 's', now() + interval '1 day', "
+            "now() + interval '15 minutes')",
             uuid.uuid4(),
             patient,
             partners["all"],

@@ -25,7 +25,10 @@ export function consentLink(location) {
   if (!partner || !redirectUri || scopes.length === 0) {
     return null;
   }
-  const state = query.get("state");
+  const state = query.get("state") || "";
+  if (!state) {
+    return null;
+  }
   return { partner, redirectUri, scopes, state };
 }
 
@@ -45,14 +48,15 @@ export class ConsentView {
     say(this.element("consent-status"), message);
   }
 
-  async open(location) {
+  async open(location, patientName) {
     this.request = null;
+    this.patientName = patientName;
     this.element("consent-request").hidden = true;
     const link = consentLink(location);
     if (!link) {
       this.refuse(
-        "This consent link is incomplete: it must name a partner, the scopes it asks for " +
-          "and where to send you back. Nothing was shared.",
+        "This consent link is incomplete: it must name a partner, the scopes it asks for, " +
+          "where to send you back and a state. Nothing was shared.",
       );
       return;
     }
@@ -78,7 +82,9 @@ export class ConsentView {
   show(request) {
     this.request = request;
     const name = request.partner && request.partner.name ? request.partner.name : "A partner";
-    this.element("consent-who").textContent = `${name} asks to read:`;
+    // Whose record: the patient signed in, named, so that nobody approves for another account.
+    this.element("consent-who").textContent =
+      `${name} asks to read, from the record of ${this.patientName}:`;
     this.element("consent-scopes").replaceChildren(
       ...request.scopes.map((scope) => h("li", {}, longWords(scope))),
     );
@@ -123,8 +129,12 @@ export class ConsentView {
       this.navigate(answered.redirectTo);
     } catch (error) {
       if (error instanceof GatewayError && error.code === "BAD_USER_INPUT") {
-        this.refuse(`${error.message}.`);
+        this.refuse(`${error.message}. Nothing more was shared.`);
         return;
+      }
+      // A moment of load or a lost connection: the request is still open, answer again.
+      for (const id of ["consent-approve", "consent-decline"]) {
+        this.element(id).disabled = false;
       }
       this.onError(error);
     }

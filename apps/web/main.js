@@ -27,7 +27,14 @@ const signedIn = element("signed-in");
 const sections = element("sections");
 
 const session = new Session(window.sessionStorage);
-session.takeFromFragment(window.location, window.history, CONSENT_PAGE ? "" : "#replays");
+// A link with #token= signs in, except on the consent page: there a link made by someone else
+// (forwarded by a partner) would sign the patient in as that someone, and the consent would be
+// theirs. The patient signs in on the page itself; such a token is dropped from the address.
+if (CONSENT_PAGE) {
+  session.dropFromFragment(window.location, window.history);
+} else {
+  session.takeFromFragment(window.location, window.history);
+}
 
 function show(message) {
   notice.textContent = message || "";
@@ -128,7 +135,7 @@ class App {
       if (moveFocus) {
         element("consent-heading").focus();
       }
-      await this.consent.open(window.location);
+      await this.consent.open(window.location, me.patient.displayName);
       return;
     }
     sections.hidden = false;
@@ -189,8 +196,12 @@ signInForm.addEventListener("submit", (event) => {
 });
 element("sign-out").addEventListener("click", () => signOut("You are signed out."));
 window.addEventListener("hashchange", () => {
-  const next = CONSENT_PAGE ? "" : "#replays";
-  if (app && session.takeFromFragment(window.location, window.history, next)) {
+  if (CONSENT_PAGE) {
+    // The request on screen stays the one answered: a new fragment opens nothing new.
+    session.dropFromFragment(window.location, window.history);
+    return;
+  }
+  if (app && session.takeFromFragment(window.location, window.history)) {
     app.reset();
   }
   start(true);

@@ -25,15 +25,21 @@ export class Session {
   }
 
   // `gateway dev` prints a link ending in #token=...: sign in with it, then take it out of the
-  // address bar and the history at once (a fragment never reaches a server or a Referer),
-  // leaving `next` as the fragment.
-  takeFromFragment(location, history, next = "#replays") {
+  // address bar and the history at once (a fragment never reaches a server or a Referer).
+  takeFromFragment(location, history) {
     const match = /^#token=([^&]+)/.exec(location.hash);
     if (!match) {
       return false;
     }
     this.signIn(decodeURIComponent(match[1]));
-    history.replaceState(null, "", location.pathname + location.search + next);
+    history.replaceState(null, "", location.pathname + location.search + "#replays");
     return true;
+  }
+
+  // The fragment out of the address and the history, without signing in with anything in it.
+  dropFromFragment(location, history) {
+    if (location.hash) {
+      history.replaceState(null, "", location.pathname + location.search);
+    }
   }
 }

@@ -9,9 +9,11 @@ library.
 ``link`` prints ``{"link": ..., "state": ...}``: send the patient to the link, and keep the state
 with the patient's session on your side (it is unguessable, one per link). ``outcome`` reads the
 address the patient came back to: it prints ``{"consent": "granted"}`` or ``{"consent":
-"declined"}``, or exits 1 with one line when the state is not the one you kept (a forged or
-replayed return: ignore it). The outcome is a hint; your next request shows what the consent
-allows.
+"declined"}``, or exits 1 with one line when the state is not the one given (a forged return:
+ignore it). Use a state once: forget it after its first return, so that a return replayed later
+finds nothing to match. The outcome is a hint, and it does not say which patient answered: your
+next request shows what the consents allow; never link a patient's account at your side on the
+strength of a return alone.
 """
 
 from __future__ import annotations

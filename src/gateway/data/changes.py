@@ -105,7 +105,7 @@ class AccessChanges:
         return row
 
     async def request_consent(
-        self, partner: UUID, asked: list[str], redirect_uri: str, state: str | None
+        self, partner: UUID, asked: list[str], redirect_uri: str, state: str
     ) -> Any:
         """A partner's request, as the consent page received it, checked against the partner's
         registration (the database's half) and kept for the patient's one answer."""
@@ -115,8 +115,9 @@ class AccessChanges:
             raise BadUserInput(f"'scopes' must be among {', '.join(scopes.ALL)}")
         if not redirect_uri or len(redirect_uri) > _LONGEST_URI:
             raise BadUserInput(f"'redirectUri' must be 1 to {_LONGEST_URI} characters")
-        if state is not None and len(state) > _LONGEST_STATE:
-            raise BadUserInput(f"'state' must be at most {_LONGEST_STATE} characters")
+        if not 1 <= len(state) <= _LONGEST_STATE:
+            # The partner's check that the patient who returns is the one it sent: required.
+            raise BadUserInput(f"'state' must be 1 to {_LONGEST_STATE} characters")
         expires_at = datetime.now(UTC) + timedelta(days=self._settings.consent_request_days)
         rows = await self._call(
             queries.OPEN_CONSENT_REQUEST,

@@ -12,7 +12,7 @@ create table data.consent_requests (
     partner_id uuid not null references data.partners,
     scopes text[] not null check (cardinality(scopes) > 0),
     redirect_uri text not null,
-    state text,
+    state text not null check (length(state) between 1 and 512),
     consent_expires_at timestamptz not null,
     opened_at timestamptz not null default now(),
     valid_until timestamptz not null,
@@ -84,6 +84,7 @@ create function api.answer_consent_request(
     as $$
 declare
     asked data.consent_requests;
+    partner data.partners;
     granted data.consents;
 begin
     perform api.enter_scope(p_role, p_actor, null);
@@ -100,11 +101,16 @@ begin
         raise exception 'This consent request has expired: go back to the partner and start again'
             using errcode = 'GW400';
     end if;
+    -- The partner as registered now: disabled, or the address removed, since it asked.
+    select * into partner from data.partners where id = asked.partner_id and disabled_at is null;
+    if partner.id is null then
+        raise exception 'No such partner' using errcode = 'GW400';
+    end if;
+    if not asked.redirect_uri = any(partner.redirect_uris) then
+        raise exception 'The redirect URI is no longer registered for %', partner.name
+            using errcode = 'GW400';
+    end if;
     if p_approve then
-        if not exists (select 1 from data.partners
-                       where id = asked.partner_id and disabled_at is null) then
-            raise exception 'No such partner' using errcode = 'GW400';
-        end if;
         select * into granted from api.grant_consent(
             p_who, p_role, p_actor, asked.partner_id, asked.scopes, asked.consent_expires_at);
     end if;
@@ -113,6 +119,39 @@ begin
     where id = asked.id
     returning * into asked;
     return next asked;
+end
+$$;
+
+-- One consent in force per patient and partner ("replaces any earlier consent"), also when two
+-- approvals (two tabs, two requests) run at once: the second waits for the first, then revokes
+-- what the first granted. The index is the database's own guarantee of the same.
+create unique index consents_one_in_force on data.consents (patient_id, partner_id)
+    where revoked_at is null;
+
+create or replace function api.grant_consent(
+    p_who jsonb, p_role text, p_actor uuid, p_partner uuid, p_scopes text[],
+    p_expires_at timestamptz
+) returns setof data.consents
+    language plpgsql volatile
+    as $$
+declare
+    granted data.consents;
+begin
+    perform api.enter_scope(p_role, p_actor, null);
+    if p_role <> 'patient' then
+        return;
+    end if;
+    perform pg_advisory_xact_lock(hashtextextended(p_actor::text || '/' || p_partner::text, 14));
+    update data.consents set revoked_at = now()
+    where patient_id = p_actor and partner_id = p_partner and revoked_at is null;
+    insert into data.consents (id, patient_id, partner_id, scopes, expires_at)
+    values (gen_random_uuid(), p_actor, p_partner,
+            array(select distinct s from unnest(p_scopes) s order by s), p_expires_at)
+    returning * into granted;
+    perform api.record_change(p_who, p_role, p_actor, 'consent-granted', p_actor,
+        jsonb_build_object('consent', granted.id, 'partner', granted.partner_id,
+                           'scopes', granted.scopes, 'expires_at', granted.expires_at), null);
+    return next granted;
 end
 $$;
 
