@@ -62,6 +62,7 @@ class ConsentRequest(FromRow):
     partner_pk: strawberry.Private[UUID]
     redirect_uri: strawberry.Private[str]
     state: strawberry.Private[str]
+    code: strawberry.Private[str | None]
     id: strawberry.ID | None = policy_field()
     scopes: list[str] | None = policy_field(description="SMART scopes asked for")
     consent_expires_at: datetime | None = policy_field(
@@ -78,24 +79,31 @@ class ConsentRequest(FromRow):
 
     @policy_field(
         description="Once answered: where to send you back, the partner's registered address "
-        "with the outcome (consent=granted, or error=access_denied) and its state."
+        "with the outcome (consent=granted and a one-time code the partner redeems for who you "
+        "are, or error=access_denied) and its state."
     )
     def redirect_to(self) -> str | None:
         if self.approved is None:
             return None
-        outcome = {"consent": "granted"} if self.approved else {"error": "access_denied"}
+        if self.approved:
+            if self.code is None:  # the code goes back once, with the answer
+                return None
+            outcome = {"consent": "granted", "code": self.code}
+        else:
+            outcome = {"error": "access_denied"}
         outcome["state"] = self.state
         joiner = "&" if "?" in self.redirect_uri else "?"
         return f"{self.redirect_uri}{joiner}{urlencode(outcome)}"
 
     @classmethod
-    def from_row(cls, row: Record) -> ConsentRequest:
+    def from_row(cls, row: Record, code: str | None = None) -> ConsentRequest:
         return cls(
             pk=row["id"],
             owner=row["patient_id"],
             partner_pk=row["partner_id"],
             redirect_uri=row["redirect_uri"],
             state=row["state"],
+            code=code,
             id=strawberry.ID(encode_global_id("ConsentRequest", row["id"])),
             scopes=list(row["scopes"]),
             consent_expires_at=row["consent_expires_at"],

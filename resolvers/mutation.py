@@ -12,6 +12,7 @@ from gateway.errors import BadUserInput
 from gateway.ids import decode_global_id
 from resolvers.break_glass import BreakGlassGrant
 from resolvers.consent import Consent, ConsentRequest
+from resolvers.patient import Patient
 
 __all__ = ["Mutation"]
 
@@ -70,8 +71,19 @@ class Mutation:
     async def answer_consent_request(
         self, info: strawberry.Info, id: strawberry.ID, approve: bool
     ) -> ConsentRequest:
-        row = await info.context.changes.answer_consent_request(_pk(id, "ConsentRequest"), approve)
-        return ConsentRequest.from_row(row)
+        row, code = await info.context.changes.answer_consent_request(
+            _pk(id, "ConsentRequest"), approve
+        )
+        return ConsentRequest.from_row(row, code)
+
+    @policy_mutation(
+        description="The patient who approved a consent request (partners): the code the "
+        "patient came back with, redeemed once, within ten minutes. What the patient's fields "
+        "show follows the consent, as everywhere."
+    )
+    async def redeem_consent_code(self, info: strawberry.Info, code: str) -> Patient | None:
+        patient = await info.context.changes.redeem_consent_code(code)
+        return Patient.maybe(await info.context.loaders.patient.load(patient))
 
     @policy_mutation(
         description="Open emergency access to a patient's record (clinicians). "

@@ -637,6 +637,30 @@ for mutant_id, old, new, why in (
         "two approvals at once: the second fails (or, without the index, two consents in force)",
     ),
     (
+        "consent-code-any-partner",
+        "where r.code_digest = p_code_digest and p_role = 'partner' and r.partner_id = p_actor",
+        "where r.code_digest = p_code_digest and p_role = 'partner'",
+        "another partner holding the code (it travelled through a browser) learns the patient",
+    ),
+    (
+        "consent-code-any-role",
+        "where r.code_digest = p_code_digest and p_role = 'partner' and r.partner_id = p_actor",
+        "where r.code_digest = p_code_digest and r.partner_id = p_actor",
+        "a caller of another role with the partner's id redeems (the role guard alone)",
+    ),
+    (
+        "consent-code-twice",
+        "    if issued.id is null or issued.code_redeemed_at is not null\n",
+        "    if issued.id is null\n",
+        "a replayed code (a leaked log line) names the patient again",
+    ),
+    (
+        "consent-code-expired",
+        "       or now() >= issued.code_expires_at then",
+        "       then",
+        "a code found days later still names the patient",
+    ),
+    (
         "rls-consent-request-any-patient",
         "using (\n    api.scope_role() = 'patient' and patient_id = api.scope_actor()\n);",
         "using (\n    api.scope_role() = 'patient'\n);",

@@ -112,8 +112,9 @@ def answer(client, token, request_id, approve):
 
 
 def refusal(name: str, message: str) -> dict:
+    # redeemConsentCode returns a nullable Patient: its data stays, null.
     return {
-        "data": None,
+        "data": {name: None} if name == "redeemConsentCode" else None,
         "errors": [{"message": message, "path": [name], "extensions": {"code": "BAD_USER_INPUT"}}],
     }
 
@@ -161,7 +162,14 @@ def test_approving_grants_exactly_the_scopes_asked_for_once(env, production, peo
     status, body, _ = answer(production, people["token"], opened["id"], True)
     answered = body["data"]["answerConsentRequest"]
     assert answered["approved"] is True
-    assert answered["redirectTo"] == f"{BACK}&consent=granted&state=st-42"
+    back = urlsplit(answered["redirectTo"])
+    returned = parse_qs(back.query)
+    assert f"{back.scheme}://{back.netloc}{back.path}?app=1" == BACK
+    assert (returned["consent"], returned["state"], len(returned["code"][0])) == (
+        ["granted"],
+        ["st-42"],
+        43,  # 32 random bytes
+    )
     after = stored(env, people["patient"])
     [consent] = after["consents"]
     assert (consent["partner_id"], consent["scopes"], consent["revoked_at"]) == (
@@ -209,7 +217,8 @@ def test_the_state_comes_back_encoded_and_a_uri_without_query_gets_one(env, prod
     _, body, _ = answer(production, people["token"], body["data"]["requestConsent"]["id"], True)
     back = urlsplit(body["data"]["answerConsentRequest"]["redirectTo"])
     assert f"{back.scheme}://{back.netloc}{back.path}" == plain
-    assert parse_qs(back.query) == {"consent": ["granted"], "state": [state]}
+    returned = parse_qs(back.query)
+    assert (returned["consent"], returned["state"]) == (["granted"], [state])
 
 
 BAD_LINKS = {
@@ -353,8 +362,7 @@ def test_a_redirect_uri_removed_after_the_request_is_not_used(env, production, p
 
 def test_two_requests_approved_at_once_leave_one_consent_in_force(env, production, people):
     """Two tabs, two requests of one partner, both approved at the same moment: each approval
-    replaces the consent before it, so exactly one is in force (and the database's unique index
-    holds it too)."""
+    replaces the consent before it, so exactly one is in force."""
     import asyncio
 
     import httpx
@@ -386,3 +394,76 @@ def test_two_requests_approved_at_once_leave_one_consent_in_force(env, productio
     consents = stored(env, people["patient"])["consents"]
     assert len(consents) == 2
     assert len([c for c in consents if c["revoked_at"] is None]) == 1
+
+
+def redeem(client, token, code):
+    return send(client, "RedeemConsentCode", token, {"code": code})
+
+
+def approved_code(client, people, asked) -> str:
+    _, body, _ = ask(client, people, scopes=asked)
+    _, body, _ = answer(client, people["token"], body["data"]["requestConsent"]["id"], True)
+    return parse_qs(urlsplit(body["data"]["answerConsentRequest"]["redirectTo"]).query)["code"][0]
+
+
+def test_the_partner_learns_who_approved_by_redeeming_the_code_once(env, production, people):
+    """The return says nothing of who answered; the code, redeemed with the partner's own token,
+    does: the patient, under the consent just given (patient/Patient.rs here)."""
+    code = approved_code(production, people, [scopes.PATIENT, scopes.CONSULTATION])
+    token = partner_token(env, people["partner_subject"])
+    status, body, served = redeem(production, token, code)
+    assert (status, served) == (200, [INTERPRETER])
+    assert body == {
+        "data": {
+            "redeemConsentCode": {
+                "id": gid("Patient", people["patient"]),
+                "displayName": f"Patient {people['patient']}",
+            }
+        }
+    }
+    # Once: the same code again (a replayed return, a leaked log line) is refused.
+    _, body, _ = redeem(production, token, code)
+    assert body == refusal(
+        "redeemConsentCode", "This code is not valid: unknown, used, or older than ten minutes"
+    )
+
+
+def test_a_code_is_the_partners_own_and_lives_ten_minutes(env, production, people):
+    code = approved_code(production, people, [scopes.PATIENT])
+    other_subject, _ = new_partner(env, "consent-other")
+    invalid = refusal(
+        "redeemConsentCode", "This code is not valid: unknown, used, or older than ten minutes"
+    )
+    # Another partner holding the code (it travelled through a browser) learns nothing.
+    _, body, _ = redeem(production, partner_token(env, other_subject), code)
+    assert body == invalid
+    for wrong in ("", "x" * 43, code[:-1]):
+        _, body, _ = redeem(production, partner_token(env, people["partner_subject"]), wrong)
+        assert body == invalid
+    as_admin(
+        env,
+        lambda c: c.execute(
+            "update data.consent_requests set code_expires_at = now() - interval '1 second' "
+            "where patient_id = $1",
+            people["patient"],
+        ),
+    )
+    _, body, _ = redeem(production, partner_token(env, people["partner_subject"]), code)
+    assert body == invalid
+    # A patient cannot redeem one (the operation is for partner accounts).
+    status, body, _ = redeem(production, people["token"], code)
+    assert (status, body["errors"][0]["message"]) == (
+        403,
+        "The operation 'RedeemConsentCode' is for partner accounts",
+    )
+
+
+def test_what_the_redeemed_patient_shows_follows_the_consent(env, production, people):
+    """Approved for consultations only: the code is spent, and the patient it names is not the
+    partner's to see (patient/Patient.rs was not given): null, as a patient by ID would be."""
+    code = approved_code(production, people, [scopes.CONSULTATION])
+    token = partner_token(env, people["partner_subject"])
+    _, body, _ = redeem(production, token, code)
+    assert body == {"data": {"redeemConsentCode": None}}
+    _, body, _ = redeem(production, token, code)
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"  # spent all the same

@@ -822,7 +822,7 @@ async def _change(connection, function: str, role: str, actor, world: World, tar
         "grant_consent": [target, [CONSULTATION], soon],
         "revoke_consent": [target],
         "open_consent_request": [target, [CONSULTATION], CONSENT_PAGE, "s", soon],
-        "answer_consent_request": [target, True],
+        "answer_consent_request": [target, True, b"\x00" * 32],
         "open_break_glass": [target, "Unconscious on arrival, history needed", 5],
     }[function]
     transaction = connection.transaction()
@@ -948,3 +948,126 @@ def test_answering_another_patients_consent_request_past_every_other_lock_change
         )
     )
     assert (returned, changed) == (0, NOTHING)
+
+
+async def _redeem(connection, world: World, role: str, actor, code: bytes) -> tuple:
+    """redeem_consent_code called as the superuser (no gateway, no MutationPolicy, no row-level
+    security), rolled back: (the patient returned or the refusal's SQLSTATE, redeemed after)."""
+    import hashlib
+
+    transaction = connection.transaction()
+    await transaction.start()
+    try:
+        request = uuid4()
+        await connection.execute(
+            "insert into data.consent_requests (id, patient_id, partner_id, scopes, "
+            "redirect_uri, state, consent_expires_at, valid_until) values ($1, $2, $3, $4, "
+            "$5, 's', now() + interval '7 days', now() + interval '15 minutes')",
+            request,
+            world.patients["ana"],
+            world.partners["pa_some"],
+            [CONSULTATION],
+            CONSENT_PAGE,
+        )
+        await connection.execute(
+            "update data.consent_requests set answered_at = now(), approved = true, "
+            "consent_id = $2, code_digest = $3, code_expires_at = now() + interval '10 minutes' "
+            "where id = $1",
+            request,
+            world.extra["ana_consent"],
+            hashlib.sha256(code).digest(),
+        )
+        try:
+            async with connection.transaction():  # a savepoint: a refusal rolls back to here
+                rows = await connection.fetch(
+                    queries.REDEEM_CONSENT_CODE,
+                    _who(world),
+                    role,
+                    actor,
+                    hashlib.sha256(code).digest(),
+                )
+            outcome = [row["patient_id"] for row in rows]
+        except asyncpg.PostgresError as error:
+            outcome = error.sqlstate
+        redeemed = await connection.fetchval(
+            "select code_redeemed_at is not null from data.consent_requests where id = $1",
+            request,
+        )
+    finally:
+        await transaction.rollback()
+    return outcome, redeemed
+
+
+@pytest.mark.parametrize("role", ["patient", "clinician", "support", "partner", "auditor", "root"])
+def test_redeeming_a_consent_code_past_every_other_lock_answers_only_its_partner(
+    env, world, ana_consent, role
+):
+    """redeem_consent_code's guards alone: the code of a request pa_some sent Ana, redeemed by
+    pa_some (Ana's id, once) and by every other caller, pa_none included: refused, unredeemed."""
+    actors = {
+        "patient": world.patients["ana"],
+        "clinician": world.clinicians["dr_a"],
+        "partner": world.partners["pa_some"],
+        "support": None,
+        "auditor": None,
+        "root": None,
+    }
+    outcome = asyncio.run(admin(env, lambda c: _redeem(c, world, role, actors[role], b"the-code")))
+    if role == "partner":
+        assert outcome == ([world.patients["ana"]], True)
+    else:
+        assert outcome == ("GW400", False)
+    other = asyncio.run(
+        admin(env, lambda c: _redeem(c, world, "partner", world.partners["pa_none"], b"the-code"))
+    )
+    assert other == ("GW400", False)
+
+
+def test_two_grants_at_once_leave_one_consent_in_force(env, world):
+    """grant_consent's lock alone: while one grant's transaction is open, a second grant of the
+    same patient and partner waits for it, then replaces it. Without the lock the second sees no
+    consent to replace and two stay in force ("replaces any earlier consent" broken)."""
+    from datetime import UTC, datetime, timedelta
+
+    partner = uuid4()
+    ana = world.patients["ana"]
+    expires = datetime.now(UTC) + timedelta(days=1)
+
+    async def race():
+        first = await asyncpg.connect(env.admin_url)
+        second = await asyncpg.connect(env.admin_url)
+        try:
+            await first.execute("insert into data.partners values ($1, 'Race')", partner)
+            transaction = first.transaction()
+            await transaction.start()
+            await first.fetch(
+                queries.GRANT_CONSENT, _who(world), "patient", ana, partner, [CONSULTATION], expires
+            )
+            waiting = asyncio.create_task(
+                second.fetch(
+                    queries.GRANT_CONSENT,
+                    _who(world),
+                    "patient",
+                    ana,
+                    partner,
+                    [RECORDING],
+                    expires,
+                )
+            )
+            await asyncio.sleep(0.5)
+            blocked = not waiting.done()
+            await transaction.commit()
+            await waiting
+            in_force = await first.fetch(
+                "select scopes from data.consents where patient_id = $1 and partner_id = $2 "
+                "and revoked_at is null",
+                ana,
+                partner,
+            )
+            await first.execute("delete from data.consents where partner_id = $1", partner)
+            return blocked, [list(r["scopes"]) for r in in_force]
+        finally:
+            await first.close()
+            await second.close()
+
+    assert asyncio.run(race()) == (True, [[RECORDING]])

@@ -35,8 +35,10 @@ ALLOWED = {
     "revokeConsent": "patient",
     "requestConsent": "patient",
     "answerConsentRequest": "patient",
+    "redeemConsentCode": "partner",
     "openBreakGlass": "clinician",
 }
+REDEEM = "mutation($c: String!) { redeemConsentCode(code: $c) { id } }"
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +173,7 @@ def _call(client, mutation: str, token: str, world):
             {"p": gid("Partner", world["partner"]), "s": [scopes.RECORDING], "r": REDIRECT},
         ),
         "answerConsentRequest": (ANSWER, {"id": gid("ConsentRequest", world["waiting"])}),
+        "redeemConsentCode": (REDEEM, {"c": "a-code-the-partner-was-never-sent"}),
         "openBreakGlass": (OPEN, {"p": gid("Patient", world["T"]), "r": REASON}),
     }[mutation]
     response = client.post(query, token, variables, **{"x-request-id": request_id})
@@ -194,8 +197,8 @@ def test_a_role_the_table_does_not_list_is_refused_and_changes_nothing(
     before = _state(env, world)
     body, request_id = _call(client, mutation, world["tokens"][role], world)
     allowed = ALLOWED[mutation]
-    # revokeConsent returns a nullable Consent; the other two non-null objects.
-    data = {"revokeConsent": None} if mutation == "revokeConsent" else None
+    # revokeConsent and redeemConsentCode return a nullable object; the others non-null ones.
+    data = {mutation: None} if mutation in ("revokeConsent", "redeemConsentCode") else None
     assert body["data"] == data
     assert [(e["message"], e["path"], e["extensions"]) for e in body["errors"]] == [
         (f"Only a {allowed} may do this", [mutation], {"code": "FORBIDDEN"})

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -199,7 +200,7 @@ def test_the_consent_example_asks_checks_the_return_and_the_client_then_reads(en
         lambda c: c.execute(
             "update data.partners set allowed_scopes = $2, redirect_uris = $3 where id = $1",
             partner,
-            [C],
+            [C, P],
             [back],
         ),
     )
@@ -217,6 +218,8 @@ def test_the_consent_example_asks_checks_the_return_and_the_client_then_reads(en
             back,
             "--scope",
             C,
+            "--scope",
+            P,
         )
         assert asked.returncode == 0, asked.stderr
         made = json.loads(asked.stdout)
@@ -234,6 +237,25 @@ def test_the_consent_example_asks_checks_the_return_and_the_client_then_reads(en
         grants.consents += [row["id"] for row in rows]  # removed at the end
         told = _consent("outcome", "--returned", returned, "--state", made["state"])
         assert (told.returncode, json.loads(told.stdout)) == (0, {"consent": "granted"})
+        # Who approved: the code, redeemed with the partner's own token, once.
+        code = parse_qs(urlsplit(returned).query)["code"][0]
+        redeem = ["redeem", "--gateway", production, "--token", partner_token(env, subject, P)]
+        redeem += ["--code", code, "--manifest", str(MANIFEST)]
+        who = _consent(*redeem)
+        assert (who.returncode, json.loads(who.stdout)) == (
+            0,
+            {
+                "patient": {
+                    "id": _gid("Patient", patient),
+                    "displayName": _display_name(env, patient),
+                }
+            },
+        )
+        again = _consent(*redeem)
+        assert (again.returncode, again.stderr) == (
+            1,
+            "consent: This code is not valid: unknown, used, or older than ten minutes\n",
+        )
         forged = _consent("outcome", "--returned", returned, "--state", "another-state")
         assert (forged.returncode, forged.stdout, forged.stderr) == (
             1,
@@ -251,6 +273,14 @@ def test_the_consent_example_asks_checks_the_return_and_the_client_then_reads(en
             lambda c: c.execute("delete from data.consent_requests where partner_id = $1", partner),
         )
         grants.close()
+
+
+def _display_name(env, patient) -> str:
+    from tests.support import as_admin
+
+    return as_admin(
+        env, lambda c: c.fetchval("select display_name from data.patients where id = $1", patient)
+    )
 
 
 def _gid(type_name: str, pk) -> str:

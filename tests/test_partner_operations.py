@@ -38,7 +38,11 @@ from tests.test_partner_scopes import (
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "apps" / "manifest.json"
 OPERATIONS = {o["name"]: o for o in json.loads(MANIFEST.read_text())["operations"]}
-PARTNER_OPERATIONS = sorted(n for n, o in OPERATIONS.items() if o["roles"] == ["partner"])
+# The partner's reads (its one mutation, RedeemConsentCode, is the consent page's: tested in
+# tests/test_consent_page.py).
+PARTNER_OPERATIONS = sorted(
+    n for n, o in OPERATIONS.items() if o["roles"] == ["partner"] and o["type"] == "query"
+)
 
 
 def _fields(operation: str, path: list[str]) -> list[str]:

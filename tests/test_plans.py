@@ -99,7 +99,12 @@ def test_every_trusted_query_compiles_and_a_mutation_runs_through_graphql_core()
         **REFUSED,
         **{
             name: "a mutation: only queries are compiled"
-            for name in ("RevokeConsent", "RequestConsent", "AnswerConsentRequest")
+            for name in (
+                "RevokeConsent",
+                "RequestConsent",
+                "AnswerConsentRequest",
+                "RedeemConsentCode",
+            )
         },
     }
 

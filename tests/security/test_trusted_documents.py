@@ -285,6 +285,7 @@ def test_every_operation_of_the_manifest_names_its_roles():
                 "PartnerMe",
                 "PartnerPatient",
                 "PartnerRecording",
+                "RedeemConsentCode",
             )
         },
     }

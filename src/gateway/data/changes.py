@@ -7,6 +7,8 @@ writes its audit event in the same statement: no change without its record.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -30,6 +32,10 @@ __all__ = ["AccessChanges"]
 _BAD_INPUT = "GW400"
 _LONGEST_STATE = 512
 _LONGEST_URI = 2048
+
+
+def _digest(code: str) -> bytes:
+    return hashlib.sha256(code.encode()).digest()
 
 
 class AccessChanges:
@@ -132,14 +138,32 @@ class AccessChanges:
             raise Forbidden("Only a patient may do this")
         return self._disclosed(rows[0])
 
-    async def answer_consent_request(self, request: UUID, approve: bool) -> Any:
+    async def answer_consent_request(self, request: UUID, approve: bool) -> tuple[Any, str | None]:
+        """(the answered request, the one-time code an approval sends the partner back with;
+        the database keeps its SHA-256 only)."""
         self._require("answerConsentRequest")
+        code = secrets.token_urlsafe(32) if approve else None
         rows = await self._call(
-            queries.ANSWER_CONSENT_REQUEST, request, approve, missing="No such consent request"
+            queries.ANSWER_CONSENT_REQUEST,
+            request,
+            approve,
+            _digest(code) if code else None,
+            missing="No such consent request",
         )
         if not rows:
             raise BadUserInput("No such consent request")
-        return self._disclosed(rows[0])
+        return self._disclosed(rows[0]), code
+
+    async def redeem_consent_code(self, code: str) -> UUID:
+        """The patient who approved the request the code was issued for (the partner's own
+        request, once, within ten minutes)."""
+        self._require("redeemConsentCode")
+        if not 1 <= len(code) <= _LONGEST_STATE:
+            raise BadUserInput("This code is not valid: unknown, used, or older than ten minutes")
+        rows = await self._call(queries.REDEEM_CONSENT_CODE, _digest(code), missing="No such code")
+        if not rows:
+            raise Forbidden("Only a partner may do this")
+        return rows[0]["patient_id"]
 
     def _disclosed(self, row: Any) -> Any:
         self._ledger.record_object("ConsentRequest", row["id"], row["patient_id"])

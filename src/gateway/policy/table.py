@@ -306,6 +306,7 @@ MUTATIONS: tuple[MutationRight, ...] = (
     MutationRight("revokeConsent", frozenset({Role.PATIENT})),
     MutationRight("requestConsent", frozenset({Role.PATIENT})),
     MutationRight("answerConsentRequest", frozenset({Role.PATIENT})),
+    MutationRight("redeemConsentCode", frozenset({Role.PARTNER})),
     MutationRight("openBreakGlass", frozenset({Role.CLINICIAN})),
 )
 

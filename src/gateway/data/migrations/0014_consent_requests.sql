@@ -19,7 +19,13 @@ create table data.consent_requests (
     answered_at timestamptz,
     approved boolean,
     consent_id uuid references data.consents,
+    -- The one-time code an approval sends the partner (its SHA-256 only): the partner redeems it
+    -- with its own token for the patient who answered (api.redeem_consent_code).
+    code_digest bytea unique,
+    code_expires_at timestamptz,
+    code_redeemed_at timestamptz,
     check ((answered_at is null) = (approved is null)),
+    check ((code_digest is null) = (approved is not true)),
     check (approved is not true or consent_id is not null)
 );
 create index consent_requests_by_patient on data.consent_requests (patient_id);
@@ -34,8 +40,15 @@ create policy consent_request_open on data.consent_requests for insert to gatewa
 create policy consent_request_answer on data.consent_requests for update to gateway_app
     using (api.scope_role() = 'patient' and patient_id = api.scope_actor())
     with check (api.scope_role() = 'patient' and patient_id = api.scope_actor());
+-- The partner sees its approved requests (to redeem their code), nothing else.
+create policy consent_request_partner_rows on data.consent_requests for select to gateway_app
+    using (api.scope_role() = 'partner' and partner_id = api.scope_actor() and approved);
+create policy consent_request_redeem on data.consent_requests for update to gateway_app
+    using (api.scope_role() = 'partner' and partner_id = api.scope_actor() and approved)
+    with check (api.scope_role() = 'partner' and partner_id = api.scope_actor());
 grant select, insert on data.consent_requests to gateway_app;
-grant update (answered_at, approved, consent_id) on data.consent_requests to gateway_app;
+grant update (answered_at, approved, consent_id, code_digest, code_expires_at, code_redeemed_at)
+    on data.consent_requests to gateway_app;
 
 create function api.open_consent_request(
     p_who jsonb, p_role text, p_actor uuid, p_partner uuid, p_scopes text[],
@@ -78,7 +91,8 @@ end
 $$;
 
 create function api.answer_consent_request(
-    p_who jsonb, p_role text, p_actor uuid, p_request uuid, p_approve boolean
+    p_who jsonb, p_role text, p_actor uuid, p_request uuid, p_approve boolean,
+    p_code_digest bytea
 ) returns setof data.consent_requests
     language plpgsql volatile
     as $$
@@ -115,18 +129,44 @@ begin
             p_who, p_role, p_actor, asked.partner_id, asked.scopes, asked.consent_expires_at);
     end if;
     update data.consent_requests
-    set answered_at = now(), approved = p_approve, consent_id = granted.id
+    set answered_at = now(), approved = p_approve, consent_id = granted.id,
+        code_digest = case when p_approve then p_code_digest end,
+        code_expires_at = case when p_approve then now() + interval '10 minutes' end
     where id = asked.id
     returning * into asked;
     return next asked;
 end
 $$;
 
+-- The partner's half: the code it was sent back with, redeemed once, within ten minutes, by the
+-- partner it was issued to, for the patient who approved (an id; every row it leads to is then
+-- loaded under the partner's consent, as any other).
+create function api.redeem_consent_code(
+    p_who jsonb, p_role text, p_actor uuid, p_code_digest bytea
+) returns table (patient_id uuid, consent_id uuid)
+    language plpgsql volatile
+    as $$
+declare
+    issued data.consent_requests;
+begin
+    perform api.enter_scope(p_role, p_actor, null);
+    select * into issued from data.consent_requests r
+    where r.code_digest = p_code_digest and p_role = 'partner' and r.partner_id = p_actor
+    for update;
+    if issued.id is null or issued.code_redeemed_at is not null
+       or now() >= issued.code_expires_at then
+        raise exception 'This code is not valid: unknown, used, or older than ten minutes'
+            using errcode = 'GW400';
+    end if;
+    update data.consent_requests r set code_redeemed_at = now() where r.id = issued.id;
+    return query select issued.patient_id, issued.consent_id;
+end
+$$;
+
 -- One consent in force per patient and partner ("replaces any earlier consent"), also when two
 -- approvals (two tabs, two requests) run at once: the second waits for the first, then revokes
--- what the first granted. The index is the database's own guarantee of the same.
-create unique index consents_one_in_force on data.consents (patient_id, partner_id)
-    where revoked_at is null;
+-- what the first granted. (No unique index: a trail of an earlier race may hold two, and this
+-- migration must apply to it.)
 
 create or replace function api.grant_consent(
     p_who jsonb, p_role text, p_actor uuid, p_partner uuid, p_scopes text[],
