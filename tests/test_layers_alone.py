@@ -1002,17 +1002,11 @@ async def _redeem(connection, world: World, role: str, actor, code: bytes) -> tu
 def test_redeeming_a_consent_code_past_every_other_lock_answers_only_its_partner(
     env, world, ana_consent, role
 ):
-    """redeem_consent_code's guards alone: the code of a request pa_some sent Ana, redeemed by
-    pa_some (Ana's id, once) and by every other caller, pa_none included: refused, unredeemed."""
-    actors = {
-        "patient": world.patients["ana"],
-        "clinician": world.clinicians["dr_a"],
-        "partner": world.partners["pa_some"],
-        "support": None,
-        "auditor": None,
-        "root": None,
-    }
-    outcome = asyncio.run(admin(env, lambda c: _redeem(c, world, role, actors[role], b"the-code")))
+    """redeem_consent_code's guards alone: the code of a request pa_some sent Ana, redeemed with
+    pa_some's id as the actor under every role (only a partner's scope may redeem: Ana's id,
+    once), and by pa_none (only the partner it was issued to): refused, unredeemed."""
+    actor = world.partners["pa_some"]
+    outcome = asyncio.run(admin(env, lambda c: _redeem(c, world, role, actor, b"the-code")))
     if role == "partner":
         assert outcome == ([world.patients["ana"]], True)
     else:
