@@ -158,6 +158,40 @@ class ExecutorClient(GraphQLClient):
         self.served.append(meant if delta[meant] else None)
 
 
+APP_MANIFEST = ROOT / "apps" / "manifest.json"
+APP_OPERATIONS = {o["name"]: o for o in json.loads(APP_MANIFEST.read_text())["operations"]}
+
+
+@contextlib.contextmanager
+def app_manifest_gateway(env: Any) -> Iterator[GraphQLClient]:
+    """A gateway as production runs it: the repository's manifest, no free-form documents."""
+    app = create_app(env.settings(trusted_documents=APP_MANIFEST, free_form_documents=None))
+    with serving(app) as server:
+        client = GraphQLClient(server.url)
+        try:
+            yield client
+        finally:
+            client.http.close()
+
+
+def send_operation(
+    client: GraphQLClient, name: str, token: str, variables: dict | None = None
+) -> tuple[int, dict, list[str]]:
+    """One of the repository's operations by its hash, as an app or a partner sends it:
+    (status, body, which executor served it)."""
+    before = executions(client.http)
+    body: dict[str, Any] = {
+        "operationName": name,
+        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": APP_OPERATIONS[name]["id"]}},
+    }
+    if variables is not None:
+        body["variables"] = variables
+    response = client.http.post("/graphql", json=body, headers={"authorization": f"Bearer {token}"})
+    after = executions(client.http)
+    served = [executor for executor in after if after[executor] > before[executor]]
+    return response.status_code, response.json(), served
+
+
 def settings_for(executor: str, manifest: Path | None) -> dict[str, Any]:
     """The settings that make a gateway of ``executor``: production's free-form rule (developer
     accounts only) and the test manifest for the compiled side."""

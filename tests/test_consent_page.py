@@ -21,16 +21,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from gateway import create_app
 from gateway.config import Settings
 from gateway.policy import scopes
 from tests.actors import gid, new_clinician, new_partner, new_patient, partner_token
-from tests.executors import INTERPRETER, executions
-from tests.support import GraphQLClient, as_admin, serving
+from tests.executors import APP_OPERATIONS, INTERPRETER, app_manifest_gateway, send_operation
+from tests.support import as_admin
 
 ROOT = Path(__file__).resolve().parents[1]
-MANIFEST = ROOT / "apps" / "manifest.json"
-OPERATIONS = {op["name"]: op for op in json.loads(MANIFEST.read_text())["operations"]}
 BACK = "https://partner.example/back?app=1"
 ASKED = [scopes.RECORDING, scopes.CONSULTATION]
 DAYS = Settings.model_fields["consent_request_days"].default
@@ -38,13 +35,8 @@ DAYS = Settings.model_fields["consent_request_days"].default
 
 @pytest.fixture(scope="module")
 def production(env):
-    app = create_app(env.settings(trusted_documents=MANIFEST, free_form_documents=None))
-    with serving(app) as server:
-        client = GraphQLClient(server.url)
-        try:
-            yield client
-        finally:
-            client.http.close()
+    with app_manifest_gateway(env) as client:
+        yield client
 
 
 def _register(env, partner, allowed, uris=(BACK,), name=None) -> None:
@@ -76,24 +68,13 @@ def people(env):
     }
 
 
-def send(client: GraphQLClient, name: str, token: str, variables: dict):
-    """The web app's operation by hash: (status, body, which executor served it)."""
-    before = executions(client.http)
-    response = client.http.post(
-        "/graphql",
-        json={
-            "operationName": name,
-            "variables": variables,
-            "extensions": {"persistedQuery": {"version": 1, "sha256Hash": OPERATIONS[name]["id"]}},
-        },
-        headers={"authorization": f"Bearer {token}"},
-    )
-    after = executions(client.http)
-    served = [executor for executor in after if after[executor] > before[executor]]
-    body = response.json()
+def send(client, name: str, token: str, variables: dict):
+    """The web app's operation by hash (tests.executors.send_operation), without the errors'
+    locations (where in the reviewed document: not what is tested)."""
+    status, body, served = send_operation(client, name, token, variables)
     for error in body.get("errors", []):
-        error.pop("locations", None)  # where in the reviewed document: not what is tested
-    return response.status_code, body, served
+        error.pop("locations", None)
+    return status, body, served
 
 
 def ask(client, people, **changes):
@@ -371,7 +352,7 @@ def test_two_requests_approved_at_once_leave_one_consent_in_force(env, productio
     for asked in ([scopes.CONSULTATION], [scopes.RECORDING]):
         _, body, _ = ask(production, people, scopes=asked)
         ids.append(body["data"]["requestConsent"]["id"])
-    sha = OPERATIONS["AnswerConsentRequest"]["id"]
+    sha = APP_OPERATIONS["AnswerConsentRequest"]["id"]
 
     async def approve_both():
         async with httpx.AsyncClient(base_url=production.http.base_url) as http:

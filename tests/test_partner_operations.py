@@ -20,12 +20,11 @@ from typing import Any
 import pytest
 from graphql import FieldNode, parse
 
-from gateway import create_app
 from gateway.authz.exit_check import ExitCheck, ExitQuestions
 from tests.actors import Grants, gid, new_partner, partner_token
-from tests.executors import executions
+from tests.executors import app_manifest_gateway, send_operation
 from tests.sabotage import sabotaged_gateway, unfiltered
-from tests.support import GraphQLClient, all_strings, as_admin, serving
+from tests.support import all_strings, as_admin
 from tests.test_partner_scopes import (
     COMBINATIONS,
     CONSENTS,
@@ -75,13 +74,8 @@ PATIENT = _fields("PartnerPatient", ["patient"])
 @pytest.fixture(scope="module")
 def production(env):
     """A gateway as production runs it, with the repository's manifest."""
-    app = create_app(env.settings(trusted_documents=MANIFEST, free_form_documents=None))
-    with serving(app) as server:
-        client = GraphQLClient(server.url)
-        try:
-            yield client
-        finally:
-            client.http.close()
+    with app_manifest_gateway(env) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -97,18 +91,7 @@ def clinicians(env) -> dict:
     return {row["id"]: row for row in rows}
 
 
-def send(client: GraphQLClient, name: str, token: str, variables: dict | None = None):
-    """The operation by hash: (status, body, which executor served it)."""
-    before = executions(client.http)
-    body: dict[str, Any] = {
-        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": OPERATIONS[name]["id"]}}
-    }
-    if variables is not None:
-        body["variables"] = variables
-    response = client.http.post("/graphql", json=body, headers={"authorization": f"Bearer {token}"})
-    after = executions(client.http)
-    served = [executor for executor in after if after[executor] > before[executor]]
-    return response.status_code, response.json(), served
+send = send_operation
 
 
 def _expected(world, clinicians, effective: frozenset[str], name: str) -> Expected:
