@@ -78,11 +78,13 @@ class Mutation:
 
     @policy_mutation(
         description="The patient who approved a consent request (partners): the code the "
-        "patient came back with, redeemed once, within ten minutes. What the patient's fields "
-        "show follows the consent, as everywhere."
+        "patient came back with and the state your session kept for that link, redeemed once, "
+        "within ten minutes. What the patient's fields show follows the consent, as everywhere."
     )
-    async def redeem_consent_code(self, info: strawberry.Info, code: str) -> Patient | None:
-        patient = await info.context.changes.redeem_consent_code(code)
+    async def redeem_consent_code(
+        self, info: strawberry.Info, code: str, state: str
+    ) -> Patient | None:
+        patient = await info.context.changes.redeem_consent_code(code, state)
         return Patient.maybe(await info.context.loaders.patient.load(patient))
 
     @policy_mutation(

@@ -655,9 +655,23 @@ for mutant_id, old, new, why in (
         "a replayed code (a leaked log line) names the patient again",
     ),
     (
-        "consent-code-expired",
+        "consent-code-any-state",
+        "       or now() >= issued.code_expires_at or issued.state is distinct from p_state then",
         "       or now() >= issued.code_expires_at then",
-        "       then",
+        "a code stolen from a browser, redeemed in another session, names the patient there",
+    ),
+    (
+        "rls-consent-request-partner-any-partner",
+        "    using (api.scope_role() = 'partner' and partner_id = api.scope_actor() and approved\n"
+        "           and now() < code_expires_at);",
+        "    using (api.scope_role() = 'partner' and approved\n"
+        "           and now() < code_expires_at);",
+        "consent_request_partner_rows: a partner reads every partner's approved requests",
+    ),
+    (
+        "consent-code-expired",
+        "       or now() >= issued.code_expires_at or issued.state is distinct from p_state then",
+        "       or issued.state is distinct from p_state then",
         "a code found days later still names the patient",
     ),
     (

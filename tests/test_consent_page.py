@@ -377,8 +377,8 @@ def test_two_requests_approved_at_once_leave_one_consent_in_force(env, productio
     assert len([c for c in consents if c["revoked_at"] is None]) == 1
 
 
-def redeem(client, token, code):
-    return send(client, "RedeemConsentCode", token, {"code": code})
+def redeem(client, token, code, state="st-42"):
+    return send(client, "RedeemConsentCode", token, {"code": code, "state": state})
 
 
 def approved_code(client, people, asked) -> str:
@@ -417,6 +417,10 @@ def test_a_code_is_the_partners_own_and_lives_ten_minutes(env, production, peopl
     )
     # Another partner holding the code (it travelled through a browser) learns nothing.
     _, body, _ = redeem(production, partner_token(env, other_subject), code)
+    assert body == invalid
+    # Nor does the partner itself for another of its sessions: someone who stole a return and
+    # brought it back in a session of their own has that session's state, not this one's.
+    _, body, _ = redeem(production, partner_token(env, people["partner_subject"]), code, "st-43")
     assert body == invalid
     for wrong in ("", "x" * 43, code[:-1]):
         _, body, _ = redeem(production, partner_token(env, people["partner_subject"]), wrong)

@@ -950,7 +950,9 @@ def test_answering_another_patients_consent_request_past_every_other_lock_change
     assert (returned, changed) == (0, NOTHING)
 
 
-async def _redeem(connection, world: World, role: str, actor, code: bytes) -> tuple:
+async def _redeem(
+    connection, world: World, role: str, actor, code: bytes, state: str = "s"
+) -> tuple:
     """redeem_consent_code called as the superuser (no gateway, no MutationPolicy, no row-level
     security), rolled back: (the patient returned or the refusal's SQLSTATE, redeemed after)."""
     import hashlib
@@ -985,6 +987,7 @@ async def _redeem(connection, world: World, role: str, actor, code: bytes) -> tu
                     role,
                     actor,
                     hashlib.sha256(code).digest(),
+                    state,
                 )
             outcome = [row["patient_id"] for row in rows]
         except asyncpg.PostgresError as error:
@@ -1015,6 +1018,13 @@ def test_redeeming_a_consent_code_past_every_other_lock_answers_only_its_partner
         admin(env, lambda c: _redeem(c, world, "partner", world.partners["pa_none"], b"the-code"))
     )
     assert other == ("GW400", False)
+    elsewhere = asyncio.run(
+        admin(
+            env,
+            lambda c: _redeem(c, world, "partner", actor, b"the-code", state="another session"),
+        )
+    )
+    assert elsewhere == ("GW400", False)
 
 
 def test_two_grants_at_once_leave_one_consent_in_force(env, world):

@@ -38,7 +38,7 @@ ALLOWED = {
     "redeemConsentCode": "partner",
     "openBreakGlass": "clinician",
 }
-REDEEM = "mutation($c: String!) { redeemConsentCode(code: $c) { id } }"
+REDEEM = 'mutation($c: String!) { redeemConsentCode(code: $c, state: "x") { id } }'
 
 
 @pytest.fixture(scope="module")

@@ -158,6 +158,11 @@ def _consent(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _printed(result: subprocess.CompletedProcess) -> dict:
+    assert result.returncode == 0, (result.args, result.stdout, result.stderr)
+    return json.loads(result.stdout)
+
+
 def _as_the_page(gateway: str, token: str, link: str, approve: bool) -> str:
     """What the consent page does with the link (tests/test_consent_page_browser.py drives the
     page itself): open the request, answer it; where the patient is sent back to."""
@@ -221,36 +226,30 @@ def test_the_consent_example_asks_checks_the_return_and_the_client_then_reads(en
             "--scope",
             P,
         )
-        assert asked.returncode == 0, asked.stderr
-        made = json.loads(asked.stdout)
+        made = _printed(asked)
         assert made["link"].startswith(f"{production}/app/consent?partner=")
         declined = _as_the_page(production, patient_token, made["link"], approve=False)
-        told = _consent("outcome", "--returned", declined, "--state", made["state"])
-        assert json.loads(told.stdout) == {"consent": "declined"}
+        told = _consent("outcome", "--returned", declined, f"--state={made['state']}")
+        assert _printed(told) == {"consent": "declined"}
         # A state is used once: the partner asks again with a new link.
         again = _consent(*asked.args[2:])
-        made = json.loads(again.stdout)
+        made = _printed(again)
         returned = _as_the_page(production, patient_token, made["link"], approve=True)
         rows = as_admin(
             env, lambda c: c.fetch("select id from data.consents where partner_id = $1", partner)
         )
         grants.consents += [row["id"] for row in rows]  # removed at the end
-        told = _consent("outcome", "--returned", returned, "--state", made["state"])
-        assert (told.returncode, json.loads(told.stdout)) == (0, {"consent": "granted"})
+        told = _consent("outcome", "--returned", returned, f"--state={made['state']}")
+        assert _printed(told) == {"consent": "granted"}
         # Who approved: the code, redeemed with the partner's own token, once.
         code = parse_qs(urlsplit(returned).query)["code"][0]
         redeem = ["redeem", "--gateway", production, "--token", partner_token(env, subject, P)]
-        redeem += ["--code", code, "--manifest", str(MANIFEST)]
+        # --name=value: a code may begin with "-"
+        redeem += [f"--code={code}", f"--state={made['state']}", "--manifest", str(MANIFEST)]
         who = _consent(*redeem)
-        assert (who.returncode, json.loads(who.stdout)) == (
-            0,
-            {
-                "patient": {
-                    "id": _gid("Patient", patient),
-                    "displayName": _display_name(env, patient),
-                }
-            },
-        )
+        assert _printed(who) == {
+            "patient": {"id": _gid("Patient", patient), "displayName": _display_name(env, patient)}
+        }
         again = _consent(*redeem)
         assert (again.returncode, again.stderr) == (
             1,

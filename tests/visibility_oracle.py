@@ -80,7 +80,22 @@ async def make_world(connection: asyncpg.Connection, target: UUID, other: UUID) 
                 "expires_at = now() - interval '1 hour' where id = $1",
                 pk,
             )
-    # A consent request of each patient, to the partner every other kind of caller is.
+    # Two approved requests of the target whose code lives, one redeemed (the partner sees both
+    # for ten minutes), and a waiting request of each patient (the partner sees neither).
+    for redeemed in (False, True):
+        await connection.execute(
+            "insert into data.consent_requests (id, patient_id, partner_id, scopes, "
+            "redirect_uri, state, consent_expires_at, valid_until, answered_at, approved, "
+            "consent_id, code_digest, code_expires_at, code_redeemed_at) select $1::uuid, $2, $3, "
+            "k.scopes, 'https://w.example/back', 's', k.expires_at, now(), now(), true, k.id, "
+            "sha256($1::uuid::text::bytea), now() + interval '10 minutes', "
+            "case when $4 then now() end from data.consents k "
+            "where k.patient_id = $2 and k.partner_id = $3",
+            uuid.uuid4(),
+            target,
+            partners["all"],
+            redeemed,
+        )
     for patient in (target, other):
         await connection.execute(
             "insert into data.consent_requests (id, patient_id, partner_id, scopes, "
@@ -331,11 +346,18 @@ class Snapshot:
                 if (role == "patient" and k["patient_id"] == actor)
                 or (role == "partner" and k["partner_id"] == actor)
             },
-            # The consent page's requests: the patient's own, nobody else's (not the partner's).
+            # The consent page's requests: the patient's own; to the partner, its approved ones
+            # while their code lives.
             "consent_requests": {
                 r["id"]
                 for r in self.consent_requests
-                if role == "patient" and r["patient_id"] == actor
+                if (role == "patient" and r["patient_id"] == actor)
+                or (
+                    role == "partner"
+                    and r["partner_id"] == actor
+                    and r["approved"]
+                    and self.now < r["code_expires_at"]
+                )
             },
             "access_events": {
                 e["id"]

@@ -129,7 +129,9 @@ export class ConsentView {
       this.navigate(answered.redirectTo);
     } catch (error) {
       if (error instanceof GatewayError && error.code === "BAD_USER_INPUT") {
-        this.refuse(`${error.message}. Nothing more was shared.`);
+        // An earlier answer may have been given (its response lost): what is in force is on the
+        // Consents page, not guessed here.
+        this.refuse(`${error.message}. Your Consents page shows what is in force.`);
         return;
       }
       // A moment of load or a lost connection: the request is still open, answer again.

@@ -4,9 +4,11 @@ library.
 
     python examples/partner/consent.py link --app URL --partner ID --redirect-uri URI \
         --scope patient/Consultation.rs [--scope ...]
-    python examples/partner/consent.py outcome --returned URL --state STATE
-    python examples/partner/consent.py redeem --gateway URL --token TOKEN --code CODE \
-        [--manifest FILE_OR_URL]
+    python examples/partner/consent.py outcome --returned URL --state=STATE
+    python examples/partner/consent.py redeem --gateway URL --token TOKEN --code=CODE \
+        --state=STATE [--manifest FILE_OR_URL]
+
+(``--code=`` and ``--state=`` with ``=``: a code may begin with ``-``.)
 
 ``link`` prints ``{"link": ..., "state": ...}``: send the patient to the link, and keep the state
 with the patient's session on your side (it is unguessable, one per link). ``outcome`` reads the
@@ -14,8 +16,10 @@ address the patient came back to: it prints ``{"consent": "granted"}`` or ``{"co
 "declined"}``, or exits 1 with one line when the state is not the one given (a forged return:
 ignore it). Use a state once: forget it after its first return, so that a return replayed later
 finds nothing to match. A granted return carries a one-time ``code``: ``redeem`` sends it with
-your own token (``RedeemConsentCode``) and prints the patient who approved, the only way to know
-who answered; never link a patient's account at your side on the strength of the return alone.
+your own token and the state your session kept (``RedeemConsentCode``; a code stolen from a
+browser and brought back in another session redeems to nothing) and prints the patient who
+approved, the only way to know who answered; never link a patient's account at your side on the
+strength of the return alone.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 
 def link(app: str, partner: str, scopes: list[str], redirect_uri: str) -> tuple[str, str]:
-    state = secrets.token_urlsafe(24)
+    state = secrets.token_hex(24)
     query = urlencode(
         {
             "partner": partner,
@@ -53,14 +57,16 @@ def outcome(returned: str, state: str) -> str:
     raise ValueError("the return carries no outcome")
 
 
-def redeem(gateway: str, token: str, code: str, manifest: str | None) -> dict | None:
+def redeem(gateway: str, token: str, code: str, state: str, manifest: str | None) -> dict | None:
     """The patient who approved, from the code (None when the consent does not let you see
     them: ask for patient/Patient.rs)."""
     from client import Gateway, Refused, load_manifest  # the partner's client, beside this file
 
     try:
         hashes = load_manifest(manifest or gateway.rstrip("/") + "/app/manifest.json")
-        body = Gateway(gateway, token, hashes).run("RedeemConsentCode", {"code": code})
+        body = Gateway(gateway, token, hashes).run(
+            "RedeemConsentCode", {"code": code, "state": state}
+        )
     except Refused as refused:
         raise ValueError(str(refused)) from None
     if body.get("errors"):
@@ -83,6 +89,7 @@ def main() -> int:
     redeeming.add_argument("--gateway", required=True)
     redeeming.add_argument("--token", required=True, help="your client-credentials token")
     redeeming.add_argument("--code", required=True)
+    redeeming.add_argument("--state", required=True, help="the state your session kept")
     redeeming.add_argument("--manifest", help="file or URL (default: GATEWAY/app/manifest.json)")
     args = parser.parse_args()
     if args.command == "link":
@@ -91,7 +98,7 @@ def main() -> int:
         return 0
     try:
         if args.command == "redeem":
-            patient = redeem(args.gateway, args.token, args.code, args.manifest)
+            patient = redeem(args.gateway, args.token, args.code, args.state, args.manifest)
             print(json.dumps({"patient": patient}))
         else:
             print(json.dumps({"consent": outcome(args.returned, args.state)}))

@@ -154,13 +154,16 @@ class AccessChanges:
             raise BadUserInput("No such consent request")
         return self._disclosed(rows[0]), code
 
-    async def redeem_consent_code(self, code: str) -> UUID:
+    async def redeem_consent_code(self, code: str, state: str) -> UUID:
         """The patient who approved the request the code was issued for (the partner's own
-        request, once, within ten minutes)."""
+        request, with the state of the session that sent the patient, once, within ten
+        minutes)."""
         self._require("redeemConsentCode")
-        if not 1 <= len(code) <= _LONGEST_STATE:
+        if not 1 <= len(code) <= _LONGEST_STATE or not 1 <= len(state) <= _LONGEST_STATE:
             raise BadUserInput("This code is not valid: unknown, used, or older than ten minutes")
-        rows = await self._call(queries.REDEEM_CONSENT_CODE, _digest(code), missing="No such code")
+        rows = await self._call(
+            queries.REDEEM_CONSENT_CODE, _digest(code), state, missing="No such code"
+        )
         if not rows:
             raise Forbidden("Only a partner may do this")
         return rows[0]["patient_id"]

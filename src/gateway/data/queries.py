@@ -52,7 +52,7 @@ OPEN_CONSENT_REQUEST = (
 )
 ANSWER_CONSENT_REQUEST = "select * from api.answer_consent_request($1::jsonb, $2, $3, $4, $5, $6)"
 REDEEM_CONSENT_CODE = (
-    "select patient_id, consent_id from api.redeem_consent_code($1::jsonb, $2, $3, $4)"
+    "select patient_id, consent_id from api.redeem_consent_code($1::jsonb, $2, $3, $4, $5)"
 )
 OPEN_BREAK_GLASS = "select * from api.open_break_glass($1::jsonb, $2, $3, $4, $5, $6)"
 RECORD_ACCESS_EVENTS = "select api.record_access_events($1::jsonb)"

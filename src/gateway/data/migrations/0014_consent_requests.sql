@@ -26,6 +26,7 @@ create table data.consent_requests (
     code_redeemed_at timestamptz,
     check ((answered_at is null) = (approved is null)),
     check ((code_digest is null) = (approved is not true)),
+    check ((code_digest is null) = (code_expires_at is null)),
     check (approved is not true or consent_id is not null)
 );
 create index consent_requests_by_patient on data.consent_requests (patient_id);
@@ -40,11 +41,14 @@ create policy consent_request_open on data.consent_requests for insert to gatewa
 create policy consent_request_answer on data.consent_requests for update to gateway_app
     using (api.scope_role() = 'patient' and patient_id = api.scope_actor())
     with check (api.scope_role() = 'patient' and patient_id = api.scope_actor());
--- The partner sees its approved requests (to redeem their code), nothing else.
+-- The partner sees its approved requests while their code lives (ten minutes; the row stays
+-- visible once redeemed, as the redemption's own update must read it back), nothing else.
 create policy consent_request_partner_rows on data.consent_requests for select to gateway_app
-    using (api.scope_role() = 'partner' and partner_id = api.scope_actor() and approved);
+    using (api.scope_role() = 'partner' and partner_id = api.scope_actor() and approved
+           and now() < code_expires_at);
 create policy consent_request_redeem on data.consent_requests for update to gateway_app
-    using (api.scope_role() = 'partner' and partner_id = api.scope_actor() and approved)
+    using (api.scope_role() = 'partner' and partner_id = api.scope_actor() and approved
+           and code_redeemed_at is null and now() < code_expires_at)
     with check (api.scope_role() = 'partner' and partner_id = api.scope_actor());
 grant select, insert on data.consent_requests to gateway_app;
 grant update (answered_at, approved, consent_id, code_digest, code_expires_at, code_redeemed_at)
@@ -139,10 +143,12 @@ end
 $$;
 
 -- The partner's half: the code it was sent back with, redeemed once, within ten minutes, by the
--- partner it was issued to, for the patient who approved (an id; every row it leads to is then
--- loaded under the partner's consent, as any other).
+-- partner it was issued to, with the state of the session that sent the patient (kept at the
+-- partner's side, not read from the return: a code stolen from a browser and brought back in
+-- another session names nobody), for the patient who approved (an id; every row it leads to is
+-- then loaded under the partner's consent, as any other).
 create function api.redeem_consent_code(
-    p_who jsonb, p_role text, p_actor uuid, p_code_digest bytea
+    p_who jsonb, p_role text, p_actor uuid, p_code_digest bytea, p_state text
 ) returns table (patient_id uuid, consent_id uuid)
     language plpgsql volatile
     as $$
@@ -154,7 +160,7 @@ begin
     where r.code_digest = p_code_digest and p_role = 'partner' and r.partner_id = p_actor
     for update;
     if issued.id is null or issued.code_redeemed_at is not null
-       or now() >= issued.code_expires_at then
+       or now() >= issued.code_expires_at or issued.state is distinct from p_state then
         raise exception 'This code is not valid: unknown, used, or older than ten minutes'
             using errcode = 'GW400';
     end if;
