@@ -951,10 +951,18 @@ def test_answering_another_patients_consent_request_past_every_other_lock_change
 
 
 async def _redeem(
-    connection, world: World, role: str, actor, code: bytes, state: str = "s"
+    connection,
+    world: World,
+    role: str,
+    actor,
+    code: bytes,
+    state: str = "s",
+    times: int = 1,
+    lifetime: str = "10 minutes",
 ) -> tuple:
     """redeem_consent_code called as the superuser (no gateway, no MutationPolicy, no row-level
-    security), rolled back: (the patient returned or the refusal's SQLSTATE, redeemed after)."""
+    security), ``times`` times, rolled back: (the patient returned or the refusal's SQLSTATE, for
+    each call; redeemed after)."""
     import hashlib
 
     transaction = connection.transaction()
@@ -973,32 +981,35 @@ async def _redeem(
         )
         await connection.execute(
             "update data.consent_requests set answered_at = now(), approved = true, "
-            "consent_id = $2, code_digest = $3, code_expires_at = now() + interval '10 minutes' "
+            "consent_id = $2, code_digest = $3, code_expires_at = now() + $4::text::interval "
             "where id = $1",
             request,
             world.extra["ana_consent"],
             hashlib.sha256(code).digest(),
+            lifetime,
         )
-        try:
-            async with connection.transaction():  # a savepoint: a refusal rolls back to here
-                rows = await connection.fetch(
-                    queries.REDEEM_CONSENT_CODE,
-                    _who(world),
-                    role,
-                    actor,
-                    hashlib.sha256(code).digest(),
-                    state,
-                )
-            outcome = [row["patient_id"] for row in rows]
-        except asyncpg.PostgresError as error:
-            outcome = error.sqlstate
+        outcomes = []
+        for _ in range(times):
+            try:
+                async with connection.transaction():  # a savepoint: a refusal rolls back here
+                    rows = await connection.fetch(
+                        queries.REDEEM_CONSENT_CODE,
+                        _who(world),
+                        role,
+                        actor,
+                        hashlib.sha256(code).digest(),
+                        state,
+                    )
+                outcomes.append([row["patient_id"] for row in rows])
+            except asyncpg.PostgresError as error:
+                outcomes.append(error.sqlstate)
         redeemed = await connection.fetchval(
             "select code_redeemed_at is not null from data.consent_requests where id = $1",
             request,
         )
     finally:
         await transaction.rollback()
-    return outcome, redeemed
+    return (*outcomes, redeemed)
 
 
 @pytest.mark.parametrize("role", ["patient", "clinician", "support", "partner", "auditor", "root"])
@@ -1009,11 +1020,13 @@ def test_redeeming_a_consent_code_past_every_other_lock_answers_only_its_partner
     pa_some's id as the actor under every role (only a partner's scope may redeem: Ana's id,
     once), and by pa_none (only the partner it was issued to): refused, unredeemed."""
     actor = world.partners["pa_some"]
-    outcome = asyncio.run(admin(env, lambda c: _redeem(c, world, role, actor, b"the-code")))
-    if role == "partner":
-        assert outcome == ([world.patients["ana"]], True)
+    outcome = asyncio.run(
+        admin(env, lambda c: _redeem(c, world, role, actor, b"the-code", times=2))
+    )
+    if role == "partner":  # once: row-level security is not what refuses the second call here
+        assert outcome == ([world.patients["ana"]], "GW400", True)
     else:
-        assert outcome == ("GW400", False)
+        assert outcome == ("GW400", "GW400", False)
     other = asyncio.run(
         admin(env, lambda c: _redeem(c, world, "partner", world.partners["pa_none"], b"the-code"))
     )
@@ -1025,6 +1038,13 @@ def test_redeeming_a_consent_code_past_every_other_lock_answers_only_its_partner
         )
     )
     assert elsewhere == ("GW400", False)
+    late = asyncio.run(
+        admin(
+            env,
+            lambda c: _redeem(c, world, "partner", actor, b"the-code", lifetime="-1 second"),
+        )
+    )
+    assert late == ("GW400", False)
 
 
 def test_two_grants_at_once_leave_one_consent_in_force(env, world):
