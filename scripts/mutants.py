@@ -1445,9 +1445,9 @@ def report(results: dict[str, dict]) -> None:
 
 
 def _without_verdict(mutmut: Path) -> list[str]:
-    """The mutants docs/mutants/mutmut.json holds no verdict for: those a run stopped before,
-    and every mutant of a function changed since (its hash differs), as mutmut made them from
-    the code as it is now (``mutants/`` generated first)."""
+    """The mutants docs/mutants/mutmut.json holds no verdict for (or "no tests"): those a run
+    stopped before, and every mutant of a function changed since (its hash differs), as mutmut
+    made them from the code as it is now (``mutants/`` generated first)."""
     if not MUTMUT_RESULTS.exists():
         raise SystemExit(f"--unchecked: {MUTMUT_RESULTS.relative_to(ROOT)} does not exist yet")
     saved = json.loads(MUTMUT_RESULTS.read_text(encoding="utf-8"))
@@ -1458,7 +1458,8 @@ def _without_verdict(mutmut: Path) -> list[str]:
     for name in _mutmut_outcomes(mutmut):
         function = name.rsplit("__mutmut_", 1)[0]
         changed = now.get(function) != hashes.get(function)
-        if changed or verdicts.get(name, "not checked") == "not checked":
+        # "no tests" too: tests written since may reach the function now.
+        if changed or verdicts.get(name, "not checked") in ("not checked", "no tests"):
             names.append(name)
     return names
 
