@@ -1070,6 +1070,61 @@ def test_each_kind_of_access_event_has_its_fhir_action_outcome_and_description(
     AuditEvent.model_validate(event)
 
 
+@pytest.mark.parametrize(
+    ("kind", "after", "identifier", "description"),
+    [
+        (
+            "account-changed",
+            {"issuer": "https://id.example", "subject": "dr-2", "role": "clinician"},
+            {"system": "https://id.example", "value": "dr-2"},
+            "account changed by an operator",
+        ),
+        (
+            "partner-changed",
+            {"id": "partner-7", "name": "Clinic app"},
+            {"system": "urn:consultation-gateway:Partner", "value": "partner-7"},
+            "partner changed by an operator",
+        ),
+    ],
+)
+@pytest.mark.parametrize("decoded", [False, True], ids=["json-text", "decoded"])
+def test_an_operators_change_is_a_fhir_update_naming_what_changed_and_how(
+    kind, after, identifier, description, decoded
+):
+    """An account or partner an operator changed is the event's one entity, named by its own
+    identifier (an account by its issuer and subject), with the action taken; its detail read
+    as JSON text (asyncpg's default) or already decoded (a connection with a JSON codec)."""
+    from gateway.audit.fhir import to_audit_event
+
+    detail = {"action": "disable", "before": None, "after": after}
+    event = to_audit_event(
+        _row(
+            kind=kind,
+            role="operator",
+            patient_id=None,
+            objects=[],
+            detail=detail if decoded else json.dumps(detail),
+        )
+    )
+    assert (event["action"], event["subtype"][0]["code"], event["outcomeDesc"]) == (
+        "U",
+        "update",
+        description,
+    )
+    assert event["entity"] == [
+        {
+            "what": {"identifier": identifier},
+            "type": {
+                "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                "code": "2",
+                "display": "System Object",
+            },
+            "detail": [{"type": "action", "valueString": "disable"}],
+        }
+    ]
+    AuditEvent.model_validate(event)
+
+
 def test_verify_during_live_writes_sees_one_snapshot_and_raises_no_false_alarm(live_chains):
     """Verification runs while the gateway writes. Here a write commits at the worst moment:
     after verify read the chains' heads, before it reads their events. Verify reads one snapshot

@@ -12,12 +12,15 @@ Every expected list is read as superuser, in the schema's order (newest first).
 
 from __future__ import annotations
 
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
+from gateway.data import queries
 from gateway.policy import scopes
-from tests.actors import Grants, gid, new_clinician, new_partner, partner_token
+from tests.actors import Grants, gid, new_clinician, new_partner, new_patient, partner_token
+from tests.executors import trusted
+from tests.sabotage import sabotaged_gateway
 from tests.support import all_strings, as_admin
 
 PATIENT = "query($id: ID!) { patient(id: $id) { id consultations { id } } }"
@@ -303,3 +306,91 @@ def test_a_consultation_reached_again_through_its_recordings_is_the_one_already_
     reached = [(c["id"], c["reason"], r["consultation"]) for c in listed for r in c["recordings"]]
     assert reached
     assert all(again == {"id": pk, "reason": reason} for pk, reason, again in reached)
+
+
+PAGE = trusted(
+    "query($first: Int, $after: String) { consultations(first: $first, after: $after) {"
+    " edges { cursor node { id } } pageInfo { hasNextPage } } }"
+)
+
+
+@pytest.fixture(scope="module")
+def paged(env):
+    """A new patient with four consultations, two of them at the same time (the cursor's
+    tie-break on the id decides their order), newest first as read by superuser."""
+    subject, patient = new_patient(env, "pages")
+
+    async def make(connection):
+        clinician = await connection.fetchval("select id from data.clinicians order by id limit 1")
+        now = await connection.fetchval("select now()")  # one instant: two rows share it
+        for days in (1, 2, 2, 3):
+            await connection.execute(
+                "insert into data.consultations (id, patient_id, clinician_id, scheduled_at, "
+                "status, mode, reason) values "
+                "($1, $2, $3, $4::timestamptz - make_interval(days => $5), 'COMPLETED', "
+                "'VIDEO', 'paged')",
+                uuid4(),
+                patient,
+                clinician,
+                now,
+                days,
+            )
+
+    as_admin(env, make)
+    ordered = _ordered(env, patient)
+    tied = as_admin(
+        env,
+        lambda c: c.fetchval(
+            "select count(distinct scheduled_at) from data.consultations where patient_id = $1",
+            patient,
+        ),
+    )
+    assert (len(ordered), tied) == (4, 3)
+    return env.token(subject), ordered
+
+
+@pytest.mark.parametrize("first", [1, 2, 3, 4, 5])
+def test_a_patient_pages_through_every_consultation_once_in_order(gateway, paged, first):
+    """Walking the cursors, page by page: every consultation once, newest first (the two at the
+    same time in id order, whichever page boundary falls between them), ``hasNextPage`` true
+    exactly until the last page, including a last page that is exactly full."""
+    token, expected = paged
+    seen, after, pages = [], None, []
+    while True:
+        body = gateway.execute(PAGE, token, {"first": first, "after": after})
+        page = body["data"]["consultations"]
+        seen += [edge["node"]["id"] for edge in page["edges"]]
+        pages.append(page["pageInfo"]["hasNextPage"])
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["edges"][-1]["cursor"]
+    assert seen == expected
+    assert len(pages) == max(1, -(-len(expected) // first))
+    assert pages == [True] * (len(pages) - 1) + [False]
+
+
+@pytest.mark.parametrize("first", [1, 3])
+def test_a_consultations_page_reads_one_row_more_than_it_shows_and_no_more(
+    env, executor, manifest, paged, first
+):
+    """The extra row says whether there is a next page; reading more (every consultation of a
+    patient with years of them) would cost the page and show nothing more."""
+    asked = []
+
+    def record(role, actor, scopes, limit, after_at, after_id):
+        asked.append(limit)
+        return [role, actor, scopes, limit, after_at, after_id]
+
+    token, expected = paged
+    with sabotaged_gateway(env, executor, manifest) as (client, database):
+        database.arguments[queries.CONSULTATIONS_PAGE] = record
+        body = client.execute(PAGE, token, {"first": first})
+    assert [e["node"]["id"] for e in body["data"]["consultations"]["edges"]] == expected[:first]
+    assert asked == [first + 1]
+
+
+def test_a_role_that_sees_no_consultation_gets_an_empty_last_page(env, gateway):
+    """An auditor's own consultations: none, and no next page (not an error, not a promise of
+    more)."""
+    body = gateway.execute(PAGE, env.token("auditor-0001"), {"first": 2})
+    assert body == {"data": {"consultations": {"edges": [], "pageInfo": {"hasNextPage": False}}}}

@@ -17,13 +17,14 @@ import random
 import secrets
 import time
 from pathlib import Path
-from typing import NewType
+from typing import Annotated, NewType
 from uuid import UUID, uuid4
 
 import asyncpg
 import orjson
 import pytest
 import strawberry
+from graphql.pyutils import Undefined
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strawberry.directive import DirectiveLocation, DirectiveValue
@@ -203,11 +204,15 @@ def test_a_schemas_own_directives_and_list_or_object_arguments_are_left_to_graph
 
 
 _Blank = NewType("_Blank", str)
+_Void = NewType("_Void", str)
 _BLANK_CONFIG = StrawberryConfig(
     scalar_map={
         _Blank: strawberry.scalar(
             name="Blank", serialize=lambda value: None, parse_value=lambda value: value
-        )
+        ),
+        _Void: strawberry.scalar(
+            name="Void", serialize=lambda value: Undefined, parse_value=lambda value: value
+        ),
     }
 )
 
@@ -229,6 +234,14 @@ class _BlankItem:
     def missing_items(self) -> list[str]:
         return ["a", None]  # type: ignore[list-item]
 
+    @strawberry.field
+    def missing_list(self) -> list[str]:
+        return None  # type: ignore[return-value]
+
+    @strawberry.field
+    def unset(self) -> _Void:
+        return _Void("w")  # its scalar coerces it to Undefined
+
 
 @strawberry.type(name="Query")
 class _BlankQuery:
@@ -243,7 +256,10 @@ class _BareContext:
         self.principal = None
 
 
-@pytest.mark.parametrize("field", ["stored", "storedMaybe", "resolved", "missing", "missingItems"])
+@pytest.mark.parametrize(
+    "field",
+    ["stored", "storedMaybe", "resolved", "missing", "missingItems", "missingList", "unset"],
+)
 def test_a_value_that_breaks_its_type_is_the_same_error_on_both_executors(field):
     """graphql-core refuses a scalar coercion that returns null, and a null where the type says
     non-null; a plan says the same, with the same words and path, whether the value is an
@@ -257,7 +273,9 @@ def test_a_value_that_breaks_its_type_is_the_same_error_on_both_executors(field)
     assert [(e.message, e.path) for e in errors] == [
         (e.message, e.path) for e in interpreted.errors
     ]
-    assert errors[0].message.startswith(("Expected `Blank.", "Cannot return null for non-nullable"))
+    assert errors[0].message.startswith(
+        ("Expected `Blank.", "Expected `Void.", "Cannot return null for non-nullable")
+    )
 
 
 class _Anyone(strawberry.BasePermission):
@@ -403,6 +421,242 @@ def test_list_items_whose_non_null_fields_are_awaited_complete_as_graphql_core(b
     assert [(e.message, e.path) for e in errors] == [
         (e.message, e.path) for e in interpreted.errors or []
     ]
+
+
+async def _yields(count: int) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+@strawberry.type(name="Late")
+class _Late:
+    """A non-null field that fails after ``after`` turns of the loop, or answers."""
+
+    after: strawberry.Private[int]
+    fails: strawberry.Private[bool]
+
+    @strawberry.field
+    async def text(self) -> str:
+        await _yields(self.after)
+        if self.fails:
+            raise ValueError(f"failed after {self.after}")
+        return f"answered after {self.after}"
+
+
+@strawberry.type(name="Pair")
+class _LatePair:
+    """Two non-null fields failing at different times: the first to fail in time is the one
+    graphql-core reports, whatever their order in the document."""
+
+    @strawberry.field
+    async def slow(self) -> str:
+        await _yields(5)
+        raise ValueError("slow failed")
+
+    @strawberry.field
+    async def fast(self) -> str:
+        await _yields(1)
+        raise ValueError("fast failed")
+
+
+@strawberry.type(name="Holder")
+class _Holder:
+    """Objects and lists held as attributes (no resolver), whose items fail after an await."""
+
+    lines: list[_AsyncLine]
+    line: _AsyncLine
+    grid: list[list[_AsyncLine] | None]
+
+
+_LateOrHolder = Annotated[_Late | _Holder, strawberry.union("LateOrHolder")]
+
+
+def _late(*steps: tuple[int, bool]) -> list[_Late]:
+    return [_Late(after=after, fails=fails) for after, fails in steps]
+
+
+@strawberry.type(name="Query")
+class _EdgeQuery:
+    @strawberry.field
+    def holder(self) -> _Holder | None:
+        lines = [_AsyncLine(number=n) for n in range(4)]
+        return _Holder(lines=lines, line=lines[2], grid=[lines[:2], lines[2:]])
+
+    @strawberry.field
+    def pair(self) -> _LatePair | None:
+        return _LatePair()
+
+    @strawberry.field
+    def racing(self) -> list[_Late] | None:
+        return _late((5, True), (1, True))
+
+    @strawberry.field
+    def one(self) -> list[_AsyncLine | None]:
+        return [_AsyncLine(number=1)]
+
+    @strawberry.field
+    def one_failing(self) -> list[_AsyncLine | None]:
+        return [_AsyncLine(number=2)]
+
+    @strawberry.field
+    def twice_failing(self) -> list[_AsyncLine | None]:
+        return [_AsyncLine(number=2), _AsyncLine(number=1), _AsyncLine(number=2)]
+
+    @strawberry.field
+    def rows(self) -> list[list[_AsyncLine | None]]:
+        return [[_AsyncLine(number=n)] for n in range(4)]
+
+    @strawberry.field
+    def broken_grid(self) -> list[list[_AsyncLine] | None]:
+        return [[_AsyncLine(number=0), None], [_AsyncLine(number=1)]]  # type: ignore[list-item]
+
+    @strawberry.field
+    async def first_line(self) -> _AsyncLine:
+        await asyncio.sleep(0)
+        return _AsyncLine(number=1)
+
+    @strawberry.field
+    async def awaited_broken(self) -> list[_AsyncLine] | None:
+        await asyncio.sleep(0)
+        return [_AsyncLine(number=0), None]  # type: ignore[list-item]
+
+    @strawberry.field
+    def left_running(self) -> list[_Late] | None:
+        # The null item fails at once, while the first two are pending: one fails later, one
+        # answers later still.
+        return [*_late((1, True), (8, False)), None]  # type: ignore[list-item]
+
+    @strawberry.field
+    def either(self) -> _LateOrHolder:
+        return _Late(after=0, fails=False)
+
+    @strawberry.field
+    def neither(self) -> _LateOrHolder:
+        return None  # type: ignore[return-value]
+
+
+_EDGES = strawberry.Schema(query=_EdgeQuery)
+
+
+def _both_ways(body: str) -> tuple[tuple, tuple]:
+    """(data, errors) from a plan, then from graphql-core; the plan's run settled first, with
+    every warning it raises recorded (a coroutine left never awaited is one)."""
+    compiled = compile_operation(_EDGES, body)
+
+    async def planned():
+        run = plan_module.PlanRun(_BareContext(), compiled.variables({}))
+        data = await run.root(compiled.tree(compiled.variables({})), None)
+        await run.settled()
+        running = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert running == [], f"settled, yet still running: {running}"
+        return data, [(e.message, e.path) for e in run.errors]
+
+    import gc
+    import warnings
+
+    with warnings.catch_warnings(record=True) as raised:
+        warnings.simplefilter("always")
+        plan = asyncio.run(planned())
+        gc.collect()
+    assert [str(w.message) for w in raised] == []
+    interpreted = asyncio.run(_EDGES.execute(body))
+    return plan, (interpreted.data, [(e.message, e.path) for e in interpreted.errors or []])
+
+
+@pytest.mark.parametrize(
+    ("body", "data"),
+    [
+        # A non-null list or object held as an attribute, failing after an await: its holder
+        # is nulled (not the field alone, as a queued field would be).
+        ("{ holder { lines { number text } } }", {"holder": None}),
+        ("{ holder { line { text } } }", {"holder": None}),
+        # Two non-null fields, or items, failing at different times: the first in time.
+        ("{ pair { slow fast } }", {"pair": None}),
+        ("{ racing { text } }", {"racing": None}),
+        # One pending item; items of lists, pending one after the other.
+        ("{ one { number text } }", {"one": [{"number": 1, "text": "line 1"}]}),
+        ("{ oneFailing { number text } }", {"oneFailing": [None]}),
+        ("{ twiceFailing { text } }", {"twiceFailing": [None, {"text": "line 1"}, None]}),
+        (
+            "{ rows { number text } }",
+            {
+                "rows": [
+                    [{"number": 0, "text": "line 0"}],
+                    [{"number": 1, "text": "line 1"}],
+                    [None],
+                    [{"number": 3, "text": "line 3"}],
+                ]
+            },
+        ),
+        (
+            "{ holder { grid { number text } } }",
+            {
+                "holder": {
+                    "grid": [
+                        [{"number": 0, "text": "line 0"}, {"number": 1, "text": "line 1"}],
+                        None,
+                    ]
+                }
+            },
+        ),
+        ("{ brokenGrid { number } }", {"brokenGrid": [None, [{"number": 1}]]}),
+        # An awaited resolver's value completed in turn: an object with awaited fields, a list
+        # with a null item.
+        ("{ firstLine { number text } }", {"firstLine": {"number": 1, "text": "line 1"}}),
+        (
+            "{ firstLine { number } awaitedBroken { number } }",
+            {"firstLine": {"number": 1}, "awaitedBroken": None},
+        ),
+        # A list nulled while items are pending: they settle, none left running or unawaited.
+        ("{ leftRunning { text } }", {"leftRunning": None}),
+        # A union: resolved by class, and null where it may not be.
+        (
+            "{ either { __typename ... on Late { text } } }",
+            {"either": {"__typename": "Late", "text": "answered after 0"}},
+        ),
+        ("{ neither { __typename } }", None),
+    ],
+)
+def test_the_plans_rarer_paths_complete_as_graphql_core(body, data):
+    """Lists and objects whose items fail after an await, in every shape a plan completes in
+    its own way (gathered or one after the other, queued or not, one pending item or many):
+    the same data and the same errors, at the same paths, as graphql-core."""
+    plan, interpreted = _both_ways(body)
+    assert plan == interpreted
+    assert plan[0] == data
+
+
+def test_a_union_value_of_no_member_class_is_refused_with_graphql_cores_words():
+    """A plan resolves a union by the value's class; a value of none of its members is an error
+    in graphql-core's words (Strawberry's own resolver words it differently), and is nulled
+    like it."""
+    toy = strawberry.Schema(query=_WrongMemberQuery)
+    body = "{ wrong { __typename } }"
+    compiled = compile_operation(toy, body)
+
+    async def planned():
+        run = plan_module.PlanRun(_BareContext(), compiled.variables({}))
+        data = await run.root(compiled.tree(compiled.variables({})), None)
+        return data, [(e.message, e.path) for e in run.errors]
+
+    assert asyncio.run(planned()) == (
+        {"wrong": None},
+        [
+            (
+                "Abstract type 'LateOrHolder' must resolve to an Object type at runtime for "
+                "field 'Query.wrong'.",
+                ["wrong"],
+            )
+        ],
+    )
+    assert toy.execute_sync(body).data == {"wrong": None}
+
+
+@strawberry.type(name="Query")
+class _WrongMemberQuery:
+    @strawberry.field
+    def wrong(self) -> _LateOrHolder | None:
+        return _LatePair()  # type: ignore[return-value]
 
 
 def test_the_start_up_log_names_each_trusted_document_not_compiled_and_why(caplog):
