@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from pathlib import Path
 
@@ -171,15 +172,34 @@ def test_a_clinicians_page_is_checked_and_audited_in_one_round_trip_grouped_by_p
         }
 
 
-def test_when_the_audit_write_fails_the_response_carries_no_data(env, client):
+def test_when_the_audit_write_fails_the_response_carries_no_data(env, client, caplog):
+    """Nothing is sent; the operator sees the failure counted and logged with the request, the
+    events lost and the database's error."""
+    from tests.test_metrics import scrape, value
+
     subject, _ = env.patients()[10]
+    failed = ("gateway_audit_writes_total", "failed")
+    before = value(scrape(client.http), failed[0], outcome=failed[1])
     _admin(env, lambda c: c.execute("revoke insert on data.access_events from gateway_app"))
     try:
-        response = client.post(
-            "{ consultations { edges { node { id reason } } } }", env.token(subject)
-        )
+        with caplog.at_level(logging.INFO, logger="gateway.audit"):
+            response = client.post(
+                "{ consultations { edges { node { id reason } } } }", env.token(subject)
+            )
     finally:
         _admin(env, lambda c: c.execute("grant insert on data.access_events to gateway_app"))
+    assert value(scrape(client.http), failed[0], outcome=failed[1]) - before == 1
+    [logged] = [r for r in caplog.records if r.name == "gateway.audit"]
+    assert (logged.levelno, logged.getMessage()) == (
+        logging.ERROR,
+        "audit write failed; response withheld",
+    )
+    assert (logged.request_id, logged.events, logged.kinds) == (
+        response.headers["x-request-id"],
+        1,
+        ["disclosure"],
+    )
+    assert isinstance(logged.exc_info[1], asyncpg.InsufficientPrivilegeError)
     assert response.status_code == 503
     assert response.headers["retry-after"]
     assert response.json() == {

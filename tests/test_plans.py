@@ -468,6 +468,25 @@ class _Holder:
     grid: list[list[_AsyncLine] | None]
 
 
+@strawberry.type(name="Child")
+class _Child:
+    """A nullable field failing late, beside a non-null one failing at once."""
+
+    @strawberry.field
+    async def late(self) -> str | None:
+        await _yields(3)
+        raise ValueError("late failure")
+
+    @strawberry.field
+    def crash(self) -> str:
+        raise ValueError("crashed")
+
+
+@strawberry.type(name="Parent")
+class _Parent:
+    child: _Child
+
+
 _LateOrHolder = Annotated[_Late | _Holder, strawberry.union("LateOrHolder")]
 
 
@@ -525,6 +544,10 @@ class _EdgeQuery:
         # The null item fails at once, while the first two are pending: one fails later, one
         # answers later still.
         return [*_late((1, True), (8, False)), None]  # type: ignore[list-item]
+
+    @strawberry.field
+    def parent(self) -> _Parent | None:
+        return _Parent(child=_Child())
 
     @strawberry.field
     def either(self) -> _LateOrHolder:
@@ -609,6 +632,8 @@ def _both_ways(body: str) -> tuple[tuple, tuple]:
         ),
         # A list nulled while items are pending: they settle, none left running or unawaited.
         ("{ leftRunning { text } }", {"leftRunning": None}),
+        # A field failing late, under an object already nulled: its error is not reported.
+        ("{ parent { child { late crash } } }", {"parent": None}),
         # A union: resolved by class, and null where it may not be.
         (
             "{ either { __typename ... on Late { text } } }",
