@@ -550,6 +550,11 @@ class _EdgeQuery:
         return _AsyncLine(number=1)
 
     @strawberry.field
+    async def maybe_line(self) -> _AsyncLine | None:
+        await asyncio.sleep(0)
+        return _AsyncLine(number=3)
+
+    @strawberry.field
     async def awaited_broken(self) -> list[_AsyncLine] | None:
         await asyncio.sleep(0)
         return [_AsyncLine(number=0), None]  # type: ignore[list-item]
@@ -645,6 +650,9 @@ def _both_ways(body: str) -> tuple[tuple, tuple]:
         # An awaited resolver's value completed in turn: an object with awaited fields, a list
         # with a null item.
         ("{ firstLine { number text } }", {"firstLine": {"number": 1, "text": "line 1"}}),
+        # The same, queued (no sibling can fail after an await): completed where it is drained.
+        ("{ awaitedBroken { number } }", {"awaitedBroken": None}),
+        ("{ maybeLine { number text } }", {"maybeLine": {"number": 3, "text": "line 3"}}),
         (
             "{ firstLine { number } awaitedBroken { number } }",
             {"firstLine": {"number": 1}, "awaitedBroken": None},
