@@ -707,7 +707,7 @@ def test_a_union_value_of_no_member_class_is_refused_with_graphql_cores_words():
     async def planned():
         run = plan_module.PlanRun(_BareContext(), compiled.variables({}))
         data = await run.root(compiled.tree(compiled.variables({})), None)
-        return data, [(e.message, e.path) for e in run.errors]
+        return data, [(e.message, e.path, e.formatted["locations"]) for e in run.errors]
 
     assert asyncio.run(planned()) == (
         {"wrong": None},
@@ -716,6 +716,7 @@ def test_a_union_value_of_no_member_class_is_refused_with_graphql_cores_words():
                 "Abstract type 'LateOrHolder' must resolve to an Object type at runtime for "
                 "field 'Query.wrong'.",
                 ["wrong"],
+                [{"line": 1, "column": 3}],
             )
         ],
     )
