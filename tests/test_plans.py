@@ -497,6 +497,14 @@ class _TwoLate:
         raise ValueError("fast failed")
 
 
+@strawberry.type(name="Numbered")
+class _Numbered:
+    """String and ID attributes holding numbers: coerced to strings, as graphql-core does."""
+
+    code: strawberry.ID
+    label: str
+
+
 @strawberry.type(name="Parent")
 class _Parent:
     child: _Child
@@ -568,6 +576,10 @@ class _EdgeQuery:
     @strawberry.field
     def parent(self) -> _Parent | None:
         return _Parent(child=_Child())
+
+    @strawberry.field
+    def numbered(self) -> _Numbered:
+        return _Numbered(code=5, label=7)  # type: ignore[arg-type]
 
     @strawberry.field
     def twos(self) -> list[_TwoLate]:
@@ -659,6 +671,8 @@ def _both_ways(body: str) -> tuple[tuple, tuple]:
         ),
         # A list nulled while items are pending: they settle, none left running or unawaited.
         ("{ leftRunning { text } }", {"leftRunning": None}),
+        # Numbers held by String and ID attributes, coerced.
+        ("{ numbered { code label } }", {"numbered": {"code": "5", "label": "7"}}),
         # A field failing late, under an object already nulled: its error is not reported.
         ("{ parent { child { late crash } } }", {"parent": None}),
         # A union: resolved by class, and null where it may not be.
