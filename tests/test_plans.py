@@ -221,6 +221,7 @@ _BLANK_CONFIG = StrawberryConfig(
 class _BlankItem:
     stored: _Blank
     stored_maybe: _Blank | None
+    absent: str | None = strawberry.field(graphql_type=str, default=None)  # non-null in GraphQL
 
     @strawberry.field
     def resolved(self) -> _Blank:
@@ -258,7 +259,16 @@ class _BareContext:
 
 @pytest.mark.parametrize(
     "field",
-    ["stored", "storedMaybe", "resolved", "missing", "missingItems", "missingList", "unset"],
+    [
+        "stored",
+        "storedMaybe",
+        "absent",
+        "resolved",
+        "missing",
+        "missingItems",
+        "missingList",
+        "unset",
+    ],
 )
 def test_a_value_that_breaks_its_type_is_the_same_error_on_both_executors(field):
     """graphql-core refuses a scalar coercion that returns null, and a null where the type says
