@@ -178,8 +178,11 @@ def test_when_the_audit_write_fails_the_response_carries_no_data(env, client, ca
     from tests.test_metrics import scrape, value
 
     subject, _ = env.patients()[10]
-    failed = ("gateway_audit_writes_total", "failed")
-    before = value(scrape(client.http), failed[0], outcome=failed[1])
+
+    def failures() -> float:
+        return value(scrape(client.http), "gateway_audit_writes_total", outcome="failed")
+
+    before = failures()
     _admin(env, lambda c: c.execute("revoke insert on data.access_events from gateway_app"))
     try:
         with caplog.at_level(logging.INFO, logger="gateway.audit"):
@@ -188,7 +191,7 @@ def test_when_the_audit_write_fails_the_response_carries_no_data(env, client, ca
             )
     finally:
         _admin(env, lambda c: c.execute("grant insert on data.access_events to gateway_app"))
-    assert value(scrape(client.http), failed[0], outcome=failed[1]) - before == 1
+    assert failures() - before == 1
     [logged] = [r for r in caplog.records if r.name == "gateway.audit"]
     assert (logged.levelno, logged.getMessage()) == (
         logging.ERROR,

@@ -356,12 +356,12 @@ def test_a_patient_pages_through_every_consultation_once_in_order(gateway, paged
     exactly until the last page, including a last page that is exactly full."""
     token, expected = paged
     seen, after, pages = [], None, []
-    while True:
+    for _ in range(len(expected) + 2):  # a page that never ends fails here, not by hanging
         body = gateway.execute(PAGE, token, {"first": first, "after": after})
         page = body["data"]["consultations"]
         seen += [edge["node"]["id"] for edge in page["edges"]]
         pages.append(page["pageInfo"]["hasNextPage"])
-        if not page["pageInfo"]["hasNextPage"]:
+        if not page["pageInfo"]["hasNextPage"] or not page["edges"]:
             break
         after = page["edges"][-1]["cursor"]
     assert seen == expected
