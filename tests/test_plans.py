@@ -679,6 +679,12 @@ def _both_ways(body: str) -> tuple[tuple, tuple]:
             "{ firstLine { number } awaitedBroken { number } }",
             {"firstLine": {"number": 1}, "awaitedBroken": None},
         ),
+        # A nullable object whose completion fails after an await is nulled where it is, and
+        # an error found later elsewhere is still reported.
+        (
+            "{ one { number } pair { fast } parent { child { late } } }",
+            {"one": [{"number": 1}], "pair": None, "parent": {"child": {"late": None}}},
+        ),
         # A list nulled while items are pending: they settle, none left running or unawaited.
         ("{ leftRunning { text } }", {"leftRunning": None}),
         # Numbers held by String and ID attributes, coerced.
@@ -1121,3 +1127,54 @@ def test_the_differential_catches_a_plan_that_skips_one_field_check(harness, mon
     assert planned != interpreted
     assert planned[0] != interpreted[0]  # the notes reached the data
     assert planned[3] != interpreted[3]  # and the ledger lost their denial
+
+
+@strawberry.type(name="Query")
+class _EchoQuery:
+    @strawberry.field
+    def echo(self, n: int) -> int:
+        return n
+
+
+@pytest.mark.parametrize("count", [1, 50, 51, 60])
+def test_variables_that_do_not_coerce_are_the_same_errors_on_both_executors(count):
+    """A plan coerces variables as graphql-core does, with its cap: at most 50 errors, then
+    graphql-core's "Too many errors" (a request of a thousand bad variables costs fifty)."""
+    toy = strawberry.Schema(query=_EchoQuery)
+    definitions = ", ".join(f"$v{i}: Int!" for i in range(count))
+    selections = " ".join(f"a{i}: echo(n: $v{i})" for i in range(count))
+    body = f"query Many({definitions}) {{ {selections} }}"
+    inputs = {f"v{i}": "not a number" for i in range(count)}
+    planned = compile_operation(toy, body).variables(inputs)
+    interpreted = toy.execute_sync(body, variable_values=inputs)
+    assert isinstance(planned, list)
+    assert [e.message for e in planned] == [e.message for e in interpreted.errors]
+    assert len(planned) == min(count, 51)
+    if count > 50:
+        assert planned[-1].message == (
+            "Too many errors processing variables, error limit reached. Execution aborted."
+        )
+
+
+def test_a_plan_compiles_one_tree_per_directive_outcome_on_first_use():
+    """@skip and @include choose the tree: each outcome is compiled the first time a request
+    brings it, then reused (a request does not recompile its document)."""
+    toy = strawberry.Schema(query=_EchoQuery)
+    body = (
+        "query Q($a: Boolean!, $b: Boolean!) "
+        "{ x: echo(n: 1) @include(if: $a) y: echo(n: 2) @skip(if: $b) z: echo(n: 3) }"
+    )
+    compiled = compile_operation(toy, body)
+    assert compiled.trees == {}
+
+    def keys(a: bool, b: bool):
+        tree = compiled.tree(compiled.variables({"a": a, "b": b}))
+        return tree, [f.key for f in tree.fields]
+
+    first, first_keys = keys(True, False)
+    assert first_keys == ["x", "y", "z"]
+    assert keys(True, False)[0] is first
+    other, other_keys = keys(False, True)
+    assert other_keys == ["z"] and other is not first
+    assert keys(False, True)[0] is other
+    assert list(compiled.trees) == [(True, True), (False, False)]
