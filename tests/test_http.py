@@ -94,6 +94,10 @@ def test_a_body_that_is_not_json_is_415(client, token, content_type):
             "The document has no operation named 'B'",
         ),
         (b'{"query": "fragment F on Query { me { subject } }"}', "The document has no operation"),
+        (
+            b'{"query": "subscription { consultationEvents(consultationId: \\"x\\") { kind } }"}',
+            "Subscriptions are served over WebSocket",
+        ),
     ],
 )
 def test_a_malformed_request_is_400_with_a_clear_message(client, token, body, message):
