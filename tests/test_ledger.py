@@ -53,3 +53,24 @@ def test_once_sealed_a_ledger_decides_as_before_and_records_nothing_more():
 def test_a_ledger_collects_explanations_only_when_asked_to():
     assert Ledger().explanations is None
     assert Ledger(explaining=True).explanations == []
+
+
+def test_a_field_read_is_audited_even_when_no_loader_recorded_its_object():
+    """The audit events are built from reads as well as from rows: a field disclosed of an object
+    no loader recorded (a row that came another way) still reaches its owner's event, with its
+    object, instead of being lost or failing the request."""
+    from gateway.audit.events import events_from_ledger
+    from gateway.identity import Principal, Role
+
+    caller = Principal("iss", "sub", Role.CLINICIAN, uuid.uuid4(), expires_at=0)
+    ledger = Ledger()
+    ledger.record_field("Consultation", "c9", PATIENT, "reason", None)
+    ledger.record_field("Consultation", "c9", PATIENT, "status", None)
+    events = events_from_ledger(caller, "r", ledger, kind="disclosure")
+    assert [(e["kind"], e["patient_id"], e["objects"]) for e in events] == [
+        (
+            "disclosure",
+            PATIENT,
+            [{"type": "Consultation", "id": "c9", "fields": ["reason", "status"]}],
+        )
+    ]
