@@ -183,6 +183,66 @@ def test_spans_nest_from_request_to_sql_and_hold_no_id_or_value(env):
     assert not [text for text in exported for secret in secrets if secret in text]
 
 
+FIND = "{ partners { id } consultations(first: 50) { edges { node { recordings { id } } } } }"
+BY_ID = (
+    "query ($recording: ID!, $partner: ID!) { recording(id: $recording) { consultation { id "
+    "patient { consultations { id } } } } node(id: $partner) { id } }"
+)
+
+
+def test_each_loader_batch_is_a_span_named_for_its_loader_above_its_own_statement(env):
+    """A trace says which loader ran each statement: one span per batch, named for the loader,
+    with the statement it ran under it (the by-ID loaders, a patient's list, partners)."""
+    patient_subject, _ = env.patients()[5]
+    token = env.token(patient_subject)
+    with Receiver().running() as receiver:
+        settings = env.settings(otlp_endpoint=receiver.url + "/")
+        with serving(create_app(settings)) as server:
+            client = GraphQLClient(server.url)
+            found = client.execute(FIND, token)["data"]
+            recording = next(
+                r["id"]
+                for edge in found["consultations"]["edges"]
+                for r in edge["node"]["recordings"]
+            )
+            variables = {"recording": recording, "partner": found["partners"][0]["id"]}
+            client.post(BY_ID, token, variables, **{"x-request-id": "by-id"})
+    spans = receiver.spans
+    root = next(s for s in spans if _attributes(s.attributes).get("gateway.request_id") == "by-id")
+    mine = [s for s in spans if s.trace_id == root.trace_id]
+    by_id = {span.span_id: span for span in mine}
+    loaders = {
+        s.name: (
+            _attributes(s.attributes),
+            sorted(c.name for c in mine if c.parent_span_id == s.span_id),
+        )
+        for s in mine
+        if by_id.get(s.parent_span_id) is not None and s.name.startswith("loader ")
+    }
+    assert loaders == {
+        "loader recording": (
+            {"gateway.loader": "recording", "gateway.batch_size": 1},
+            ["RECORDINGS_BY_ID"],
+        ),
+        "loader consultation": (
+            {"gateway.loader": "consultation", "gateway.batch_size": 1},
+            ["CONSULTATIONS_BY_ID"],
+        ),
+        "loader patient": (
+            {"gateway.loader": "patient", "gateway.batch_size": 1},
+            ["PATIENTS_BY_ID"],
+        ),
+        "loader consultations_of": (
+            {"gateway.loader": "consultations_of", "gateway.batch_size": 1},
+            ["CONSULTATIONS_BY_PATIENT"],
+        ),
+        "loader partner": (
+            {"gateway.loader": "partner", "gateway.batch_size": 1},
+            ["PARTNERS_BY_ID"],
+        ),
+    }
+
+
 def test_tracing_is_off_without_an_endpoint_and_opentelemetry_is_not_even_imported(env):
     assert env.settings().traces_endpoint is None
     assert Tracing.from_settings(env.settings()) is None
