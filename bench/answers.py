@@ -11,11 +11,13 @@ only their presence is compared.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-__all__ = ["GATEWAYS", "canonical", "compare"]
+__all__ = ["GATEWAYS", "canonical", "compare", "digest"]
 
 # The systems that are this gateway (global IDs), however configured.
 GATEWAYS = ("gateway", "nochecks", "gateway2w", "interpreted")
@@ -76,20 +78,45 @@ def _consultation(system: str, node: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _codes(body: dict[str, Any]) -> list[str]:
+    return sorted(
+        {str((e.get("extensions") or {}).get("code", e.get("message"))) for e in body["errors"]}
+    )
+
+
 def canonical(system: str, body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, str]:
     """(the consultations the response holds, in order; why not comparable, or "")."""
     if body.get("errors"):
-        codes = sorted(
-            {str((e.get("extensions") or {}).get("code", e.get("message"))) for e in body["errors"]}
-        )
-        return None, f"{system} answered with errors ({', '.join(codes)})"
+        return None, f"{system} answered with errors ({', '.join(_codes(body))})"
+    return _shape(system, body), ""
+
+
+def digest(system: str, status: int, text: str) -> str:
+    """One answer reduced to what must not change between the check before timing and any
+    timed request of the same caller: the status, the error codes, and the rows and fields of
+    the data (playback URLs by presence only). Not JSON, or not an object: its own digest."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return hashlib.sha256(f"{status} not JSON: {text}".encode()).hexdigest()
+    try:
+        data: Any = _shape(system, body)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        data = body.get("data")  # not the workload's shape: compared as it is
+    shape = [status, _codes(body) if body.get("errors") else [], data]
+    return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _shape(system: str, body: dict[str, Any]) -> list[dict[str, Any]]:
     data = body.get("data") or {}
     if "consultation" in data or "consultationByRowId" in data:
         node = data.get("consultation") or data.get("consultationByRowId")
-        return ([_consultation(system, node)] if node else []), ""
+        return [_consultation(system, node)] if node else []
     listed = data.get("consultations") or data.get("allConsultations") or {}
     nodes = [edge["node"] for edge in listed.get("edges", [])] or listed.get("nodes", [])
-    return [_consultation(system, node) for node in nodes], ""
+    return [_consultation(system, node) for node in nodes]
 
 
 def compare(answers: dict[str, list[dict[str, Any]]]) -> str:

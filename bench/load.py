@@ -1,5 +1,7 @@
 """A small, bounded HTTP/1.1 load generator: keep-alive connections, a fixed number of requests,
-per-request latency. Runs in its own process (pinned to its own core by run.py)."""
+per-request latency. Runs in its own process (pinned to its own core by run.py). Every response's
+status and body are kept, by request index, so that run.py can check each timed answer after the
+clock has stopped."""
 
 from __future__ import annotations
 
@@ -23,12 +25,17 @@ def post_request(port: int, path: str, body: dict, headers: dict[str, str]) -> b
 
 
 async def _one_connection(
-    host: str, port: int, requests: list[bytes], latencies: list[float], statuses: dict[int, int]
+    host: str,
+    port: int,
+    requests: list[tuple[int, bytes]],
+    latencies: list[float],
+    statuses: dict[int, int],
+    answers: dict[int, tuple[int, bytes]],
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while requests:
-            request = requests.pop()
+            index, request = requests.pop()
             started = time.perf_counter()
             writer.write(request)
             await writer.drain()
@@ -38,23 +45,37 @@ async def _one_connection(
             for line in head.split(b"\r\n"):
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
-            await reader.readexactly(length)
+            body = await reader.readexactly(length)
             latencies.append(time.perf_counter() - started)
             statuses[status] = statuses.get(status, 0) + 1
+            answers[index] = (status, body)
     finally:
         writer.close()
 
 
 async def run(host: str, port: int, requests: list[bytes], concurrency: int) -> dict:
-    pending = list(reversed(requests))
+    pending = list(reversed(list(enumerate(requests))))
     latencies: list[float] = []
     statuses: dict[int, int] = {}
+    answers: dict[int, tuple[int, bytes]] = {}
     started = time.perf_counter()
     await asyncio.gather(
-        *(_one_connection(host, port, pending, latencies, statuses) for _ in range(concurrency))
+        *(
+            _one_connection(host, port, pending, latencies, statuses, answers)
+            for _ in range(concurrency)
+        )
     )
     elapsed = time.perf_counter() - started
-    return {"elapsed": elapsed, "latencies": latencies, "statuses": statuses}
+    return {
+        "elapsed": elapsed,
+        "latencies": latencies,
+        "statuses": statuses,
+        # [status, body] by request index: every answer, checked by run.py after timing.
+        "answers": [
+            [status, body.decode("utf-8", "replace")]
+            for status, body in (answers.get(i, (0, b"")) for i in range(len(requests)))
+        ],
+    }
 
 
 def main() -> None:
