@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     """accepted signature algorithms, comma-separated; asymmetric only"""
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     """clock skew allowed on `exp`, `nbf`, `iat` (0-300)"""
+    token_cache_size: int = Field(default=10000, ge=0, le=1_000_000)
+    """verified tokens remembered (by SHA-256) until they expire, so a client's next request is not
+    verified again; a key the JWKS withdraws ends them; 0: verify every request"""
     jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
     """an unknown `kid` refetches the JWKS at most this often"""
     jwks_max_age_seconds: float = Field(default=3600.0, gt=0)
