@@ -19,8 +19,13 @@ export default {
       schemas: ["data", "bench_peer"],
       pgSettings(requestContext) {
         const req = requestContext.node?.req;
+        const role = String(req?.headers["x-role"] ?? "");
+        // PEER_ROLES: PostGraphile's documented pattern, a PostgreSQL role per kind of user
+        // with its own policies (bench/postgraphile/requests.py, ROLES).
+        const own = process.env.PEER_ROLES && role ? { role: `bench_peer_${role}` } : {};
         return {
-          "gateway.role": String(req?.headers["x-role"] ?? ""),
+          ...own,
+          "gateway.role": role,
           "gateway.actor_id": String(req?.headers["x-actor"] ?? ""),
           "gateway.scopes": "",
         };

