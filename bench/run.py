@@ -160,7 +160,8 @@ def build_requests(
         if system.startswith("postgraphile"):
             from bench.postgraphile import requests as pg_requests
 
-            out.append(pg_requests.request(port, query, person))
+            token = support if query == "Q4" else tokens[person["subject"]]
+            out.append(pg_requests.request(port, query, person, token))
             continue
         variables = {"id": encode_consultation(person["one"])} if query == "Q3" else {}
         token = support if query == "Q4" else tokens[person["subject"]]
@@ -432,6 +433,12 @@ def main() -> None:
                     server_pin,
                     args.pool,
                     roles=system == "postgraphile-roles",
+                    jwks={
+                        "JWKS_FILE": str(identity.jwks_file),
+                        "JWT_ISSUER": identity.issuer,
+                        "JWT_AUDIENCE": identity.audience,
+                    },
+                    token=support,
                 )
                 continue
             env = gateway_env if system != "floor" else {"FLOOR_DATABASE_URL": admin_url}
@@ -710,8 +717,9 @@ def report(results: dict, systems: list[str], levels: list[int], args) -> None:
     ]
     if peers:
         checks.append(
-            "postgraphile verifies no token: it trusts X-Role/X-Actor headers (the gateway "
-            "verifies an ES256 JWT and reads the account on every request)"
+            "postgraphile verifies each bearer token (ES256, issuer, audience, expiry) against "
+            "the gateway's JWKS, and takes the caller's role and patient from X-Role/X-Actor "
+            "(the gateway reads them from its accounts table: one statement per request)"
         )
     text = "\n".join(
         [

