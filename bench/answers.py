@@ -5,8 +5,8 @@ the fields the workload reads; recordings by ID with theirs). A query is compara
 system answers it without errors and with equal canonical forms for the same callers; ratios are
 printed for comparable queries only, and a query that is not says why.
 
-Playback URLs differ by design (the gateway signs them for the viewer, the others make none), so
-only their presence is compared.
+Playback URLs are left out: the gateway signs them for the viewer (they differ on every request)
+and the other systems make none.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def canonical(system: str, body: dict[str, Any]) -> tuple[list[dict[str, Any]] |
 def digest(system: str, status: int, text: str) -> str:
     """One answer reduced to what must not change between the check before timing and any
     timed request of the same caller: the status, the error codes, and the rows and fields of
-    the data (playback URLs by presence only). Not JSON, or not an object: its own digest."""
+    the data (playback URLs left out). Not JSON, or not an object: its own digest."""
     try:
         body = json.loads(text)
     except ValueError:
