@@ -153,6 +153,7 @@ def build_requests(
     out = []
     for index in range(count):
         person = people[index % len(people)]
+        token = support if query == "Q4" else tokens[person["subject"]]
         if system == "floor":
             body = {"patient": person["patient"], "consultation": person["one"]}
             out.append(post_request(port, f"/q/{query.lower()}", body, {}))
@@ -160,11 +161,9 @@ def build_requests(
         if system.startswith("postgraphile"):
             from bench.postgraphile import requests as pg_requests
 
-            token = support if query == "Q4" else tokens[person["subject"]]
             out.append(pg_requests.request(port, query, person, token))
             continue
         variables = {"id": encode_consultation(person["one"])} if query == "Q3" else {}
-        token = support if query == "Q4" else tokens[person["subject"]]
         body = {
             "extensions": {"persistedQuery": {"version": 1, "sha256Hash": manifest[query]}},
             "variables": variables,

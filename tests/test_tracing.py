@@ -210,36 +210,24 @@ def test_each_loader_batch_is_a_span_named_for_its_loader_above_its_own_statemen
     spans = receiver.spans
     root = next(s for s in spans if _attributes(s.attributes).get("gateway.request_id") == "by-id")
     mine = [s for s in spans if s.trace_id == root.trace_id]
-    by_id = {span.span_id: span for span in mine}
     loaders = {
         s.name: (
             _attributes(s.attributes),
             sorted(c.name for c in mine if c.parent_span_id == s.span_id),
         )
         for s in mine
-        if by_id.get(s.parent_span_id) is not None and s.name.startswith("loader ")
+        if s.name.startswith("loader ")
+    }
+    statements = {
+        "recording": "RECORDINGS_BY_ID",
+        "consultation": "CONSULTATIONS_BY_ID",
+        "patient": "PATIENTS_BY_ID",
+        "consultations_of": "CONSULTATIONS_BY_PATIENT",
+        "partner": "PARTNERS_BY_ID",
     }
     assert loaders == {
-        "loader recording": (
-            {"gateway.loader": "recording", "gateway.batch_size": 1},
-            ["RECORDINGS_BY_ID"],
-        ),
-        "loader consultation": (
-            {"gateway.loader": "consultation", "gateway.batch_size": 1},
-            ["CONSULTATIONS_BY_ID"],
-        ),
-        "loader patient": (
-            {"gateway.loader": "patient", "gateway.batch_size": 1},
-            ["PATIENTS_BY_ID"],
-        ),
-        "loader consultations_of": (
-            {"gateway.loader": "consultations_of", "gateway.batch_size": 1},
-            ["CONSULTATIONS_BY_PATIENT"],
-        ),
-        "loader partner": (
-            {"gateway.loader": "partner", "gateway.batch_size": 1},
-            ["PARTNERS_BY_ID"],
-        ),
+        f"loader {name}": ({"gateway.loader": name, "gateway.batch_size": 1}, [statement])
+        for name, statement in statements.items()
     }
 
 
