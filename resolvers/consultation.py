@@ -7,7 +7,7 @@ import strawberry
 from asyncpg import Record
 
 from gateway.authz.field_check import policy_field
-from gateway.data.loaders import then
+from gateway.data.loaders import loaded_by
 from gateway.ids import encode_cursor, encode_global_id
 from resolvers.clinician import Clinician
 from resolvers.enums import ConsultationMode, ConsultationStatus
@@ -35,16 +35,19 @@ class Consultation(FromRow, Node):
     clinician_notes: str | None = policy_field()
 
     @policy_field()
+    @loaded_by("patient", "owner", Patient.maybe)
     def patient(self, info: strawberry.Info) -> Patient | None:
-        return then(info.context.loaders.patient.load(self.owner), Patient.maybe)
+        """The consultation's patient."""
 
     @policy_field()
+    @loaded_by("clinician", "clinician_pk", Clinician.maybe)
     def clinician(self, info: strawberry.Info) -> Clinician | None:
-        return then(info.context.loaders.clinician.load(self.clinician_pk), Clinician.maybe)
+        """The consultation's clinician."""
 
     @policy_field(description="The recording's segments in order (audio, then video).")
+    @loaded_by("recordings_of", "pk", Recording.many)
     def recordings(self, info: strawberry.Info) -> list[Recording] | None:
-        return then(info.context.loaders.recordings_of.load(self.pk), Recording.many)
+        """The consultation's recordings."""
 
     @classmethod
     def from_row(cls, row: Record) -> Consultation:

@@ -1178,3 +1178,58 @@ def test_a_plan_compiles_one_tree_per_directive_outcome_on_first_use():
     assert other_keys == ["z"] and other is not first
     assert keys(False, True)[0] is other
     assert list(compiled.trees) == [(True, True), (False, False)]
+
+
+def test_a_level_of_loads_is_one_fetch_per_loader_with_no_dataloader_future(harness):
+    """Q2 for a patient with consultations, by plan and by graphql-core: the same statements,
+    as many of them (one per loader and level: the page, then clinicians, patients and
+    recordings), and the same answer; the plan loads the consultations' clinicians, patients
+    and recordings by key through ``Loaders.fetch`` (its generated code queues keys), so no
+    DataLoader holds a future for any of them, where graphql-core's run holds one per key."""
+    env = harness.env
+    patient = next(p for p in env.principals if p["role"] == "patient" and p["id"] is not None)
+    from gateway.ids import decode_global_id
+
+    principal = Principal(
+        env.identity.issuer,
+        patient["subject"],
+        Role.PATIENT,
+        decode_global_id(patient["id"])[1],
+        time.time() + 600,
+    )
+    operation = OPERATIONS["Q2"]
+    executor = Executor(SCHEMA, {operation["id"]: operation["body"]})
+
+    async def run() -> list[tuple]:
+        outcomes = []
+        for document in (operation["id"], "not-compiled"):
+            statements: list[str] = []
+
+            async def counted(statement: str, *args, statements=statements):
+                statements.append(statement)
+                return await harness.database.fetch(statement, *args)
+
+            context = RequestContext.open(
+                principal, "r", fetch=counted, settings=harness.settings, playback=harness.signer
+            )
+            result, served = await executor.execute(operation["body"], document, {}, None, context)
+            assert served == ("plan" if document == operation["id"] else "graphql-core")
+            loaders = context.loaders
+            futures = {
+                name: len(getattr(loaders, name)._cache)
+                for name in ("clinician", "patient", "recordings_of")
+            }
+            answers = {name: len(loaders.answers[name]) for name in futures}
+            outcomes.append((result.data, result.errors, statements, futures, answers))
+        return outcomes
+
+    planned, interpreted = harness.run(run())
+    assert planned[1] is None and interpreted[1] is None
+    assert planned[0] == interpreted[0]
+    edges = planned[0]["consultations"]["edges"]
+    assert edges and any(edge["node"]["recordings"] for edge in edges)
+    assert sorted(planned[2]) == sorted(interpreted[2])
+    assert len(planned[2]) == 4  # the page, clinicians, patients, recordings
+    assert planned[3] == {"clinician": 0, "patient": 0, "recordings_of": 0}
+    assert all(count > 0 for count in interpreted[3].values())
+    assert planned[4] == interpreted[4]

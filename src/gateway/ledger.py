@@ -3,7 +3,8 @@
 Written only through its methods: the loaders record every row they hand out
 (``record_object``, with the break-glass reason the row was read under), and the one field gate
 (``gateway.authz.field_check``), whichever executor asks it, records every field decision
-(``record_field``: a read when allowed, a denial when not). Owners always come from database
+(``record_field``: a read when allowed, a denial when not; ``record_reads``: the reads of one
+object's fields at once, when every one was allowed and reached). Owners always come from database
 rows. At the end of the request the disclosure step seals the ledger, exit-checks every owner
 here and the audit writer stores the same lines, so what was checked, audited and sent is one
 list. A sealed ledger records nothing more: work an error left running in the background (a
@@ -37,8 +38,8 @@ class Ledger:
     def __init__(self, *, explaining: bool = False) -> None:
         # (type, object id, owner patient) of every row a loader returned.
         self._objects: list[tuple[str, Key, UUID | None]] = []
-        # (type, object id, owner patient, field) of every allowed field read.
-        self._reads: list[tuple[str, Key | None, UUID | None, str]] = []
+        # (type, object id, owner patient, fields) of every allowed field read, by object.
+        self._reads: list[tuple[str, Key | None, UUID | None, tuple[str, ...]]] = []
         self._denials: list[Denial] = []
         # patient -> break-glass reason, for rows a clinician saw under an emergency grant.
         self._break_glass: dict[UUID, str] = {}
@@ -56,6 +57,13 @@ class Ledger:
 
     @property
     def reads(self) -> Sequence[tuple[str, Key | None, UUID | None, str]]:
+        """Every allowed field read: (type, object id, owner patient, field)."""
+        return [(t, key, owner, name) for t, key, owner, names in self._reads for name in names]
+
+    @property
+    def read_objects(self) -> Sequence[tuple[str, Key | None, UUID | None, tuple[str, ...]]]:
+        """The same reads by object: (type, object id, owner patient, fields), an object
+        possibly more than once."""
         return self._reads
 
     @property
@@ -94,10 +102,18 @@ class Ledger:
         if self._sealed:
             return reason is None
         if reason is None:
-            self._reads.append((type_name, object_id, owner, field_name))
+            self._reads.append((type_name, object_id, owner, (field_name,)))
             return True
         self._denials.append(Denial(type_name, object_id, owner, field_name, reason))
         return False
+
+    def record_reads(
+        self, type_name: str, object_id: Key | None, owner: UUID | None, fields: tuple[str, ...]
+    ) -> None:
+        """Reads of ``fields`` of one object, each allowed by the gate (``record_field`` with no
+        reason, for all of them at once). Once sealed, records nothing."""
+        if not self._sealed:
+            self._reads.append((type_name, object_id, owner, fields))
 
     def explain(self, path: str, type_name: str, field_name: str, allowed: bool, rule: str) -> None:
         if self.explanations is not None:

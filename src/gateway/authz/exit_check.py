@@ -45,7 +45,7 @@ class ExitCheck:
         conducted: set[UUID] = set()
         consented: dict[str, set[UUID]] = {}
         seen = {(t, o) for t, _, o in ledger.objects if o is not None}
-        seen.update((t, o) for t, _, o, _ in ledger.reads if o is not None)
+        seen.update((t, o) for t, _, o, _ in ledger.read_objects if o is not None)
         for type_name, owner in seen:
             scope = row_scope(type_name, principal.role)
             if scope is RowScope.EVERYONE:

@@ -1,5 +1,6 @@
 """The ``gateway`` command: dev, token, serve, migrate, seed, accounts, partners, audit (verify,
-export), explain, manifest (build), schema, policy, settings. One module per command group."""
+export), explain, manifest (build), plan (print), schema, policy, settings. One module per
+command group."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from gateway.cli.development import dev, token
 from gateway.cli.explain import explain
 from gateway.cli.introspect import policy, schema, settings_command
 from gateway.cli.manifest import manifest
+from gateway.cli.plan import plan
 from gateway.cli.running import fail
 from gateway.cli.serve import serve
 from gateway.errors import ConfigurationError
@@ -35,6 +37,7 @@ for command in (
     audit,
     explain,
     manifest,
+    plan,
     schema,
     policy,
 ):

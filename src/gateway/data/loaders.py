@@ -9,6 +9,7 @@ requests. Every row handed out is written into the request's ledger with its own
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +27,7 @@ from gateway.policy.table import RowScope, row_scope
 if TYPE_CHECKING:
     from gateway.ops.tracing import Tracing
 
-__all__ = ["ConsultationPage", "Loaders", "Then", "then"]
+__all__ = ["MISSING", "ConsultationPage", "LoadSpec", "Loaders", "Then", "loaded_by", "then"]
 
 Fetch = Callable[..., Awaitable[list[Record]]]
 Batch = Callable[[Sequence[Any]], Awaitable[list[Any]]]
@@ -56,6 +57,44 @@ def then(pending: Awaitable[Any], convert: Callable[[Any], Any]) -> Any:
     return Then(pending, convert)
 
 
+MISSING: Any = object()  # a key no loader of this request has loaded yet
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSpec:
+    """A field whose value is ``convert`` of one loader's answer for one attribute of its source
+    (``Loaders.<loader>.load(source.<key>)``)."""
+
+    loader: str
+    key: str
+    convert: Callable[[Any], Any]
+
+
+def loaded_by(loader: str, key: str, convert: Callable[[Any], Any]) -> Callable[..., Any]:
+    """A resolver that is one load: ``convert`` of loader ``loader``'s answer for the source's
+    ``key``. The decorated function gives the field its signature and type; its body is never
+    run. Graphql-core calls the resolver made here; a compiled plan reads ``load_spec`` and loads
+    the keys of a whole level in one call (``Loaders.fetch``): the same load, said once."""
+    spec = LoadSpec(loader, key, convert)
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def resolve(self: Any, info: Any) -> Any:
+            pending = getattr(info.context.loaders, loader).load(getattr(self, key))
+            return then(pending, convert)
+
+        resolve.load_spec = spec  # type: ignore[attr-defined]
+        return resolve
+
+    return decorate
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    """Mark a batch's failure as seen: its own caller reports it, whoever else waited too."""
+    if not future.cancelled():
+        future.exception()
+
+
 @dataclass(frozen=True, slots=True)
 class ConsultationPage:
     rows: list[Record]
@@ -78,6 +117,12 @@ class Loaders:
         # Consultations this request already holds (a page, a patient's list): a load by ID
         # answers from here instead of the database, as DataLoader.prime would, for less.
         self._consultations: dict[UUID, Record] = {}
+        # Each loader's answers by key, for this request: what a DataLoader caches, kept where
+        # a compiled plan's level loads (``fetch``) and graphql-core's DataLoaders both read it.
+        self.answers: dict[str, dict[Any, Any]] = {}
+        self._batches: dict[str, Batch] = {}
+        # Keys a batch under way is fetching, with that batch's outcome.
+        self._loading: dict[str, dict[Any, asyncio.Future[None]]] = {}
         self.consultation = self._loader("consultation", self._consultations_by_id)
         self.recording = self._loader("recording", self._recordings_by_id)
         self.recordings_of = self._loader("recordings_of", self._recordings_by_consultation)
@@ -87,18 +132,65 @@ class Loaders:
         self.partner = self._loader("partner", self._partners_by_id)
 
     def _loader(self, name: str, batch: Batch) -> DataLoader:
-        """A DataLoader; when tracing, each batch is a span with the loader's name and the
-        batch's size (never its keys)."""
-        tracing = self._tracing
-        if tracing is None:
-            return DataLoader(batch)
+        """A DataLoader whose batches go through ``fetch``."""
+        self.answers[name] = {}
+        self._loading[name] = {}
+        self._batches[name] = batch
+        return DataLoader(functools.partial(self.fetch, name))
 
-        async def traced(keys: Sequence[Any]) -> list[Any]:
-            attributes = {"gateway.loader": name, "gateway.batch_size": len(keys)}
-            with tracing.span(f"loader {name}", attributes):
-                return await batch(keys)
+    def answer(self, name: str, key: Any) -> Any:
+        """Loader ``name``'s answer for ``key`` if this request has it, else ``MISSING``."""
+        return self.answers[name].get(key, MISSING)
 
-        return DataLoader(traced)
+    async def fetch(self, name: str, keys: Sequence[Any]) -> list[Any]:
+        """Loader ``name``'s answers for ``keys``: the ones this request has, the ones a batch
+        under way is fetching (awaited, not fetched twice), the others in one batch (one
+        statement)."""
+        answers = self.answers[name]
+        loading = self._loading[name]
+        missing: list[Any] = []
+        waits: set[asyncio.Future[None]] = set()
+        for key in keys:
+            if key in answers:
+                continue
+            under_way = loading.get(key)
+            if under_way is not None:
+                waits.add(under_way)
+            elif key not in missing:
+                missing.append(key)
+        if missing:
+            await self._batch(name, missing)
+        for under_way in waits:
+            await under_way
+        return [answers[key] for key in keys]
+
+    async def _batch(self, name: str, keys: list[Any]) -> None:
+        """One batch of loader ``name``, its answers kept. When tracing, the batch is a span with
+        the loader's name and the batch's size (never its keys)."""
+        loading = self._loading[name]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(_retrieved)
+        for key in keys:
+            loading[key] = done
+        try:
+            tracing = self._tracing
+            if tracing is None:
+                values = await self._batches[name](keys)
+            else:
+                attributes = {"gateway.loader": name, "gateway.batch_size": len(keys)}
+                with tracing.span(f"loader {name}", attributes):
+                    values = await self._batches[name](keys)
+            self.answers[name].update(zip(keys, values, strict=True))
+            done.set_result(None)
+        except Exception as exc:
+            done.set_exception(exc)
+            raise
+        except BaseException:
+            done.cancel()
+            raise
+        finally:
+            for key in keys:
+                del loading[key]
 
     def _sees(self, type_name: str) -> bool:
         return row_scope(type_name, self._principal.role) is not RowScope.NONE

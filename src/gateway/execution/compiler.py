@@ -46,6 +46,7 @@ from graphql.execution.values import get_variable_values
 from strawberry.permission import PermissionExtension
 
 from gateway.authz.field_check import FieldPolicy
+from gateway.execution.codegen import generate
 from gateway.execution.plan import FieldPlan, ObjectPlan, PlanRun, ValuePlan
 from gateway.policy.table import governed_types
 
@@ -70,6 +71,7 @@ class CompiledOperation:
     resolvers: dict[type, str]  # Python class -> GraphQL type name (abstract types)
     strawberry: Any
     trees: dict[tuple[bool, ...], ObjectPlan] = field(default_factory=dict)
+    sources: dict[tuple[bool, ...], str] = field(default_factory=dict)  # generated code
 
     def variables(self, inputs: dict[str, Any] | None) -> Any:
         """Coerced variables, or the list of errors graphql-core would report."""
@@ -81,9 +83,9 @@ class CompiledOperation:
         outcome = tuple(_included(node, variables) for node in self.directives)
         tree = self.trees.get(outcome)
         if tree is None:
-            tree = self.trees[outcome] = _Compiler(
-                self, dict(zip(map(id, self.directives), outcome, strict=True))
-            ).root()
+            tree = _Compiler(self, dict(zip(map(id, self.directives), outcome, strict=True))).root()
+            self.sources[outcome] = generate(tree, self.name or "anonymous")
+            self.trees[outcome] = tree
         return tree
 
     async def run(
@@ -271,6 +273,8 @@ class _Compiler:
             plan.resolver = resolver.wrapped_func
             plan.info_parameter = resolver.info_parameter.name if resolver.info_parameter else None
             plan.arguments = self._arguments(parent, graphql_field, definition, nodes[0])
+            if plan.arguments is None and plan.info_parameter is not None:
+                plan.load = getattr(resolver.wrapped_func, "load_spec", None)
         sub = [node.selection_set for node in nodes if node.selection_set is not None]
         plan.value = self._value(graphql_field.type, sub, f"{parent.name}.{name}")
         if plan.attribute is not None and plan.value.kind == "leaf":

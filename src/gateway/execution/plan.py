@@ -34,10 +34,10 @@ from graphql.pyutils import Undefined, gather_with_cancel, inspect
 
 from gateway.authz import field_check
 from gateway.authz.field_check import FORBIDDEN_MESSAGE
-from gateway.data.loaders import Then
+from gateway.data.loaders import LoadSpec, Then
 from gateway.errors import Forbidden
 
-__all__ = ["FieldPlan", "ObjectPlan", "PlanRun", "ValuePlan"]
+__all__ = ["Deferred", "FieldPlan", "ObjectPlan", "PlanRun", "ValuePlan", "awaitable"]
 
 Path = tuple[Any, str | int] | None  # (parent path, key), as graphql-core's linked Path
 
@@ -51,8 +51,22 @@ def _as_list(path: Path) -> list[str | int]:
     return keys
 
 
-def _awaitable(value: Any) -> bool:
+def awaitable(value: Any) -> bool:
     return getattr(type(value), "__await__", None) is not None
+
+
+_awaitable = awaitable
+
+
+class Deferred:
+    """A queued field that is one load (``loaded_by``): its loader and key, fetched with every
+    other key of its level in one ``Loaders.fetch`` per loader when the queue is drained."""
+
+    __slots__ = ("key", "spec")
+
+    def __init__(self, spec: LoadSpec, key: Any) -> None:
+        self.spec = spec
+        self.key = key
 
 
 async def _in_order(awaitables: list[Any]) -> list[Any]:
@@ -102,6 +116,9 @@ class FieldPlan:
     leaf_attribute: str | None = None  # set when the field is a plain attribute holding a scalar
     source_parameter: str | None = None  # the resolver takes its source by this name (root)
     index: int = -1  # position in the object's governed fields (its decision)
+    load: LoadSpec | None = None  # the resolver is this one load (``loaded_by``)
+    # The generated completion of this field's value (``execution.codegen``), else None.
+    complete: Callable[[Any, Any, Path], Any] | None = None
 
 
 @dataclass(slots=True)
@@ -111,6 +128,9 @@ class ObjectPlan:
     governed: bool  # the policy table governs this type: every field is checked
     governed_names: tuple[str, ...] = field(default=())  # the fields the check judges, in order
     fails_async: bool = True  # a non-null field of it can fail after an await
+    # The generated function completing an object of this plan (``execution.codegen``), else
+    # None: ``PlanRun._object`` then walks it.
+    complete: Callable[[Any, Any, Path], Any] | None = None
 
 
 @dataclass(slots=True)
@@ -125,7 +145,11 @@ class PlanRun:
 
     def __init__(self, context: Any, variables: Any) -> None:
         self._principal = context.principal
+        self._ledger = context.ledger
         self._record = context.ledger.record_field
+        loaders = getattr(context, "loaders", None)
+        self._loaders = loaders
+        self._answers = loaders.answers if loaders is not None else {}
         self._variables = variables
         self._info = PlanInfo(context)
         self.errors: list[GraphQLError] = []
@@ -150,6 +174,10 @@ class PlanRun:
         after it)."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    def decide(self, source: Any, type_name: str, fields: tuple[str, ...]) -> list[str | None]:
+        """The field gate's decisions for one object's fields (generated code asks here)."""
+        return field_check.decide(self._principal, source, type_name, fields)
 
     # --- errors ------------------------------------------------------------------------------
 
@@ -186,7 +214,9 @@ class PlanRun:
         """The completed object, or an awaitable of it; raises a located error when a non-null
         field nulls it. An object none of whose fields can fail after an await (``fails_async``
         false) completes at once: its pending fields, all nullable, are queued for ``_drain``
-        and filled in place."""
+        and filled in place. A plan with generated code (``complete``) runs that instead."""
+        if plan.complete is not None:
+            return plan.complete(self, source, path)
         results: dict[str, Any] = {}
         queued = not plan.fails_async
         awaitable_keys: list[str] = []
@@ -269,6 +299,7 @@ class PlanRun:
         batch them; each is nullable, so its error is absorbed where it happens."""
         while self._queue:
             batch, self._queue = self._queue, []
+            failed = await self._fetch(batch)
             for field_plan, pending, path, container, completed in batch:
                 key = path[1]
                 value_plan = field_plan.value
@@ -276,17 +307,46 @@ class PlanRun:
                     if completed:
                         value = await pending
                     else:
-                        if type(pending) is Then:
+                        if type(pending) is Deferred:
+                            loader = pending.spec.loader
+                            if loader in failed:
+                                raise failed[loader]
+                            value = pending.spec.convert(self._answers[loader][pending.key])
+                        elif type(pending) is Then:
                             value = pending.convert(await pending.future)
                         else:
                             value = await pending
-                        value = self._complete(value_plan, field_plan, path, value)
+                        if field_plan.complete is not None:
+                            value = field_plan.complete(self, value, path)
+                        else:
+                            value = self._complete(value_plan, field_plan, path, value)
                         if _awaitable(value):
                             value = await value
                     container[key] = value
                 except Exception as raw:
                     self._add(located_error(raw, list(field_plan.nodes), _as_list(path)), path)
                     container[key] = None
+
+    async def _fetch(self, batch: list[Any]) -> dict[str, BaseException]:
+        """Load the keys of the batch's deferred fields: one ``Loaders.fetch`` per loader, all
+        at once (as a DataLoader dispatches its batches together). Returns the loaders whose
+        fetch failed, with the error each of their fields reports."""
+        keys: dict[str, list[Any]] = {}
+        for entry in batch:
+            pending = entry[1]
+            if type(pending) is Deferred:
+                keys.setdefault(pending.spec.loader, []).append(pending.key)
+        if not keys:
+            return {}
+        fetch = self._loaders.fetch
+        outcomes = await asyncio.gather(
+            *(fetch(loader, wanted) for loader, wanted in keys.items()), return_exceptions=True
+        )
+        return {
+            loader: outcome
+            for loader, outcome in zip(keys, outcomes, strict=True)
+            if isinstance(outcome, BaseException)
+        }
 
     @staticmethod
     async def _gather_fields(
