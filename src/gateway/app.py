@@ -23,6 +23,7 @@ from gateway.authn.tokens import TokenVerifier
 from gateway.authz.disclosure import DisclosureStep
 from gateway.authz.playback import PlaybackSessions, PlaybackSigner
 from gateway.config import Settings
+from gateway.data.account_changes import AccountChanges
 from gateway.data.edge import DatabaseEdge
 from gateway.data.live import EventHub
 from gateway.data.pool import Database
@@ -63,7 +64,13 @@ def create_app(
         min_refresh_seconds=settings.jwks_min_refresh_seconds,
         max_age_seconds=settings.jwks_max_age_seconds,
     )
-    authenticator = Authenticator(TokenVerifier(settings, jwks), edge.fetch)
+    account_changes = AccountChanges(settings.listen_url)
+    authenticator = Authenticator(
+        TokenVerifier(settings, jwks),
+        edge.fetch,
+        account_changes,
+        settings.account_cache_size,
+    )
     disclosure = DisclosureStep(edge.fetch, metrics, tracing)
     signer = PlaybackSigner(
         settings.signing_keys(), settings.playback_url_ttl_seconds, settings.public_base_url
@@ -134,6 +141,8 @@ def create_app(
         edge.database = database or await Database.connect(settings)
         with contextlib.suppress(Exception):
             await jwks.refresh()
+        if settings.account_cache_size:
+            account_changes.start()
         if settings.metrics_port is not None:
             app.state.metrics_server = serve_metrics(settings.metrics_port, metrics.registry)
         try:
@@ -143,6 +152,8 @@ def create_app(
             # Worst case about 5 + 5 + 5 s, after uvicorn's GATEWAY_SHUTDOWN_GRACE_SECONDS.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(hub.close(), 5)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(account_changes.close(), 5)
             if database is None:
                 with contextlib.suppress(Exception):
                     await edge.database.close()

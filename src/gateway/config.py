@@ -120,8 +120,8 @@ class Settings(BaseSettings):
     """the application's login role (member of `gateway_app`, owning nothing, NOBYPASSRLS: checked
     at start); through PgBouncer in production"""
     listen_database_url: str | None = None
-    """the subscriptions' LISTEN connection, directly to the primary: LISTEN does not work through
-    PgBouncer in transaction mode; none: `DATABASE_URL`"""
+    """the LISTEN connections (subscriptions; changes of accounts), directly to the primary: LISTEN
+    does not work through PgBouncer in transaction mode; none: `DATABASE_URL`"""
     jwt_issuer: str
     """expected `iss` of access tokens"""
     jwt_audience: str
@@ -139,6 +139,10 @@ class Settings(BaseSettings):
     token_cache_size: int = Field(default=10000, ge=0, le=1_000_000)
     """verified tokens remembered (by SHA-256) until they expire, so a client's next request is not
     verified again; a key the JWKS withdraws ends them; 0: verify every request"""
+    account_cache_size: int = Field(default=10000, ge=0, le=1_000_000)
+    """accounts remembered by (issuer, subject) between requests, while the gateway listens for
+    changes of accounts and partners (each change forgets them all; nothing is remembered while
+    the listener is down); 0: read the account on every request"""
     jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
     """an unknown `kid` refetches the JWKS at most this often"""
     jwks_max_age_seconds: float = Field(default=3600.0, gt=0)
@@ -146,7 +150,7 @@ class Settings(BaseSettings):
     db_pool_min_size: int = Field(default=1, ge=0)
     """connections kept open per replica"""
     db_pool_max_size: int = Field(default=10, ge=1)
-    """most connections per replica (plus one LISTEN connection)"""
+    """most connections per replica (plus two LISTEN connections)"""
     db_statement_timeout_ms: int = Field(
         default=5000,
         ge=0,

@@ -1,17 +1,23 @@
 """Who is this? An ``Authorization`` header -> verified claims -> account -> Principal.
 
 The role and the party the caller acts for come from the accounts table by (issuer, subject),
-never from a claim the client chose.
+never from a claim the client chose. The row read is remembered (``GATEWAY_ACCOUNT_CACHE_SIZE``
+accounts, least recently used out first) only while the gateway listens for changes of the
+accounts and partners (``data.account_changes``) and nothing has changed since it was read: a
+change ends every remembered account at once, and while the listener is down every request
+reads the table.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
 from gateway.authn.tokens import TokenVerifier
 from gateway.data import queries
+from gateway.data.account_changes import AccountChanges
 from gateway.errors import AuthenticationError
 from gateway.identity import Principal, Role
 
@@ -23,9 +29,19 @@ Fetch = Callable[..., Awaitable[list[Any]]]
 class Authenticator:
     """Turns an ``Authorization`` header into a Principal, or raises AuthenticationError."""
 
-    def __init__(self, verifier: TokenVerifier, fetch: Fetch) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        fetch: Fetch,
+        changes: AccountChanges | None = None,
+        cache_size: int = 0,
+    ) -> None:
         self._verifier = verifier
         self._fetch = fetch
+        self._changes = changes if cache_size > 0 else None
+        self._capacity = cache_size
+        self._remembered: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._generation = -1  # the changes' generation the remembered rows were read in
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -54,18 +70,43 @@ class Authenticator:
     ) -> Principal:
         """The principal of a verified (issuer, subject): its role and party from the accounts
         table as they are now. A playback cookie comes back through here on each request, so a
-        changed or removed account takes effect at once."""
-        rows = await self._fetch(queries.ACCOUNT_FOR, issuer, subject)
-        if not rows:
+        changed or removed account takes effect at once (remembered rows end with the change's
+        notification)."""
+        row = await self._row(issuer, subject)
+        if row is None:
             raise AuthenticationError("Token invalid")
         return account_principal(
-            rows[0],
+            row,
             issuer=issuer,
             subject=subject,
             expires_at=expires_at,
             client_id=client_id,
             scopes=scopes,
         )
+
+    async def _row(self, issuer: str, subject: str) -> Any:
+        changes = self._changes
+        if changes is None or not changes.listening:
+            rows = await self._fetch(queries.ACCOUNT_FOR, issuer, subject)
+            return rows[0] if rows else None
+        generation = changes.generation
+        if generation != self._generation:
+            self._remembered.clear()
+            self._generation = generation
+        key = (issuer, subject)
+        row = self._remembered.get(key)
+        if row is not None:
+            self._remembered.move_to_end(key)
+            return row
+        rows = await self._fetch(queries.ACCOUNT_FOR, issuer, subject)
+        if not rows:
+            return None
+        # Kept only if nothing changed while it was read, and the listener is still up.
+        if changes.listening and changes.generation == generation == self._generation:
+            self._remembered[key] = rows[0]
+            if len(self._remembered) > self._capacity:
+                self._remembered.popitem(last=False)
+        return rows[0]
 
 
 def account_principal(
