@@ -10,6 +10,7 @@ import orjson
 import strawberry
 from asyncpg import Record
 
+from gateway.audit.events import expand_objects
 from gateway.authz.field_check import policy_field
 from gateway.ids import encode_global_id, encode_sequence_cursor
 from resolvers.consultation import PageInfo
@@ -77,7 +78,7 @@ class AccessEvent:
                     id=strawberry.ID(encode_global_id(item["type"], item["id"])),
                     fields=item["fields"],
                 )
-                for item in orjson.loads(row["objects"])
+                for item in expand_objects(orjson.loads(row["objects"]))
             ],
         )
 

@@ -14,6 +14,8 @@ import pytest
 from fhir.resources.R4B.auditevent import AuditEvent
 
 from gateway import create_app
+from gateway.audit.events import expand_objects
+from gateway.audit.fhir import to_audit_event
 from gateway.data.pool import Database
 from gateway.data.queries import RECORD_ACCESS_EVENTS, STATEMENT_NAMES
 from gateway.ids import encode_global_id
@@ -163,7 +165,7 @@ def test_a_clinicians_page_is_checked_and_audited_in_one_round_trip_grouped_by_p
         env.truth.patients_of_clinician[clinician]
     )
     for event in events:
-        objects = json.loads(event["objects"])
+        objects = expand_objects(json.loads(event["objects"]))
         listed = {uuid.UUID(o["id"]) for o in objects if o["type"] == "Consultation"}
         assert listed == {
             pk
@@ -1199,3 +1201,69 @@ def test_verify_during_live_writes_sees_one_snapshot_and_raises_no_false_alarm(l
     assert written == [True]
     assert during == type(during)(True, 6, "audit chain intact: 6 events")
     assert after == type(after)(True, 7, "audit chain intact: 7 events")
+
+
+def test_events_stored_one_entry_per_object_read_as_the_grouped_ones(env, client):
+    """The trail written before objects were grouped (one ``{"type", "id", "fields"}`` per
+    object) and the trail written since (``{"type", "fields", "ids"}`` per type and set of
+    fields) read the same: in the patient's access log over HTTP, in the FHIR export, and
+    ``gateway audit verify`` holds over both."""
+    subject, patient = env.patients()[11]
+    consultations = sorted(env.truth.consultations_of_patient[patient])[:2]
+    old = [
+        {"type": "Consultation", "id": str(pk), "fields": ["id", "reason"]} for pk in consultations
+    ]
+    grouped = [
+        {
+            "type": "Consultation",
+            "fields": ["id", "reason"],
+            "ids": sorted(str(pk) for pk in consultations),
+        }
+    ]
+    events = [
+        {
+            "request_id": f"formats-{form}",
+            "kind": "disclosure",
+            "issuer": "https://formats.test",
+            "subject": f"formats-{form}",
+            "role": "support",
+            "actor_id": None,
+            "patient_id": str(patient),
+            "client_id": None,
+            "break_glass_reason": None,
+            "objects": objects,
+            "detail": {},
+        }
+        for form, objects in (("old", old), ("grouped", grouped))
+    ]
+    _admin(env, lambda c: c.execute(RECORD_ACCESS_EVENTS, json.dumps(events)))
+    log = client.execute(LOG, env.token(subject))["data"]["accessLog"]["edges"]
+    shown = {
+        e["node"]["accessorSubject"]: e["node"]["objects"]
+        for e in log
+        if e["node"]["accessorSubject"].startswith("formats-")
+    }
+    expected = sorted(
+        (
+            {
+                "type": "Consultation",
+                "id": encode_global_id("Consultation", pk),
+                "fields": ["id", "reason"],
+            }
+            for pk in consultations
+        ),
+        key=lambda item: item["id"],
+    )
+    assert sorted(shown["formats-old"], key=lambda item: item["id"]) == expected
+    assert shown["formats-grouped"] == shown["formats-old"]
+    rows = _admin(
+        env,
+        lambda c: c.fetch(
+            "select * from data.access_events where request_id like 'formats-%' order by seq"
+        ),
+    )
+    exported = [to_audit_event(row)["entity"] for row in rows]
+    assert exported[0] == exported[1]
+    assert len(exported[0]) == 1 + len(consultations)  # the patient, then each consultation
+    verified = run_gateway("audit", "verify", "--database-url", env.admin_url)
+    assert verified.returncode == 0, verified.stdout + verified.stderr

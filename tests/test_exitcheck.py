@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 
 from gateway import create_app
+from gateway.audit.events import expand_objects
 from gateway.data import queries
 from gateway.data.pool import Database
 from gateway.ids import encode_global_id
@@ -150,7 +151,7 @@ def test_each_alert_names_one_foreign_patient_with_exactly_their_objects(env, le
     rows = _alert_rows(env, subject, response.headers["x-request-id"])
     assert {row["kind"] for row in rows} == {"alert"}
     assert {row["role"] for row in rows} == {"patient"}
-    by_owner = {row["patient_id"]: json.loads(row["objects"]) for row in rows}
+    by_owner = {row["patient_id"]: expand_objects(json.loads(row["objects"])) for row in rows}
     listed = _first_hundred(env)  # what the leaking page loaded, read as a superuser
     assert set(by_owner) == {owner for _, owner in listed} - {patient}
     for owner, objects in by_owner.items():

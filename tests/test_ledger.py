@@ -71,6 +71,6 @@ def test_a_field_read_is_audited_even_when_no_loader_recorded_its_object():
         (
             "disclosure",
             PATIENT,
-            [{"type": "Consultation", "id": "c9", "fields": ["reason", "status"]}],
+            [{"type": "Consultation", "fields": ["reason", "status"], "ids": ["c9"]}],
         )
     ]

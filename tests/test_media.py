@@ -220,7 +220,7 @@ def test_playbacks_are_audited_as_media_events(env, client, viewer):
     row = asyncio.run(read())
     assert row["patient_id"] == viewer["patient"]
     assert row["objects"] == (
-        f'[{{"id": "{viewer["recording"]}", "type": "Recording", "fields": ["media"]}}]'
+        f'[{{"ids": ["{viewer["recording"]}"], "type": "Recording", "fields": ["media"]}}]'
     )
     assert row["detail"] == '{"range": "bytes=0-9"}'
 

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from gateway.audit.events import expand_objects
 from gateway.policy import scopes
 from tests.actors import Grants, gid, new_clinician, new_partner, partner_token
 from tests.support import as_admin
@@ -89,7 +90,7 @@ def _events(env, request_id: str) -> list[dict]:
             request_id,
         ),
     )
-    return [{**dict(row), "objects": json.loads(row["objects"])} for row in rows]
+    return [{**dict(row), "objects": expand_objects(json.loads(row["objects"]))} for row in rows]
 
 
 def _played(env, world, response, request_id: str, subject: str, role: str, reason=None):

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import pytest
 
+from gateway.audit.events import expand_objects
 from gateway.authz.playback import PlaybackSigner
 from gateway.ids import decode_global_id, decode_sequence_cursor, encode_global_id
 from gateway.policy.table import POLICY
@@ -455,7 +456,7 @@ async def _stored(connection, env, world, type_name: str, role: str, case: str, 
             "where e.seq = $1",
             world["seq"][(type_name, role, case)],
         )
-        objects = json.loads(row["objects"])
+        objects = expand_objects(json.loads(row["objects"]))
         if type_name == "AccessedObject":
             first = objects[0]
             return {

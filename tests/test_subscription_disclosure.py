@@ -16,6 +16,7 @@ from uuid import UUID
 
 import pytest
 
+from gateway.audit.events import expand_objects
 from gateway.authz.playback import PlaybackSigner
 from gateway.data import queries
 from gateway.ids import decode_global_id, encode_global_id
@@ -115,7 +116,11 @@ async def audit_since_async(env, seq: int, subject: str) -> list[dict[str, Any]]
             subject,
         )
         return [
-            dict(r) | {"objects": json.loads(r["objects"]), "detail": json.loads(r["detail"])}
+            dict(r)
+            | {
+                "objects": expand_objects(json.loads(r["objects"])),
+                "detail": json.loads(r["detail"]),
+            }
             for r in rows
         ]
 

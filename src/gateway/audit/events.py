@@ -2,6 +2,12 @@
 
 One event per (request, patient, kind): each lists the objects and fields disclosed, taken from
 the same ledger the exit check verified, so what was checked and what was audited are one list.
+
+An event's ``objects`` are grouped: one entry per type and set of fields, holding the ids of
+every object of that type whose fields were exactly those (``{"type", "fields", "ids"}``), so a
+page of fifty consultations is one entry, not fifty. Events written before are one entry per
+object (``{"type", "id", "fields"}``); ``expand_objects`` reads both as one entry per object.
+The chain hash covers the stored text, whichever the form.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from uuid import UUID
 from gateway.identity import Principal
 from gateway.ledger import Ledger
 
-__all__ = ["access_event", "events_from_ledger"]
+__all__ = ["access_event", "events_from_ledger", "expand_objects"]
 
 
 def access_event(
@@ -90,10 +96,28 @@ def events_from_ledger(
 
 
 def _objects(items: Iterable[tuple[tuple[str, Any], set[str]]]) -> list[dict[str, Any]]:
-    """Objects keyed by (type, id as text), each id converted once, in a stable order."""
+    """Objects grouped by (type, fields), each group's ids as text, in a stable order."""
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for (type_name, object_id), fields in items:
+        groups.setdefault((type_name, tuple(sorted(fields))), []).append(str(object_id))
     return [
-        {"type": type_name, "id": object_id, "fields": sorted(fields)}
-        for type_name, object_id, fields in sorted(
-            (type_name, str(object_id), fields) for (type_name, object_id), fields in items
-        )
+        {"type": type_name, "fields": list(fields), "ids": sorted(ids)}
+        for (type_name, fields), ids in sorted(groups.items())
     ]
+
+
+def expand_objects(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An event's objects, grouped or not, as one ``{"type", "id", "fields"}`` per object,
+    ordered by type and id."""
+    expanded: list[dict[str, Any]] = []
+    for entry in objects:
+        if "ids" in entry:
+            fields = entry["fields"]
+            expanded += [
+                {"type": entry["type"], "id": object_id, "fields": list(fields)}
+                for object_id in entry["ids"]
+            ]
+        else:
+            expanded.append(entry)
+    expanded.sort(key=lambda item: (item["type"], str(item["id"])))
+    return expanded

@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 from asyncpg import Record
 
+from gateway.audit.events import expand_objects
+
 __all__ = ["to_audit_event"]
 
 _EVENT_TYPE = {
@@ -62,7 +64,8 @@ def _changed(row: Record) -> dict[str, Any]:
 
 
 def to_audit_event(row: Record) -> dict[str, Any]:
-    objects = orjson.loads(row["objects"]) if isinstance(row["objects"], str) else row["objects"]
+    stored = orjson.loads(row["objects"]) if isinstance(row["objects"], str) else row["objects"]
+    objects = expand_objects(stored)
     break_glass = row["break_glass_reason"]
     subtype, action = _CHANGE.get(row["kind"], (_READ, "R"))
     entities: list[dict[str, Any]] = []
