@@ -181,8 +181,8 @@ class _Writer:
         plan = self.constant(value_plan, "plan")
         lines = [(2, f"value = source.{_identifier(field_plan.leaf_attribute)}")]
         test = "if"
-        if value_plan.strings:
-            lines += [(2, "if type(value) is str:"), (3, f"results[{key}] = value")]
+        for condition, result in self._as_is(value_plan):
+            lines += [(2, f"{test} {condition}:"), (3, f"results[{key}] = {result}")]
             test = "elif"
         lines.append((2, f"{test} value is None:"))
         if value_plan.non_null:
@@ -282,8 +282,8 @@ class _Writer:
             lines.append((2, "return None"))
         kind = value_plan.kind
         if kind == "leaf":
-            if value_plan.strings:
-                lines += [(1, "if type(value) is str:"), (2, "return value")]
+            for condition, result in self._as_is(value_plan):
+                lines += [(1, f"if {condition}:"), (2, f"return {result}")]
             lines.append((1, f"return run._leaf({plan}, value)"))
         elif kind == "object" and (target := self.object(value_plan.object)) is not None:
             lines.append((1, f"return {target}(run, value, path)"))
@@ -311,6 +311,28 @@ class _Writer:
         for indent, line in lines:
             self.emit(indent, line)
         return name, self._may_await(value_plan)
+
+    def _as_is(self, value_plan: ValuePlan) -> list[tuple[str, str]]:
+        """Leaf values whose coercion is known without calling it, as (condition, result): a
+        str for String and ID, an int in range for Int (graphql-core's serialize_int refuses the
+        rest), a bool for Boolean, an enum member (its name, worked out at compile time). Any
+        other value goes through the type's coercion (``PlanRun._leaf``)."""
+        if value_plan.strings:
+            return [("type(value) is str", "value")]
+        if value_plan.leaf == "Int":
+            return [("type(value) is int and -2147483648 <= value <= 2147483647", "value")]
+        if value_plan.leaf == "Boolean":
+            return [("type(value) is bool", "value")]
+        if value_plan.enum is not None and value_plan.members is not None:
+            enum = self.constant(value_plan.enum, "enum")
+            members = self.constant(value_plan.members, "members")
+            return [
+                (
+                    f"type(value) is {enum} and (name := {members}.get(id(value))) is not None",
+                    "name",
+                )
+            ]
+        return []
 
     def _may_await(self, value_plan: ValuePlan) -> bool:
         if value_plan.kind == "leaf":

@@ -340,6 +340,8 @@ class _Compiler:
                 describe=describe,
                 fails_async=False,
                 strings=graphql_type.name in {"String", "ID"},
+                enum=getattr(graphql_type, "wrapped_cls", None),
+                members=_members(graphql_type),
                 leaf=graphql_type.name,
             )
         if is_object_type(graphql_type):
@@ -357,6 +359,15 @@ class _Compiler:
         return ValuePlan(
             non_null, "abstract", by_class=by_class, describe=describe, abstract=graphql_type.name
         )
+
+
+def _members(leaf: Any) -> dict[int, str] | None:
+    """A Strawberry enum's answer for each member, by the member's id (a generated plan looks
+    a member up without hashing it)."""
+    wrapped = getattr(leaf, "wrapped_cls", None)
+    if wrapped is None:
+        return None
+    return {id(member): leaf.coerce_output_value(member) for member in wrapped}
 
 
 def _coercion(leaf: Any) -> Callable[[Any], Any]:

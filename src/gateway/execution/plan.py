@@ -101,6 +101,9 @@ class ValuePlan:
     fails_async: bool = True
     strings: bool = False  # a String or ID leaf: a str is its own coercion
     leaf: str = ""  # the leaf type's name, as graphql-core names it in errors
+    # A Strawberry enum: its class, and each member's name by the member's id.
+    enum: type | None = None
+    members: dict[int, str] | None = None
 
 
 @dataclass(slots=True)
