@@ -215,3 +215,11 @@ def gateway_serve(env: Any, identity: Any = None, **variables: str) -> Iterator[
         if process.poll() is None:
             process.kill()
         process.communicate(timeout=30)
+
+
+# SQL: the event's objects hold the object whose id is $2 (grouped as {"type", "fields", "ids"},
+# or, before grouping, one {"type", "id", "fields"} per object).
+HOLDS_OBJECT = (
+    "(objects @> jsonb_build_array(jsonb_build_object('ids', jsonb_build_array($2::text)))"
+    " or objects @> jsonb_build_array(jsonb_build_object('id', $2::text)))"
+)

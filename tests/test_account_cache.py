@@ -180,3 +180,27 @@ def test_the_least_recently_used_account_is_forgotten_first_and_zero_remembers_n
                 )
 
     asyncio.run(scenario())
+
+
+def test_a_listener_that_cannot_hear_a_change_never_counts_as_listening(env):
+    """Attack: a gateway whose listener would wait for notifications nobody sends (the triggers
+    of migration 0015 missing or disabled; LISTEN through a pooler in transaction mode, which
+    never delivers) would remember accounts for good. Expected: it does not count as listening
+    (so nothing is remembered) until it hears, and it does once the triggers are back."""
+
+    async def scenario() -> None:
+        admin = await asyncpg.connect(env.admin_url)
+        changes = AccountChanges(env.app_url)
+        try:
+            await admin.execute("alter table data.accounts disable trigger accounts_changed")
+            changes.start()
+            await asyncio.sleep(1.5)
+            assert not changes.listening
+            await admin.execute("alter table data.accounts enable trigger accounts_changed")
+            await _until(lambda: changes.listening, seconds=5)
+        finally:
+            await admin.execute("alter table data.accounts enable trigger accounts_changed")
+            await changes.close()
+            await admin.close()
+
+    asyncio.run(scenario())

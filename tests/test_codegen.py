@@ -122,3 +122,42 @@ def test_plan_print_shows_the_code_and_the_roles_decisions(tmp_path):
     missing = runner.invoke(cli, ["plan", "print", "Q9", "--manifest", str(manifest)])
     assert missing.exit_code != 0
     assert "'Q9': no such operation" in missing.output
+
+
+def test_a_waiter_cancelled_leaves_a_shared_batch_to_the_others(env):
+    """Three fetches of one key in one request (a level's fetch and two DataLoader batches): the
+    first fetches it, the others wait for that batch. The request's client goes away and one
+    waiter is cancelled: the batch still answers the first and the other waiter (nothing
+    cancelled that they share), and the cancelled one ends cancelled. Real PostgreSQL."""
+    import asyncio
+    import time
+
+    import asyncpg
+
+    from gateway.data.loaders import Loaders
+    from gateway.identity import Principal, Role
+    from gateway.ledger import Ledger
+
+    async def scenario() -> None:
+        pool = await asyncpg.create_pool(env.app_url, min_size=1, max_size=2)
+        try:
+            subject, clinician = env.clinicians()[0]
+            principal = Principal(
+                env.identity.issuer, subject, Role.CLINICIAN, clinician, time.time() + 60
+            )
+            loaders = Loaders(pool.fetch, principal, Ledger())
+            first = asyncio.create_task(loaders.fetch("clinician", [clinician]))
+            await asyncio.sleep(0)  # its batch is under way
+            cancelled = asyncio.create_task(loaders.fetch("clinician", [clinician]))
+            other = asyncio.create_task(loaders.fetch("clinician", [clinician]))
+            await asyncio.sleep(0)
+            cancelled.cancel()
+            rows = await first
+            assert rows[0]["id"] == clinician
+            assert await other == rows
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+        finally:
+            await pool.close()
+
+    asyncio.run(scenario())

@@ -33,6 +33,7 @@ import pytest
 import websockets
 
 from gateway import create_app
+from gateway.audit.events import expand_objects
 from gateway.data.pool import Database
 from gateway.dev.embedded import EmbeddedPostgres
 from gateway.errors import ConfigurationError
@@ -326,7 +327,7 @@ def test_postgresql_restarted_under_load_gives_clean_503s_then_recovers_in_the_s
     for outcome in answered:
         recorded = events.get(outcome.request_id, [])
         assert [row["patient_id"] for row in recorded] == [outcome.patient], outcome.request_id
-        objects = json.loads(recorded[0]["objects"])
+        objects = expand_objects(json.loads(recorded[0]["objects"]))
         sent = consultation_ids(outcome.response.json())
         assert {UUID(o["id"]) for o in objects if o["type"] == "Consultation"} == sent
 

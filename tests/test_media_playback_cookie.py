@@ -22,7 +22,7 @@ from gateway.authz.playback import COOKIE, PlaybackSession, PlaybackSessions, Pl
 from gateway.ids import encode_global_id
 from gateway.policy import scopes
 from tests.actors import Grants, gid, new_clinician, new_partner, partner_token
-from tests.support import as_admin
+from tests.support import HOLDS_OBJECT, as_admin
 
 PLAY = "query($id: ID!) { recording(id: $id) { id playbackUrl } }"
 
@@ -65,8 +65,7 @@ def _media_events(env, subject: str, recording: uuid.UUID) -> list[dict]:
         env,
         lambda c: c.fetch(
             "select request_id, detail from data.access_events where kind = 'media' "
-            "and subject = $1 and objects @> jsonb_build_array(jsonb_build_object('id', $2::text)) "
-            "order by seq",
+            f"and subject = $1 and {HOLDS_OBJECT} order by seq",
             subject,
             str(recording),
         ),

@@ -64,7 +64,9 @@ def test_request_error_denial_audit_and_statement_counters_move_with_real_reques
     denial = {"type": "Consultation", "field": "clinicianNotes", "role": "patient"}
     assert moved("gateway_field_denials_total", **denial, rule="default-deny") == denied
     assert moved("gateway_audit_writes_total", outcome="ok") == 1
-    assert moved("gateway_db_statements_total") >= 4  # account, page, exit check, audit
+    # The account (read once, then remembered for the next request if the accounts' listener is
+    # up by then), the page, the exit check's questions with the audit write.
+    assert moved("gateway_db_statements_total") >= 3
     assert value(after, "gateway_exit_check_trips_total") == 0  # test_exitcheck trips it
 
 

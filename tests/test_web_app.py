@@ -39,7 +39,7 @@ from tests.browser import (
     visiting,
     wait_until,
 )
-from tests.support import ServerThread, as_admin, serving
+from tests.support import HOLDS_OBJECT, ServerThread, as_admin, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "apps" / "web"
@@ -264,7 +264,7 @@ def media_events(env, subject: str, recording: UUID) -> list[dict[str, Any]]:
         env,
         lambda c: c.fetch(
             "select detail from data.access_events where kind = 'media' and subject = $1 "
-            "and objects @> jsonb_build_array(jsonb_build_object('id', $2::text)) order by seq",
+            f"and {HOLDS_OBJECT} order by seq",
             subject,
             str(recording),
         ),

@@ -4,9 +4,13 @@ triggers notify on every change of ``data.accounts`` or ``data.partners``.
 ``generation`` moves on every notification and whenever the connection opens or is lost, and
 ``listening`` is False while it is down: a cache keyed by it (``gateway.authn.accounts``) trusts
 an entry only while the connection that would have told it of a change is up and nothing has
-been said since the entry was read. The connection is kept by a background task: reopened a
-second after it is lost (a restart, a failover: it follows the URL to the primary), and
-checked every ``PING_SECONDS`` with a query, so a connection that died silently is noticed.
+been said since the entry was read. The connection counts as listening only once it has shown
+that it hears: both triggers exist (a gateway started before migration 0015 would otherwise
+wait for notifications nobody sends) and a notification it sends itself comes back (LISTEN
+through a pooler in transaction mode never delivers one). It is kept by a background task:
+reopened a second after it is lost (a restart, a failover: it follows the URL to the primary),
+and probed again every ``PING_SECONDS``, so a connection that died silently, or stopped
+hearing, is noticed within ``PING_SECONDS + PROBE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from typing import Any
 
 import asyncpg
@@ -22,8 +27,17 @@ __all__ = ["CHANNEL", "LISTENER", "AccountChanges"]
 
 CHANNEL = "gateway_accounts"
 LISTENER = "gateway-accounts"  # the connection's application_name (pg_stat_activity)
-PING_SECONDS = 10.0
+PING_SECONDS = 5.0
+PROBE_SECONDS = 2.0
 RETRY_SECONDS = 1.0
+PROBE = "probe:"  # the payload of a listener's own notifications (the triggers send table names)
+TRIGGERS = """
+select count(*) from pg_catalog.pg_trigger t
+join pg_catalog.pg_class c on c.oid = t.tgrelid
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+where n.nspname = 'data' and not t.tgisinternal and t.tgenabled <> 'D'
+  and (c.relname, t.tgname) in (('accounts', 'accounts_changed'), ('partners', 'partners_changed'))
+"""
 
 log = logging.getLogger("gateway.accounts")
 
@@ -34,7 +48,8 @@ class AccountChanges:
         self.generation = 0
         self.listening = False
         self._task: asyncio.Task[None] | None = None
-        self._connection: asyncpg.Connection | None = None
+        self._probe = ""
+        self._heard = asyncio.Event()
 
     def start(self) -> None:
         if self._task is None:
@@ -47,8 +62,19 @@ class AccountChanges:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def _changed(self, *_: Any) -> None:
+    def _changed(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload.startswith(PROBE):  # a listener's own (this one's, or another replica's)
+            if payload == self._probe:
+                self._heard.set()
+            return
         self.generation += 1
+
+    async def _hears(self, connection: asyncpg.Connection) -> None:
+        """Send a notification of our own and wait for it; TimeoutError if it never comes."""
+        self._probe = PROBE + secrets.token_hex(8)
+        self._heard.clear()
+        await connection.execute("select pg_notify($1, $2)", CHANNEL, self._probe)
+        await asyncio.wait_for(self._heard.wait(), PROBE_SECONDS)
 
     async def _keep(self) -> None:
         while True:
@@ -68,6 +94,9 @@ class AccountChanges:
         try:
             connection.add_termination_listener(lambda _connection: lost.set())
             await connection.add_listener(CHANNEL, self._changed)
+            if await connection.fetchval(TRIGGERS) != 2:
+                raise LookupError("the accounts' change triggers are missing (migration 0015)")
+            await self._hears(connection)
             # Whatever changed before LISTEN began was never heard: start afresh.
             self.generation += 1
             self.listening = True
@@ -75,7 +104,7 @@ class AccountChanges:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(lost.wait(), PING_SECONDS)
                 if not lost.is_set():
-                    await connection.fetchval("select 1", timeout=PING_SECONDS / 2)
+                    await self._hears(connection)
         finally:
             self.listening = False
             self.generation += 1

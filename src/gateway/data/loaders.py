@@ -161,7 +161,9 @@ class Loaders:
         if missing:
             await self._batch(name, missing)
         for under_way in waits:
-            await under_way
+            # Shielded: a waiter cancelled (its request gone) must not cancel the batch's
+            # outcome that other waiters of the same request share.
+            await asyncio.shield(under_way)
         return [answers[key] for key in keys]
 
     async def _batch(self, name: str, keys: list[Any]) -> None:
@@ -186,7 +188,9 @@ class Loaders:
             done.set_exception(exc)
             raise
         except BaseException:
-            done.cancel()
+            # The batch's owner was cancelled: the others waiting for it fail as a load does,
+            # not as cancelled (a DataLoader dispatch would die of it, its loads never settled).
+            done.set_exception(RuntimeError(f"the {name} batch was cancelled"))
             raise
         finally:
             for key in keys:

@@ -345,11 +345,13 @@ class PlanRun:
         outcomes = await asyncio.gather(
             *(fetch(loader, wanted) for loader, wanted in keys.items()), return_exceptions=True
         )
-        return {
-            loader: outcome
-            for loader, outcome in zip(keys, outcomes, strict=True)
-            if isinstance(outcome, BaseException)
-        }
+        failed: dict[str, BaseException] = {}
+        for loader, outcome in zip(keys, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                failed[loader] = outcome
+            elif isinstance(outcome, BaseException):  # cancelled: the request is ending
+                raise outcome
+        return failed
 
     @staticmethod
     async def _gather_fields(
