@@ -121,6 +121,17 @@ def _rules(type_name: str, role: Role, fields: tuple[str, ...]) -> tuple[Rule | 
     return tuple(rule_for(type_name, field, role) for field in fields)
 
 
+@functools.lru_cache(maxsize=4096)
+def _uniform(type_name: str, role: Role, fields: tuple[str, ...]) -> RowScope | None:
+    """The one row scope all of ``fields`` are granted under, each with no condition; None
+    when a field is not granted, has a condition, or the scopes differ."""
+    rules = _rules(type_name, role, fields)
+    if not rules or any(rule is None or rule.condition is not ALWAYS for rule in rules):
+        return None
+    scopes = {rule.rows for rule in rules if rule is not None}
+    return scopes.pop() if len(scopes) == 1 else None
+
+
 def decide(
     principal: Principal, source: Governed, type_name: str, fields: tuple[str, ...]
 ) -> list[str | None]:
@@ -128,7 +139,12 @@ def decide(
     where the table allows the read, else why not (default deny, the row outside the caller's
     row scope, or the rule whose condition failed on this row). Every executor and the media
     endpoint ask this one function. The rules are looked up once per (type, role, fields); the
-    row scope, one per type and role, is judged once per object; conditions per field."""
+    row scope, one per type and role, is judged once per object; conditions per field. When
+    every field is granted under one row scope with no condition (most selections), the row
+    scope is the only question left, and a row inside it has every field allowed."""
+    uniform = _uniform(type_name, principal.role, fields)
+    if uniform is not None and _outside(uniform, source, principal) is None:
+        return [None] * len(fields)
     decisions: list[str | None] = []
     outside: str | None = None
     judged = False
