@@ -93,7 +93,8 @@ R03 = f"{MIGRATIONS}/0003_every_role.sql"  # layer 4's questions, consents
 R09 = f"{MIGRATIONS}/0009_recordings_under_their_own_scope.sql"  # the recording loaders
 R10 = f"{MIGRATIONS}/0010_rls_once_per_statement.sql"  # the row-level security policies
 R11 = f"{MIGRATIONS}/0011_pages_per_role.sql"  # the consultation and access-log pages
-R12 = f"{MIGRATIONS}/0012_audit_chains.sql"  # the exit check's questions with the audit write
+R12 = f"{MIGRATIONS}/0012_audit_chains.sql"  # the chains' trigger and head
+R16 = f"{MIGRATIONS}/0016_compact_audit_objects.sql"  # the audit write, chain hash, access log
 R14 = f"{MIGRATIONS}/0014_consent_requests.sql"  # the consent page's requests
 TABLE = "src/gateway/policy/table.py"
 
@@ -430,7 +431,7 @@ T_EXIT = (
 drop(
     "exit-write-accepts-everyone",
     G,
-    R12,
+    R16,
     "     where candidate not in (\n"
     "         select x from api.authorized_patients(p_role, p_actor, p_scopes, a.needs, "
     "a.candidates) x);",
@@ -441,7 +442,7 @@ drop(
 drop(
     "exit-write-any-scope",
     G,
-    R12,
+    R16,
     "api.authorized_patients(p_role, p_actor, p_scopes, a.needs, a.candidates)",
     "api.authorized_patients(p_role, p_actor, p_scopes, 'patient/Patient.rs', a.candidates)",
     "a partner's consent to their record counts for their consultations and recordings",
@@ -450,7 +451,7 @@ drop(
 drop(
     "exit-write-stores-withheld",
     G,
-    R12,
+    R16,
     "        return query select unnest(foreign_patients);\n        return;\n",
     "        return query select unnest(foreign_patients);\n",
     "a withheld response's disclosures are stored in the audit trail as if sent",
@@ -459,7 +460,7 @@ drop(
 drop(
     "exit-write-as-another-role",
     G,
-    R12,
+    R16,
     "api.authorized_patients(p_role, p_actor, p_scopes, a.needs, a.candidates)",
     "api.authorized_patients('support', p_actor, p_scopes, a.needs, a.candidates)",
     "the questions are asked for another role than the caller's",
@@ -472,7 +473,7 @@ T_CHAIN = ("tests/test_audit.py", "tests/test_audit_replicas.py")
 drop(
     "chain-hash-skips-patient",
     H,
-    R12,
+    R16,
     "        || data.canonical_field(e.patient_id::text) || data.canonical_field(e.client_id)",
     "        || data.canonical_field(e.client_id)",
     "an event's hash does not cover whose record it is: the patient can be rewritten unnoticed",
@@ -481,7 +482,7 @@ drop(
 drop(
     "chain-hash-skips-position",
     H,
-    R12,
+    R16,
     "data.canonical_field(e.chain_id::text) || data.canonical_field(e.chain_seq::text)",
     "data.canonical_field(e.chain_id::text)",
     "an event's hash does not cover its position: events can be reordered unnoticed",
@@ -530,7 +531,7 @@ D = "sql: access log, consents"
 drop(
     "access-log-any-patient",
     D,
-    R11,
+    R16,
     "where e.patient_id = p_actor\n              and e.kind in (",
     "where e.kind in (",
     "a patient's access log holds every patient's events",
@@ -538,7 +539,7 @@ drop(
 drop(
     "access-log-other-roles",
     D,
-    R11,
+    R16,
     "    elsif p_role = 'auditor' then\n        return query\n            select e.seq",
     "    elsif p_role is not null then\n        return query\n            select e.seq",
     "a clinician, support or partner reads every access event",

@@ -164,7 +164,7 @@ def unfiltered_logs() -> dict[str, Replacement]:
         queries.ACCESS_EVENTS_PAGE: keeping(
             "select e.seq, e.occurred_at, e.kind, e.subject, e.role, e.actor_id, "
             "null::text as actor_name, e.patient_id, e.client_id, e.break_glass_reason, "
-            "e.objects from data.access_events e where e.seq is not null "
+            "data.event_objects(e) as objects from data.access_events e where e.seq is not null "
             "and e.patient_id is not null order by e.seq desc limit $1",
             3,
         ),

@@ -220,6 +220,8 @@ def gateway_serve(env: Any, identity: Any = None, **variables: str) -> Iterator[
 # SQL: the event's objects hold the object whose id is $2 (grouped as {"type", "fields", "ids"},
 # or, before grouping, one {"type", "id", "fields"} per object).
 HOLDS_OBJECT = (
-    "(objects @> jsonb_build_array(jsonb_build_object('ids', jsonb_build_array($2::text)))"
-    " or objects @> jsonb_build_array(jsonb_build_object('id', $2::text)))"
+    "(data.event_objects(access_events) @> "
+    "jsonb_build_array(jsonb_build_object('ids', jsonb_build_array($2::text)))"
+    " or data.event_objects(access_events) @> "
+    "jsonb_build_array(jsonb_build_object('id', $2::text)))"
 )

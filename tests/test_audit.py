@@ -28,13 +28,17 @@ LOG = """{ accessLog(first: 50) { edges { node {
 
 
 _admin = as_admin
+# The audit write as it was before migration 0016 (its ids as JSON), for databases migrated
+# only that far.
+BEFORE_0016 = "select api.record_access_events($1::jsonb)"
 
 
 def _events(env, request_id):
     return _admin(
         env,
         lambda c: c.fetch(
-            "select kind, subject, role, patient_id, objects::text as objects from "
+            "select kind, subject, role, patient_id, "
+            "data.event_objects(access_events)::text as objects from "
             "data.access_events where request_id = $1 order by seq",
             request_id,
         ),
@@ -288,6 +292,63 @@ def test_audit_verify_passes_on_the_real_log_and_names_the_row_a_superuser_alter
     assert gateway("audit", "verify", "--database-url", env.admin_url).returncode == 0
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        # one id replaced by another object's: the record now names the wrong object
+        "object_ids = array_replace(e.object_ids, e.object_ids[1], gen_random_uuid())",
+        # two ids swapped: the same ids, each under the other's place (and fields)
+        "object_ids = e.object_ids[2:2] || e.object_ids[1:1] || e.object_ids[3:]",
+        # a group's fields changed
+        "object_groups = jsonb_set(e.object_groups, '{0,1}', '[\"id\"]')",
+    ],
+)
+def test_a_compact_record_is_covered_by_its_chain_hash(env, client, change):
+    """Attack: a superuser alters what a compactly stored disclosure says was read (its ids, or
+    its groups' fields), without touching the JSON. Expected: ``gateway audit verify`` names
+    the event, "contents were altered"; restored, the trail verifies."""
+    patient = env.patients()[0][0]
+    client.execute(
+        "{ consultations(first: 3) { edges { node { id reason patient { displayName } } } } }",
+        env.token(patient),
+    )
+
+    async def alter(connection):
+        async with connection.transaction():
+            await connection.execute("set local session_replication_role = replica")
+            return await connection.fetchrow(
+                "with target as (select id, object_ids, object_groups from data.access_events "
+                "where cardinality(object_ids) >= 3 order by seq desc limit 1) "
+                f"update data.access_events e set {change} from target "
+                "where e.id = target.id returning e.id, e.chain_id, e.chain_seq, "
+                "target.object_ids as ids, target.object_groups::text as groups",
+            )
+
+    row = _admin(env, alter)
+    try:
+        broken = gateway("audit", "verify", "--database-url", env.admin_url)
+    finally:
+        _admin(env, lambda c: _restore(c, row["id"], row["ids"], row["groups"]))
+    assert broken.returncode == 1
+    assert broken.stderr == (
+        f"gateway: audit chain broken at chain {row['chain_id']} position {row['chain_seq']} "
+        f"(event id {row['id']}): contents were altered\n"
+    )
+    assert gateway("audit", "verify", "--database-url", env.admin_url).returncode == 0
+
+
+async def _restore(connection, event, ids, groups) -> None:
+    async with connection.transaction():
+        await connection.execute("set local session_replication_role = replica")
+        await connection.execute(
+            "update data.access_events set object_ids = $2, object_groups = $3::jsonb "
+            "where id = $1",
+            event,
+            ids,
+            groups,
+        )
+
+
 def test_audit_verify_notices_events_deleted_from_the_end_of_a_chain(env):
     async def remove_last(connection):
         async with connection.transaction():
@@ -420,7 +481,7 @@ def test_concurrent_batches_each_append_one_contiguous_run_of_a_chain_of_their_o
         database = await Database.connect(env.settings(db_pool_max_size=3))
         try:
             await asyncio.gather(
-                *(database.execute(RECORD_ACCESS_EVENTS, batch(n)) for n in range(3))
+                *(database.execute(RECORD_ACCESS_EVENTS, batch(n), []) for n in range(3))
             )
         finally:
             await database.close()
@@ -538,7 +599,7 @@ def test_a_writer_takes_a_free_chain_while_another_holds_one(env):
                     "select id from data.audit_chains order by id limit 1 for update"
                 )
                 await writer.execute("set statement_timeout = 2000")
-                await writer.execute(RECORD_ACCESS_EVENTS, event)
+                await writer.execute(RECORD_ACCESS_EVENTS, event, [])
                 return held, await holder.fetchval(
                     "select chain_id from data.access_events where request_id = 'free-chain'"
                 )
@@ -591,9 +652,9 @@ def test_events_written_before_the_chains_still_verify_as_the_first_chain(env):
                     migration.version,
                     migration.checksum,
                 )
-            await connection.execute(RECORD_ACCESS_EVENTS, event)
+            await connection.execute(BEFORE_0016, event)
             await apply_migrations(connection)
-            await connection.execute(RECORD_ACCESS_EVENTS, event.replace('"old"', '"new"'))
+            await connection.execute(RECORD_ACCESS_EVENTS, event.replace('"old"', '"new"'), [])
             chained = await connection.fetch(
                 "select request_id, chain_id is not null as chained from data.access_events "
                 "order by seq"
@@ -677,9 +738,9 @@ def _chains_database(env):
                     migration.version,
                     migration.checksum,
                 )
-            await connection.execute(RECORD_ACCESS_EVENTS, events("old"))
+            await connection.execute(BEFORE_0016, events("old"))
             await apply_migrations(connection)
-            await connection.execute(RECORD_ACCESS_EVENTS, events("new"))
+            await connection.execute(RECORD_ACCESS_EVENTS, events("new"), [])
         finally:
             await connection.close()
 
@@ -882,6 +943,19 @@ def test_a_chain_hash_covers_every_field_and_its_position():
         GENESIS, {**row, "client_id": None}
     )
     assert chain_genesis(1) != chain_genesis(2) != GENESIS
+    # Since migration 0016: the groups and the ids' bytes, after the rest; none, as before.
+    from uuid import UUID
+
+    ids = [UUID(int=1), UUID(int=2)]
+    compact = {**row, "object_groups": '[["Recording", ["id"], 2]]', "object_ids": ids}
+    assert event_hash(GENESIS, {**row, "object_ids": None}) == base
+    assert event_hash(GENESIS, compact) != base
+    for changed in (
+        {"object_ids": ids[::-1]},
+        {"object_ids": [UUID(int=1), UUID(int=3)]},
+        {"object_groups": '[["Recording", ["mode"], 2]]'},
+    ):
+        assert event_hash(GENESIS, {**compact, **changed}) != event_hash(GENESIS, compact)
 
 
 def test_an_event_hash_is_its_canonical_text_in_utc_whatever_the_machines_time_zone(monkeypatch):
@@ -1176,6 +1250,7 @@ def test_verify_during_live_writes_sees_one_snapshot_and_raises_no_false_alarm(l
                         }
                     ]
                 ),
+                [],
             )
         finally:
             await other.close()
@@ -1205,9 +1280,10 @@ def test_verify_during_live_writes_sees_one_snapshot_and_raises_no_false_alarm(l
 
 def test_events_stored_one_entry_per_object_read_as_the_grouped_ones(env, client):
     """The trail written before objects were grouped (one ``{"type", "id", "fields"}`` per
-    object) and the trail written since (``{"type", "fields", "ids"}`` per type and set of
-    fields) read the same: in the patient's access log over HTTP, in the FHIR export, and
-    ``gateway audit verify`` holds over both."""
+    object), grouped as JSON (``{"type", "fields", "ids"}`` per type and set of fields), and
+    compact (migration 0016: the ids as a uuid[], the groups beside them) read the same: in the
+    patient's access log over HTTP, in the FHIR export, and ``gateway audit verify`` holds over
+    all three."""
     subject, patient = env.patients()[11]
     consultations = sorted(env.truth.consultations_of_patient[patient])[:2]
     old = [
@@ -1234,9 +1310,16 @@ def test_events_stored_one_entry_per_object_read_as_the_grouped_ones(env, client
             "objects": objects,
             "detail": {},
         }
-        for form, objects in (("old", old), ("grouped", grouped))
+        for form, objects in (("old", old), ("grouped", grouped), ("compact", []))
     ]
-    _admin(env, lambda c: c.execute(RECORD_ACCESS_EVENTS, json.dumps(events)))
+    # The compact form (migration 0016): the ids as a uuid[], the group as [type, fields, count].
+    events[2] |= {
+        "object_groups": [["Consultation", ["id", "reason"], len(consultations)]],
+        "ids_from": 0,
+        "ids_count": len(consultations),
+    }
+    ids = sorted(consultations, key=str)
+    _admin(env, lambda c: c.execute(RECORD_ACCESS_EVENTS, json.dumps(events), ids))
     log = client.execute(LOG, env.token(subject))["data"]["accessLog"]["edges"]
     shown = {
         e["node"]["accessorSubject"]: e["node"]["objects"]
@@ -1256,6 +1339,7 @@ def test_events_stored_one_entry_per_object_read_as_the_grouped_ones(env, client
     )
     assert sorted(shown["formats-old"], key=lambda item: item["id"]) == expected
     assert shown["formats-grouped"] == shown["formats-old"]
+    assert shown["formats-compact"] == shown["formats-old"]
     rows = _admin(
         env,
         lambda c: c.fetch(
@@ -1263,7 +1347,7 @@ def test_events_stored_one_entry_per_object_read_as_the_grouped_ones(env, client
         ),
     )
     exported = [to_audit_event(row)["entity"] for row in rows]
-    assert exported[0] == exported[1]
+    assert exported[0] == exported[1] == exported[2]
     assert len(exported[0]) == 1 + len(consultations)  # the patient, then each consultation
     verified = run_gateway("audit", "verify", "--database-url", env.admin_url)
     assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -133,7 +133,8 @@ def _alert_rows(env, subject, request_id):
         connection = await asyncpg.connect(env.admin_url)
         try:
             return await connection.fetch(
-                "select kind, role, patient_id, objects, detail from data.access_events "
+                "select kind, role, patient_id, data.event_objects(access_events) as objects, "
+                "detail from data.access_events "
                 "where subject = $1 and request_id = $2",
                 subject,
                 request_id,
@@ -513,7 +514,7 @@ def test_when_the_database_half_cannot_be_asked_after_a_trip_the_send_is_withhel
     )[0]
     principal = Principal("iss", "sub", Role.CLINICIAN, clinician, expires_at=0)
     request_id = f"unasked-{uuid.uuid4().hex}"
-    function = "api.record_access_events_if_authorized(text, uuid, text[], jsonb, jsonb)"
+    function = "api.record_access_events_if_authorized(text, uuid, text[], jsonb, jsonb, uuid[])"
 
     async def run():
         admin = await asyncpg.connect(env.admin_url)

@@ -615,7 +615,7 @@ def _alerts_since(env, seq: int, subject: str) -> list[dict[str, Any]]:
     async def read(connection):
         rows = await connection.fetch(
             "select kind, patient_id, client_id, detail::text as detail, "
-            "objects::text as objects from data.access_events "
+            "data.event_objects(access_events)::text as objects from data.access_events "
             "where seq > $1 and subject = $2 and kind = 'alert' order by seq",
             seq,
             subject,

@@ -276,7 +276,8 @@ async def _disclosure_events(env: Environment, request_ids: list[str]) -> dict[s
     connection = await asyncpg.connect(env.admin_url)
     try:
         rows = await connection.fetch(
-            "select request_id, patient_id, objects from data.access_events "
+            "select request_id, patient_id, data.event_objects(access_events) as objects "
+            "from data.access_events "
             "where kind = 'disclosure' and request_id = any($1::text[])",
             request_ids,
         )

@@ -112,7 +112,7 @@ def world(env):
             for kind in ("disclosure", "denial", "alert", "media")
             for patient in (p["ana"], p["ben"])
         ]
-        await connection.execute(queries.RECORD_ACCESS_EVENTS, json.dumps(events))
+        await connection.execute(queries.RECORD_ACCESS_EVENTS, json.dumps(events), [])
 
     asyncio.run(admin(env, grants))
     yield made

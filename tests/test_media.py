@@ -210,7 +210,8 @@ def test_playbacks_are_audited_as_media_events(env, client, viewer):
         connection = await asyncpg.connect(env.admin_url)
         try:
             return await connection.fetchrow(
-                "select kind, patient_id, objects::text, detail::text from data.access_events "
+                "select kind, patient_id, data.event_objects(access_events)::text as objects, "
+                "detail::text from data.access_events "
                 "where subject = $1 and kind = 'media' order by seq desc limit 1",
                 viewer["subject"],
             )

@@ -85,7 +85,8 @@ def _events(env, request_id: str) -> list[dict]:
     rows = as_admin(
         env,
         lambda c: c.fetch(
-            "select kind, subject, role, patient_id, break_glass_reason, objects::text "
+            "select kind, subject, role, patient_id, break_glass_reason, "
+            "data.event_objects(access_events)::text as objects "
             "from data.access_events where request_id = $1 order by seq",
             request_id,
         ),

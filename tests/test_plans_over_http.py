@@ -182,7 +182,8 @@ def _verified(env, value: Any, subject: str, signer: PlaybackSigner | None = Non
 def _stored(harness, request_id: str) -> list[bytes]:
     rows = harness.run(
         harness.admin.fetch(
-            "select kind, role, patient_id, break_glass_reason, objects::text as objects, "
+            "select kind, role, patient_id, break_glass_reason, "
+            "data.event_objects(access_events)::text as objects, "
             "detail::text as detail from data.access_events where request_id = $1",
             request_id,
         )

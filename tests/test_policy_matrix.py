@@ -449,14 +449,15 @@ async def _stored(connection, env, world, type_name: str, role: str, case: str, 
         }
     if type_name in ("AccessEvent", "AccessedObject"):
         row = await connection.fetchrow(
-            "select e.*, coalesce(c.display_name, p.name) as actor_name "
+            "select e.*, coalesce(c.display_name, p.name) as actor_name, "
+            "data.event_objects(e) as all_objects "
             "from data.access_events e "
             "left join data.clinicians c on c.id = e.actor_id and e.role = 'clinician' "
             "left join data.partners p on p.id = e.actor_id and e.role = 'partner' "
             "where e.seq = $1",
             world["seq"][(type_name, role, case)],
         )
-        objects = expand_objects(json.loads(row["objects"]))
+        objects = expand_objects(json.loads(row["all_objects"]))
         if type_name == "AccessedObject":
             first = objects[0]
             return {

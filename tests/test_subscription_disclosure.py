@@ -110,7 +110,8 @@ async def audit_since_async(env, seq: int, subject: str) -> list[dict[str, Any]]
     async def read(connection):
         rows = await connection.fetch(
             "select request_id, kind, subject, role, patient_id, break_glass_reason, "
-            "objects::text as objects, detail::text as detail from data.access_events "
+            "data.event_objects(access_events)::text as objects, detail::text as detail "
+            "from data.access_events "
             "where seq > $1 and subject = $2 order by seq",
             seq,
             subject,

@@ -2,7 +2,9 @@
 
 Each event's hash is SHA-256 over its predecessor's hash and its canonical text: every field as
 "<length>:<text>" (or "N" for null), concatenated; times in UTC to the microsecond, JSON as
-PostgreSQL prints jsonb. No separator or null can be confused with content.
+PostgreSQL prints jsonb. No separator or null can be confused with content. An event stored
+compactly (migration 0016) adds its ``object_groups`` as one more such field, then
+"<16 x the number of ids>:" and its ``object_ids`` as their 16 bytes each.
 
 Events written before migration 0012 form one chain, ordered by ``seq``, whose head row
 (``audit_chain_head``) holds its last sequence number and hash. Since then every event belongs to
@@ -26,7 +28,8 @@ __all__ = ["GENESIS", "ChainReport", "chain_genesis", "event_hash", "verify_chai
 GENESIS = hashlib.sha256(b"consultation-gateway audit").digest()
 
 _COLUMNS = """id, seq, chain_id, chain_seq, occurred_at, request_id, kind, issuer, subject, role,
-       actor_id, patient_id, client_id, break_glass_reason, objects, detail, prev_hash, hash"""
+       actor_id, patient_id, client_id, break_glass_reason, objects, detail, object_groups,
+       object_ids, prev_hash, hash"""
 _FIRST_CHAIN = f"""
 select {_COLUMNS} from data.access_events
 where chain_id is null and seq is not null order by seq
@@ -77,7 +80,12 @@ def event_hash(prev: bytes, row: Any) -> bytes:
             row["detail"],
         )
     )
-    return hashlib.sha256(prev + canonical.encode()).digest()
+    data = prev + canonical.encode()
+    ids = row.get("object_ids")
+    if ids is not None:  # since migration 0016: the groups as text, the ids as 16 bytes each
+        data += f"{_field(row['object_groups'])}{16 * len(ids)}:".encode()
+        data += b"".join(object_id.bytes for object_id in ids)
+    return hashlib.sha256(data).digest()
 
 
 async def verify_chain(connection: asyncpg.Connection) -> ChainReport:

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from asyncpg import Record
 
-from gateway.audit.events import expand_objects
+from gateway.audit.events import expand_objects, stored_objects
 
 __all__ = ["to_audit_event"]
 
@@ -64,8 +64,7 @@ def _changed(row: Record) -> dict[str, Any]:
 
 
 def to_audit_event(row: Record) -> dict[str, Any]:
-    stored = orjson.loads(row["objects"]) if isinstance(row["objects"], str) else row["objects"]
-    objects = expand_objects(stored)
+    objects = expand_objects(stored_objects(row))
     break_glass = row["break_glass_reason"]
     subtype, action = _CHANGE.get(row["kind"], (_READ, "R"))
     entities: list[dict[str, Any]] = []

@@ -42,7 +42,8 @@ class AccessEventWriter:
         AuditUnavailable if the statement fails."""
         if not events and not asks:
             return set()
-        payload = orjson.dumps(events, default=str).decode()
+        stored, ids = _compact(events)
+        payload = orjson.dumps(stored, default=str).decode()
         try:
             if asks:
                 rows = await self._fetch(
@@ -52,10 +53,11 @@ class AccessEventWriter:
                     sorted(principal.scopes),
                     orjson.dumps(asks, default=str).decode(),
                     payload,
+                    ids,
                 )
                 foreign = {row["x"] for row in rows}
             else:
-                await self._fetch(queries.RECORD_ACCESS_EVENTS, payload)
+                await self._fetch(queries.RECORD_ACCESS_EVENTS, payload, ids)
                 foreign = set()
         except Exception as exc:
             self._metrics.audit_writes.labels("failed").inc()
@@ -72,3 +74,30 @@ class AccessEventWriter:
         if not foreign:
             self._metrics.audit_writes.labels("ok").inc()
         return foreign
+
+
+def _compact(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[UUID]]:
+    """The events as ``api.record_access_events`` stores them, and every uuid they hold: each
+    group of objects keyed by uuids becomes a ``[type, fields, count]`` of ``object_groups``
+    and its ids a slice of one uuid[] (``ids_from``, ``ids_count``); groups of other keys stay
+    in ``objects``, their keys as text."""
+    ids: list[UUID] = []
+    stored = []
+    for event in events:
+        groups: list[list[Any]] = []
+        rest: list[dict[str, Any]] = []
+        start = len(ids)
+        for entry in event["objects"]:
+            keys = entry.get("ids")
+            if keys is not None and all(isinstance(key, UUID) for key in keys):
+                groups.append([entry["type"], entry["fields"], len(keys)])
+                ids += keys
+            elif keys is not None:
+                rest.append({**entry, "ids": [str(key) for key in keys]})
+            else:
+                rest.append(entry)
+        compact = {**event, "objects": rest}
+        if groups:
+            compact |= {"object_groups": groups, "ids_from": start, "ids_count": len(ids) - start}
+        stored.append(compact)
+    return stored, ids

@@ -55,10 +55,10 @@ REDEEM_CONSENT_CODE = (
     "select patient_id, consent_id from api.redeem_consent_code($1::jsonb, $2, $3, $4, $5)"
 )
 OPEN_BREAK_GLASS = "select * from api.open_break_glass($1::jsonb, $2, $3, $4, $5, $6)"
-RECORD_ACCESS_EVENTS = "select api.record_access_events($1::jsonb)"
+RECORD_ACCESS_EVENTS = "select api.record_access_events($1::jsonb, $2::uuid[])"
 RECORD_ACCESS_EVENTS_IF_AUTHORIZED = (
     "select x from api.record_access_events_if_authorized("
-    "$1, $2, $3::text[], $4::jsonb, $5::jsonb) x"
+    "$1, $2, $3::text[], $4::jsonb, $5::jsonb, $6::uuid[]) x"
 )
 PING = "select 1"  # readiness
 
