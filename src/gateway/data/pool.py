@@ -140,7 +140,11 @@ class Database:
         former primary after a failover: all of them are replaced.
         """
         try:
-            connection = await self._pool.acquire(timeout=self._acquire_timeout)
+            # The wait bounded by a timeout scope, not by asyncpg's ``acquire(timeout=...)``,
+            # which wraps every acquire in a task of its own (asyncio.wait_for): an event-loop
+            # round and a task per statement, for the same bound.
+            async with asyncio.timeout(self._acquire_timeout):
+                connection = await self._pool.acquire()
         except TRANSIENT_FAULTS as exc:
             raise ServiceUnavailable() from exc
         try:
@@ -162,6 +166,7 @@ class Database:
         """Back to the pool. The pool resets the connection first and terminates it when that
         fails (a connection broken by a fault): the statement's outcome stands either way."""
         try:
-            await self._pool.release(connection)
+            # The reset's budget, as asyncpg took it from the acquire's timeout before.
+            await self._pool.release(connection, timeout=self._acquire_timeout)
         except Exception as exc:  # the connection is discarded; nothing of it is reused
             log.warning("connection discarded on release", extra={"error": type(exc).__name__})
