@@ -73,7 +73,7 @@ def _cpu(pid: int) -> float:
 
 async def _measure(admin_url: str, app_url: str, writes: int) -> None:
     from gateway.audit.writer import _compact
-    from gateway.data.queries import RECORD_ACCESS_EVENTS
+    from gateway.data.queries import AUDIT_FIELD_SET, RECORD_ACCESS_EVENTS
 
     patient = await (await asyncpg.connect(admin_url)).fetchval(
         "select id from data.patients order by id limit 1"
@@ -82,10 +82,14 @@ async def _measure(admin_url: str, app_url: str, writes: int) -> None:
     reader = await asyncpg.connect(admin_url)
     try:
         events = _q2_event(patient)
-        compact, ids = _compact(events)
+        field_sets = {}
+        for entry in events[0]["objects"]:
+            key = (entry["type"], tuple(entry["fields"]))
+            field_sets[key] = await connection.fetchval(AUDIT_FIELD_SET, key[0], list(key[1]))
+        compact, ids = _compact(events, field_sets)
         forms = {
             "per object (JSON, before)": (BEFORE_0016, (_per_object(events),)),
-            "compact (0016)": (
+            "compact (0016-0017)": (
                 RECORD_ACCESS_EVENTS,
                 (orjson.dumps(compact, default=str).decode(), ids),
             ),
@@ -105,8 +109,10 @@ async def _measure(admin_url: str, app_url: str, writes: int) -> None:
                 samples.append((_cpu(pid) - before) / (writes // 5) * 1000)
             size = await reader.fetchrow(
                 "select avg(pg_column_size(e.*))::int as row_bytes, "
-                "avg(octet_length(e.objects::text) + coalesce(octet_length("
-                "e.object_groups::text), 0) + 16 * coalesce(cardinality(e.object_ids), 0))::int "
+                "avg(octet_length(e.objects::text) "
+                "+ coalesce(octet_length(e.object_groups::text), 0) "
+                "+ 4 * coalesce(cardinality(e.object_sets) + cardinality(e.object_counts), 0) "
+                "+ 16 * coalesce(cardinality(e.object_ids), 0))::int "
                 "as object_bytes from data.access_events e where seq > $1",
                 first,
             )

@@ -94,7 +94,8 @@ R09 = f"{MIGRATIONS}/0009_recordings_under_their_own_scope.sql"  # the recording
 R10 = f"{MIGRATIONS}/0010_rls_once_per_statement.sql"  # the row-level security policies
 R11 = f"{MIGRATIONS}/0011_pages_per_role.sql"  # the consultation and access-log pages
 R12 = f"{MIGRATIONS}/0012_audit_chains.sql"  # the chains' trigger and head
-R16 = f"{MIGRATIONS}/0016_compact_audit_objects.sql"  # the audit write, chain hash, access log
+R16 = f"{MIGRATIONS}/0016_compact_audit_objects.sql"  # the audit write with questions, access log
+R17 = f"{MIGRATIONS}/0017_audit_field_sets.sql"  # the chain hash as it stands
 R14 = f"{MIGRATIONS}/0014_consent_requests.sql"  # the consent page's requests
 TABLE = "src/gateway/policy/table.py"
 
@@ -473,7 +474,7 @@ T_CHAIN = ("tests/test_audit.py", "tests/test_audit_replicas.py")
 drop(
     "chain-hash-skips-patient",
     H,
-    R16,
+    R17,
     "        || data.canonical_field(e.patient_id::text) || data.canonical_field(e.client_id)",
     "        || data.canonical_field(e.client_id)",
     "an event's hash does not cover whose record it is: the patient can be rewritten unnoticed",
@@ -482,7 +483,7 @@ drop(
 drop(
     "chain-hash-skips-position",
     H,
-    R16,
+    R17,
     "data.canonical_field(e.chain_id::text) || data.canonical_field(e.chain_seq::text)",
     "data.canonical_field(e.chain_id::text)",
     "an event's hash does not cover its position: events can be reordered unnoticed",

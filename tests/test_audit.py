@@ -299,8 +299,10 @@ def test_audit_verify_passes_on_the_real_log_and_names_the_row_a_superuser_alter
         "object_ids = array_replace(e.object_ids, e.object_ids[1], gen_random_uuid())",
         # two ids swapped: the same ids, each under the other's place (and fields)
         "object_ids = e.object_ids[2:2] || e.object_ids[1:1] || e.object_ids[3:]",
-        # a group's fields changed
-        "object_groups = jsonb_set(e.object_groups, '{0,1}', '[\"id\"]')",
+        # two groups' counts swapped: ids moved from one type and field set to another
+        "object_counts = e.object_counts[2:2] || e.object_counts[1:1] || e.object_counts[3:]",
+        # a group's field set replaced by another's
+        "object_sets = e.object_sets[2:2] || e.object_sets[1:1] || e.object_sets[3:]",
     ],
 )
 def test_a_compact_record_is_covered_by_its_chain_hash(env, client, change):
@@ -317,18 +319,20 @@ def test_a_compact_record_is_covered_by_its_chain_hash(env, client, change):
         async with connection.transaction():
             await connection.execute("set local session_replication_role = replica")
             return await connection.fetchrow(
-                "with target as (select id, object_ids, object_groups from data.access_events "
-                "where cardinality(object_ids) >= 3 order by seq desc limit 1) "
+                "with target as (select id, object_ids, object_sets, object_counts "
+                "from data.access_events where cardinality(object_ids) >= 3 "
+                "and cardinality(object_sets) >= 2 order by seq desc limit 1) "
                 f"update data.access_events e set {change} from target "
                 "where e.id = target.id returning e.id, e.chain_id, e.chain_seq, "
-                "target.object_ids as ids, target.object_groups::text as groups",
+                "target.object_ids as ids, target.object_sets as sets, "
+                "target.object_counts as counts",
             )
 
     row = _admin(env, alter)
     try:
         broken = gateway("audit", "verify", "--database-url", env.admin_url)
     finally:
-        _admin(env, lambda c: _restore(c, row["id"], row["ids"], row["groups"]))
+        _admin(env, lambda c: _restore(c, row["id"], row["ids"], row["sets"], row["counts"]))
     assert broken.returncode == 1
     assert broken.stderr == (
         f"gateway: audit chain broken at chain {row['chain_id']} position {row['chain_seq']} "
@@ -337,16 +341,62 @@ def test_a_compact_record_is_covered_by_its_chain_hash(env, client, change):
     assert gateway("audit", "verify", "--database-url", env.admin_url).returncode == 0
 
 
-async def _restore(connection, event, ids, groups) -> None:
+async def _restore(connection, event, ids, sets, counts) -> None:
     async with connection.transaction():
         await connection.execute("set local session_replication_role = replica")
         await connection.execute(
-            "update data.access_events set object_ids = $2, object_groups = $3::jsonb "
-            "where id = $1",
+            "update data.access_events set object_ids = $2, object_sets = $3, "
+            "object_counts = $4 where id = $1",
             event,
             ids,
-            groups,
+            sets,
+            counts,
         )
+
+
+def test_a_field_set_changed_after_the_fact_breaks_every_event_that_names_it(env, client):
+    """Attack: a superuser rewrites one of the shared field sets (data.audit_field_sets), so
+    that every disclosure naming it would say other fields were read. Expected: the field sets
+    refuse the change (append-only); forced past that, ``gateway audit verify`` names the first
+    event that names the set, "contents were altered"; restored, the trail verifies."""
+    client.execute(
+        "{ consultations(first: 2) { edges { node { id reason } } } }",
+        env.token(env.patients()[1][0]),
+    )
+
+    async def refused(connection):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await connection.execute("update data.audit_field_sets set fields = '{id}'")
+
+    _admin(env, refused)
+
+    async def rewrite(connection):
+        async with connection.transaction():
+            await connection.execute("set local session_replication_role = replica")
+            return await connection.fetchrow(
+                "with target as (select s.id, s.fields from data.audit_field_sets s "
+                "where s.type_name = 'Consultation' and s.fields @> '{reason}' "
+                "order by s.id limit 1) update data.audit_field_sets f "
+                "set fields = array_remove(f.fields, 'reason') || '{not-read}'::text[] "
+                "from target where f.id = target.id returning f.id, target.fields as original",
+            )
+
+    async def restore(connection, set_id, fields):
+        async with connection.transaction():
+            await connection.execute("set local session_replication_role = replica")
+            await connection.execute(
+                "update data.audit_field_sets set fields = $2 where id = $1", set_id, fields
+            )
+
+    row = _admin(env, rewrite)
+    try:
+        broken = gateway("audit", "verify", "--database-url", env.admin_url)
+    finally:
+        _admin(env, lambda c: restore(c, row["id"], row["original"]))
+    assert broken.returncode == 1
+    assert broken.stderr.startswith("gateway: audit chain broken at chain ")
+    assert broken.stderr.endswith(": contents were altered\n")
+    assert gateway("audit", "verify", "--database-url", env.admin_url).returncode == 0
 
 
 def test_audit_verify_notices_events_deleted_from_the_end_of_a_chain(env):

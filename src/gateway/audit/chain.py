@@ -4,7 +4,10 @@ Each event's hash is SHA-256 over its predecessor's hash and its canonical text:
 "<length>:<text>" (or "N" for null), concatenated; times in UTC to the microsecond, JSON as
 PostgreSQL prints jsonb. No separator or null can be confused with content. An event stored
 compactly (migration 0016) adds its ``object_groups`` as one more such field, then
-"<16 x the number of ids>:" and its ``object_ids`` as their 16 bytes each.
+"<16 x the number of ids>:" and its ``object_ids`` as their 16 bytes each. Since migration 0017
+the groups name their field sets by id (``object_sets``, ``object_counts``); the hash covers the
+same text, ``[[type, fields, count], ...]``, read here from ``data.audit_field_sets``, so a
+field set changed afterwards breaks every event that names it.
 
 Events written before migration 0012 form one chain, ordered by ``seq``, whose head row
 (``audit_chain_head``) holds its last sequence number and hash. Since then every event belongs to
@@ -17,6 +20,7 @@ the next link; removing events from its end disagrees with the head.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -29,7 +33,7 @@ GENESIS = hashlib.sha256(b"consultation-gateway audit").digest()
 
 _COLUMNS = """id, seq, chain_id, chain_seq, occurred_at, request_id, kind, issuer, subject, role,
        actor_id, patient_id, client_id, break_glass_reason, objects, detail, object_groups,
-       object_ids, prev_hash, hash"""
+       object_sets, object_counts, object_ids, prev_hash, hash"""
 _FIRST_CHAIN = f"""
 select {_COLUMNS} from data.access_events
 where chain_id is null and seq is not null order by seq
@@ -101,13 +105,36 @@ async def verify_chain(connection: asyncpg.Connection) -> ChainReport:
     return ChainReport(True, total, f"audit chain intact: {total} events")
 
 
+def _groups_text(row: Any, field_sets: dict[int, tuple[str, list[str]]]) -> Any:
+    """The row, with the text of its groups when it names them by field set (as PostgreSQL
+    prints the jsonb ``data.audit_groups_text`` makes); a missing set is left out, so the hash
+    no longer matches."""
+    sets = row["object_sets"]
+    if sets is None or row["object_groups"] is not None:
+        return row
+    groups = [
+        [field_sets[set_id][0], field_sets[set_id][1], count]
+        for set_id, count in zip(sets, row["object_counts"] or (), strict=False)
+        if set_id in field_sets
+    ]
+    text = json.dumps(groups, ensure_ascii=False) if groups else None
+    return {**dict(row), "object_groups": text}
+
+
+async def _field_sets(connection: asyncpg.Connection) -> dict[int, tuple[str, list[str]]]:
+    rows = await connection.fetch("select id, type_name, fields from data.audit_field_sets")
+    return {row["id"]: (row["type_name"], list(row["fields"])) for row in rows}
+
+
 async def _first_chain(connection: asyncpg.Connection) -> ChainReport:
     """The events before the chains, one chain by ``seq``, against ``audit_chain_head``."""
     head = await connection.fetchrow(
         "select last_seq, last_hash from data.audit_chain_head where id = 1"
     )
     previous, expected_seq, count = GENESIS, 1, 0
+    field_sets = await _field_sets(connection)
     async for row in connection.cursor(_FIRST_CHAIN, prefetch=1000):
+        row = _groups_text(row, field_sets)
         where = f"seq {row['seq']} (event id {row['id']})"
         if row["seq"] != expected_seq:
             return ChainReport(False, count, f"broken at seq {expected_seq}: event missing")
@@ -131,7 +158,9 @@ async def _chained(connection: asyncpg.Connection) -> ChainReport:
     }
     tails = {chain: (0, chain_genesis(chain)) for chain in heads}
     count = 0
+    field_sets = await _field_sets(connection)
     async for row in connection.cursor(_CHAINED, prefetch=1000):
+        row = _groups_text(row, field_sets)
         chain, position = row["chain_id"], row["chain_seq"]
         where = f"chain {chain} position {position} (event id {row['id']})"
         if chain not in tails:

@@ -112,8 +112,13 @@ def _objects(items: Iterable[tuple[tuple[str, Any], set[str]]]) -> list[dict[str
 
 
 def stored_objects(row: Any) -> list[dict[str, Any]]:
-    """A stored event's objects as JSON groups: its ``objects`` (JSON, any form) and, for events
-    written since migration 0016, its ``object_groups`` with their ``object_ids``."""
+    """A stored event's objects as JSON groups: ``resolved_objects`` when the query selected
+    ``data.event_objects(e)`` (the only way to read groups named by field set, migration 0017);
+    else its ``objects`` (JSON, any form) and, for events written in 0016's form, its
+    ``object_groups`` with their ``object_ids``."""
+    resolved = row.get("resolved_objects")  # data.event_objects(e), when the query asked it
+    if resolved is not None:
+        return list(orjson.loads(resolved) if isinstance(resolved, str) else resolved)
     stored = row["objects"]
     objects = list(orjson.loads(stored) if isinstance(stored, str) else stored)
     ids = row.get("object_ids")

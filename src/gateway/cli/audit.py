@@ -66,7 +66,8 @@ def audit_export(database_url: str, since: Any, output_format: str, output: Any)
         try:
             async with connection.transaction(readonly=True):
                 query = (
-                    "select * from data.access_events where occurred_at >= $1 "
+                    "select e.*, data.event_objects(e) as resolved_objects "
+                    "from data.access_events e where occurred_at >= $1 "
                     "and seq is not null order by seq"
                 )
                 async for row in connection.cursor(query, start, prefetch=1000):
