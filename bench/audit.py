@@ -73,7 +73,7 @@ def _cpu(pid: int) -> float:
 
 async def _measure(admin_url: str, app_url: str, writes: int) -> None:
     from gateway.audit.writer import _compact
-    from gateway.data.queries import AUDIT_FIELD_SET, RECORD_ACCESS_EVENTS
+    from gateway.data.queries import RECORD_ACCESS_EVENTS
 
     patient = await (await asyncpg.connect(admin_url)).fetchval(
         "select id from data.patients order by id limit 1"
@@ -82,14 +82,10 @@ async def _measure(admin_url: str, app_url: str, writes: int) -> None:
     reader = await asyncpg.connect(admin_url)
     try:
         events = _q2_event(patient)
-        field_sets = {}
-        for entry in events[0]["objects"]:
-            key = (entry["type"], tuple(entry["fields"]))
-            field_sets[key] = await connection.fetchval(AUDIT_FIELD_SET, key[0], list(key[1]))
-        compact, ids = _compact(events, field_sets)
+        compact, ids = _compact(events)
         forms = {
             "per object (JSON, before)": (BEFORE_0016, (_per_object(events),)),
-            "compact (0016-0017)": (
+            "compact (0016-0018)": (
                 RECORD_ACCESS_EVENTS,
                 (orjson.dumps(compact, default=str).decode(), ids),
             ),

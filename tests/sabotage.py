@@ -33,7 +33,6 @@ NOT_PATIENT_ROWS = {
     "RECORD_ACCESS_EVENTS_IF_AUTHORIZED": "the exit check's questions and the audit write; "
     "returns the patient IDs it found foreign",
     "PING": "readiness",
-    "AUDIT_FIELD_SET": "the id of a (type, field names) pair the audit trail refers to",
     "REDEEM_CONSENT_CODE": "returns the ID of the patient who approved, to the partner the code "
     "was issued to; every row it leads to is loaded through PATIENTS_BY_ID under the partner's "
     "consent (its own guards alone: test_layers_alone's redeem tests)",

@@ -303,6 +303,10 @@ def test_audit_verify_passes_on_the_real_log_and_names_the_row_a_superuser_alter
         "object_counts = e.object_counts[2:2] || e.object_counts[1:1] || e.object_counts[3:]",
         # a group's field set replaced by another's
         "object_sets = e.object_sets[2:2] || e.object_sets[1:1] || e.object_sets[3:]",
+        # a group naming a set that does not exist added, counting nothing
+        "object_sets = e.object_sets || 999999, object_counts = e.object_counts || 0",
+        # an extra count with no set: the groups no longer add up
+        "object_counts = e.object_counts || 5",
     ],
 )
 def test_a_compact_record_is_covered_by_its_chain_hash(env, client, change):
@@ -1393,7 +1397,8 @@ def test_events_stored_one_entry_per_object_read_as_the_grouped_ones(env, client
     rows = _admin(
         env,
         lambda c: c.fetch(
-            "select * from data.access_events where request_id like 'formats-%' order by seq"
+            "select *, data.event_objects(access_events) as resolved_objects "
+            "from data.access_events where request_id like 'formats-%' order by seq"
         ),
     )
     exported = [to_audit_event(row)["entity"] for row in rows]
@@ -1401,3 +1406,46 @@ def test_events_stored_one_entry_per_object_read_as_the_grouped_ones(env, client
     assert len(exported[0]) == 1 + len(consultations)  # the patient, then each consultation
     verified = run_gateway("audit", "verify", "--database-url", env.admin_url)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+@pytest.mark.parametrize(
+    ("groups", "ids", "refusal"),
+    [
+        ([["Consultation", ["id"], 3]], 2, "counts do not add up to its ids"),
+        ([["Consultation", ["id"], -1], ["Patient", ["id"], 3]], 2, "groups are malformed"),
+        (None, 2, "ids without their groups"),
+    ],
+)
+def test_an_event_whose_groups_do_not_account_for_its_ids_is_refused(env, groups, ids, refusal):
+    """Attack (a writer gone wrong): an event whose groups count more or fewer objects than the
+    ids it stores, a negative count, or ids with no groups at all (the access log would show
+    them under the wrong fields, or not at all). Expected: the write is refused, nothing stored."""
+    event = {
+        "request_id": f"malformed-{uuid.uuid4().hex[:8]}",
+        "kind": "disclosure",
+        "issuer": "urn:test",
+        "subject": "s",
+        "role": "support",
+        "objects": [],
+        "object_groups": groups,
+        "ids_from": 0,
+        "ids_count": ids,
+    }
+    uuids = [uuid.uuid4() for _ in range(ids)]
+
+    async def write(connection):
+        with pytest.raises(asyncpg.RaiseError, match=refusal):
+            if groups is None:  # past the function: the table's own check
+                await connection.execute(
+                    "insert into data.access_events (request_id, kind, issuer, subject, role, "
+                    "object_ids) values ($1, 'disclosure', 'urn:test', 's', 'support', $2)",
+                    event["request_id"],
+                    uuids,
+                )
+            else:
+                await connection.execute(RECORD_ACCESS_EVENTS, json.dumps([event]), uuids)
+        return await connection.fetchval(
+            "select count(*) from data.access_events where request_id = $1", event["request_id"]
+        )
+
+    assert _admin(env, write) == 0

@@ -107,16 +107,23 @@ async def verify_chain(connection: asyncpg.Connection) -> ChainReport:
 
 def _groups_text(row: Any, field_sets: dict[int, tuple[str, list[str]]]) -> Any:
     """The row, with the text of its groups when it names them by field set (as PostgreSQL
-    prints the jsonb ``data.audit_groups_text`` makes); a missing set is left out, so the hash
-    no longer matches."""
-    sets = row["object_sets"]
+    prints the jsonb ``data.audit_groups_text`` makes). Groups the database would refuse (a set
+    that does not exist, a count missing or extra, counts that do not add up to the ids) get a
+    text no hash was made of: verify reports the event."""
+    sets, counts = row["object_sets"], row["object_counts"]
     if sets is None or row["object_groups"] is not None:
         return row
-    groups = [
-        [field_sets[set_id][0], field_sets[set_id][1], count]
-        for set_id, count in zip(sets, row["object_counts"] or (), strict=False)
-        if set_id in field_sets
-    ]
+    ids = row["object_ids"] or []
+    whole = (
+        counts is not None
+        and len(sets) == len(counts)
+        and all(type(s) is int and s in field_sets for s in sets)
+        and all(type(c) is int and c >= 0 for c in counts)
+        and sum(counts) == len(ids)
+    )
+    if not whole:
+        return {**dict(row), "object_groups": "(malformed groups)"}
+    groups = [[*field_sets[set_id], count] for set_id, count in zip(sets, counts, strict=True)]
     text = json.dumps(groups, ensure_ascii=False) if groups else None
     return {**dict(row), "object_groups": text}
 

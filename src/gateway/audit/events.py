@@ -124,6 +124,8 @@ def stored_objects(row: Any) -> list[dict[str, Any]]:
     ids = row.get("object_ids")
     if ids is not None:
         groups = row["object_groups"]
+        if groups is None:
+            raise ValueError("groups named by field set: select data.event_objects(e)")
         start = 0
         for type_name, fields, count in orjson.loads(groups) if isinstance(groups, str) else groups:
             objects.append(

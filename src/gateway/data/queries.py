@@ -60,7 +60,6 @@ RECORD_ACCESS_EVENTS_IF_AUTHORIZED = (
     "select x from api.record_access_events_if_authorized("
     "$1, $2, $3::text[], $4::jsonb, $5::jsonb, $6::uuid[]) x"
 )
-AUDIT_FIELD_SET = "select api.audit_field_set($1, $2::text[]) as id"
 PING = "select 1"  # readiness
 
 STATEMENTS: dict[str, str] = {
