@@ -225,3 +225,21 @@ HOLDS_OBJECT = (
     " or data.event_objects(access_events) @> "
     "jsonb_build_array(jsonb_build_object('id', $2::text)))"
 )
+
+
+def offline_production_settings(key_id: str) -> Any:
+    """Production settings for a schema built without a database, identity or media store
+    (compiling and running plans in process): every address points nowhere."""
+    from gateway.config import Mode, load_settings
+
+    return load_settings(
+        {},
+        mode=Mode.PRODUCTION,
+        database_url="postgresql://unused/unused",
+        jwt_issuer="unused",
+        jwt_audience="unused",
+        jwks_url="https://unused.invalid/jwks.json",
+        media_signing_keys=f"{key_id}:{'k' * 40}",
+        media_store="s3",
+        media_s3_bucket="unused",
+    )

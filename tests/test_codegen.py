@@ -15,25 +15,15 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import cli
-from gateway.config import Mode, load_settings
 from gateway.execution.codegen import generate
 from gateway.execution.compiler import compile_operation
 from gateway.execution.plan import ObjectPlan
 from gateway.guards.trusted_documents import build_manifest
 from resolvers import build_schema
+from tests.support import offline_production_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = load_settings(
-    {},
-    mode=Mode.PRODUCTION,
-    database_url="postgresql://unused/unused",
-    jwt_issuer="unused",
-    jwt_audience="unused",
-    jwks_url="https://unused.invalid/jwks.json",
-    media_signing_keys=f"codegen:{'k' * 40}",
-    media_store="s3",
-    media_s3_bucket="unused",
-)
+SETTINGS = offline_production_settings("codegen")
 SCHEMA = build_schema(SETTINGS)
 MANIFEST = build_manifest(
     [ROOT / "tests" / "plan_operations.graphql", ROOT / "bench" / "operations.graphql"],

@@ -29,7 +29,6 @@ from hypothesis import strategies as st
 
 from gateway.authz.field_check import check_field, decide
 from gateway.authz.playback import PlaybackSigner
-from gateway.config import Mode, load_settings
 from gateway.execution.compiler import compile_operation
 from gateway.execution.plan import PlanRun
 from gateway.identity import Principal, Role
@@ -40,19 +39,10 @@ from resolvers.consultation import Consultation
 from resolvers.patient import Patient
 from resolvers.recording import Recording
 from tests import policy_spec
+from tests.support import offline_production_settings
 
 ACTOR, OTHER, CLINICIAN = UUID(int=7), UUID(int=8), UUID(int=9)
-SETTINGS = load_settings(
-    {},
-    mode=Mode.PRODUCTION,
-    database_url="postgresql://unused/unused",
-    jwt_issuer="unused",
-    jwt_audience="unused",
-    jwks_url="https://unused.invalid/jwks.json",
-    media_signing_keys=f"gate:{'k' * 40}",
-    media_store="s3",
-    media_s3_bucket="unused",
-)
+SETTINGS = offline_production_settings("gate")
 SCHEMA = build_schema(SETTINGS)
 SIGNER = PlaybackSigner(SETTINGS.signing_keys(), 300, clock=lambda: 1_900_000_000)
 

@@ -35,7 +35,6 @@ from strawberry.schema.config import StrawberryConfig
 from gateway.audit.events import events_from_ledger
 from gateway.authz.field_check import FieldPolicy
 from gateway.authz.playback import PlaybackSigner
-from gateway.config import Mode, load_settings
 from gateway.data.pool import Database
 from gateway.execution import plan as plan_module
 from gateway.execution.compiler import NotCompilable, compile_operation
@@ -48,6 +47,7 @@ from gateway.ledger import Ledger
 from gateway.policy import scopes
 from gateway.web.error_format import format_error
 from resolvers import build_schema
+from tests.support import offline_production_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [
@@ -65,17 +65,7 @@ def _files() -> list[Path]:
     return files
 
 
-SETTINGS = load_settings(
-    {},
-    mode=Mode.PRODUCTION,
-    database_url="postgresql://unused/unused",
-    jwt_issuer="unused",
-    jwt_audience="unused",
-    jwks_url="https://unused.invalid/jwks.json",
-    media_signing_keys=f"plans:{'k' * 40}",
-    media_store="s3",
-    media_s3_bucket="unused",
-)
+SETTINGS = offline_production_settings("plans")
 SCHEMA = build_schema(SETTINGS)
 MANIFEST = build_manifest(_files(), SCHEMA._schema)
 OPERATIONS = {o["name"]: o for o in MANIFEST["operations"]}
