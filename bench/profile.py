@@ -20,13 +20,19 @@ import io
 import json
 import os
 import pstats
-import secrets
 import statistics
 import time
 
 import httpx
 
-from bench.run import OPERATIONS, WORK, build_requests, callers, prepare_database
+from bench.run import (
+    OPERATIONS,
+    WORK,
+    build_requests,
+    callers,
+    gateway_environment,
+    prepare_database,
+)
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -52,23 +58,8 @@ async def _run(args: argparse.Namespace) -> None:
         built = build_manifest([OPERATIONS], build_schema()._schema)
         (WORK / "profile-manifest.json").write_text(json.dumps(built))
         manifest = {o["name"]: o["id"] for o in built["operations"]}
-        os.environ.update(
-            {
-                "GATEWAY_MODE": "production",
-                "DATABASE_URL": app_url,
-                "GATEWAY_JWT_ISSUER": identity.issuer,
-                "GATEWAY_JWT_AUDIENCE": identity.audience,
-                "GATEWAY_JWKS_FILE": str(identity.jwks_file),
-                "GATEWAY_MEDIA_SIGNING_KEYS": f"bench:{secrets.token_urlsafe(32)}",
-                "GATEWAY_MEDIA_ROOT": str(WORK / "media"),
-                "GATEWAY_TRUSTED_DOCUMENTS": str(WORK / "profile-manifest.json"),
-                "GATEWAY_FREE_FORM_DOCUMENTS": "nobody",
-                "GATEWAY_PAGE_SIZE_MAX": "500",
-                "GATEWAY_RATE_LIMIT_REQUESTS_PER_MINUTE": "100000000",
-                "GATEWAY_RATE_LIMIT_FIELD_CALLS_PER_MINUTE": "100000000",
-                "GATEWAY_LOG_LEVEL": "warning",
-            }
-        )
+        environment = gateway_environment(app_url, identity, WORK / "profile-manifest.json", 10)
+        os.environ.update({**environment, "GATEWAY_LOG_LEVEL": "warning"})
         from gateway.app import create_app_from_environment
 
         app = create_app_from_environment()

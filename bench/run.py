@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -257,6 +258,28 @@ def start_server(
     raise SystemExit(f"{name} did not start in time")
 
 
+def gateway_environment(app_url: str, identity: Any, manifest: Path, pool: int) -> dict[str, str]:
+    """The gateway's settings in the bench: production's, the rate limits raised out of the way
+    (one support account sends every Q4) and the page size Q4 needs. The pool wait is
+    production's (2 s): a request that cannot get a connection in time is a 503, counted and
+    reported, never hidden by a longer wait."""
+    return {
+        "GATEWAY_MODE": "production",
+        "DATABASE_URL": app_url,
+        "GATEWAY_JWT_ISSUER": identity.issuer,
+        "GATEWAY_JWT_AUDIENCE": identity.audience,
+        "GATEWAY_JWKS_FILE": str(identity.jwks_file),
+        "GATEWAY_MEDIA_SIGNING_KEYS": f"bench:{secrets.token_urlsafe(32)}",
+        "GATEWAY_MEDIA_ROOT": str(WORK / "media"),
+        "GATEWAY_TRUSTED_DOCUMENTS": str(manifest),
+        "GATEWAY_FREE_FORM_DOCUMENTS": "nobody",
+        "GATEWAY_PAGE_SIZE_MAX": "500",
+        "GATEWAY_DB_POOL_MAX_SIZE": str(pool),
+        "GATEWAY_RATE_LIMIT_REQUESTS_PER_MINUTE": "100000000",
+        "GATEWAY_RATE_LIMIT_FIELD_CALLS_PER_MINUTE": "100000000",
+    }
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -404,23 +427,7 @@ def main() -> None:
         built = build_manifest([OPERATIONS], build_schema()._schema)
         (WORK / "manifest.json").write_text(json.dumps(built))
         manifest = {o["name"]: o["id"] for o in built["operations"]}
-        gateway_env = {
-            "GATEWAY_MODE": "production",
-            "DATABASE_URL": app_url,
-            "GATEWAY_JWT_ISSUER": identity.issuer,
-            "GATEWAY_JWT_AUDIENCE": identity.audience,
-            "GATEWAY_JWKS_FILE": str(identity.jwks_file),
-            "GATEWAY_MEDIA_SIGNING_KEYS": f"bench:{secrets.token_urlsafe(32)}",
-            "GATEWAY_MEDIA_ROOT": str(WORK / "media"),
-            "GATEWAY_TRUSTED_DOCUMENTS": str(WORK / "manifest.json"),
-            "GATEWAY_FREE_FORM_DOCUMENTS": "nobody",
-            "GATEWAY_PAGE_SIZE_MAX": "500",
-            "GATEWAY_DB_POOL_MAX_SIZE": str(args.pool),
-            "GATEWAY_RATE_LIMIT_REQUESTS_PER_MINUTE": "100000000",
-            "GATEWAY_RATE_LIMIT_FIELD_CALLS_PER_MINUTE": "100000000",
-            # The pool wait is production's (2 s): a request that cannot get a connection in
-            # time is a 503, counted and reported, never hidden by a longer wait.
-        }
+        gateway_env = gateway_environment(app_url, identity, WORK / "manifest.json", args.pool)
         for system in systems:
             if system.startswith("postgraphile"):
                 from bench.postgraphile import requests as pg_requests
