@@ -15,6 +15,8 @@ from gateway.authn.accounts import Authenticator
 from gateway.data import queries
 from gateway.data.account_changes import LISTENER, AccountChanges
 from gateway.errors import AuthenticationError
+from tests.executors import trusted
+from tests.support import as_admin
 
 ISSUER = "https://cache.test"
 
@@ -204,3 +206,63 @@ def test_a_listener_that_cannot_hear_a_change_never_counts_as_listening(env):
             await admin.close()
 
     asyncio.run(scenario())
+
+
+WHO_AM_I = trusted("{ me { subject role } }")
+
+
+def _statements(gateway) -> float:
+    for line in gateway.http.get("/metrics").text.splitlines():
+        if line.startswith("gateway_db_statements_total "):
+            return float(line.split()[1])
+    raise AssertionError("no statement counter")
+
+
+def test_a_remembered_account_disabled_is_refused_at_its_next_request_on_each_executor(
+    env, gateway
+):
+    """Attack: an operator disables an account a production gateway remembers; its token (still
+    valid) is sent again, by hash to a compiled plan and as text to graphql-core. Expected: its
+    second request reads no account (remembered: no statement at all for ``me``), and once the
+    change is committed the next request is refused UNAUTHENTICATED (within two seconds, the
+    notification's way)."""
+    subject = f"cache-http-{uuid.uuid4().hex[:8]}"
+    issuer = env.identity.issuer
+    as_admin(
+        env,
+        lambda c: c.execute(
+            "insert into data.accounts (issuer, subject, role) values ($1, $2, 'support')",
+            issuer,
+            subject,
+        ),
+    )
+    token = env.token(subject)
+    try:
+        deadline = time.monotonic() + 5
+        while gateway.post(WHO_AM_I, token).status_code != 200:  # the insert's notification
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        before = _statements(gateway)
+        assert gateway.post(WHO_AM_I, token).json()["data"]["me"]["subject"] == subject
+        assert _statements(gateway) == before  # remembered: the account was not read
+        as_admin(
+            env,
+            lambda c: c.execute(
+                "update data.accounts set disabled_at = now() where issuer = $1 and subject = $2",
+                issuer,
+                subject,
+            ),
+        )
+        deadline = time.monotonic() + 2
+        while (response := gateway.post(WHO_AM_I, token)).status_code == 200:
+            assert time.monotonic() < deadline, "still served after the change was committed"
+            time.sleep(0.01)
+        assert response.status_code == 401
+        assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    finally:
+        as_admin(
+            env,
+            lambda c: c.execute(
+                "delete from data.accounts where issuer = $1 and subject = $2", issuer, subject
+            ),
+        )

@@ -37,6 +37,7 @@ ON_BOTH_EXECUTORS = [
     "tests/security/test_rate_limits.py",
     "tests/test_access_log_cursors.py",
     "tests/test_patient_consultations.py",
+    "tests/test_account_cache.py",
 ]
 # Runs both executors within each example, on one gateway (by hash and by text).
 BOTH_IN_EACH_EXAMPLE = {"tests/test_plans_over_http.py"}
