@@ -365,7 +365,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,8,16,32,64")
     parser.add_argument(
         "--systems",
-        default="gateway,nochecks,floor,postgraphile,postgraphile-roles,gateway2w",
+        default="gateway,nochecks,floor,postgraphile,postgraphile-roles,gateway2w,interpreted",
     )
     parser.add_argument("--pool", type=int, default=10, help="database pool per server")
     parser.add_argument("--quick", action="store_true", help="200 patients, 1 round, c=1,16")
@@ -390,6 +390,7 @@ def main() -> None:
     ):
         print("postgraphile: not installed (bench/postgraphile/install.sh); skipped", flush=True)
         systems = [system for system in systems if not system.startswith("postgraphile")]
+    args.commit = commit()  # before the run: what it measured, not what changed meanwhile
     WORK.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -574,6 +575,16 @@ def versions(postgres: str) -> str:
     return "versions: " + ", ".join(parts)
 
 
+def commit() -> str:
+    """The commit measured, and whether the working tree differed from it."""
+    try:
+        head = _sh("git", "-C", str(ROOT), "rev-parse", "HEAD").stdout.strip()
+        dirty = _sh("git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no").stdout
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return "unknown (not a git checkout)"
+    return head + (" with uncommitted changes" if dirty.strip() else "")
+
+
 def report(results: dict, systems: list[str], levels: list[int], args) -> None:
     header = (
         "system",
@@ -730,6 +741,7 @@ def report(results: dict, systems: list[str], levels: list[int], args) -> None:
     text = "\n".join(
         [
             environment,
+            f"commit: {args.commit}",
             versions(args.postgres_version),
             *checks,
             "",
@@ -747,6 +759,7 @@ def report(results: dict, systems: list[str], levels: list[int], args) -> None:
             {
                 "cells": {f"{s}|{q}|{c}": runs for (s, q, c), runs in results.items()},
                 "comparable": args.comparable,
+                "commit": args.commit,
                 "settings": {
                     **args.server,
                     "disk": args.disk,
