@@ -15,13 +15,25 @@ __all__ = ["migrate", "seed"]
 
 @click.command()
 @admin_url_option
-def migrate(database_url: str) -> None:
-    """Apply pending migrations (idempotent)."""
-    from gateway.data.migrate import apply_migrations
+@click.option(
+    "--hand-over-to",
+    "owner",
+    metavar="ROLE",
+    help="Once, as a superuser, for a database a superuser migrated: make ROLE own every object "
+    "the migrations made, then migrate as ROLE (a superuser always migrates as the schema's "
+    "owner).",
+)
+def migrate(database_url: str, owner: str | None) -> None:
+    """Apply pending migrations (idempotent), as the schema's owner: neither SUPERUSER nor
+    BYPASSRLS (nor CREATEROLE, in production)."""
+    from gateway.data.migrate import apply_migrations, hand_over
 
     async def go() -> list[str]:
         connection = await connect(database_url)
         try:
+            if owner is not None:
+                moved = await hand_over(connection, owner)
+                click.echo(f"{moved} objects handed over to {owner}")
             return await apply_migrations(connection)
         finally:
             await connection.close()

@@ -14,10 +14,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
-from gateway.data.migrate import apply_migrations
+from gateway.data.migrate import apply_migrations, hand_over
 from gateway.errors import ConfigurationError
 
-__all__ = ["EmbeddedPostgres", "provision", "with_credentials"]
+__all__ = ["OWNER", "EmbeddedPostgres", "provision", "with_credentials"]
 
 
 def _free_port() -> int:
@@ -144,12 +144,53 @@ def with_credentials(url: str, user: str, password: str, database: str | None = 
     return urlunsplit((parts.scheme, netloc, path, parts.query, parts.fragment))
 
 
+OWNER = "gateway_owner"
+
+# The roles the prod overlay's Cluster declares (managed.roles), made the same way here: the
+# owner is neither SUPERUSER, BYPASSRLS nor CREATEROLE (on PostgreSQL 15 a CREATEROLE role can
+# grant itself pg_execute_server_program, a shell as the server's user), so the roles the
+# migrations grant to must exist before it migrates. Safe to run by several sessions at once.
+_ROLES = f"""
+do $$
+begin
+    begin
+        create role {OWNER} login nosuperuser nobypassrls nocreaterole nocreatedb;
+    exception when duplicate_object or unique_violation then null;
+    end;
+    begin
+        create role gateway_app nologin nosuperuser nobypassrls nocreaterole nocreatedb noinherit;
+    exception when duplicate_object or unique_violation then null;
+    end;
+    begin
+        create role gateway_audit_reader nologin nosuperuser nobypassrls nocreaterole nocreatedb;
+    exception when duplicate_object or unique_violation then null;
+    end;
+    if exists (select from pg_roles where rolname = '{OWNER}'
+               and (rolsuper or rolbypassrls or rolcreaterole)) then
+        alter role {OWNER} nosuperuser nobypassrls nocreaterole;
+    end if;
+end
+$$
+"""
+
+
 async def provision(admin_url: str, app_password: str) -> str:
-    """Migrate the database at ``admin_url`` and let ``gateway_app`` log in with
-    ``app_password``; return the application's URL."""
+    """Make the roles, hand the database at ``admin_url`` (a superuser's URL) to
+    ``gateway_owner``, migrate it as that role, and let ``gateway_app`` log in with
+    ``app_password``; return the application's URL.
+
+    ``gateway_owner`` owns the schema as in production (k8s/overlays/prod), so every test and
+    ``gateway dev`` run it as production does: the functions that run as their owner have no
+    superuser's powers there either. A development database a superuser migrated before is
+    handed over on the way (``hand_over`` changes nothing once the owner has everything)."""
+    database = urlsplit(admin_url).path.lstrip("/")
     connection = await asyncpg.connect(admin_url)
     try:
-        await apply_migrations(connection)
+        await connection.execute(_ROLES)
+        await connection.execute(f'alter database "{database}" owner to {OWNER}')
+        if await connection.fetchval("select true from pg_namespace where nspname = 'data'"):
+            await hand_over(connection, OWNER)
+        await apply_migrations(connection)  # as the database's owner (SET ROLE)
         statement = await connection.fetchval(
             "select format('alter role gateway_app login password %L', $1::text)", app_password
         )
