@@ -7,6 +7,7 @@ import contextlib
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -16,6 +17,8 @@ from starlette.routing import Route
 
 from gateway import create_app
 from tests.support import GraphQLClient, serving
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Forwarder:
@@ -225,3 +228,56 @@ def test_a_lost_listen_connection_ends_subscriptions_and_readiness_opens_a_new_o
     assert seen["completed"] == {"id": "1", "type": "complete"}
     assert seen["ready"] == {"status": "ready"}
     assert seen["kinds"] == ["current", "updated"]
+
+
+class Silent:
+    """A TCP server that accepts connections and never answers: a database host that hangs
+    (a black-holed route, a frozen server), where connecting waits for its own timeout."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self._held.append(self._listener.accept()[0])
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        for held in self._held:
+            held.close()
+
+
+def _probe_timeout() -> float:
+    import yaml
+
+    deployment = yaml.safe_load((ROOT / "k8s" / "base" / "deployment.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return float(container["readinessProbe"]["timeoutSeconds"])
+
+
+def test_readiness_answers_before_the_probe_gives_up_when_the_database_hangs(env):
+    """A LISTEN host that accepts and never answers would hold /readyz for the connect timeout
+    (5 s), past the probe's timeoutSeconds, and the kubelet would see a timeout with no cause.
+    /readyz answers 503 naming it within READY_BUDGET_SECONDS instead."""
+    import time
+
+    from gateway.web.health import READY_BUDGET_SECONDS
+
+    silent = Silent()
+    try:
+        settings = env.settings(listen_database_url=_through(env.app_url, silent.port))
+        with serving(create_app(settings)) as server:
+            client = GraphQLClient(server.url)
+            began = time.monotonic()
+            unready = client.http.get("/readyz", timeout=10)
+            took = time.monotonic() - began
+    finally:
+        silent.close()
+    assert (unready.status_code, unready.json()) == (503, {"status": "listen unavailable"})
+    assert READY_BUDGET_SECONDS <= took < _probe_timeout()
