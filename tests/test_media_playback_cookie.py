@@ -197,6 +197,41 @@ def test_playback_stops_at_the_next_request_once_the_url_or_the_token_expires(en
     _refused(_get(client, long_url, token_cookie.value))
 
 
+def test_a_sign_in_expired_within_the_clock_leeway_starts_no_playback_and_audits_nothing(
+    env, client, viewer
+):
+    """Attack on the trail's meaning (issue 24): a token 5 s past its expiry still
+    authenticates (30 s of clock leeway), but the cookie a playback start would give expires with
+    the token: the video could never play, yet the start was audited as a playback (twice, with
+    the app's retry). Now it is refused as an expired sign-in, and nothing is audited."""
+    stale = env.token(viewer["subject"], exp=int(time.time()) - 5)
+    # Within the leeway: the API still takes it.
+    body = client.execute("{ consultations(first: 1) { edges { node { id } } } }", stale)
+    assert "errors" not in body and body["data"]["consultations"]["edges"], body
+    url = _url(client, viewer["token"], viewer["global_id"])
+    before = _media_events(env, viewer["subject"], viewer["recording"])
+
+    response, request_id = _start(client, url, stale)
+
+    assert response.status_code == 401
+    assert response.json() == {
+        "errors": [{"message": "Token expired", "extensions": {"code": "UNAUTHENTICATED"}}]
+    }
+    assert response.headers["www-authenticate"] == (
+        'Bearer realm="consultation-gateway", error="invalid_token"'
+    )
+    assert "set-cookie" not in response.headers
+    after = _media_events(env, viewer["subject"], viewer["recording"])
+    assert after == before
+    assert request_id not in {event["request_id"] for event in after}
+    # The same start with a live token is served and audited: the refusal is the expiry's.
+    response, request_id = _start(client, url, viewer["token"])
+    assert response.status_code == 204
+    assert [e["request_id"] for e in _media_events(env, viewer["subject"], viewer["recording"])][
+        -1
+    ] == request_id
+
+
 def test_playback_stops_at_the_next_request_once_the_consent_is_revoked(
     env, client, viewer, grants
 ):

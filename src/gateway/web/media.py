@@ -30,7 +30,7 @@ from gateway.ledger import Ledger
 from gateway.web.authentication import authenticate
 from gateway.web.media_store import MediaStore
 from gateway.web.observer import request_record
-from gateway.web.responses import unavailable_response
+from gateway.web.responses import challenge_response, unavailable_response
 
 __all__ = ["MediaEndpoint"]
 
@@ -127,6 +127,13 @@ class MediaEndpoint:
         if isinstance(viewer, Response):
             return viewer
         principal, pk = viewer
+        if principal.expires_at <= time.time():
+            # Within the clock leeway the token still authenticates, but a playback started now
+            # could never be served: its cookie would expire with the token. Refused as an
+            # expired sign-in, before anything is audited, so the app asks to sign in again.
+            exc = AuthenticationError("Token expired")
+            request_record(request).error_codes = (exc.code,)
+            return challenge_response(exc)
         playback = uuid4().hex
         detail = {"playback": playback, "via": "cookie"}
         row = await self._disclose(request, principal, pk, detail=detail)
