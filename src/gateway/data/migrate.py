@@ -93,7 +93,6 @@ async def apply_migrations(connection: asyncpg.Connection) -> list[str]:
 _WHO = """
 select current_user as me,
        (select rolsuper from pg_roles where rolname = current_user) as super,
-       coalesce(n.nspowner, d.datdba) as owner_oid,
        o.rolname as owner, o.rolsuper as owner_super, o.rolbypassrls as owner_bypassrls,
        n.oid is not null as schema_exists
 from pg_database d
