@@ -37,8 +37,7 @@ import boto3
 import httpx
 
 from tests.conftest import _prepare
-from tests.failover import PG_BIN, Cluster, Load, _free_port, _owned_by_postgres, _recorded_events
-from tests.failover import _run as _run_as_postgres
+from tests.failover import Cluster, Load, _free_port, _owned_by_postgres, _recorded_events
 from tests.support import gateway_serve, production_identity, run_gateway
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,10 +291,7 @@ def run_scenario(seconds: float = 9.0, patients: int = 0, consultations: int = 0
         store = ObjectStore(root)
         stack.callback(store.stop)
         stack.callback(primary.stop)
-        initdb = [str(PG_BIN / "initdb"), "-D", str(primary.data), "-U", "postgres"]
-        _run_as_postgres(
-            [*initdb, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions"]
-        )
+        primary.initdb()
         configure(primary, archiving(store))
         primary.start()
         identity = production_identity(root / "identity", ISSUER)

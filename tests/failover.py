@@ -113,6 +113,10 @@ class Cluster:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
+    def initdb(self) -> None:
+        initdb = [str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust"]
+        _run([*initdb, "--encoding=UTF8", "--locale=C", "--no-instructions"])
+
     def start(self) -> None:
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
@@ -796,8 +800,7 @@ def run_scenario(replication: str, hold: float = 2.0, role_timeout: str = "") ->
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, root, ignore_errors=True)
         stack.callback(primary.stop)
-        initdb = [str(PG_BIN / "initdb"), "-D", str(primary.data), "-U", "postgres"]
-        _run([*initdb, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions"])
+        primary.initdb()
         primary.start()
         identity = production_identity(root / "identity", ISSUER)
         media = root / "media"

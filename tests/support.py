@@ -107,18 +107,23 @@ def all_strings(value: Any) -> Iterator[str]:
             yield from all_strings(item)
 
 
-def as_admin(env: Any, work: Any) -> Any:
-    """Run ``work(connection)`` on a superuser connection to the test database."""
+def connected(url: str, work: Any) -> Any:
+    """Run ``work(connection)`` on a connection to ``url``, closed afterwards."""
     import asyncpg
 
     async def run() -> Any:
-        connection = await asyncpg.connect(env.admin_url)
+        connection = await asyncpg.connect(url)
         try:
             return await work(connection)
         finally:
             await connection.close()
 
     return asyncio.run(run())
+
+
+def as_admin(env: Any, work: Any) -> Any:
+    """Run ``work(connection)`` on a superuser connection to the test database."""
+    return connected(env.admin_url, work)
 
 
 def run_gateway(*args: str, env: dict | None = None, timeout: float = 120) -> Any:

@@ -18,7 +18,7 @@ from gateway.data.migrate import available_migrations
 from gateway.data.queries import RECORD_ACCESS_EVENTS
 from gateway.dev.embedded import OWNER, with_credentials
 from gateway.dev.seed import SeedPlan, seed_database
-from tests.support import as_admin, run_gateway
+from tests.support import as_admin, connected, run_gateway
 
 # Everything the migrations made, with its owner, read from the catalog.
 OWNERS = """
@@ -110,7 +110,7 @@ def test_the_owner_cannot_make_itself_more(env, attack, statement, refusal):
     admin_url, owner_url = _scratch(env)
     try:
         with pytest.raises(asyncpg.InsufficientPrivilegeError) as refused:
-            as_admin_url(owner_url, lambda c: c.execute(statement))
+            connected(owner_url, lambda c: c.execute(statement))
         assert str(refused.value) == refusal, attack
     finally:
         _drop(env, admin_url)
@@ -239,7 +239,7 @@ def test_a_fresh_database_is_migrated_by_the_owner_alone(env):
         assert applied.stdout.strip() == "applied: " + ", ".join(
             m.version for m in available_migrations()
         )
-        owners = _owners(as_admin_url(admin_url, lambda c: c.fetch(OWNERS)))
+        owners = _owners(connected(admin_url, lambda c: c.fetch(OWNERS)))
         assert {owner for owner in owners.values()} == {OWNER}
     finally:
         _drop(env, admin_url)
@@ -259,19 +259,8 @@ def test_handing_over_to_a_role_that_cannot_own_changes_nothing(env, released, r
     admin_url, _, _ = released
     refused = run_gateway("migrate", "--database-url", admin_url, "--hand-over-to", role)
     assert (refused.returncode, refused.stderr.strip()) == (2, f"gateway: {refusal}")
-    owners = _owners(as_admin_url(admin_url, lambda c: c.fetch(OWNERS)))
+    owners = _owners(connected(admin_url, lambda c: c.fetch(OWNERS)))
     assert {owner for owner in owners.values()} == {"postgres"}
-
-
-def as_admin_url(url: str, work):
-    async def run():
-        connection = await asyncpg.connect(url)
-        try:
-            return await work(connection)
-        finally:
-            await connection.close()
-
-    return asyncio.run(run())
 
 
 # --- the audit verifier's role ------------------------------------------------------------------
@@ -290,7 +279,7 @@ def test_the_auditor_verifies_the_whole_trail(env, client, auditor):
     subject, _ = env.patients()[0]
     client.execute("{ consultations(first: 2) { edges { node { id } } } }", env.token(subject))
     everything = as_admin(env, lambda c: c.fetchval("select count(*) from data.access_events"))
-    seen = as_admin_url(auditor, lambda c: c.fetchval("select count(*) from data.access_events"))
+    seen = connected(auditor, lambda c: c.fetchval("select count(*) from data.access_events"))
     assert seen == everything > 0
     verified = run_gateway("audit", "verify", "--database-url", auditor)
     assert verified.returncode == 0, verified.stderr
@@ -337,5 +326,5 @@ def test_the_auditor_verifies_the_whole_trail(env, client, auditor):
 )
 def test_the_auditor_reads_the_trail_and_nothing_else(auditor, attack, statement, refusal):
     with pytest.raises(asyncpg.InsufficientPrivilegeError) as refused:
-        as_admin_url(auditor, lambda c: c.execute(statement))
+        connected(auditor, lambda c: c.execute(statement))
     assert str(refused.value) == refusal, attack

@@ -7,11 +7,9 @@ every kind of consent with every token scope set, support, an auditor and an unk
 
 from __future__ import annotations
 
-import asyncio
-
-import asyncpg
 import pytest
 
+from tests.support import connected
 from tests.visibility_oracle import Snapshot, callers, make_world
 
 TABLES = (
@@ -25,21 +23,10 @@ TABLES = (
 )
 
 
-def _connect(url, work):
-    async def run():
-        connection = await asyncpg.connect(url)
-        try:
-            return await work(connection)
-        finally:
-            await connection.close()
-
-    return asyncio.run(run())
-
-
 @pytest.fixture(scope="module")
 def world(env, client):
     (target_subject, target), (other_subject, other) = env.patients()[3], env.patients()[4]
-    made = _connect(env.admin_url, lambda c: make_world(c, target, other))
+    made = connected(env.admin_url, lambda c: make_world(c, target, other))
     for subject in (target_subject, other_subject):  # access events of two patients
         client.execute("{ consultations { edges { node { id } } } }", env.token(subject))
     return made
@@ -49,7 +36,7 @@ def world(env, client):
 def test_an_unfiltered_select_shows_each_caller_exactly_the_rows_row_security_allows(
     env, world, table
 ):
-    snapshot = _connect(env.admin_url, Snapshot.read)
+    snapshot = connected(env.admin_url, Snapshot.read)
     everyone = callers(env, world)
 
     async def visible(connection):
@@ -66,7 +53,7 @@ def test_an_unfiltered_select_shows_each_caller_exactly_the_rows_row_security_al
             seen.append({row["id"] for row in rows})
         return seen
 
-    for caller, got in zip(everyone, _connect(env.app_url, visible), strict=True):
+    for caller, got in zip(everyone, connected(env.app_url, visible), strict=True):
         assert got == snapshot.rls(caller)[table], str(caller)
 
 
@@ -76,7 +63,7 @@ def test_a_patient_cannot_revoke_another_patients_consent_in_the_database(env, w
             "select id from data.consents where partner_id = $1", world.partners["all"]
         )
 
-    consent_id = _connect(env.admin_url, consent)
+    consent_id = connected(env.admin_url, consent)
 
     async def revoke(connection):
         transaction = connection.transaction()
@@ -89,7 +76,7 @@ def test_a_patient_cannot_revoke_another_patients_consent_in_the_database(env, w
         finally:
             await transaction.rollback()
 
-    assert _connect(env.app_url, revoke) == "UPDATE 0"
+    assert connected(env.app_url, revoke) == "UPDATE 0"
 
 
 def test_an_unfiltered_update_of_consents_reaches_only_the_callers_own(env, world):
@@ -101,7 +88,7 @@ def test_an_unfiltered_update_of_consents_reaches_only_the_callers_own(env, worl
             "select count(*) from data.consents where patient_id = $1", world.other
         )
 
-    expected = _connect(env.admin_url, own)
+    expected = connected(env.admin_url, own)
     assert expected > 0
 
     async def revoke_everything(connection):
@@ -113,4 +100,4 @@ def test_an_unfiltered_update_of_consents_reaches_only_the_callers_own(env, worl
         finally:
             await transaction.rollback()
 
-    assert _connect(env.app_url, revoke_everything) == f"UPDATE {expected}"
+    assert connected(env.app_url, revoke_everything) == f"UPDATE {expected}"
