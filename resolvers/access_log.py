@@ -13,7 +13,7 @@ from asyncpg import Record
 from gateway.audit.events import expand_objects
 from gateway.authz.field_check import policy_field
 from gateway.ids import encode_global_id, encode_sequence_cursor
-from resolvers.consultation import PageInfo
+from resolvers.consultation import Consultation, PageInfo
 from resolvers.enums import Role
 
 __all__ = ["AccessEvent", "AccessEventConnection", "AccessKind", "AccessedObject"]
@@ -38,9 +38,27 @@ class AccessKind(Enum):
 class AccessedObject:
     pk: strawberry.Private[int]
     owner: strawberry.Private[UUID]
+    object_pk: strawberry.Private[str]  # a UUID, or an AccessEvent's sequence number
     type_name: str | None = policy_field(name="type")
     id: strawberry.ID | None = policy_field()
     fields: list[str] | None = policy_field()
+
+    @policy_field(
+        description="The consultation this object is, or a recording's consultation; null for "
+        "any other object, or one no longer yours to see."
+    )
+    async def consultation(self, info: strawberry.Info) -> Consultation | None:
+        loaders = info.context.loaders
+        if self.type_name == "Consultation":
+            pk = UUID(self.object_pk)
+        elif self.type_name == "Recording":
+            recording = await loaders.recording.load(UUID(self.object_pk))
+            if recording is None:
+                return None
+            pk = recording["consultation_id"]
+        else:
+            return None
+        return Consultation.maybe(await loaders.consultation.load(pk))
 
 
 @strawberry.type(description="One access to your record: who, when, what.")
@@ -74,6 +92,7 @@ class AccessEvent:
                 AccessedObject(
                     pk=row["seq"],
                     owner=owner,
+                    object_pk=str(item["id"]),
                     type_name=item["type"],
                     id=strawberry.ID(encode_global_id(item["type"], item["id"])),
                     fields=item["fields"],

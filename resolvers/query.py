@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
 import strawberry
@@ -100,11 +101,26 @@ class Query:
         description="Who read your record and when (patients); every patient's (auditors)."
     )
     async def access_log(
-        self, info: strawberry.Info, first: int | None = None, after: str | None = None
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        by_others: Annotated[
+            bool,
+            strawberry.argument(
+                description="Only accesses by someone else: a patient's own reads left out."
+            ),
+        ] = False,
+        emergency: Annotated[
+            bool,
+            strawberry.argument(description="Only emergency (break-glass) accesses."),
+        ] = False,
     ) -> AccessEventConnection:
         size = _page_size(info, first)
         before = decode_sequence_cursor(after) if after is not None else None
-        rows = await info.context.loaders.access_events_page(size, before)
+        rows = await info.context.loaders.access_events_page(
+            size, before, by_others=by_others, emergency=emergency
+        )
         return AccessEventConnection.from_rows(rows, size, before is not None)
 
     @strawberry.field

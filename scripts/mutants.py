@@ -97,6 +97,7 @@ R12 = f"{MIGRATIONS}/0012_audit_chains.sql"  # the chains' trigger and head
 R16 = f"{MIGRATIONS}/0016_compact_audit_objects.sql"  # the audit write with questions, access log
 R17 = f"{MIGRATIONS}/0017_audit_field_sets.sql"  # the chain hash as it stands
 R14 = f"{MIGRATIONS}/0014_consent_requests.sql"  # the consent page's requests
+R20 = f"{MIGRATIONS}/0020_access_log_views.sql"  # the access-log page as it stands
 TABLE = "src/gateway/policy/table.py"
 
 
@@ -529,21 +530,46 @@ drop(
 
 # --- the access log, consents, changes of access ------------------------------------------------
 D = "sql: access log, consents"
+T_LOG = (*T_SQL, "tests/test_access_log_views.py")
 drop(
     "access-log-any-patient",
     D,
-    R16,
+    R20,
     "where e.patient_id = p_actor\n              and e.kind in (",
     "where e.kind in (",
     "a patient's access log holds every patient's events",
+    T_LOG,
 )
 drop(
     "access-log-other-roles",
     D,
-    R16,
+    R20,
     "    elsif p_role = 'auditor' then\n        return query\n            select e.seq",
     "    elsif p_role is not null then\n        return query\n            select e.seq",
     "a clinician, support or partner reads every access event",
+    T_LOG,
+)
+drop(
+    "access-log-others-keeps-own",
+    D,
+    R20,
+    "              and (not p_by_others or e.role is distinct from 'patient')\n"
+    "              and (not p_emergency or e.break_glass_reason is not null)\n"
+    "            order by e.seq desc\n            limit p_limit;\n    elsif",
+    "              and (not p_emergency or e.break_glass_reason is not null)\n"
+    "            order by e.seq desc\n            limit p_limit;\n    elsif",
+    "the patient's 'others' view of their log still holds their own reads",
+    ("tests/test_access_log_views.py",),
+)
+drop(
+    "access-log-emergency-keeps-all",
+    D,
+    R20,
+    "              and (not p_emergency or e.break_glass_reason is not null)\n"
+    "            order by e.seq desc\n            limit p_limit;\n    elsif",
+    "            order by e.seq desc\n            limit p_limit;\n    elsif",
+    "the patient's emergency view of their log holds every access",
+    ("tests/test_access_log_views.py",),
 )
 drop(
     "consents-of-any-patient",
@@ -1089,8 +1115,8 @@ table(
 )
 table(
     "rows-accessed-object-patient-everyone",
-    'Role.PATIENT: grant(RowScope.OWN, "type", "id", "fields"),',
-    'Role.PATIENT: grant(RowScope.EVERYONE, "type", "id", "fields"),',
+    'Role.PATIENT: grant(RowScope.OWN, "type", "id", "fields", "consultation"),',
+    'Role.PATIENT: grant(RowScope.EVERYONE, "type", "id", "fields", "consultation"),',
     "row scope widened: a patient may hold every accessed object",
 )
 table(

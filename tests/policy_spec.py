@@ -122,7 +122,10 @@ FIELDS: dict[str, dict[str, set[str] | dict[str, set[str]]]] = {
             "patientId",
         )
     },
-    "AccessedObject": {field: {"patient", "auditor"} for field in ("type", "id", "fields")},
+    "AccessedObject": {
+        **{field: {"patient", "auditor"} for field in ("type", "id", "fields")},
+        "consultation": {"patient"},
+    },
     "Consent": {
         field: {"patient"}
         for field in ("id", "partner", "scopes", "grantedAt", "expiresAt", "revokedAt", "active")

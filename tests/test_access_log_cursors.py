@@ -184,9 +184,9 @@ def test_a_page_reads_one_row_more_than_it_shows_and_no_more(env, executor, mani
     patient with years of events) would be the cost of a page without any of its benefit."""
     asked = []
 
-    def record(role, actor, scopes, limit, before):
+    def record(role, actor, scopes, limit, before, by_others, emergency):
         asked.append(limit)
-        return [role, actor, scopes, limit, before]
+        return [role, actor, scopes, limit, before, by_others, emergency]
 
     subject = env.patients()[0][0]
     with sabotaged_gateway(env, executor, manifest) as (client, database):

@@ -421,7 +421,7 @@ FUNCTIONS = {
     ),
     "access_events_page": (
         queries.ACCESS_EVENTS_PAGE,
-        lambda s: [UNLIMITED, None],
+        lambda s: [UNLIMITED, None, False, False],
         lambda m: m.access_log(),
         lambda r: r["seq"],
     ),

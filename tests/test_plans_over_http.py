@@ -276,13 +276,17 @@ def test_both_executors_send_and_audit_the_same_on_hostile_rows(
     # The access log as it was before the pair: the first request's own audit events must not
     # show in the second's page (the real statement, its page ending where the log ended).
     last = harness.run(harness.admin.fetchval("select max(seq) from data.access_events"))
-    database.arguments[queries.ACCESS_EVENTS_PAGE] = lambda role, actor, scopes, first, before: [
-        role,
-        actor,
-        scopes,
-        first,
-        before if before is not None else last + 1,
-    ]
+    database.arguments[queries.ACCESS_EVENTS_PAGE] = (
+        lambda role, actor, scopes, first, before, by_others, emergency: [
+            role,
+            actor,
+            scopes,
+            first,
+            before if before is not None else last + 1,
+            by_others,
+            emergency,
+        ]
+    )
     if attack["mode"] == "unfiltered":
         database.broken.update(_hostile(None, None, None))
     elif attack["mode"] == "mislabelled":

@@ -460,10 +460,22 @@ async def _stored(connection, env, world, type_name: str, role: str, case: str, 
         objects = expand_objects(json.loads(row["all_objects"]))
         if type_name == "AccessedObject":
             first = objects[0]
+            consultation = None
+            if first["type"] == "Consultation":
+                consultation = _ref("Consultation", first["id"])
+            elif first["type"] == "Recording":
+                consultation = _ref(
+                    "Consultation",
+                    await connection.fetchval(
+                        "select consultation_id from data.recordings where id = $1",
+                        uuid.UUID(str(first["id"])),
+                    ),
+                )
             return {
                 "type": first["type"],
                 "id": encode_global_id(first["type"], first["id"]),
                 "fields": first["fields"],
+                "consultation": consultation,
             }
         return {
             "occurredAt": _at(row["occurred_at"]),

@@ -295,12 +295,17 @@ class Loaders:
             known[row["id"]] = row
         return ConsultationPage(page, len(rows) > first)
 
-    async def access_events_page(self, first: int, before: int | None) -> list[Record]:
+    async def access_events_page(
+        self, first: int, before: int | None, *, by_others: bool = False, emergency: bool = False
+    ) -> list[Record]:
         """Events about the caller's own record, newest first, ``first + 1`` rows (the extra
-        one tells whether there is a next page)."""
+        one tells whether there is a next page); ``by_others``: not the patient's own,
+        ``emergency``: break-glass accesses only."""
         if not self._sees("AccessEvent"):
             return []
-        rows = await self._scoped(queries.ACCESS_EVENTS_PAGE, first + 1, before)
+        rows = await self._scoped(
+            queries.ACCESS_EVENTS_PAGE, first + 1, before, by_others, emergency
+        )
         record = self._ledger.record_object
         for row in rows[:first]:
             record("AccessEvent", row["seq"], row["patient_id"])

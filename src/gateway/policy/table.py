@@ -195,7 +195,7 @@ POLICY: tuple[TypePolicy, ...] = (
     TypePolicy(
         "AccessedObject",
         grants={
-            Role.PATIENT: grant(RowScope.OWN, "type", "id", "fields"),
+            Role.PATIENT: grant(RowScope.OWN, "type", "id", "fields", "consultation"),
             Role.AUDITOR: grant(RowScope.EVERYONE, "type", "id", "fields"),
         },
     ),
