@@ -21,7 +21,7 @@ import pytest
 
 from gateway.config import DEV_ISSUER
 from gateway.dev.embedded import with_credentials
-from tests.support import run_gateway
+from tests.support import oidc_sign_in, run_gateway
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -374,6 +374,16 @@ def test_dev_gives_a_working_gateway_with_demo_data_graphiql_and_tokens():
         assert page.status_code == 200 and "graphiql" in page.text.lower()
         app = httpx.get(f"{base}/app/")
         assert app.status_code == 200 and '<script type="module" src="main.js">' in app.text
+        # The app signs in with the provider gateway dev serves: a demo patient, by name.
+        issuer = f"{base}/dev/oidc"
+        assert f'<meta name="oidc-issuer" content="{issuer}">' in app.text
+        signed_in = oidc_sign_in(issuer, patient["subject"], f"{base}/app/")
+        me = httpx.post(
+            f"{base}/graphql",
+            headers={"authorization": f"Bearer {signed_in['access_token']}"},
+            json={"query": "{ me { patient { id } } }"},
+        )
+        assert me.json()["data"]["me"]["patient"]["id"] == patient["id"]
         manifest = httpx.get(f"{base}/app/manifest.json").json()
         replays = next(op["id"] for op in manifest["operations"] if op["name"] == "MyReplays")
         by_hash = httpx.post(
@@ -390,4 +400,4 @@ def test_dev_gives_a_working_gateway_with_demo_data_graphiql_and_tokens():
         shutil.rmtree(directory, ignore_errors=True)
     assert process.returncode == 0, output
     assert "GraphiQL:" in output
-    assert f"Web app:     {base}/app/#token=" in output
+    assert f"Web app:     {base}/app/ (sign in by choosing a demo patient)" in output

@@ -4,7 +4,8 @@ that accepts the web app's trusted documents by hash only (as ``gateway dev`` se
 A partner ("Acme Health", registered with a redirect URI on a server of its own here) sends the
 patient to the page with its id, the scopes it asks for, its redirect URI and a state. The
 patient sees who asks for what in plain words and until when, approves or declines, and lands
-back at the partner with the outcome and the state. A forged partner id, an unregistered
+back at the partner with the outcome and the state. The patient signs in on the page, through the
+development provider, and comes back to the request as it was. A forged partner id, an unregistered
 redirect URI, a scope the partner may not ask for and an incomplete link are explained on the
 page and send the patient nowhere; an approval sent again is refused. In every test: no request
 to any origin but the gateway's and the partner's, no CSP violation, no page error; what was
@@ -24,13 +25,18 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from gateway import create_app
-from gateway.config import Mode
+from gateway.dev.oidc import Person
 from gateway.policy import scopes
 from tests.actors import gid, new_partner, new_patient
 from tests.browser import ARTIFACTS, assert_png, chromium, off_the_loop, visiting, wait_until
-from tests.support import as_admin, serving
-from tests.test_web_app import MANIFEST, OPERATIONS, WebAppVisit
+from tests.support import (
+    as_admin,
+    authorization_answer,
+    gateway_with_sign_in,
+    pkce_pair,
+    serving,
+)
+from tests.test_web_app import OPERATIONS, WebAppVisit, dev_settings, stored_session
 
 ASKED = [scopes.CONSULTATION, scopes.RECORDING]
 
@@ -46,12 +52,15 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def gateway(env):
-    settings = env.settings(
-        mode=Mode.DEVELOPMENT, trusted_documents=MANIFEST, free_form_documents="nobody"
-    )
-    with serving(create_app(settings)) as server:
-        yield server.url
+def signed(env):
+    """A development gateway with its provider; each test's patient is offered on its page."""
+    with gateway_with_sign_in(env, dev_settings(env), []) as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="module")
+def gateway(signed):
+    return signed.url
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +71,9 @@ def partner_site():
 
 
 @pytest.fixture
-def people(env, partner_site):
+def people(env, partner_site, signed):
     subject, patient = off_the_loop(new_patient, env, "consent-browser")
+    signed.provider.offer(Person(subject, f"Patient {patient}"))
     _, partner = off_the_loop(new_partner, env, "consent-browser")
     back = f"{partner_site}/back"
     off_the_loop(
@@ -80,12 +90,14 @@ def people(env, partner_site):
     return {"subject": subject, "patient": patient, "partner": partner, "back": back}
 
 
-def sign_in(visit: WebAppVisit, token: str) -> None:
-    visit.page.get_by_label("Token").fill(token)
-    visit.page.get_by_role("button", name="Sign in").click()
+def sign_in(visit: WebAppVisit, subject: str) -> None:
+    """On the consent page: the app's Sign in, the provider's page, the patient's name; back on
+    the consent page, with the partner's request as it was."""
+    visit.page.get_by_role("button", name="Sign in", exact=True).click()
+    visit.page.locator(f'button[name="subject"][value="{subject}"]').click()
 
 
-def link(gateway: str, people: dict, token: str | None = None, **changes) -> str:
+def link(gateway: str, people: dict, **changes) -> str:
     query = {
         "partner": gid("Partner", people["partner"]),
         "scope": " ".join(ASKED),
@@ -94,8 +106,7 @@ def link(gateway: str, people: dict, token: str | None = None, **changes) -> str
         **changes,
     }
     query = {name: value for name, value in query.items() if value is not None}
-    fragment = f"#token={token}" if token else ""
-    return f"{gateway}/app/consent?{urlencode(query)}{fragment}"
+    return f"{gateway}/app/consent?{urlencode(query)}"
 
 
 def granted(env, patient) -> dict:
@@ -124,13 +135,13 @@ def landed(visit: WebAppVisit, back: str) -> dict:
 def test_approving_on_the_consent_page_grants_exactly_what_was_asked_and_goes_back(
     env, browser, gateway, partner_site, people
 ):
-    token = env.token(people["subject"])
     with visiting(browser, (gateway, partner_site), WebAppVisit) as visit:
         page = visit.page
         page.goto(link(gateway, people))
-        sign_in(visit, token)
+        sign_in(visit, people["subject"])
         page.locator("#consent-request").wait_for(timeout=30_000)
-        assert "#" not in page.url
+        assert page.url == link(gateway, people)
+        token = stored_session(visit)["accessToken"]
         assert page.title() == "Consent - My consultations"
         assert page.locator("#sections").is_hidden()
         who = page.locator("#consent-who").inner_text()
@@ -186,7 +197,7 @@ def test_declining_after_signing_in_on_the_page_grants_nothing_and_goes_back(
     with visiting(browser, (gateway, partner_site), WebAppVisit) as visit:
         page = visit.page
         page.goto(link(gateway, people))
-        sign_in(visit, env.token(people["subject"]))
+        sign_in(visit, people["subject"])
         page.locator("#consent-request").wait_for(timeout=30_000)
         page.get_by_role("button", name="Decline").click()
         outcome = landed(visit, people["back"])
@@ -232,7 +243,7 @@ def test_a_bad_link_is_explained_and_sends_the_patient_nowhere(
     with visiting(browser, (gateway, partner_site), WebAppVisit) as visit:
         page = visit.page
         page.goto(link(gateway, people, **changes))
-        sign_in(visit, env.token(people["subject"]))
+        sign_in(visit, people["subject"])
         status = page.locator("#consent-status")
         wait_until(lambda: status.inner_text() not in ("", "Loading…"), message=status.inner_text)
         shown = status.inner_text()
@@ -250,22 +261,38 @@ def test_a_bad_link_is_explained_and_sends_the_patient_nowhere(
     assert json.dumps(visit.foreign_requests()) == "[]"
 
 
-def test_a_token_in_the_consent_links_fragment_signs_nobody_in(
-    env, browser, gateway, partner_site, people
+def answer_not_taken(signed, subject: str) -> str:
+    """The provider's answer to someone's own sign-in (the app's address with their code), as
+    they would have it before their app exchanges the code."""
+    return authorization_answer(
+        signed.issuer, subject, signed.app_url, pkce_pair()[1], state="their-state"
+    )
+
+
+def test_a_sign_in_answer_forged_by_someone_else_signs_nobody_in(
+    env, browser, signed, partner_site, people
 ):
-    """The attack: a link carrying the attacker's own token (#token=..., which a browser keeps
-    across the partner's redirect) would sign the victim in as the attacker, and the consent the
-    victim approves would link the victim to the attacker's record at the partner. On the consent
-    page the token is dropped from the address and nobody is signed in: the patient signs in."""
-    attacker, _ = off_the_loop(new_patient, env, "consent-attacker")
-    token = env.token(attacker)
-    with visiting(browser, (gateway, partner_site), WebAppVisit) as visit:
+    """The attack (login CSRF): the attacker signs in to the provider as themself, stops before
+    their own app takes the code, and sends the victim the app's address with that code. Had the
+    app taken it, the victim would be signed in as the attacker, and the consent the victim then
+    approves would link the victim to the attacker's record at the partner. The app takes an
+    answer only for a sign-in it started in this tab (its state): the code is dropped from the
+    address, nobody is signed in, and the attacker's code is never exchanged."""
+    attacker, attacker_patient = off_the_loop(new_patient, env, "consent-attacker")
+    signed.provider.offer(Person(attacker, f"Patient {attacker_patient}"))
+    forged = answer_not_taken(signed, attacker)
+    with visiting(browser, (signed.url, partner_site), WebAppVisit) as visit:
         page = visit.page
-        page.goto(link(gateway, people, token))
-        page.get_by_label("Token").wait_for(timeout=30_000)
-        stored = page.evaluate("sessionStorage.length")
+        page.goto(forged)
+        page.get_by_role("heading", name="Sign in", level=1).wait_for(timeout=30_000)
+        notice = page.get_by_role("alert").inner_text()
         address = page.url
+        stored = stored_session(visit)
         visit.assert_clean()
 
-    assert (stored, token in address, "#" in address) == (0, False, False)
-    assert visit.operations() == []  # nothing was asked of the gateway with that token
+    assert notice == (
+        "This sign-in was not started here, or it was already used. Please sign in again."
+    )
+    assert (stored, "code=" in address) == (None, False)
+    assert [e for e in visit.exchanges if e.url.endswith("/token")] == []
+    assert visit.operations() == []  # nothing was asked of the gateway

@@ -12,7 +12,7 @@ import pytest
 
 from gateway import create_app
 from gateway.config import Mode
-from gateway.web.webapp import webapp_files, webapp_link
+from gateway.web.webapp import SignIn, webapp_files
 from tests.support import GraphQLClient, serving
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,9 +128,14 @@ def test_the_app_sends_only_operations_of_the_manifest_and_never_a_document():
     assert used <= names
 
 
-def test_the_link_gateway_dev_prints_carries_the_token_in_the_fragment_only():
-    link = webapp_link("http://127.0.0.1:8000", "a.b.c")
-    assert link == "http://127.0.0.1:8000/app/#token=a.b.c"
+def test_the_page_names_its_provider_only_where_one_is_served(dev_client):
+    """A gateway without a provider serves the page with empty oidc-* meta elements (the app
+    then says sign-in is not set up); with one, the page names it, escaped."""
+    page = dev_client.http.get("/app/").text
+    assert '<meta name="oidc-issuer" content="">' in page
+    written = SignIn('http://x/"><script>', "c&d").apply((APP / "index.html").read_bytes())
+    assert b'<meta name="oidc-issuer" content="http://x/&quot;&gt;&lt;script&gt;">' in written
+    assert b'<meta name="oidc-client-id" content="c&amp;d">' in written
 
 
 def test_media_may_be_embedded_by_the_same_site_only_when_a_separate_web_app_is_listed(env):

@@ -1,99 +1,193 @@
-// Who saw my record: the patient's access log, a page at a time, newest first, with the reason
-// a clinician gave for emergency (break-glass) access.
+// Who saw my record: the patient's access log in plain words. Emergency (break-glass) accesses
+// first, with the reason the clinician gave; then others' accesses, newest first, a page at a
+// time; the patient's own reads only when they ask for them (one switch).
 
-import { h, label, say, time } from "./dom.js";
+import { h, say, time } from "./dom.js";
+
+const EMERGENCY_SHOWN = 20;
+const SHOWN_PER_EVENT = 3;
 
 const WHO = {
-  PATIENT: "You",
-  CLINICIAN: "A clinician",
-  PARTNER: "A partner you consented to",
-  SUPPORT: "Support staff",
-  AUDITOR: "An auditor",
+  PATIENT: () => "You",
+  CLINICIAN: (name) => (name ? `${name}, clinician` : "A clinician"),
+  PARTNER: (name) => (name ? `${name}, an app you allowed` : "An app you allowed"),
+  SUPPORT: () => "Support staff",
+  AUDITOR: () => "An auditor",
 };
 
-const WHAT = {
-  DISCLOSURE: "Read",
-  MEDIA: "Played a recording",
-  DENIAL: "Was refused",
-  ALERT: "Was stopped by the safety check",
-  CONSENT_GRANTED: "Consent granted",
-  CONSENT_REVOKED: "Consent revoked",
-  BREAK_GLASS_OPENED: "Emergency access opened",
-};
+export function who(event) {
+  const words = WHO[event.accessorRole];
+  return words ? words(event.accessorName) : "Someone";
+}
+
+const DATE = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+
+// your consultation “Back pain” on 3 Mar 2026 (or less, when less is known).
+export function consultationWords(consultation) {
+  if (!consultation) {
+    return "a consultation of yours";
+  }
+  const reason = consultation.reason ? ` “${consultation.reason}”` : "";
+  const date = consultation.scheduledAt ? DATE.format(new Date(consultation.scheduledAt)) : "";
+  return `your consultation${reason}${date ? ` on ${date}` : ""}`;
+}
+
+// What was read of one consultation, most sensitive first.
+function readOfConsultation(fields, recordings) {
+  if (fields.has("clinicianNotes")) {
+    return "Read the clinician's notes on";
+  }
+  if (fields.has("summary")) {
+    return "Read the summary of";
+  }
+  if (fields.has("reason")) {
+    return "Saw the reason for";
+  }
+  if (fields.size) {
+    return "Saw the appointment of";
+  }
+  return recordings.has("playbackUrl") ? "Got a link to play a recording of" : "Saw the recordings of";
+}
+
+function profileWords(fields) {
+  const parts = [];
+  if (fields.has("displayName")) {
+    parts.push("name");
+  }
+  if (fields.has("birthDate")) {
+    parts.push("date of birth");
+  }
+  return parts.length ? `Read your profile (${parts.join(", ")})` : "Saw your profile";
+}
+
+// The event's objects, by consultation: one plain sentence each, at most a few, then a count.
+export function what(event) {
+  if (event.kind === "MEDIA") {
+    const consultation = (event.objects || []).map((o) => o.consultation).find(Boolean);
+    return [`Played a recording of ${consultationWords(consultation)}`];
+  }
+  if (event.kind === "BREAK_GLASS_OPENED") {
+    return ["Opened emergency access to your record"];
+  }
+  if (event.kind === "CONSENT_GRANTED") {
+    return ["Consent given to an app"];
+  }
+  if (event.kind === "CONSENT_REVOKED") {
+    return ["Consent revoked"];
+  }
+  const byConsultation = new Map();
+  const lines = [];
+  for (const object of event.objects || []) {
+    if (object.type === "Patient") {
+      lines.push(profileWords(new Set(object.fields || [])));
+      continue;
+    }
+    if (object.type !== "Consultation" && object.type !== "Recording") {
+      continue;
+    }
+    const key = object.consultation ? object.consultation.id : `unknown:${object.id}`;
+    const entry = byConsultation.get(key) || {
+      consultation: object.consultation,
+      fields: new Set(),
+      recordings: new Set(),
+    };
+    for (const field of object.fields || []) {
+      (object.type === "Consultation" ? entry.fields : entry.recordings).add(field);
+    }
+    byConsultation.set(key, entry);
+  }
+  const consultations = [...byConsultation.values()];
+  for (const entry of consultations.slice(0, SHOWN_PER_EVENT)) {
+    lines.push(
+      `${readOfConsultation(entry.fields, entry.recordings)} ${consultationWords(entry.consultation)}`,
+    );
+  }
+  const more = consultations.length - SHOWN_PER_EVENT;
+  if (more > 0) {
+    lines.push(`and ${more} more ${more === 1 ? "consultation" : "consultations"}`);
+  }
+  return lines.length ? lines : ["Read your record"];
+}
+
+function card(event) {
+  const reason = event.breakGlassReason;
+  return h(
+    "li",
+    { class: reason ? "card break-glass" : "card", tabindex: "-1" },
+    h("p", { class: "meta" }, time(event.occurredAt)),
+    h("p", { class: "who" }, who(event)),
+    h("ul", { class: "what" }, ...what(event).map((line) => h("li", {}, line))),
+    reason ? h("p", { class: "reason" }, h("strong", {}, "Emergency access: "), reason) : null,
+  );
+}
 
 export class AccessLogView {
   constructor(gateway, { pageSize, onError }) {
     this.gateway = gateway;
     this.pageSize = pageSize;
-    this.rows = document.getElementById("access-log-rows");
+    this.list = document.getElementById("access-log-list");
+    this.emergencyBox = document.getElementById("emergency");
+    this.emergencyList = document.getElementById("emergency-list");
     this.status = document.getElementById("access-log-status");
     this.more = document.getElementById("access-log-more");
-    this.more.addEventListener("click", () => this.loadMore().catch(onError));
+    this.own = document.getElementById("access-log-own");
+    this.more.addEventListener("click", () => this.loadMore(true).catch(onError));
+    this.own.addEventListener("change", () => this.reload().catch(onError));
     this.reset();
   }
 
   reset() {
-    this.rows.replaceChildren();
+    this.own.checked = false;
+    this.list.replaceChildren();
+    this.emergencyList.replaceChildren();
+    this.emergencyBox.hidden = true;
     this.after = null;
     this.more.hidden = true;
     say(this.status, "");
   }
 
-  // Always from the newest: the log grows while the app is open.
+  // Always from the newest (the log grows while the app is open), the own reads folded.
   async open() {
     this.reset();
-    await this.loadMore();
+    const data = await this.gateway.run("MyAccessLog", {
+      first: EMERGENCY_SHOWN,
+      emergency: true,
+    });
+    const emergencies = data.accessLog.edges.map((edge) => edge.node).filter(Boolean);
+    this.emergencyList.replaceChildren(...emergencies.map(card));
+    this.emergencyBox.hidden = emergencies.length === 0;
+    await this.loadMore(false);
   }
 
-  async loadMore() {
+  async reload() {
+    this.list.replaceChildren();
+    this.after = null;
+    await this.loadMore(false);
+  }
+
+  async loadMore(focusNew) {
     this.more.disabled = true;
     say(this.status, "Loading…");
     try {
-      const variables = { first: this.pageSize, after: this.after };
+      const variables = { first: this.pageSize, after: this.after, byOthers: !this.own.checked };
       const data = await this.gateway.run("MyAccessLog", variables);
       const page = data.accessLog;
-      this.rows.append(...page.edges.map((edge) => edge.node).filter(Boolean).map(row));
+      const cards = page.edges.map((edge) => edge.node).filter(Boolean).map(card);
+      this.list.append(...cards);
       this.after = page.pageInfo.endCursor;
       this.more.hidden = !page.pageInfo.hasNextPage;
-      const count = this.rows.children.length;
+      const count = this.list.children.length;
       const noun = count === 1 ? "access" : "accesses";
       const more = this.more.hidden ? "." : "; more are available.";
-      say(
-        this.status,
-        count === 0 ? "Nobody has accessed your record yet." : `Showing ${count} ${noun}${more}`,
-      );
+      const nobody = this.own.checked
+        ? "Nobody has accessed your record yet."
+        : "Nobody else has accessed your record yet.";
+      say(this.status, count === 0 ? nobody : `Showing ${count} ${noun}${more}`);
+      if (focusNew && cards.length) {
+        cards[0].focus();
+      }
     } finally {
       this.more.disabled = false;
     }
   }
-}
-
-function objects(event) {
-  const byType = new Map();
-  for (const object of event.objects || []) {
-    const fields = byType.get(object.type) || new Set();
-    for (const field of object.fields || []) {
-      fields.add(field);
-    }
-    byType.set(object.type, fields);
-  }
-  return [...byType].map(([type, fields]) =>
-    fields.size ? `${type} (${[...fields].join(", ")})` : type,
-  );
-}
-
-function row(event) {
-  const who = event.accessorName || WHO[event.accessorRole] || label(event.accessorRole);
-  const things = objects(event);
-  const kind = WHAT[event.kind] || label(event.kind);
-  const what = things.length ? `${kind}: ${things.join("; ")}` : kind;
-  const reason = event.breakGlassReason;
-  return h(
-    "tr",
-    { class: reason ? "break-glass" : null },
-    h("td", {}, time(event.occurredAt)),
-    h("td", {}, who),
-    h("td", {}, what),
-    h("td", {}, reason ? h("strong", {}, reason) : ""),
-  );
 }

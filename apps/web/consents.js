@@ -35,12 +35,38 @@ export class ConsentsView {
       const data = await this.gateway.run("RevokeConsent", { id: consent.id });
       const revoked = data.revokeConsent && data.revokeConsent.active === false;
       await this.load(
-        revoked ? `Consent for ${name} revoked.` : `Consent for ${name} could not be revoked.`,
+        revoked
+          ? `Consent for ${name} revoked. To share with ${name} again, accept a new request from them.`
+          : `Consent for ${name} could not be revoked.`,
       );
       document.getElementById("consents-heading").focus();
     } finally {
       button.disabled = false;
     }
+  }
+
+  // Revoking cannot be undone (the partner has to ask again): the card asks first, and
+  // "Keep" puts everything back as it was.
+  confirm(consent, card, button) {
+    const name = partnerName(consent);
+    const question = h(
+      "div",
+      { class: "confirm", role: "group", "aria-label": `Revoke consent for ${name}?` },
+      h("p", {}, `Revoke consent for ${name}? They lose access on their next request, and `
+        + "cannot read your record again unless you accept a new request."),
+    );
+    const yes = h("button", { type: "button", class: "danger" }, "Yes, revoke");
+    const keep = h("button", { type: "button" }, "Keep consent");
+    question.append(h("div", { class: "actions" }, yes, keep));
+    yes.addEventListener("click", () => this.revoke(consent, yes).catch(this.onError));
+    keep.addEventListener("click", () => {
+      question.remove();
+      button.hidden = false;
+      button.focus();
+    });
+    button.hidden = true;
+    card.append(question);
+    yes.focus();
   }
 
   item(consent) {
@@ -56,20 +82,21 @@ export class ConsentsView {
       h("p", {}, `May read: ${reads || "nothing"}`),
       h("p", { class: "meta" }, "Granted ", time(consent.grantedAt, false), " · ", ...state),
     ];
+    const card = h(
+      "li",
+      { class: consent.active ? "card" : "card inactive", "data-id": consent.id },
+      ...children,
+    );
     if (consent.active) {
       const button = h(
         "button",
         { type: "button", class: "danger", "aria-label": `Revoke consent for ${name}` },
         "Revoke",
       );
-      button.addEventListener("click", () => this.revoke(consent, button).catch(this.onError));
-      children.push(button);
+      button.addEventListener("click", () => this.confirm(consent, card, button));
+      card.append(button);
     }
-    return h(
-      "li",
-      { class: consent.active ? "card" : "card inactive", "data-id": consent.id },
-      ...children,
-    );
+    return card;
   }
 }
 

@@ -1,12 +1,10 @@
 // The gateway, as this app uses it: trusted documents sent by hash (the production gateway
-// refuses any other document), the bearer token, and the start of a recording's playback.
+// refuses any other document), the session's access token, and the start of a recording's
+// playback.
 
-export class SignInRequired extends Error {
-  constructor() {
-    super("Please sign in again.");
-    this.name = "SignInRequired";
-  }
-}
+import { SignInRequired } from "./session.js";
+
+export { SignInRequired };
 
 export class GatewayError extends Error {
   constructor(message, code) {
@@ -47,12 +45,8 @@ export class Gateway {
     this.session = session;
   }
 
-  authorization() {
-    const token = this.session.token();
-    if (!token) {
-      throw new SignInRequired();
-    }
-    return "Bearer " + token;
+  async authorization() {
+    return "Bearer " + (await this.session.accessToken());
   }
 
   // The data of a trusted operation; errors of single fields (e.g. FORBIDDEN) leave nulls.
@@ -64,7 +58,7 @@ export class Gateway {
     const response = await fetch(this.endpoint, {
       method: "POST",
       headers: {
-        authorization: this.authorization(),
+        authorization: await this.authorization(),
         "content-type": "application/json",
         accept: "application/graphql-response+json, application/json",
       },
@@ -78,6 +72,7 @@ export class Gateway {
       referrerPolicy: "no-referrer",
     });
     if (response.status === 401) {
+      this.session.end();
       throw new SignInRequired();
     }
     let body;
@@ -104,12 +99,13 @@ export class Gateway {
   async startPlayback(url) {
     const response = await fetch(url, {
       method: "POST",
-      headers: { authorization: this.authorization() },
+      headers: { authorization: await this.authorization() },
       credentials: "include",
       cache: "no-store",
       referrerPolicy: "no-referrer",
     });
     if (response.status === 401) {
+      this.session.end();
       throw new SignInRequired();
     }
     return response.status;

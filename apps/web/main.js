@@ -1,14 +1,16 @@
-// The patient web app: sign in with a token, then My replays, Who saw my record and Consents.
-// Views are chosen by the address's fragment (#replays, #replay=<id>, #access-log, #consents);
-// /app/consent?... is the consent page a partner sends the patient to (consent.js).
+// The patient web app: sign in through the operator's OpenID Connect provider, then My replays,
+// Who saw my record and Consents. Views are chosen by the address's fragment (#replays,
+// #replay=<id>, #access-log, #consents); /app/consent?... is the consent page a partner sends
+// the patient to (consent.js).
 
 import { AccessLogView } from "./access-log.js";
 import { ConsentView, isConsentPage } from "./consent.js";
 import { ConsentsView } from "./consents.js";
 import { Gateway, GatewayError, SignInRequired, gatewayUrl, loadManifest } from "./gateway.js";
+import { OidcClient, SignInError, oidcConfig } from "./oidc.js";
 import { ReplayView } from "./replay.js";
 import { ReplaysView } from "./replays.js";
-import { Session } from "./session.js";
+import { ENDED, Session } from "./session.js";
 
 const VIEWS = ["replays", "replay", "access-log", "consents", "consent"];
 const TITLES = {
@@ -18,23 +20,20 @@ const TITLES = {
   consents: "Consents",
   consent: "Consent",
 };
-const CONSENT_PAGE = isConsentPage(window.location);
+// Shown from this long before a sign-in that cannot be renewed ends.
+const WARN_BEFORE_MS = 120_000;
 
 const element = (id) => document.getElementById(id);
 const notice = element("notice");
-const signInForm = element("sign-in");
+const signInView = element("view-sign-in");
 const signedIn = element("signed-in");
 const sections = element("sections");
+const expiry = element("expiry");
 
-const session = new Session(window.sessionStorage);
-// A link with #token= signs in, except on the consent page: there a link made by someone else
-// (forwarded by a partner) would sign the patient in as that someone, and the consent would be
-// theirs. The patient signs in on the page itself; such a token is dropped from the address.
-if (CONSENT_PAGE) {
-  session.dropFromFragment(window.location, window.history);
-} else {
-  session.takeFromFragment(window.location, window.history);
-}
+const config = oidcConfig(document);
+const session = new Session(window.sessionStorage, new OidcClient(config, window.sessionStorage));
+// Set once the provider's answer (if any) has been taken out of the address.
+let CONSENT_PAGE = false;
 
 function show(message) {
   notice.textContent = message || "";
@@ -51,8 +50,8 @@ let app = null;
 
 function fail(error) {
   if (error instanceof SignInRequired) {
-    signOut("Your sign-in has expired or is not valid. Please sign in again.");
-  } else if (error instanceof GatewayError) {
+    signOut(error.message);
+  } else if (error instanceof GatewayError || error instanceof SignInError) {
     show(error.message);
   } else {
     show("Something went wrong. Please try again.");
@@ -67,21 +66,68 @@ function hideViews() {
   sections.hidden = true;
 }
 
-function showSignIn() {
+// Focus moves to the heading when something sent the patient here (a sign-out, an ended
+// sign-in); on arrival it stays at the page's start, where the skip link is the first stop.
+function showSignIn(moveFocus) {
   hideViews();
   signedIn.hidden = true;
-  signInForm.hidden = false;
+  expiry.hidden = true;
+  signInView.hidden = false;
   document.title = "Sign in - My consultations";
-  element("token").focus();
+  if (moveFocus) {
+    element("sign-in-heading").focus();
+  }
 }
 
+// Signed out here (the sign-in ended, or the gateway refused it): the provider's session, if
+// any, stays, so that signing in again is one step.
 function signOut(message) {
-  session.signOut();
+  session.end();
   if (app) {
     app.reset();
   }
   show(message);
-  showSignIn();
+  showSignIn(true);
+}
+
+function here() {
+  return window.location.pathname + window.location.search + window.location.hash;
+}
+
+async function signIn(prompt) {
+  try {
+    await session.signIn(here(), prompt);
+  } catch (error) {
+    fail(error);
+  }
+}
+
+// Renews the sign-in shortly before it ends; without a way to renew it, says when it ends and
+// offers to sign in again, and signs out when it has.
+function watchExpiry() {
+  if (!session.current()) {
+    expiry.hidden = true;
+    return;
+  }
+  const left = session.remaining();
+  if (session.canRenew()) {
+    expiry.hidden = true;
+    if (left < 2 * WARN_BEFORE_MS) {
+      session.renew().catch(() => watchExpiry());
+    }
+    return;
+  }
+  if (left <= 0) {
+    signOut(ENDED);
+    return;
+  }
+  if (left < WARN_BEFORE_MS) {
+    const at = new Intl.DateTimeFormat(undefined, { timeStyle: "short" }).format(
+      new Date(Date.now() + left),
+    );
+    element("expiry-text").textContent = `Your sign-in ends at ${at}.`;
+    expiry.hidden = false;
+  }
 }
 
 class App {
@@ -89,7 +135,7 @@ class App {
     const size = pageSize();
     this.gateway = gateway;
     this.replays = new ReplaysView(gateway, { pageSize: size, onError: fail });
-    this.replay = new ReplayView(gateway, { onSignInRequired: () => fail(new SignInRequired()) });
+    this.replay = new ReplayView(gateway, { onSignInRequired: (error) => fail(error) });
     this.accessLog = new AccessLogView(gateway, { pageSize: size, onError: fail });
     this.consents = new ConsentsView(gateway, { onError: fail });
     this.consent = new ConsentView(gateway, {
@@ -99,7 +145,7 @@ class App {
     this.me = null;
   }
 
-  // Forget everything of the person signed in (a sign-out, or another token).
+  // Forget everything of the person signed in (a sign-out, or another sign-in).
   reset() {
     this.replay.close();
     this.replays.reset();
@@ -116,7 +162,7 @@ class App {
 
   async route(moveFocus) {
     const me = await this.whoAmI();
-    signInForm.hidden = true;
+    signInView.hidden = true;
     signedIn.hidden = false;
     element("who").textContent = me.patient
       ? `Signed in as ${me.patient.displayName}`
@@ -173,11 +219,12 @@ class App {
 }
 
 async function start(moveFocus) {
-  show("");
-  if (!session.token()) {
-    showSignIn();
+  if (!session.signedIn()) {
+    session.end();
+    showSignIn(moveFocus);
     return;
   }
+  show("");
   try {
     await app.route(moveFocus);
   } catch (error) {
@@ -185,31 +232,51 @@ async function start(moveFocus) {
   }
 }
 
-signInForm.addEventListener("submit", (event) => {
-  event.preventDefault();
-  const input = element("token");
-  if (app && session.signIn(input.value)) {
-    input.value = "";
+element("sign-in").addEventListener("click", () => signIn());
+element("sign-in-again").addEventListener("click", () => signIn());
+element("sign-out").addEventListener("click", async () => {
+  if (app) {
     app.reset();
-    start(false);
+  }
+  const url = await session.signOut();
+  if (url) {
+    window.location.assign(url);
+  } else {
+    show("You are signed out here. Your sign-in service may keep you signed in.");
+    showSignIn(true);
   }
 });
-element("sign-out").addEventListener("click", () => signOut("You are signed out."));
+element("skip-link").addEventListener("click", (event) => {
+  // The address's fragment chooses the view: the skip link moves focus without changing it.
+  event.preventDefault();
+  const heading = [...document.querySelectorAll("main h1")].find((h1) => !h1.closest("[hidden]"));
+  (heading || element("main")).focus();
+});
 window.addEventListener("hashchange", () => {
-  if (CONSENT_PAGE) {
-    // The request on screen stays the one answered: a new fragment opens nothing new.
-    session.dropFromFragment(window.location, window.history);
-    return;
+  if (!CONSENT_PAGE) {
+    start(true);
   }
-  if (app && session.takeFromFragment(window.location, window.history)) {
-    app.reset();
-  }
-  start(true);
 });
 
 try {
+  if (!config) {
+    throw new GatewayError(
+      "Sign-in is not set up for this app: its page needs oidc-issuer and oidc-client-id.",
+    );
+  }
+  let justSignedIn = false;
+  try {
+    justSignedIn = await session.complete(window.location, window.history);
+  } catch (error) {
+    show(error.message);
+  }
+  CONSENT_PAGE = isConsentPage(window.location);
+  if (session.justSignedOut()) {
+    show("You are signed out.");
+  }
   app = new App(new Gateway(gatewayUrl(document), await loadManifest("manifest.json"), session));
-  start(false);
+  await start(justSignedIn);
+  window.setInterval(watchExpiry, 5_000);
 } catch (error) {
   show(error instanceof GatewayError ? error.message : "The app could not start.");
 }

@@ -30,7 +30,8 @@ export class SegmentPlayer {
     video.addEventListener("error", () => this.recover());
     video.addEventListener("playing", () => {
       this.recovering = false;
-      this.onMessage(`Playing segment ${this.index + 1} of ${this.segments.length}.`);
+      const what = this.segments[this.index].mode === "AUDIO" ? "audio" : "video";
+      this.onMessage(`Playing segment ${this.index + 1} of ${this.segments.length} (${what}).`);
     });
   }
 
@@ -89,6 +90,10 @@ export class SegmentPlayer {
       }
       this.index = index;
       this.onSegment(index);
+      // Audio is shown as audio: the element shrinks to its controls, and says what it plays.
+      const audio = this.segments[index].mode === "AUDIO";
+      this.video.classList.toggle("audio-only", audio);
+      this.video.setAttribute("aria-label", audio ? "Audio recording" : "Video recording");
       this.video.src = this.url(index);
       if (from > 0) {
         this.video.currentTime = from;
@@ -101,7 +106,7 @@ export class SegmentPlayer {
       }
       if (error instanceof SignInRequired) {
         this.stop();
-        this.onSignInRequired();
+        this.onSignInRequired(error);
         return false;
       }
       if (error && error.name === "NotAllowedError") {

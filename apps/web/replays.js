@@ -2,6 +2,8 @@
 
 import { h, label, say, time } from "./dom.js";
 
+const DATE = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+
 export class ReplaysView {
   constructor(gateway, { pageSize, onError }) {
     this.gateway = gateway;
@@ -44,7 +46,11 @@ export class ReplaysView {
         count === 0 ? "You have no consultations yet." : shown(count, !this.more.hidden),
       );
       if (focusNew && items.length) {
-        items[0].querySelector("a").focus();
+        const first = items[0].querySelector("a") || items[0];
+        if (first === items[0]) {
+          first.setAttribute("tabindex", "-1");
+        }
+        first.focus();
       }
     } finally {
       this.more.disabled = false;
@@ -65,17 +71,19 @@ function item(consultation) {
     label(consultation.mode),
     segments ? `${segments} ${segments === 1 ? "segment" : "segments"}` : "No recording",
   ].filter(Boolean);
+  const reason = consultation.reason || "Consultation";
+  const date = consultation.scheduledAt ? DATE.format(new Date(consultation.scheduledAt)) : "";
+  // The date inside the link: three "Follow-up" links read apart. A cancelled consultation
+  // with nothing recorded has nothing to open: its title is no link.
+  const title = date ? `${reason}, ${date}` : reason;
+  const opens = !(consultation.status === "CANCELLED" && segments === 0);
   return h(
     "li",
-    { class: "card", "data-id": consultation.id },
+    { class: opens ? "card" : "card inactive", "data-id": consultation.id },
     h(
       "h2",
       {},
-      h(
-        "a",
-        { href: `#replay=${encodeURIComponent(consultation.id)}` },
-        consultation.reason || "Consultation",
-      ),
+      opens ? h("a", { href: `#replay=${encodeURIComponent(consultation.id)}` }, title) : title,
     ),
     h("p", { class: "meta" }, time(consultation.scheduledAt), " · ", details.join(" · ")),
   );

@@ -11,11 +11,12 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from gateway.authn.accounts import Authenticator
 from gateway.authn.jwks import JwksCache
@@ -27,6 +28,7 @@ from gateway.data.account_changes import AccountChanges
 from gateway.data.edge import DatabaseEdge
 from gateway.data.live import EventHub
 from gateway.data.pool import Database
+from gateway.errors import ConfigurationError
 from gateway.execution.executor import Executor
 from gateway.guards.rate_limits import RateLimiter
 from gateway.guards.trusted_documents import FreeForm, TrustedDocuments
@@ -41,7 +43,7 @@ from gateway.web.media_store import MediaStore, media_store
 from gateway.web.observer import RequestObserver
 from gateway.web.security_headers import SecurityHeaders
 from gateway.web.shutdown import CutOnShutdown
-from gateway.web.webapp import WebApp
+from gateway.web.webapp import IdentityProvider, SignIn, WebApp
 from gateway.web.websocket import ConnectionContext, SubscriptionEndpoint, WebSocketDisclosure
 from resolvers import build_schema
 
@@ -49,11 +51,19 @@ __all__ = ["create_app", "create_app_from_environment"]
 
 
 def create_app(
-    settings: Settings, *, database: Database | None = None, store: MediaStore | None = None
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    store: MediaStore | None = None,
+    identity_provider: IdentityProvider | None = None,
 ) -> Starlette:
     """The gateway as an ASGI app. ``database`` replaces the pool made from ``DATABASE_URL``
     (tests use it to sabotage lower layers and prove the exit check); ``store`` replaces the
-    media store the settings describe."""
+    media store the settings describe; ``identity_provider`` (development only: ``gateway
+    dev``'s OpenID Connect provider) is served at its issuer's path, and the web app at /app/
+    signs in with it."""
+    if identity_provider is not None and not settings.development:
+        raise ConfigurationError("an identity provider is served in development mode only")
     metrics = Metrics()
     tracing = Tracing.from_settings(settings)
     edge = DatabaseEdge(metrics, tracing)
@@ -201,7 +211,11 @@ def create_app(
     if graphiql is not None:
         routes.append(Route(ASSET_ROUTE, graphiql.asset, methods=["GET"]))
     if settings.development:
-        webapp = WebApp()
+        sign_in = None
+        if identity_provider is not None:
+            sign_in = SignIn(identity_provider.issuer)
+            routes.append(Mount(urlsplit(identity_provider.issuer).path, identity_provider))
+        webapp = WebApp(sign_in=sign_in)
         routes += [
             Route("/app", webapp.redirect, methods=["GET"]),
             Route("/app/", webapp.file, methods=["GET"]),

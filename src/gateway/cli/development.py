@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = ["data_dir_option", "dev", "token"]
 
+# Demo patients offered on the development sign-in page.
+DEMO_SIGN_INS = 12
+
 
 data_dir_option = click.option(
     "--data-dir",
@@ -101,12 +104,13 @@ def dev(data_dir: Path, host: str, port: int, log_format: str, log_level: str) -
         # KeyboardInterrupt and SystemExit as that task's result: raised in one of asyncpg's
         # tasks, the signal was lost and the gateway went on to serve (seen once in CI).
         with stopper.deferred():
-            principals = run(_prepare_dev_database(urls, data_dir, identity.issuer))
+            principals, people = run(_prepare_dev_database(urls, data_dir, identity.issuer))
         (data_dir / "principals.json").write_text(json.dumps(principals, indent=2))
         settings = settings.model_copy(update={"database_url": urls.app})
         held.publish(base_url, urls)
+        provider = _identity_provider(base_url, identity, people)
         _print_banner(base_url, data_dir, identity, principals)
-        _serve(settings, listener, host, stopper)
+        _serve(settings, listener, host, stopper, provider)
     except _Stop as stop:
         click.echo(f"gateway dev: stopped ({stop.args[0]})", err=True)
     finally:
@@ -117,14 +121,31 @@ def dev(data_dir: Path, host: str, port: int, log_format: str, log_level: str) -
             listener.close()
 
 
-def _serve(settings: Settings, listener: socket.socket, host: str, stopper: _Stopper) -> None:
+def _identity_provider(base_url: str, identity: Any, people: list[tuple[str, str]]) -> Any:
+    """The development OpenID Connect provider at /dev/oidc, where the web app at /app/ signs in
+    by choosing a demo patient."""
+    from gateway.dev.oidc import PATH, DevOidcProvider, Person
+    from gateway.web.webapp import CLIENT_ID
+    from gateway.web.webapp import PATH as APP
+
+    return DevOidcProvider(
+        identity,
+        f"{base_url}{PATH}",
+        {CLIENT_ID: [f"{base_url}{APP}"]},
+        [Person(subject, name) for subject, name in people],
+    )
+
+
+def _serve(
+    settings: Settings, listener: socket.socket, host: str, stopper: _Stopper, provider: Any
+) -> None:
     import uvicorn
 
     from gateway.app import create_app
 
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings),
+            create_app(settings, identity_provider=provider),
             host=host,
             port=listener.getsockname()[1],
             timeout_graceful_shutdown=5,
@@ -195,7 +216,9 @@ def _listen(host: str, port: int) -> socket.socket:
 
 async def _prepare_dev_database(
     urls: InstanceUrls, data_dir: Path, issuer: str
-) -> list[dict[str, str]]:
+) -> tuple[list[dict[str, str]], list[tuple[str, str]]]:
+    """Creates, migrates and seeds the database once; the accounts (principals.json) and the
+    demo patients one signs in as in the web app (subject, name)."""
     from gateway.dev.embedded import provision, with_credentials
     from gateway.dev.instance import DATABASE
     from gateway.dev.seed import SeedPlan, seed_database, write_demo_media
@@ -217,6 +240,12 @@ async def _prepare_dev_database(
             "select subject, role, patient_id, clinician_id, partner_id from data.accounts "
             "order by role, subject"
         )
+        people = await connection.fetch(
+            "select a.subject, p.display_name from data.accounts a "
+            "join data.patients p on p.id = a.patient_id "
+            "where a.role = 'patient' order by a.subject limit $1",
+            DEMO_SIGN_INS,
+        )
     finally:
         await connection.close()
     kinds = {"patient_id": "Patient", "clinician_id": "Clinician", "partner_id": "Partner"}
@@ -230,7 +259,7 @@ async def _prepare_dev_database(
                 "id": encode_global_id(kinds[column], row[column]) if column else None,
             }
         )
-    return principals
+    return principals, [(row["subject"], row["display_name"]) for row in people]
 
 
 def _print_banner(
@@ -241,13 +270,13 @@ def _print_banner(
     patient_token = identity.token(patient["subject"], ttl=8 * 3600)
     clinician_token = identity.token(clinician["subject"], ttl=8 * 3600)
     from gateway.web.graphiql import graphiql_link
-    from gateway.web.webapp import webapp_link
+    from gateway.web.webapp import PATH
 
     click.echo(
         f"""
 Consultation gateway (development mode)
   GraphiQL:    {graphiql_link(base_url, patient_token)}
-  Web app:     {webapp_link(base_url, patient_token)}
+  Web app:     {base_url}{PATH} (sign in by choosing a demo patient)
   principals:  {data_dir / "principals.json"}
   more tokens: gateway token --data-dir {data_dir} --subject SUBJECT
 

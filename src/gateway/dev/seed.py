@@ -280,11 +280,14 @@ async def seed_database(
 
 
 _SAMPLES = {"audio/ogg": "sample.ogg", "video/webm": "sample.webm"}
+# How long each sample plays (a browser test reads it from the media element): the demo
+# recordings say so, so that the app's "Audio, 0:03" is what plays.
+SAMPLE_SECONDS = {"audio/ogg": 3, "video/webm": 3}
 
 
 async def write_demo_media(connection: asyncpg.Connection, root: Path) -> int:
     """Give every recording a small real media file (a generated tone, a test pattern) under
-    ``root`` and set its byte size to match; return how many files were written."""
+    ``root`` and set its byte size and duration to match; return how many files were written."""
     samples = {
         content_type: (resources.files("gateway.dev") / "demo_media" / name).read_bytes()
         for content_type, name in _SAMPLES.items()
@@ -295,7 +298,7 @@ async def write_demo_media(connection: asyncpg.Connection, root: Path) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(samples[row["content_type"]])
     await connection.executemany(
-        "update data.recordings set byte_size = $2 where content_type = $1",
-        [(content_type, len(data)) for content_type, data in samples.items()],
+        "update data.recordings set byte_size = $2, duration_seconds = $3 where content_type = $1",
+        [(t, len(data), SAMPLE_SECONDS[t]) for t, data in samples.items()],
     )
     return len(rows)

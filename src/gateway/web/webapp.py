@@ -10,13 +10,25 @@ from the repository's ``apps/`` folder.
 
 from __future__ import annotations
 
+import html
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.types import Receive, Scope, Send
 
-__all__ = ["CONTENT_SECURITY_POLICY", "PATH", "WebApp", "webapp_link"]
+__all__ = [
+    "CLIENT_ID",
+    "CONTENT_SECURITY_POLICY",
+    "PATH",
+    "IdentityProvider",
+    "SignIn",
+    "WebApp",
+    "webapp_files",
+]
 
 PATH = "/app/"
 
@@ -46,10 +58,35 @@ MANIFEST = "manifest.json"
 _PAGES = frozenset({"consent"})
 
 
-def webapp_link(base_url: str, token: str) -> str:
-    """The app, signed in with ``token`` (the link ``gateway dev`` prints). The token is in the
-    fragment: never sent to a server, and the app removes it from the address bar at once."""
-    return f"{base_url}{PATH}#token={token}"
+# The app's client id at the development provider (``gateway dev``'s /dev/oidc).
+CLIENT_ID = "patient-web-app"
+
+
+class IdentityProvider(Protocol):
+    """An OpenID Connect provider served by the gateway itself (development only), at the path
+    of its issuer URL."""
+
+    issuer: str
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """The provider the app signs in with: written into index.html's ``oidc-*`` meta elements,
+    as a deployment writes them into its copy."""
+
+    issuer: str
+    client_id: str = CLIENT_ID
+
+    def apply(self, page: bytes) -> bytes:
+        text = page.decode()
+        for name, value in (("oidc-issuer", self.issuer), ("oidc-client-id", self.client_id)):
+            empty = f'<meta name="{name}" content="">'
+            if empty not in text:
+                raise ValueError(f"index.html has no empty {name} meta element")
+            text = text.replace(empty, f'<meta name="{name}" content="{html.escape(value)}">')
+        return text.encode()
 
 
 def webapp_files() -> tuple[Path, Path]:
@@ -65,10 +102,16 @@ class WebApp:
     """``GET /app/`` (the page), ``/app/consent`` (the same page, as the consent page), and
     ``/app/<file>`` (its scripts, style and the manifest)."""
 
-    def __init__(self, folder: Path | None = None, manifest: Path | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path | None = None,
+        manifest: Path | None = None,
+        sign_in: SignIn | None = None,
+    ) -> None:
         found_folder, found_manifest = webapp_files()
         self._folder = folder or found_folder
         self._manifest = manifest or found_manifest
+        self._sign_in = sign_in
 
     def _path(self, name: str) -> Path | None:
         if name == MANIFEST:
@@ -88,4 +131,7 @@ class WebApp:
         if path is None or not path.is_file():
             return Response(status_code=404, headers={"cache-control": "no-store"})
         media_type = _MEDIA_TYPES[name.rsplit(".", 1)[1]]
-        return Response(path.read_bytes(), media_type=media_type, headers=_HEADERS)
+        content = path.read_bytes()
+        if name == "index.html" and self._sign_in is not None:
+            content = self._sign_in.apply(content)
+        return Response(content, media_type=media_type, headers=_HEADERS)
