@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -512,8 +512,28 @@ def _playback_url(gateway: str, token: str, consultation: UUID, recording: UUID)
     return gateway + url if url.startswith("/") else url
 
 
+@pytest.fixture
+def cancelled(env):
+    """A cancelled consultation of the site's patient, nothing recorded (removed afterwards)."""
+    _, patient_id = patient(env, SITE_PATIENT)
+    pk = uuid4()
+    admin(
+        env,
+        lambda c: c.execute(
+            "insert into data.consultations (id, patient_id, clinician_id, scheduled_at, status, "
+            "mode, reason) select $1, patient_id, clinician_id, scheduled_at - interval '1 day', "
+            "'CANCELLED', mode, 'Follow-up' from data.consultations where patient_id = $2 "
+            "order by scheduled_at desc limit 1",
+            pk,
+            patient_id,
+        ),
+    )
+    yield pk
+    admin(env, lambda c: c.execute("delete from data.consultations where id = $1", pk))
+
+
 def test_a_separate_static_site_lists_exactly_the_patients_consultations_and_plays_one(
-    env, browser, site
+    env, browser, site, cancelled
 ):
     """Deployed on its own origin (same site) against a production gateway, used by keyboard:
     signed in with the provider on a third origin, the list pages through exactly the
@@ -541,6 +561,10 @@ def test_a_separate_static_site_lists_exactly_the_patients_consultations_and_pla
             more.click()
             wait_until(lambda count=count: items.count() > count)
         shown = items.evaluate_all("(items) => items.map((i) => i.dataset.id)")
+        titles = items.evaluate_all(
+            "(items) => items.map((i) => [i.dataset.id, i.querySelector('h2').textContent,"
+            " Boolean(i.querySelector('h2 a'))])"
+        )
         status = page.locator("#replays-status").inner_text()
         screenshot(visit, "web-app-replays.png")
 
@@ -558,6 +582,24 @@ def test_a_separate_static_site_lists_exactly_the_patients_consultations_and_pla
 
     assert shown == expected
     assert status == f"Showing {len(expected)} consultations."
+    # Each title names the consultation and its date (the link's text tells them apart); a
+    # cancelled consultation with nothing recorded has nothing to open and is no link.
+    rows = admin(
+        env,
+        lambda c: c.fetch(
+            "select c.id, c.reason, c.status, c.scheduled_at, "
+            "(select count(*) from data.recordings r where r.consultation_id = c.id) as segments "
+            "from data.consultations c where c.patient_id = $1",
+            patient_id,
+        ),
+    )
+    truth = {encode_global_id("Consultation", row["id"]): row for row in rows}
+    for gid, title, linked in titles:
+        row = truth[gid]
+        assert title.startswith(f"{row['reason']}, ") and str(row["scheduled_at"].year) in title
+        assert linked == (not (row["status"] == "CANCELLED" and row["segments"] == 0)), row
+    assert len({title for _, title, _ in titles}) == len(titles)
+    assert {linked for _, _, linked in titles} == {True, False}, "both kinds are on the page"
     assert visit.operations().count("MyReplays") == max(1, math.ceil(len(expected) / 2))
     to_gateway = [e for e in visit.exchanges if e.url.startswith(site.gateway)]
     assert {e.headers["authorization"] for e in to_gateway if e.method == "POST"} == {
