@@ -167,25 +167,57 @@ def test_a_code_needs_its_verifier_and_its_redirect_uri_and_is_used_once(env, si
     assert _exchange(signed, code, verifier).json()["error"] == "invalid_grant"
 
 
-def test_refresh_tokens_rotate_and_sign_out_ends_the_session_and_its_refresh_tokens(env, signed):
+def _refresh(signed, token: str) -> httpx.Response:
+    return httpx.post(
+        f"{signed.issuer}/token",
+        data={"grant_type": "refresh_token", "refresh_token": token, "client_id": CLIENT_ID},
+    )
+
+
+def test_refresh_tokens_rotate_and_a_replayed_one_ends_them_all(env, signed):
+    """The attack: a refresh token copied from the tab, replayed after the app renewed with it.
+    Refused, and the sign-in's current refresh token ends with it (reuse detection): the thief
+    gets nothing, and the app signs in again."""
     subject = env.patients()[2][0]
     tokens = oidc_sign_in(signed.issuer, subject, signed.app_url)
-
-    def refresh(token: str) -> httpx.Response:
-        return httpx.post(
-            f"{signed.issuer}/token",
-            data={"grant_type": "refresh_token", "refresh_token": token, "client_id": CLIENT_ID},
-        )
-
-    renewed = refresh(tokens["refresh_token"])
+    renewed = _refresh(signed, tokens["refresh_token"])
     assert renewed.status_code == 200
     assert renewed.json()["refresh_token"] != tokens["refresh_token"]
     me = GraphQLClient(signed.url).execute("{ me { subject } }", renewed.json()["access_token"])
     assert me["data"]["me"]["subject"] == subject
-    # The used one is spent: a stolen copy replayed after the app renewed gets nothing.
-    assert refresh(tokens["refresh_token"]).json()["error"] == "invalid_grant"
-    # With the provider's session, a new authorization needs no choice (a new tab signs in).
+    assert _refresh(signed, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+    assert _refresh(signed, renewed.json()["refresh_token"]).json() == {
+        "error": "invalid_grant",
+        "error_description": "unknown, used or ended refresh token",
+    }
+    # Another client presenting a good token does not spend it.
+    again = oidc_sign_in(signed.issuer, subject, signed.app_url)
+    other = httpx.post(
+        f"{signed.issuer}/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": again["refresh_token"],
+            "client_id": "other",
+        },
+    )
+    assert other.json()["error"] == "invalid_client"
+    assert _refresh(signed, again["refresh_token"]).status_code == 200
+
+
+def test_a_replayed_code_ends_the_refresh_tokens_it_gave(env, signed):
+    subject = env.patients()[2][0]
+    code, verifier = _code(signed, subject)
+    first = _exchange(signed, code, verifier)
+    assert first.status_code == 200
+    assert _exchange(signed, code, verifier).json()["error"] == "invalid_grant"
+    assert _refresh(signed, first.json()["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+def test_sign_out_ends_the_session_and_its_refresh_tokens(env, signed):
+    subject = env.patients()[2][0]
+    tokens = oidc_sign_in(signed.issuer, subject, signed.app_url)
     cookies = tokens["_cookies"]
+    # With the provider's session, a new authorization needs no choice (a new tab signs in).
     silent = httpx.get(
         f"{signed.issuer}/authorize", params=authorize_params(signed.app_url), cookies=cookies
     )
@@ -197,10 +229,7 @@ def test_refresh_tokens_rotate_and_sign_out_ends_the_session_and_its_refresh_tok
     )
     assert (ended.status_code, ended.headers["location"]) == (303, signed.app_url)
     assert 'dev_oidc_session=""' in ended.headers["set-cookie"]
-    assert refresh(renewed.json()["refresh_token"]).json() == {
-        "error": "invalid_grant",
-        "error_description": "unknown, used or ended refresh token",
-    }
+    assert _refresh(signed, tokens["refresh_token"]).json()["error"] == "invalid_grant"
     after = httpx.get(
         f"{signed.issuer}/authorize",
         params=authorize_params(signed.app_url, prompt="none"),
@@ -209,18 +238,56 @@ def test_refresh_tokens_rotate_and_sign_out_ends_the_session_and_its_refresh_tok
     assert "error=login_required" in after.headers["location"]
 
 
-def test_an_unknown_account_or_an_expired_page_is_refused(env, signed):
-    page = httpx.get(f"{signed.issuer}/authorize", params=authorize_params(signed.app_url))
-    request_id = re.search(r'name="request" value="([^"]+)"', page.text).group(1)
-    nobody = httpx.post(
-        f"{signed.issuer}/authorize", data={"request": request_id, "subject": "nobody"}
+def test_sign_out_asked_by_another_site_asks_first_and_goes_only_to_the_clients_address(
+    env, signed
+):
+    """The attacks: a page of another site that navigates to end-session to sign the patient
+    out, or to be sent to an address of its own (open redirect). The first gets a page that
+    asks (its form posts here); the second is refused on the page, never redirected."""
+    tokens = oidc_sign_in(signed.issuer, env.patients()[2][0], signed.app_url)
+    params = {"post_logout_redirect_uri": signed.app_url, "client_id": CLIENT_ID}
+    asked = httpx.get(
+        f"{signed.issuer}/end-session",
+        params=params,
+        cookies=tokens["_cookies"],
+        headers={"sec-fetch-site": "cross-site"},
     )
-    assert (nobody.status_code, "No such account." in nobody.text) == (400, True)
-    stale = httpx.post(
+    assert asked.status_code == 200 and "Sign out of the development sign-in?" in asked.text
+    assert "set-cookie" not in asked.headers
+    assert _refresh(signed, tokens["refresh_token"]).status_code == 200  # still signed in
+    for bad, message in (
+        ({**params, "post_logout_redirect_uri": "https://attacker.example/"}, "not registered"),
+        ({**params, "client_id": "other"}, "Unknown client_id."),
+    ):
+        refused = httpx.get(f"{signed.issuer}/end-session", params=bad)
+        assert (refused.status_code, "location" in refused.headers) == (400, False)
+        assert message in refused.text
+
+
+def test_an_unknown_account_an_expired_page_or_another_browsers_page_is_refused(env, signed):
+    """The last is login CSRF: another site posts a choice with a sign-in page id it fetched
+    itself, into the victim's browser, which never asked for that page."""
+    with httpx.Client() as browser:
+        page = browser.get(f"{signed.issuer}/authorize", params=authorize_params(signed.app_url))
+        request_id = re.search(r'name="request" value="([^"]+)"', page.text).group(1)
+        nobody = browser.post(
+            f"{signed.issuer}/authorize", data={"request": request_id, "subject": "nobody"}
+        )
+        assert (nobody.status_code, "No such account." in nobody.text) == (400, True)
+        stale = browser.post(
+            f"{signed.issuer}/authorize",
+            data={"request": "made-up", "subject": env.patients()[0][0]},
+        )
+        assert stale.status_code == 400 and "not started in this browser" in stale.text
+        page = browser.get(f"{signed.issuer}/authorize", params=authorize_params(signed.app_url))
+        request_id = re.search(r'name="request" value="([^"]+)"', page.text).group(1)
+    victim = httpx.post(
         f"{signed.issuer}/authorize",
-        data={"request": "made-up", "subject": env.patients()[0][0]},
+        data={"request": request_id, "subject": env.patients()[0][0]},
     )
-    assert stale.status_code == 400 and "expired" in stale.text
+    assert (victim.status_code, "location" in victim.headers) == (400, False)
+    assert "This sign-in was not started in this browser." in victim.text
+    assert "set-cookie" not in victim.headers
 
 
 def test_the_web_app_page_names_the_provider_and_production_refuses_one(env, signed):

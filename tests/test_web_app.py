@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -853,6 +854,36 @@ def test_the_app_renews_its_sign_in_and_a_new_tab_signs_in_without_choosing_agai
     assert consents[-1].status == 200
     assert len(chooser_pages) == 1, "the new tab chose no account"
     assert tab_session["subject"] == subject
+
+
+@pytest.fixture(scope="module")
+def brief_tokens_gateway(env, people):
+    """Access tokens of 6 seconds, with refresh tokens."""
+    with gateway_with_sign_in(env, dev_settings(env), people, access_ttl=6) as gateway:
+        yield gateway
+
+
+def test_a_reload_after_the_access_token_expired_renews_and_stays_signed_in(
+    env, browser, brief_tokens_gateway
+):
+    """The tab is away (another page) while its access token expires; back in the app, the
+    refresh token renews it before the first request: no sign-in asked for."""
+    gateway = brief_tokens_gateway
+    subject, _ = patient(env, OTHER_PATIENT)
+    with visiting(browser, (gateway.url,), WebAppVisit) as visit:
+        page = visit.page
+        open_replays(visit, gateway.app_url, subject)
+        page.goto("about:blank")
+        time.sleep(7)
+        page.goto(gateway.app_url)
+        page.locator("#replays-list li").first.wait_for(timeout=30_000)
+        signed_in = page.locator("#who").inner_text()
+        visit.assert_clean()
+
+    assert signed_in.startswith("Signed in as ")
+    graphql = [e for e in visit.exchanges if urlsplit(e.url).path == "/graphql"]
+    assert graphql and all(e.status == 200 for e in graphql)
+    assert "refresh_token" in [f["grant_type"] for f in token_requests(visit)]
 
 
 @pytest.fixture(scope="module")

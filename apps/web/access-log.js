@@ -137,6 +137,9 @@ export class AccessLogView {
   }
 
   reset() {
+    // Each open, and each change of the switch, drops the answers of loads started before.
+    this.opened = (this.opened || 0) + 1;
+    this.generation = (this.generation || 0) + 1;
     this.own.checked = false;
     this.list.replaceChildren();
     this.emergencyList.replaceChildren();
@@ -149,28 +152,42 @@ export class AccessLogView {
   // Always from the newest (the log grows while the app is open), the own reads folded.
   async open() {
     this.reset();
+    const opened = this.opened;
+    const generation = this.generation;
     const data = await this.gateway.run("MyAccessLog", {
       first: EMERGENCY_SHOWN,
       emergency: true,
     });
+    if (opened !== this.opened) {
+      return;
+    }
     const emergencies = data.accessLog.edges.map((edge) => edge.node).filter(Boolean);
     this.emergencyList.replaceChildren(...emergencies.map(card));
     this.emergencyBox.hidden = emergencies.length === 0;
-    await this.loadMore(false);
+    if (generation === this.generation) {
+      await this.loadMore(false); // else the switch changed meanwhile, and reloaded the list
+    }
   }
 
+  // The switch changed: the list again from the newest, in the other view. An answer to a
+  // load started before (the other view, or another page) is dropped when it arrives.
   async reload() {
+    this.generation += 1;
     this.list.replaceChildren();
     this.after = null;
     await this.loadMore(false);
   }
 
   async loadMore(focusNew) {
+    const generation = this.generation;
     this.more.disabled = true;
     say(this.status, "Loading…");
     try {
       const variables = { first: this.pageSize, after: this.after, byOthers: !this.own.checked };
       const data = await this.gateway.run("MyAccessLog", variables);
+      if (generation !== this.generation) {
+        return;
+      }
       const page = data.accessLog;
       const cards = page.edges.map((edge) => edge.node).filter(Boolean).map(card);
       this.list.append(...cards);

@@ -103,17 +103,24 @@ async function signIn(prompt) {
 }
 
 // Renews the sign-in shortly before it ends; without a way to renew it, says when it ends and
-// offers to sign in again, and signs out when it has.
+// offers to sign in again, and signs out when it has. Runs every few seconds.
 function watchExpiry() {
   if (!session.current()) {
     expiry.hidden = true;
     return;
   }
   const left = session.remaining();
-  if (session.canRenew()) {
-    expiry.hidden = true;
-    if (left < 2 * WARN_BEFORE_MS) {
-      session.renew().catch(() => watchExpiry());
+  const renewable = session.canRenew();
+  if (renewable && left < 2 * WARN_BEFORE_MS) {
+    // A refusal drops the refresh token (the next check then warns); out of reach, the next
+    // check tries again.
+    session.renew().catch(() => {});
+  }
+  if (renewable) {
+    if (left > 0) {
+      expiry.hidden = true;
+    } else {
+      warn("Your sign-in could not be renewed.");
     }
     return;
   }
@@ -125,9 +132,13 @@ function watchExpiry() {
     const at = new Intl.DateTimeFormat(undefined, { timeStyle: "short" }).format(
       new Date(Date.now() + left),
     );
-    element("expiry-text").textContent = `Your sign-in ends at ${at}.`;
-    expiry.hidden = false;
+    warn(`Your sign-in ends at ${at}.`);
   }
+}
+
+function warn(text) {
+  element("expiry-text").textContent = text;
+  expiry.hidden = false;
 }
 
 class App {
@@ -265,17 +276,20 @@ try {
     );
   }
   let justSignedIn = false;
+  let refused = false;
   try {
     justSignedIn = await session.complete(window.location, window.history);
   } catch (error) {
     show(error.message);
+    refused = true;
   }
   CONSENT_PAGE = isConsentPage(window.location);
   if (session.justSignedOut()) {
     show("You are signed out.");
   }
   app = new App(new Gateway(gatewayUrl(document), await loadManifest("manifest.json"), session));
-  await start(justSignedIn);
+  // After the provider's answer, focus goes to the view (or, refused, to the sign-in).
+  await start(justSignedIn || refused);
   window.setInterval(watchExpiry, 5_000);
 } catch (error) {
   show(error instanceof GatewayError ? error.message : "The app could not start.");

@@ -7,13 +7,17 @@
 // address: the code the provider sends back is taken out of the address at once, and used once).
 
 export class SignInError extends Error {
-  constructor(message) {
+  // `refused`: the provider answered that the grant is no good (invalid_grant and the like),
+  // rather than being out of reach; a refresh token refused so will not work later either.
+  constructor(message, refused = false) {
     super(message);
     this.name = "SignInError";
+    this.refused = refused;
   }
 }
 
 const PENDING = "gateway.webapp.sign-in";
+const CLOCK_SKEW_S = 300;
 
 export function oidcConfig(document) {
   const meta = (name) => {
@@ -28,7 +32,7 @@ export function oidcConfig(document) {
   return {
     issuer: issuer.replace(/\/+$/, ""),
     clientId,
-    scope: meta("oidc-scope") || "openid",
+    scope: meta("oidc-scope") || "openid profile",
     audience: meta("oidc-audience"),
     // Where the provider sends the browser back: the app's own folder (registered with the
     // provider as is), unless the page names another.
@@ -180,7 +184,11 @@ export class OidcClient {
     }
     const answer = await response.json().catch(() => ({}));
     if (!response.ok || !answer.access_token) {
-      throw new SignInError(`Sign-in failed (${answer.error || `HTTP ${response.status}`}).`);
+      const refused = response.status === 400 || response.status === 401;
+      throw new SignInError(
+        `Sign-in failed (${answer.error || `HTTP ${response.status}`}).`,
+        refused,
+      );
     }
     return answer;
   }
@@ -190,11 +198,15 @@ export class OidcClient {
   checkIdToken(idToken, nonce) {
     const claims = claimsOf(idToken);
     const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+    const now = Date.now() / 1000;
     const problems = [
       claims.iss !== this.config.issuer,
       !audiences.includes(this.config.clientId),
       nonce !== null && claims.nonce !== nonce,
       typeof claims.sub !== "string" || !claims.sub,
+      // Expired, or issued in the future: five minutes for this device's clock.
+      !(Number(claims.exp) > now - CLOCK_SKEW_S),
+      !(Number(claims.iat) < now + CLOCK_SKEW_S),
     ];
     if (problems.some(Boolean)) {
       throw new SignInError("The sign-in answer did not check out. Please sign in again.");
@@ -202,8 +214,9 @@ export class OidcClient {
     return claims;
   }
 
-  // Where to send the browser to end the provider's session too (null: it offers none).
-  async endSessionUrl(idToken) {
+  // Where to send the browser to end the provider's session too (null: it offers none). By
+  // client_id, never id_token_hint: an ID token names the patient, and an address is logged.
+  async endSessionUrl() {
     const metadata = await this.discover().catch(() => null);
     if (!metadata || !metadata.end_session_endpoint) {
       return null;
@@ -211,9 +224,6 @@ export class OidcClient {
     const url = new URL(metadata.end_session_endpoint);
     url.searchParams.set("client_id", this.config.clientId);
     url.searchParams.set("post_logout_redirect_uri", this.config.redirectUri);
-    if (idToken) {
-      url.searchParams.set("id_token_hint", idToken);
-    }
     return url.href;
   }
 }

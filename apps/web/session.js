@@ -33,9 +33,10 @@ export class Session {
     }
   }
 
+  // Signed in while the access token lasts, or while a refresh token may renew it.
   signedIn() {
     const session = this.current();
-    return Boolean(session && session.expiresAt > Date.now());
+    return Boolean(session && (session.expiresAt > Date.now() || session.refreshToken));
   }
 
   // The person's name from the ID token, for "Signed in as".
@@ -96,9 +97,11 @@ export class Session {
           return this.save(await this.oidc.refresh(session.refreshToken));
         } catch (error) {
           // Refused (the provider's session ended, the token was used): it will not work later
-          // either; the sign-in lasts until its access token expires.
+          // either; the sign-in lasts until its access token expires. Out of reach (offline, a
+          // 5xx): kept, for the next try.
           const now = this.current();
-          if (now && now.refreshToken === session.refreshToken) {
+          const refused = error instanceof SignInRequired || (error && error.refused);
+          if (refused && now && now.refreshToken === session.refreshToken) {
             this.storage.setItem(KEY, JSON.stringify({ ...now, refreshToken: null }));
           }
           throw error;
@@ -139,9 +142,8 @@ export class Session {
 
   // Forgets the tokens here; the address that ends the provider's session too (or null).
   async signOut() {
-    const session = this.current();
     this.end();
-    const url = await this.oidc.endSessionUrl(session ? session.idToken : null);
+    const url = await this.oidc.endSessionUrl();
     if (url) {
       this.storage.setItem(SIGNED_OUT, "1");
     }

@@ -34,6 +34,9 @@ __all__ = ["PATH", "DevOidcProvider", "Person"]
 
 PATH = "/dev/oidc"
 SESSION_COOKIE = "dev_oidc_session"
+# The sign-in page's request, bound to the browser that asked for it (SameSite=Strict): a page
+# of another site cannot post a choice into someone else's browser (login CSRF).
+REQUEST_COOKIE = "dev_oidc_request"
 _CODE_SECONDS = 60
 _REQUEST_SECONDS = 600
 _CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # base64url of a SHA-256, unpadded
@@ -120,6 +123,9 @@ class DevOidcProvider:
         self._sessions: dict[str, _Session] = {}
         self._codes: dict[str, _Code] = {}
         self._refresh: dict[str, _Refresh] = {}
+        # Used codes and refresh tokens, by the sign-in they came from: one presented again
+        # (stolen, replayed) ends every refresh token of that sign-in.
+        self._spent: dict[str, tuple[str, float]] = {}
         self._app = Starlette(
             routes=[
                 Route("/.well-known/openid-configuration", self.discovery, methods=["GET"]),
@@ -127,7 +133,7 @@ class DevOidcProvider:
                 Route("/authorize", self.authorize, methods=["GET"]),
                 Route("/authorize", self.choose, methods=["POST"]),
                 Route("/token", self.token, methods=["POST", "OPTIONS"]),
-                Route("/end-session", self.end_session, methods=["GET"]),
+                Route("/end-session", self.end_session, methods=["GET", "POST"]),
             ]
         )
 
@@ -216,12 +222,24 @@ class DevOidcProvider:
             return self._back(redirect_uri, {"error": "login_required"}, state)
         request_id = secrets.token_urlsafe(24)
         self._pending[request_id] = pending
-        return self._chooser(request_id, pending)
+        response = self._chooser(request_id, pending)
+        response.set_cookie(
+            REQUEST_COOKIE,
+            request_id,
+            max_age=_REQUEST_SECONDS,
+            path=self._path,
+            httponly=True,
+            samesite="strict",
+        )
+        return response
 
     async def choose(self, request: Request) -> Response:
         self._expire()
         form = await _form(request)
-        pending = self._pending.pop(form.get("request", ""), None)
+        request_id = form.get("request", "")
+        if not secrets.compare_digest(request.cookies.get(REQUEST_COOKIE, ""), request_id):
+            return _page("Sign-in refused", "This sign-in was not started in this browser.", 400)
+        pending = self._pending.pop(request_id, None)
         if pending is None:
             return _page("Sign-in expired", "This sign-in page has expired: start again.", 400)
         person = self.people.get(form.get("subject", ""))
@@ -238,6 +256,7 @@ class DevOidcProvider:
             httponly=True,
             samesite="lax",
         )
+        response.delete_cookie(REQUEST_COOKIE, path=self._path, httponly=True, samesite="strict")
         return response
 
     def _issue_code(self, pending: _Pending, session_id: str) -> Response:
@@ -290,9 +309,13 @@ class DevOidcProvider:
         return self._error(request, "unsupported_grant_type", "authorization_code or refresh_token")
 
     def _from_code(self, request: Request, form: dict[str, str], client_id: str) -> Response:
-        found = self._codes.pop(form.get("code", ""), None)  # used once, even when refused
+        code = form.get("code", "")
+        found = self._codes.get(code)
         if found is None or found.pending.client_id != client_id:
+            self._replayed(code)
             return self._error(request, "invalid_grant", "unknown, used or expired code")
+        del self._codes[code]  # used once, even when refused below
+        self._spent[code] = (found.session_id, time.time() + _REQUEST_SECONDS)
         if form.get("redirect_uri", "") != found.pending.redirect_uri:
             return self._error(request, "invalid_grant", "redirect_uri differs")
         verifier = form.get("code_verifier", "")
@@ -307,10 +330,13 @@ class DevOidcProvider:
 
     def _from_refresh(self, request: Request, form: dict[str, str], client_id: str) -> Response:
         token = form.get("refresh_token", "")
-        found = self._refresh.pop(token, None)  # rotated: each refresh token is used once
+        found = self._refresh.get(token)
         session = self._sessions.get(found.session_id) if found else None
         if found is None or session is None or found.client_id != client_id:
+            self._replayed(token)
             return self._error(request, "invalid_grant", "unknown, used or ended refresh token")
+        del self._refresh[token]  # rotated: each refresh token is used once
+        self._spent[token] = (found.session_id, time.time() + self.session_ttl)
         session.refresh_tokens.discard(token)
         pending = _Pending(client_id, "", "", None, "", found.scope, 0)
         return self._tokens(request, session, found.session_id, pending, client_id)
@@ -376,31 +402,61 @@ class DevOidcProvider:
                 response.headers["access-control-allow-headers"] = "content-type"
         return response
 
+    def _replayed(self, spent: str) -> None:
+        """A used code or refresh token presented again: its sign-in's refresh tokens end (the
+        one who replays it, or the one it was stolen from, signs in again)."""
+        session_id, _ = self._spent.get(spent, ("", 0.0))
+        session = self._sessions.get(session_id)
+        if session is not None:
+            for token in session.refresh_tokens:
+                self._refresh.pop(token, None)
+            session.refresh_tokens.clear()
+
     # Sign-out ---------------------------------------------------------------------------
 
     async def end_session(self, request: Request) -> Response:
-        """Ends the provider's session and every refresh token of it; back to the client's
-        registered address, or a page that says so."""
+        """Ends the provider's session and every refresh token of it, then back to the client's
+        registered address. Asked by another site (a navigation it started), the page asks
+        first: a page of another site cannot sign anyone out."""
+        fields = await _form(request) if request.method == "POST" else dict(request.query_params)
+        client_id = fields.get("client_id", "")
+        target = fields.get("post_logout_redirect_uri", "")
+        if client_id not in self.clients:
+            return _page("Sign-out refused", "Unknown client_id.", status=400)
+        if target and target not in self.clients[client_id]:
+            return _page("Sign-out refused", "post_logout_redirect_uri is not registered.", 400)
+        if request.method == "GET" and request.headers.get("sec-fetch-site") == "cross-site":
+            return self._confirm_sign_out(client_id, target)
         session = self._sessions.pop(request.cookies.get(SESSION_COOKIE, ""), None)
         if session is not None:
             for token in session.refresh_tokens:
                 self._refresh.pop(token, None)
-        target = request.query_params.get("post_logout_redirect_uri", "")
-        registered = {uri for uris in self.clients.values() for uri in uris}
-        if target in registered:
-            state = request.query_params.get("state", "")
-            suffix = f"?{urlencode({'state': state})}" if state else ""
-            response: Response = RedirectResponse(target + suffix, 303, headers=_NO_STORE)
+        if target:
+            response: Response = RedirectResponse(target, 303, headers=_NO_STORE)
         else:
             response = _page("Signed out", "You are signed out.")
         response.delete_cookie(SESSION_COOKIE, path=self._path, httponly=True, samesite="lax")
         return response
+
+    def _confirm_sign_out(self, client_id: str, target: str) -> Response:
+        body = (
+            f'<form method="post" action="{html.escape(self._path)}/end-session">'
+            f'<input type="hidden" name="client_id" value="{html.escape(client_id)}">'
+            '<input type="hidden" name="post_logout_redirect_uri" '
+            f'value="{html.escape(target)}">'
+            "<p>Sign out of the development sign-in?</p>"
+            '<button type="submit">Sign out</button></form>'
+        )
+        form_action = f"'self' {_origin(target)}" if target else "'self'"
+        return _page("Sign out", body, form_action=form_action, raw=True)
 
     def _expire(self) -> None:
         now = time.time()
         for table in (self._pending, self._codes):
             for key in [k for k, v in table.items() if v.until < now]:
                 del table[key]
+        for key in [k for k, (_, until) in self._spent.items() if until < now]:
+            del self._spent[key]
         ended = [k for k, s in self._sessions.items() if s.since + self.session_ttl < now]
         for key in ended:
             for token in self._sessions.pop(key).refresh_tokens:

@@ -4,9 +4,10 @@
 -- access_events_page gains two filters, false by default (the page as before): p_by_others keeps
 -- the events of anyone but a patient (on a patient's log: anyone but the patient), p_emergency
 -- the events that carry a break-glass reason. Each has a partial index of the patient's events
--- it keeps, newest first, so that a page of them does not walk past the patient's own reads. A
--- patient's own read matches neither predicate: the indexes cost nothing on that path.
--- The auditor's statement takes the same filters.
+-- it keeps, newest first, and a statement of its own that the index serves, so that a page of
+-- them does not walk past the patient's own reads (tests/test_access_log_views.py counts the
+-- index scans). A patient's own read matches neither predicate: the indexes cost nothing on
+-- that path. The auditor's statement takes the same filters (no index: it reads every patient).
 
 create index access_events_by_others on data.access_events (patient_id, seq desc)
     where role is distinct from 'patient' and seq is not null;
@@ -25,7 +26,40 @@ create function api.access_events_page(
     as $$
 begin
     perform api.enter_scope(p_role, p_actor, p_scopes);
-    if p_role = 'patient' then
+    -- One statement per view, its filter written as its index's predicate: under a generic plan
+    -- (plan_cache_mode below) only a predicate in the statement's own text selects a partial
+    -- index. An emergency access is never a patient's own, so emergency wins over by_others.
+    if p_role = 'patient' and p_emergency then
+        return query
+            select e.seq, e.occurred_at, e.kind, e.subject, e.role, e.actor_id,
+                   coalesce(c.display_name, pt.name), e.patient_id, e.client_id,
+                   e.break_glass_reason, data.event_objects(e)
+            from data.access_events e
+            left join data.clinicians c on c.id = e.actor_id and e.role = 'clinician'
+            left join data.partners pt on pt.id = e.actor_id and e.role = 'partner'
+            where e.patient_id = p_actor
+              and e.kind in ('disclosure', 'media', 'consent-granted', 'consent-revoked',
+                             'break-glass-opened')
+              and e.break_glass_reason is not null and e.seq is not null
+              and (p_before_seq is null or e.seq < p_before_seq)
+            order by e.seq desc
+            limit p_limit;
+    elsif p_role = 'patient' and p_by_others then
+        return query
+            select e.seq, e.occurred_at, e.kind, e.subject, e.role, e.actor_id,
+                   coalesce(c.display_name, pt.name), e.patient_id, e.client_id,
+                   e.break_glass_reason, data.event_objects(e)
+            from data.access_events e
+            left join data.clinicians c on c.id = e.actor_id and e.role = 'clinician'
+            left join data.partners pt on pt.id = e.actor_id and e.role = 'partner'
+            where e.patient_id = p_actor
+              and e.kind in ('disclosure', 'media', 'consent-granted', 'consent-revoked',
+                             'break-glass-opened')
+              and e.role is distinct from 'patient' and e.seq is not null
+              and (p_before_seq is null or e.seq < p_before_seq)
+            order by e.seq desc
+            limit p_limit;
+    elsif p_role = 'patient' then
         return query
             select e.seq, e.occurred_at, e.kind, e.subject, e.role, e.actor_id,
                    coalesce(c.display_name, pt.name), e.patient_id, e.client_id,
@@ -38,8 +72,6 @@ begin
                              'break-glass-opened')
               and e.seq is not null
               and (p_before_seq is null or e.seq < p_before_seq)
-              and (not p_by_others or e.role is distinct from 'patient')
-              and (not p_emergency or e.break_glass_reason is not null)
             order by e.seq desc
             limit p_limit;
     elsif p_role = 'auditor' then
@@ -51,9 +83,9 @@ begin
             left join data.clinicians c on c.id = e.actor_id and e.role = 'clinician'
             left join data.partners pt on pt.id = e.actor_id and e.role = 'partner'
             where e.seq is not null
-              and (p_before_seq is null or e.seq < p_before_seq)
               and (not p_by_others or e.role is distinct from 'patient')
               and (not p_emergency or e.break_glass_reason is not null)
+              and (p_before_seq is null or e.seq < p_before_seq)
             order by e.seq desc
             limit p_limit;
     end if;
