@@ -28,7 +28,7 @@ begin
     perform api.enter_scope(p_role, p_actor, p_scopes);
     -- One statement per view, its filter written as its index's predicate: under a generic plan
     -- (plan_cache_mode below) only a predicate in the statement's own text selects a partial
-    -- index. An emergency access is never a patient's own, so emergency wins over by_others.
+    -- index; a further filter on top of it (emergency and by others) keeps it usable.
     if p_role = 'patient' and p_emergency then
         return query
             select e.seq, e.occurred_at, e.kind, e.subject, e.role, e.actor_id,
@@ -41,6 +41,7 @@ begin
               and e.kind in ('disclosure', 'media', 'consent-granted', 'consent-revoked',
                              'break-glass-opened')
               and e.break_glass_reason is not null and e.seq is not null
+              and (not p_by_others or e.role is distinct from 'patient')
               and (p_before_seq is null or e.seq < p_before_seq)
             order by e.seq desc
             limit p_limit;
