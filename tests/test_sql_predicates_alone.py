@@ -12,6 +12,8 @@ import json
 
 import pytest
 
+from gateway.ids import encode_global_id
+from tests.actors import Grants, new_clinician
 from tests.support import as_admin
 from tests.visibility_oracle import (
     CONSULTATION,
@@ -36,7 +38,18 @@ def world(env, client):
     made = as_admin(env, lambda c: make_world(c, target, other))
     for subject in (target_subject, other_subject):  # access events of two patients
         client.execute("{ consultations { edges { node { id reason } } } }", env.token(subject))
-    return made
+    # An emergency read of the other patient's record: an event by someone else, with a reason.
+    grants = Grants(env)
+    clinician_subject, clinician = new_clinician(env, "predicates")
+    grants.open_break_glass(clinician, other)
+    read = client.execute(
+        "query($id: ID!) { patient(id: $id) { displayName } }",
+        env.token(clinician_subject),
+        {"id": encode_global_id("Patient", other)},
+    )
+    assert read["data"]["patient"]["displayName"], read
+    yield made
+    grants.close()
 
 
 @pytest.fixture(scope="module")
@@ -182,15 +195,26 @@ def test_authorized_patients_answers_exactly_the_patients_the_caller_may_hold(
         assert {row["x"] for row in rows} == snapshot.authorized(caller, needs), str(caller)
 
 
-def test_the_access_log_page_holds_exactly_the_callers_events(env, world, snapshot):
+@pytest.mark.parametrize(
+    ("by_others", "emergency"), [(False, False), (True, False), (False, True), (True, True)]
+)
+def test_the_access_log_page_holds_exactly_the_callers_events(
+    env, world, snapshot, by_others, emergency
+):
+    """Each view of the log (everything, others' accesses, emergency ones, both) has a
+    statement of its own: each holds the caller's events only."""
     assert len({e["patient_id"] for e in snapshot.events if e["seq"] is not None}) >= 2
+    assert any(e["break_glass_reason"] and e["role"] != "patient" for e in snapshot.events)
     for caller in callers(env, world):
         rows = _fetch(
             env,
-            "select seq from api.access_events_page($1, $2, $3, 1000000, null)",
+            "select seq from api.access_events_page($1, $2, $3, 1000000, null, $4, $5)",
             *_args(caller),
+            by_others,
+            emergency,
         )
-        assert {row["seq"] for row in rows} == snapshot.access_log(caller), str(caller)
+        expected = snapshot.access_log(caller, by_others=by_others, emergency=emergency)
+        assert {row["seq"] for row in rows} == expected, str(caller)
 
 
 def test_a_patients_consent_list_holds_exactly_their_own_consents(env, world, snapshot):

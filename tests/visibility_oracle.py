@@ -277,16 +277,28 @@ class Snapshot:
 
     # --- the access log and consents ----------------------------------------------------------
 
-    def access_log(self, caller: Caller) -> set[int]:
+    def access_log(
+        self, caller: Caller, *, by_others: bool = False, emergency: bool = False
+    ) -> set[int]:
+        """The access log's events for ``caller``; ``by_others`` leaves out patients' own
+        events, ``emergency`` keeps those with a break-glass reason."""
         shown = {"disclosure", "media", "consent-granted", "consent-revoked", "break-glass-opened"}
+
+        def kept(e: Any) -> bool:
+            return (
+                e["seq"] is not None
+                and (not by_others or e["role"] != "patient")
+                and (not emergency or e["break_glass_reason"] is not None)
+            )
+
         if caller.role == "patient":
             return {
                 e["seq"]
                 for e in self.events
-                if e["seq"] is not None and e["patient_id"] == caller.actor and e["kind"] in shown
+                if kept(e) and e["patient_id"] == caller.actor and e["kind"] in shown
             }
         if caller.role == "auditor":
-            return {e["seq"] for e in self.events if e["seq"] is not None}
+            return {e["seq"] for e in self.events if kept(e)}
         return set()
 
     def consents_of(self, caller: Caller) -> set[UUID]:
