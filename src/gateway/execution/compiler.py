@@ -21,7 +21,6 @@ from graphql import (
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
-    FragmentSpreadNode,
     GraphQLError,
     GraphQLIncludeDirective,
     GraphQLList,
@@ -29,7 +28,6 @@ from graphql import (
     GraphQLObjectType,
     GraphQLSchema,
     GraphQLSkipDirective,
-    InlineFragmentNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
@@ -48,6 +46,7 @@ from strawberry.permission import PermissionExtension
 from gateway.authz.field_check import FieldPolicy
 from gateway.execution.codegen import generate
 from gateway.execution.plan import FieldPlan, ObjectPlan, PlanRun, ValuePlan
+from gateway.guards.selections import fragments_of, selected_fields
 from gateway.policy.table import governed_types
 
 __all__ = ["CompiledOperation", "NotCompilable", "compile_operation"]
@@ -125,9 +124,7 @@ def compile_operation(
     operation = operations[0]
     if operation.operation is not OperationType.QUERY:
         raise NotCompilable(f"a {operation.operation.value}: only queries are compiled")
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
+    fragments = fragments_of(document.definitions)
     compiled = CompiledOperation(
         name=operation.name.value if operation.name else None,
         schema=schema,
@@ -198,29 +195,24 @@ class _Compiler:
         )
 
     def _collect(
-        self,
-        object_type: GraphQLObjectType,
-        selection_set: SelectionSetNode,
-        grouped: dict[str, list[FieldNode]],
-        visited: set[str],
-    ) -> None:
-        for selection in selection_set.selections:
-            if not self._include(selection):
-                continue
-            if isinstance(selection, FieldNode):
-                key = selection.alias.value if selection.alias else selection.name.value
-                grouped.setdefault(key, []).append(selection)
-            elif isinstance(selection, InlineFragmentNode):
-                if self._applies(selection.type_condition, object_type):
-                    self._collect(object_type, selection.selection_set, grouped, visited)
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                fragment = self._compiled.fragments.get(name)
-                if name in visited or fragment is None:
+        self, object_type: GraphQLObjectType, selection_sets: list[SelectionSetNode]
+    ) -> dict[str, list[FieldNode]]:
+        """The fields of ``selection_sets`` that apply to ``object_type``, by response key; a
+        field node reached twice (a fragment spread twice) counts once, as in graphql-core."""
+        grouped: dict[str, list[FieldNode]] = {}
+        reached: set[int] = set()
+        for selection_set in selection_sets:
+            for field_node, _, conditions in selected_fields(
+                selection_set, self._compiled.fragments, include=self._include
+            ):
+                if id(field_node) in reached:
                     continue
-                visited.add(name)
-                if self._applies(fragment.type_condition, object_type):
-                    self._collect(object_type, fragment.selection_set, grouped, visited)
+                if not all(self._applies(condition, object_type) for condition in conditions):
+                    continue
+                reached.add(id(field_node))
+                key = field_node.alias.value if field_node.alias else field_node.name.value
+                grouped.setdefault(key, []).append(field_node)
+        return grouped
 
     def _applies(self, condition: Any, object_type: GraphQLObjectType) -> bool:
         if condition is None:
@@ -233,10 +225,7 @@ class _Compiler:
     def _object(
         self, object_type: GraphQLObjectType, selection_sets: list[SelectionSetNode]
     ) -> ObjectPlan:
-        grouped: dict[str, list[FieldNode]] = {}
-        visited: set[str] = set()
-        for selection_set in selection_sets:
-            self._collect(object_type, selection_set, grouped, visited)
+        grouped = self._collect(object_type, selection_sets)
         governed = object_type.name in self._governed
         fields = [self._field(object_type, key, nodes, governed) for key, nodes in grouped.items()]
         judged = [f for f in fields if f.value is not None]

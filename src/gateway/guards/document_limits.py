@@ -2,8 +2,9 @@
 
 The rules are classes built once per schema (not per request), so the tuple of validation rules is
 the same object on every request and Strawberry's validation cache keeps hitting. Every rule
-follows fragments with a guard against cycles, so a circular fragment is refused (by
-graphql-core's NoFragmentCyclesRule) without recursing.
+follows fragments through the one selection walk (``guards.selections``), which enters a fragment
+once along a path, so a circular fragment is refused (by graphql-core's NoFragmentCyclesRule)
+without recursing.
 
 - depth: the deepest selection of any operation;
 - aliases: aliased fields in the document;
@@ -24,9 +25,7 @@ from graphql import (
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
-    FragmentSpreadNode,
     GraphQLError,
-    InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
@@ -39,6 +38,7 @@ from graphql.language import DirectiveNode, Visitor, visit
 from strawberry.extensions import SchemaExtension
 
 from gateway.errors import Code
+from gateway.guards.selections import fragments_of, selected_fields
 
 __all__ = ["DocumentLimits", "LimitsExtension", "document_cost"]
 
@@ -57,35 +57,6 @@ class DocumentLimits:
         return (_make_rule(self),)
 
 
-def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
-    return {
-        definition.name.value: definition
-        for definition in document.definitions
-        if isinstance(definition, FragmentDefinitionNode)
-    }
-
-
-def _selections(
-    selection_set: SelectionSetNode | None,
-    fragments: dict[str, FragmentDefinitionNode],
-    seen: frozenset[str],
-) -> Iterator[tuple[FieldNode, frozenset[str]]]:
-    """Fields of a selection set, with inline fragments and spreads expanded (each fragment
-    at most once along a path), each with the fragments already entered on its path."""
-    if selection_set is None:
-        return
-    for selection in selection_set.selections:
-        if isinstance(selection, FieldNode):
-            yield selection, seen
-        elif isinstance(selection, InlineFragmentNode):
-            yield from _selections(selection.selection_set, fragments, seen)
-        elif isinstance(selection, FragmentSpreadNode):
-            name = selection.name.value
-            if name in seen or name not in fragments:
-                continue
-            yield from _selections(fragments[name].selection_set, fragments, seen | {name})
-
-
 def _depth(
     selection_set: SelectionSetNode | None,
     fragments: dict[str, FragmentDefinitionNode],
@@ -93,7 +64,7 @@ def _depth(
     budget: int,
 ) -> int:
     deepest = 0
-    for field, path in _selections(selection_set, fragments, seen):
+    for field, path, _ in selected_fields(selection_set, fragments, seen):
         if field.name.value.startswith("__"):
             continue
         below = 0
@@ -119,27 +90,7 @@ def document_cost(
     """The cost of the costliest operation of ``document``: every field counts once per item of
     the lists around it."""
     schema = schema or (context.schema if context else None)
-    fragments = _fragments(document)
-
-    def typed(
-        selection_set: SelectionSetNode | None, parent: Any, seen: frozenset[str]
-    ) -> Iterator[tuple[FieldNode, Any, frozenset[str]]]:
-        if selection_set is None:
-            return
-        for selection in selection_set.selections:
-            if isinstance(selection, FieldNode):
-                yield selection, parent, seen
-            elif isinstance(selection, InlineFragmentNode):
-                condition = selection.type_condition
-                inner = schema.get_type(condition.name.value) if condition else parent
-                yield from typed(selection.selection_set, inner or parent, seen)
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                if name in seen or name not in fragments:
-                    continue
-                fragment = fragments[name]
-                inner = schema.get_type(fragment.type_condition.name.value)
-                yield from typed(fragment.selection_set, inner or parent, seen | {name})
+    fragments = fragments_of(document.definitions)
 
     def cost(
         selection_set: SelectionSetNode | None,
@@ -151,10 +102,13 @@ def document_cost(
         total = 0
         if depth > 64:
             return total
-        for field, owner, path in typed(selection_set, parent, seen):
+        for field, path, conditions in selected_fields(selection_set, fragments, seen):
             name = field.name.value
             if name.startswith("__"):
                 continue
+            owner = parent
+            for condition in conditions:  # the innermost type condition the schema knows
+                owner = schema.get_type(condition.name.value) or owner
             total += multiplier
             definition = getattr(owner, "fields", {}).get(name) if owner is not None else None
             if field.selection_set is None or definition is None:
@@ -182,7 +136,7 @@ def _make_rule(limits: DocumentLimits) -> type[ASTValidationRule]:
         """Depth, aliases, directives and cost of the whole document, judged once."""
 
         def enter_document(self, node: DocumentNode, *_args: Any) -> Any:
-            fragments = _fragments(node)
+            fragments = fragments_of(node.definitions)
             for definition in node.definitions:
                 if isinstance(definition, OperationDefinitionNode):
                     depth = _depth(

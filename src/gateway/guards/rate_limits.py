@@ -17,17 +17,13 @@ from typing import Any
 
 from graphql import (
     ExecutionResult,
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
     GraphQLError,
-    InlineFragmentNode,
     OperationDefinitionNode,
-    SelectionSetNode,
 )
 from strawberry.extensions import SchemaExtension
 
 from gateway.errors import Code
+from gateway.guards.selections import fragments_of, selected_fields
 
 __all__ = ["RateLimitExtension", "RateLimiter", "rate_limited", "root_fields"]
 
@@ -77,7 +73,6 @@ def root_fields(document: object, operation_name: str | None) -> Counter[str]:
     """How many times each root field appears in the operation (aliases and fragments
     included)."""
     definitions = getattr(document, "definitions", ())
-    fragments = {d.name.value: d for d in definitions if isinstance(d, FragmentDefinitionNode)}
     operations = [d for d in definitions if isinstance(d, OperationDefinitionNode)]
     operation = next(
         (
@@ -88,20 +83,9 @@ def root_fields(document: object, operation_name: str | None) -> Counter[str]:
         None,
     )
     counts: Counter[str] = Counter()
-
-    def walk(selection_set: SelectionSetNode, seen: frozenset[str]) -> Iterator[FieldNode]:
-        for selection in selection_set.selections:
-            if isinstance(selection, FieldNode):
-                yield selection
-            elif isinstance(selection, InlineFragmentNode):
-                yield from walk(selection.selection_set, seen)
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                if name in fragments and name not in seen:
-                    yield from walk(fragments[name].selection_set, seen | {name})
-
     if operation is not None:
-        for field in walk(operation.selection_set, frozenset()):
+        fragments = fragments_of(definitions)
+        for field, _, _ in selected_fields(operation.selection_set, fragments):
             if not field.name.value.startswith("__"):
                 counts[f"{operation.operation.value}.{field.name.value}"] += 1
     return counts
