@@ -7,13 +7,13 @@ the caller may hold (``write`` returns the ones who are not, and stores nothing 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
 import orjson
 
 from gateway.data import queries
+from gateway.data.edge import Fetch
 from gateway.errors import AuditUnavailable
 from gateway.identity import Principal
 from gateway.ops.metrics import Metrics
@@ -21,8 +21,6 @@ from gateway.ops.metrics import Metrics
 __all__ = ["AccessEventWriter"]
 
 log = logging.getLogger("gateway.audit")
-
-Fetch = Callable[..., Awaitable[list[Any]]]
 
 
 class AccessEventWriter:

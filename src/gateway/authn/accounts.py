@@ -11,19 +11,17 @@ reads the table.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
 from gateway.authn.tokens import TokenVerifier
 from gateway.data import queries
 from gateway.data.account_changes import AccountChanges
+from gateway.data.edge import Fetch
 from gateway.errors import AuthenticationError
 from gateway.identity import Principal, Role
 
 __all__ = ["Authenticator", "account_principal"]
-
-Fetch = Callable[..., Awaitable[list[Any]]]
 
 
 class Authenticator:

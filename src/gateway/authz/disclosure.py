@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from gateway.audit.events import access_event, events_from_ledger
-from gateway.audit.writer import AccessEventWriter, Fetch
+from gateway.audit.writer import AccessEventWriter
 from gateway.authz.exit_check import ExitCheck, ExitQuestions
+from gateway.data.edge import Fetch
 from gateway.errors import ResponseWithheld
 from gateway.identity import Principal
 from gateway.ledger import Ledger

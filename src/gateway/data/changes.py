@@ -18,7 +18,7 @@ import orjson
 
 from gateway.config import Settings
 from gateway.data import queries
-from gateway.data.loaders import Fetch
+from gateway.data.edge import Fetch
 from gateway.errors import BadUserInput, Forbidden
 from gateway.identity import Principal
 from gateway.ledger import Ledger

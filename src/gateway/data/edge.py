@@ -5,8 +5,10 @@ constant in ``queries``."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
+
+from asyncpg import Record
 
 from gateway.data.pool import Database
 from gateway.data.queries import STATEMENT_NAMES
@@ -16,7 +18,11 @@ from gateway.ops.metrics import Metrics
 if TYPE_CHECKING:
     from gateway.ops.tracing import Tracing
 
-__all__ = ["DatabaseEdge"]
+__all__ = ["DatabaseEdge", "Fetch"]
+
+# What a component is handed to send a statement: ``DatabaseEdge.fetch`` (a test may hand in its
+# own), called as ``fetch(statement, *arguments)`` and answering the statement's rows.
+Fetch = Callable[..., Awaitable[list[Record]]]
 
 
 class DatabaseEdge:

@@ -20,6 +20,7 @@ from aiodataloader import DataLoader
 from asyncpg import Record
 
 from gateway.data import queries
+from gateway.data.edge import Fetch
 from gateway.identity import Principal
 from gateway.ledger import Ledger
 from gateway.policy.table import RowScope, row_scope
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MISSING", "ConsultationPage", "LoadSpec", "Loaders", "Then", "loaded_by", "then"]
 
-Fetch = Callable[..., Awaitable[list[Record]]]
 Batch = Callable[[Sequence[Any]], Awaitable[list[Any]]]
 
 

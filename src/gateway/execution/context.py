@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from gateway.authz.playback import PlaybackSigner
 from gateway.config import Settings
 from gateway.data.changes import AccessChanges
-from gateway.data.loaders import Fetch, Loaders
+from gateway.data.edge import Fetch
+from gateway.data.loaders import Loaders
 from gateway.identity import Principal
 from gateway.ledger import Ledger
 

@@ -24,7 +24,7 @@ from gateway.authz.disclosure import DisclosureStep
 from gateway.authz.explain import explanation
 from gateway.authz.playback import PlaybackSigner
 from gateway.config import Settings
-from gateway.data.loaders import Fetch
+from gateway.data.edge import Fetch
 from gateway.errors import BadRequest, Code, GatewayError, ResponseWithheld, ServiceUnavailable
 from gateway.execution.context import RequestContext
 from gateway.execution.executor import Executor

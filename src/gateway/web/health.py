@@ -12,8 +12,8 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.authn.jwks import JwksCache
 from gateway.data import queries
+from gateway.data.edge import Fetch
 from gateway.data.live import EventHub
-from gateway.data.loaders import Fetch
 from gateway.errors import ServiceUnavailable
 from gateway.ops.metrics import Metrics
 

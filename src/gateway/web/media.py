@@ -22,7 +22,8 @@ from gateway.authn.accounts import Authenticator
 from gateway.authz import field_check
 from gateway.authz.disclosure import DisclosureStep
 from gateway.authz.playback import COOKIE, PlaybackSession, PlaybackSessions, PlaybackSigner
-from gateway.data.loaders import Fetch, Loaders
+from gateway.data.edge import Fetch
+from gateway.data.loaders import Loaders
 from gateway.errors import AuthenticationError, BadUserInput, ResponseWithheld, ServiceUnavailable
 from gateway.identity import Principal
 from gateway.ids import decode_global_id

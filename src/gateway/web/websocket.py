@@ -41,8 +41,9 @@ from gateway.authn.accounts import Authenticator
 from gateway.authz.disclosure import DisclosureStep
 from gateway.authz.playback import PlaybackSigner
 from gateway.config import Settings
+from gateway.data.edge import Fetch
 from gateway.data.live import EventHub
-from gateway.data.loaders import Fetch, Loaders
+from gateway.data.loaders import Loaders
 from gateway.errors import (
     AuthenticationError,
     BadRequest,
