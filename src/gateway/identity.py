@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 from uuid import UUID
 
-__all__ = ["Principal", "Role"]
+__all__ = ["Principal", "Role", "SqlScope"]
 
 
 class Role(StrEnum):
@@ -15,6 +16,16 @@ class Role(StrEnum):
     SUPPORT = "support"
     PARTNER = "partner"
     AUDITOR = "auditor"
+
+
+class SqlScope(NamedTuple):
+    """The caller as the ``api`` functions take it (data/queries.py): the role, the patient,
+    clinician or partner it acts for, and the token's scopes, sorted. The scoped reads take all
+    three first; the changes of access and the consents list take the first two."""
+
+    role: str
+    actor: UUID | None
+    scopes: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,3 +53,8 @@ class Principal:
     @property
     def clinician_id(self) -> UUID | None:
         return self.actor_id if self.role is Role.CLINICIAN else None
+
+    def sql_scope(self) -> SqlScope:
+        """This caller as SQL arguments: the one place a principal becomes them, for the
+        loaders, the changes of access and the audit writer alike."""
+        return SqlScope(self.role.value, self.actor_id, sorted(self.scopes))

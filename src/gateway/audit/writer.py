@@ -46,9 +46,7 @@ class AccessEventWriter:
             if asks:
                 rows = await self._fetch(
                     queries.RECORD_ACCESS_EVENTS_IF_AUTHORIZED,
-                    principal.role.value,
-                    principal.actor_id,
-                    sorted(principal.scopes),
+                    *principal.sql_scope(),
                     orjson.dumps(asks, default=str).decode(),
                     payload,
                     ids,

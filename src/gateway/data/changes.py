@@ -69,10 +69,9 @@ class AccessChanges:
                 "client_id": self._principal.client_id,
             }
         ).decode()
+        scope = self._principal.sql_scope()
         try:
-            return await self._fetch(
-                statement, who, self._principal.role.value, self._principal.actor_id, *args
-            )
+            return await self._fetch(statement, who, scope.role, scope.actor, *args)
         except asyncpg.ForeignKeyViolationError:
             raise BadUserInput(missing) from None
         except asyncpg.PostgresError as error:

@@ -110,9 +110,7 @@ class Loaders:
         self._fetch = fetch
         self._principal = principal
         self._ledger = ledger
-        self._role = principal.role.value
-        self._actor = principal.actor_id
-        self._scopes = sorted(principal.scopes)
+        self._scope = principal.sql_scope()
         self._tracing = tracing
         # Consultations this request already holds (a page, a patient's list): a load by ID
         # answers from here instead of the database, as DataLoader.prime would, for less.
@@ -205,7 +203,7 @@ class Loaders:
             record(type_name, row["id"], row[owner_column], row["break_glass_reason"])
 
     async def _scoped(self, statement: str, *args: Any) -> list[Record]:
-        return await self._fetch(statement, self._role, self._actor, self._scopes, *args)
+        return await self._fetch(statement, *self._scope, *args)
 
     async def _consultations_by_id(self, ids: Sequence[UUID]) -> list[Record | None]:
         if not self._sees("Consultation"):
@@ -275,7 +273,7 @@ class Loaders:
         """The caller's own consents (patients), newest first, revoked ones included."""
         if not self._sees("Consent"):
             return []
-        rows = await self._fetch(queries.CONSENTS_OF, self._role, self._actor)
+        rows = await self._fetch(queries.CONSENTS_OF, self._scope.role, self._scope.actor)
         for row in rows:
             self._ledger.record_object("Consent", row["id"], row["patient_id"])
         return rows
