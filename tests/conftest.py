@@ -22,8 +22,8 @@ from gateway.dev.embedded import EmbeddedPostgres, provision, with_credentials
 from gateway.dev.identity import DevIdentity
 from gateway.dev.seed import SeedPlan, seed_database, write_demo_media
 from gateway.ids import decode_global_id, encode_global_id
-from tests.executors import EXECUTORS, ExecutorClient, serve_executor, write_manifest
-from tests.support import GraphQLClient, ServerThread
+from tests.support.executors import EXECUTORS, ExecutorClient, serve_executor, write_manifest
+from tests.support.server import GraphQLClient, ServerThread
 
 PLAN = SeedPlan(patients=12, clinicians=3, consultations_per_patient=5, seed=7)
 
@@ -226,7 +226,7 @@ def viewer(env: Environment) -> dict:
 
 @pytest.fixture(scope="session")
 def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The test manifest (``tests.executors``): every document a test declared, and the web
+    """The test manifest (``tests.support.executors``): every document a test declared, and the web
     app's operations."""
     return write_manifest(Path(tmp_path_factory.mktemp("manifest")))
 

@@ -15,9 +15,10 @@ import pytest
 
 from gateway.data import queries
 from gateway.ids import decode_sequence_cursor, encode_global_id, encode_sequence_cursor
-from tests.executors import trusted
-from tests.sabotage import sabotaged_gateway
-from tests.support import all_strings, as_admin
+from tests.support.database import as_admin
+from tests.support.executors import trusted
+from tests.support.json_values import all_strings
+from tests.support.sabotage import sabotaged_gateway
 
 LOG = """query($after: String) { accessLog(first: 100, after: $after) {
     edges { cursor node { patientId kind accessorSubject objects { type id } } }

@@ -14,9 +14,9 @@ from datetime import datetime
 import pytest
 
 from gateway.ids import encode_global_id
-from tests.actors import REASON, Grants, new_clinician
-from tests.executors import app_manifest_gateway, send_operation
-from tests.support import as_admin
+from tests.support.actors import REASON, Grants, new_clinician
+from tests.support.database import as_admin
+from tests.support.executors import app_manifest_gateway, send_operation
 
 SHOWN = ["disclosure", "media", "consent-granted", "consent-revoked", "break-glass-opened"]
 PATIENT = 11

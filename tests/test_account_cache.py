@@ -15,8 +15,8 @@ from gateway.authn.accounts import Authenticator
 from gateway.data import queries
 from gateway.data.account_changes import LISTENER, AccountChanges
 from gateway.errors import AuthenticationError
-from tests.executors import trusted
-from tests.support import as_admin
+from tests.support.database import as_admin
+from tests.support.executors import trusted
 
 ISSUER = "https://cache.test"
 

@@ -16,7 +16,8 @@ from gateway.audit.fhir import to_audit_event
 from gateway.data import administration as admin
 from gateway.data.administration import AdminError
 from gateway.ids import encode_global_id
-from tests.support import as_admin, run_gateway
+from tests.support.database import as_admin
+from tests.support.gateway_process import run_gateway
 from tests.test_cli import _fresh_database, assert_one_line_failure
 
 gateway = run_gateway
@@ -218,7 +219,7 @@ def test_an_existing_account_is_not_added_twice_nor_changed_to_what_it_is(env):
 def test_an_operator_adds_a_partner_and_its_client_which_reads_by_consent_until_disabled(
     env, client
 ):
-    from tests.actors import Grants, partner_token
+    from tests.support.actors import Grants, partner_token
 
     client_id = f"pharmacy-{uuid.uuid4()}"
     added = _cli(

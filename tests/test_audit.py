@@ -19,7 +19,9 @@ from gateway.audit.fhir import to_audit_event
 from gateway.data.pool import Database
 from gateway.data.queries import RECORD_ACCESS_EVENTS, STATEMENT_NAMES
 from gateway.ids import encode_global_id
-from tests.support import GraphQLClient, as_admin, run_gateway, serving
+from tests.support.database import as_admin
+from tests.support.gateway_process import run_gateway
+from tests.support.server import GraphQLClient, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG = """{ accessLog(first: 50) { edges { node {

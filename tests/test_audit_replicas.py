@@ -15,7 +15,9 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support import as_admin, gateway_serve, production_identity, run_gateway
+from tests.support.database import as_admin
+from tests.support.gateway_process import gateway_serve, run_gateway
+from tests.support.production import production_identity
 
 SUPPORT_PAGE = "{ consultations(first: 100) { edges { node { id scheduledAt status } } } }"
 PATIENT_PAGE = "{ consultations(first: 20) { edges { node { id reason summary } } } }"

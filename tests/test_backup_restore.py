@@ -1,14 +1,14 @@
-"""Backups and point-in-time recovery (tests/backup_restore.py): Barman Cloud's tools archive every
-WAL segment and take a base backup under load; the primary is destroyed; a new server made from
-the object store alone, to a time between the backup and the end of the load, holds the audit
-events of every request answered before that time and nothing sent after it, and its trail
+"""Backups and point-in-time recovery (tests/support/backup_restore.py): Barman Cloud's tools
+archive every WAL segment and take a base backup under load; the primary is destroyed; a new server
+made from the object store alone, to a time between the backup and the end of the load, holds the
+audit events of every request answered before that time and nothing sent after it, and its trail
 verifies."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.backup_restore import Report, run_scenario
+from tests.support.backup_restore import Report, run_scenario
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,8 @@ import pytest
 
 from gateway.config import DEV_ISSUER
 from gateway.dev.embedded import with_credentials
-from tests.support import oidc_sign_in, run_gateway
+from tests.support.gateway_process import run_gateway
+from tests.support.sign_in import oidc_sign_in
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,7 +20,7 @@ from gateway.execution.compiler import compile_operation
 from gateway.execution.plan import ObjectPlan
 from gateway.guards.trusted_documents import build_manifest
 from resolvers import build_schema
-from tests.support import offline_production_settings
+from tests.support.production import offline_production_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = offline_production_settings("codegen")

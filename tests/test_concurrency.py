@@ -9,7 +9,7 @@ import random
 import httpx
 
 from gateway.ids import decode_global_id, encode_global_id
-from tests.support import all_strings
+from tests.support.json_values import all_strings
 
 LIST = (
     "{ me { subject } consultations(first: 100) { edges { node { id reason "

@@ -23,9 +23,14 @@ import pytest
 
 from gateway.config import Settings
 from gateway.policy import scopes
-from tests.actors import gid, new_clinician, new_partner, new_patient, partner_token
-from tests.executors import APP_OPERATIONS, INTERPRETER, app_manifest_gateway, send_operation
-from tests.support import as_admin
+from tests.support.actors import gid, new_clinician, new_partner, new_patient, partner_token
+from tests.support.database import as_admin
+from tests.support.executors import (
+    APP_OPERATIONS,
+    INTERPRETER,
+    app_manifest_gateway,
+    send_operation,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BACK = "https://partner.example/back?app=1"
@@ -69,7 +74,7 @@ def people(env):
 
 
 def send(client, name: str, token: str, variables: dict):
-    """The web app's operation by hash (tests.executors.send_operation), without the errors'
+    """The web app's operation by hash (tests.support.executors.send_operation), without the errors'
     locations (where in the reviewed document: not what is tested)."""
     status, body, served = send_operation(client, name, token, variables)
     for error in body.get("errors", []):

@@ -27,15 +27,18 @@ from starlette.routing import Route
 
 from gateway.dev.oidc import Person
 from gateway.policy import scopes
-from tests.actors import gid, new_partner, new_patient
-from tests.browser import ARTIFACTS, assert_png, chromium, off_the_loop, visiting, wait_until
-from tests.support import (
-    as_admin,
-    authorization_answer,
-    gateway_with_sign_in,
-    pkce_pair,
-    serving,
+from tests.support.actors import gid, new_partner, new_patient
+from tests.support.browser import (
+    ARTIFACTS,
+    assert_png,
+    chromium,
+    off_the_loop,
+    visiting,
+    wait_until,
 )
+from tests.support.database import as_admin
+from tests.support.server import serving
+from tests.support.sign_in import authorization_answer, gateway_with_sign_in, pkce_pair
 from tests.test_web_app import OPERATIONS, WebAppVisit, dev_settings, stored_session
 
 ASKED = [scopes.CONSULTATION, scopes.RECORDING]

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import run_gateway as gateway
+from tests.support.gateway_process import run_gateway as gateway
 
 ROOT = Path(__file__).resolve().parents[1]
 

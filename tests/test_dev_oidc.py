@@ -17,8 +17,8 @@ from gateway.config import Mode
 from gateway.dev.oidc import DevOidcProvider, Person
 from gateway.errors import ConfigurationError
 from gateway.web.webapp import CLIENT_ID
-from tests.support import (
-    GraphQLClient,
+from tests.support.server import GraphQLClient
+from tests.support.sign_in import (
     authorization_answer,
     demo_people,
     gateway_with_sign_in,

@@ -22,9 +22,9 @@ from gateway.audit.events import expand_objects
 from gateway.data import queries
 from gateway.data.pool import Database
 from gateway.ids import encode_global_id
-from tests.executors import trusted
-from tests.sabotage import sabotaged_gateway, unfiltered
-from tests.support import GraphQLClient, serving
+from tests.support.executors import trusted
+from tests.support.sabotage import sabotaged_gateway, unfiltered
+from tests.support.server import GraphQLClient, serving
 
 PAGE_WITH_RECORDINGS = trusted(
     "{ consultations(first: 100) { edges { node { id reason recordings { id } } } } }"

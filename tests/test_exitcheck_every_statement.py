@@ -1,8 +1,8 @@
 """Layer 4 for every statement that returns patient rows, on every path that sends them, for
 every kind of caller.
 
-Each case breaks one statement of ``gateway.data.queries`` (``tests.sabotage``): it becomes a
-superuser query without the caller's predicate that returns another patient's rows, the way a
+Each case breaks one statement of ``gateway.data.queries`` (``tests.support.sabotage``): it becomes
+a superuser query without the caller's predicate that returns another patient's rows, the way a
 forgotten WHERE clause, a wrong join or a shared cache would. A request that uses the statement
 (a GraphQL query or mutation, a media playback or a browser playback's later Range request, a
 subscription) must then be withheld whole: WITHHELD over GraphQL, an empty 403 for media,
@@ -12,7 +12,7 @@ trip counted, and an alert naming the foreign patient in the audit trail.
 The callers: a patient (the exit check decides their own rows without the database), and a
 clinician and a partner, whose rows the database half decides (``api.authorized_patients`` inside
 ``api.record_access_events_if_authorized``): care, an active or expired break-glass grant, a
-consent and its scopes. Every case runs on both executors (``tests.executors``): GraphQL and
+consent and its scopes. Every case runs on both executors (``tests.support.executors``): GraphQL and
 subscription documents free-form, and as trusted documents sent by hash to a production gateway.
 ``test_every_statement_that_returns_patient_rows_is_sabotaged_here`` keeps the list complete
 when a statement is added.
@@ -33,8 +33,8 @@ import pytest
 from gateway.authz.playback import PlaybackSigner
 from gateway.data import queries
 from gateway.ids import encode_global_id
-from tests.executors import trusted
-from tests.leak_world import (
+from tests.support.executors import trusted
+from tests.support.leak_world import (
     REASON,
     World,
     admin,
@@ -45,8 +45,8 @@ from tests.leak_world import (
     make_world,
     owned,
 )
-from tests.sabotage import NO_GRANT, NOT_PATIENT_ROWS, broken, sabotaged_gateway
-from tests.subscriber import Subscriber, metric
+from tests.support.sabotage import NO_GRANT, NOT_PATIENT_ROWS, broken, sabotaged_gateway
+from tests.support.subscriber import Subscriber, metric
 
 WITHHELD = {
     "data": None,

@@ -1,16 +1,16 @@
 """No acknowledged disclosure is lost when the primary dies (issue #14).
 
-The scenario (tests/failover.py) runs a primary with a synchronous standby, PgBouncer in
+The scenario (tests/support/failover.py) runs a primary with a synchronous standby, PgBouncer in
 transaction mode and two ``gateway serve`` processes under load from patients, a partner and a
 clinician; holds the standby's link to the primary for two seconds, kills the primary with
 ``kill -9``, promotes the standby and moves PgBouncer to it. The same scenario with asynchronous
-replication (``python -m tests.failover --replication async``) acknowledges hundreds of requests
-whose audit events the new primary never got: these checks fail on it.
+replication (``python -m tests.support.failover --replication async``) acknowledges hundreds of
+requests whose audit events the new primary never got: these checks fail on it.
 """
 
 from __future__ import annotations
 
-from tests.failover import run_scenario
+from tests.support.failover import run_scenario
 
 
 def test_with_a_synchronous_standby_every_acknowledged_request_keeps_its_audit_events():

@@ -39,7 +39,9 @@ from gateway.dev.embedded import EmbeddedPostgres
 from gateway.errors import ConfigurationError
 from gateway.ids import decode_global_id, encode_global_id
 from tests.conftest import Environment, _prepare
-from tests.support import gateway_serve, production_identity, serving
+from tests.support.gateway_process import gateway_serve
+from tests.support.production import production_identity
+from tests.support.server import serving
 
 ISSUER = "https://idp.faults.test"
 LIST = "{ consultations(first: 100) { edges { node { id reason patient { id } } } } }"

@@ -5,8 +5,8 @@ predicates and run as a superuser (no row-level security, layers 2 and 3), and t
 (layer 4) answers that nothing is foreign. What a patient, a clinician or a partner then receives
 of another patient's rows is only nulls and FORBIDDEN errors, decided by the field gate from the
 row itself: its owner, and the grant it was (not) loaded under. Every request runs on both
-executors (``tests.executors``): interpreted, and compiled from a trusted document sent by hash,
-as production runs it.
+executors (``tests.support.executors``): interpreted, and compiled from a trusted document sent by
+hash, as production runs it.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from gateway.ids import encode_global_id
 from gateway.ledger import Denial, Ledger
 from gateway.policy.table import Condition
 from resolvers.consultation import Consultation
-from tests.executors import trusted
-from tests.sabotage import sabotaged_gateway, unfiltered, unfiltered_logs
-from tests.support import all_strings, as_admin
+from tests.support.database import as_admin
+from tests.support.executors import trusted
+from tests.support.json_values import all_strings
+from tests.support.sabotage import sabotaged_gateway, unfiltered, unfiltered_logs
 
 ALL_SCOPES = {"patient/Consultation.rs", "patient/Recording.rs", "patient/Patient.rs"}
 
@@ -236,7 +237,7 @@ def test_a_patient_handed_another_patients_consent_request_reads_none_of_it(env,
     """answer_consent_request without its guard (the superuser's row of whichever request was
     named): the field gate alone refuses every field of another patient's request."""
     from gateway.data import queries
-    from tests.sabotage import broken, keeping
+    from tests.support.sabotage import broken, keeping
 
     subject, _ = env.patients()[9]
     owner = env.patients()[10][1]

@@ -4,7 +4,7 @@ Rows are generated: the caller's own, another patient's, unlabelled (no grant) a
 (a forged grant, forged consent scopes, another conducting clinician), for every role and every
 set of token scopes. For each, the gate is asked for an ordered set of an object's fields three
 ways, and all three must agree with each other and with a model of the policy written here from
-``tests/policy_spec.py`` (README's role table), not from the policy table:
+``tests/support/policy_spec.py`` (README's role table), not from the policy table:
 
 - field by field, as the interpreted executor asks (``check_field``, what ``FieldPolicy`` and
   the fast path call), recording each decision in a ledger;
@@ -38,8 +38,8 @@ from resolvers import build_schema
 from resolvers.consultation import Consultation
 from resolvers.patient import Patient
 from resolvers.recording import Recording
-from tests import policy_spec
-from tests.support import offline_production_settings
+from tests.support import policy_spec
+from tests.support.production import offline_production_settings
 
 ACTOR, OTHER, CLINICIAN = UUID(int=7), UUID(int=8), UUID(int=9)
 SETTINGS = offline_production_settings("gate")

@@ -12,7 +12,7 @@ import pytest
 
 from gateway import create_app
 from gateway.config import Mode
-from tests.support import GraphQLClient, serving
+from tests.support.server import GraphQLClient, serving
 
 LOCK = (
     Path(__file__).resolve().parents[1] / "src/gateway/web/static/graphiql/vendor/vendor.lock.json"

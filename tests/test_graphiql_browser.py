@@ -13,8 +13,8 @@ from gateway import create_app
 from gateway.config import Mode
 from gateway.ids import encode_global_id
 from gateway.web.graphiql import graphiql_link
-from tests.browser import ARTIFACTS, BrowserVisit, assert_png, chromium, visiting
-from tests.support import serving
+from tests.support.browser import ARTIFACTS, BrowserVisit, assert_png, chromium, visiting
+from tests.support.server import serving
 
 QUERY = "{ me { subject patient { id displayName } } }"
 

@@ -17,7 +17,9 @@ import pytest
 
 from gateway import create_app
 from gateway.config import Mode
-from tests.support import GraphQLClient, gateway_serve, production_identity, serving
+from tests.support.gateway_process import gateway_serve
+from tests.support.production import production_identity
+from tests.support.server import GraphQLClient, serving
 
 # Headers that differ from one request to the next whatever the method.
 PER_REQUEST = frozenset({"date", "x-request-id"})

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateway import create_app
-from tests.support import GraphQLClient, serving
+from tests.support.server import GraphQLClient, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,7 +163,7 @@ def test_a_lost_listen_connection_ends_subscriptions_and_readiness_opens_a_new_o
     import asyncpg
 
     from gateway.data.live import LISTENER
-    from tests.subscriber import Subscriber, touch
+    from tests.support.subscriber import Subscriber, touch
 
     subscription = (
         "subscription($id: ID!) { consultationEvents(consultationId: $id) { kind "

@@ -7,7 +7,7 @@ import pytest
 from gateway import create_app
 from gateway.config import Mode
 from gateway.data.pool import Database
-from tests.support import GraphQLClient, serving
+from tests.support.server import GraphQLClient, serving
 
 RESPONSE_TYPE = "application/graphql-response+json"
 

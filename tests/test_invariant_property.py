@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.ids import encode_global_id
-from tests.support import all_strings
+from tests.support.json_values import all_strings
 
 
 @dataclass

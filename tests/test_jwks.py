@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateway.authn.tokens import JwksCache
-from tests.support import serving
+from tests.support.server import serving
 
 
 class Provider:

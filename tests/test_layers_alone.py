@@ -29,11 +29,11 @@ import pytest
 
 from gateway.data import queries
 from gateway.policy.scopes import ALL, CONSULTATION, PATIENT, RECORDING
-from tests.executors import trusted
-from tests.leak_world import (
+from tests.support.executors import trusted
+from tests.support.leak_world import (
     CONSULTATIONS as CONSULTATIONS_PLAN,
 )
-from tests.leak_world import (
+from tests.support.leak_world import (
     World,
     admin,
     drop_world,
@@ -463,9 +463,9 @@ CONSENT_PAGE = "https://layers.example/callback"
 
 def test_every_function_that_returns_patient_rows_is_checked_here():
     """The statements under test come from the data layer's own list (minus those that return
-    no patient rows, each named with why in tests.sabotage): a new loader or change without a
-    test here fails."""
-    from tests.sabotage import patient_row_statements
+    no patient rows, each named with why in tests.support.sabotage): a new loader or change without
+    a test here fails."""
+    from tests.support.sabotage import patient_row_statements
 
     checked = {FUNCTIONS[f][0] for f in FUNCTIONS} | set(CHANGES.values())
     assert checked == set(patient_row_statements().values())
@@ -623,8 +623,8 @@ def test_the_layer_3_comparison_fails_when_a_policy_lets_everything_through(env,
 
 
 # --- layers 2 and 3 alone, end to end, on both executors --------------------------------------
-# The same comparisons through the gateway over HTTP, on each executor (tests.executors): the
-# field gate allows every field and the exit check finds nothing foreign, so only the layer
+# The same comparisons through the gateway over HTTP, on each executor (tests.support.executors):
+# the field gate allows every field and the exit check finds nothing foreign, so only the layer
 # under test filters. Layer 2 alone: every loader statement as the gateway wrote it, run by the
 # superuser (no row-level security). Layer 3 alone: every loader statement without its
 # predicate, run as the application role in the caller's scope. Whatever the executor, every
@@ -733,7 +733,7 @@ LOADER_STATEMENTS = [
 def test_one_lower_layer_alone_keeps_every_foreign_row_out_of_each_executors_responses(
     env, world, executor, manifest, layers_off, layer
 ):
-    from tests.sabotage import as_written, sabotaged_gateway, unfiltered, unfiltered_logs
+    from tests.support.sabotage import as_written, sabotaged_gateway, unfiltered, unfiltered_logs
 
     with sabotaged_gateway(env, executor, manifest) as (client, database):
         if layer == 2:
@@ -789,7 +789,7 @@ def test_one_lower_layer_alone_keeps_every_foreign_row_out_of_each_executors_res
 
 
 def keeping_oldest():
-    from tests.sabotage import NO_GRANT, keeping
+    from tests.support.sabotage import NO_GRANT, keeping
 
     return keeping(
         f"select *, {NO_GRANT} from data.consultations order by scheduled_at, id limit $1", 3

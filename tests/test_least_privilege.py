@@ -18,7 +18,8 @@ from gateway.data.migrate import available_migrations
 from gateway.data.queries import RECORD_ACCESS_EVENTS
 from gateway.dev.embedded import OWNER, with_credentials
 from gateway.dev.seed import SeedPlan, seed_database
-from tests.support import as_admin, connected, run_gateway
+from tests.support.database import as_admin, connected
+from tests.support.gateway_process import run_gateway
 
 # Everything the migrations made, with its owner, read from the catalog.
 OWNERS = """

@@ -17,7 +17,7 @@ import pytest
 from graphql.language import Lexer, Source, TokenKind
 
 from gateway import create_app
-from tests.support import GraphQLClient, serving
+from tests.support.server import GraphQLClient, serving
 
 RESPONSE = "application/graphql-response+json"
 

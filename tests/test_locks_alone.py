@@ -33,9 +33,9 @@ from gateway.authz.playback import PlaybackSigner
 from gateway.data import queries
 from gateway.data.changes import AccessChanges
 from gateway.ids import encode_global_id
-from tests.executors import trusted
-from tests.leak_world import REASON, admin, drop_world, make_world
-from tests.sabotage import broken, keeping, sabotaged_gateway, unfiltered
+from tests.support.executors import trusted
+from tests.support.leak_world import REASON, admin, drop_world, make_world
+from tests.support.sabotage import broken, keeping, sabotaged_gateway, unfiltered
 
 OPEN_BREAK_GLASS = trusted(
     "mutation($p: ID!, $r: String!, $m: Int) { openBreakGlass(patientId: $p, reason: $r, "

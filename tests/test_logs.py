@@ -18,7 +18,8 @@ from gateway import create_app
 from gateway.cli.serve import uvicorn_logging
 from gateway.ids import encode_global_id
 from gateway.ops.logs import configure_logging
-from tests.support import GraphQLClient, ServerThread, all_strings
+from tests.support.json_values import all_strings
+from tests.support.server import GraphQLClient, ServerThread
 
 READ = (
     "{ consultations(first: 3) { edges { node { id reason summary clinicianNotes "
@@ -212,7 +213,7 @@ def test_serve_and_dev_route_uvicorns_loggers_through_the_one_setup(env):
 
 
 def test_a_playback_is_logged_by_route_template_under_the_id_the_audit_trail_holds(env):
-    from tests.support import as_admin
+    from tests.support.database import as_admin
     from tests.test_media import PLAY
 
     subject, patient = env.patients()[6]

@@ -20,7 +20,7 @@ from gateway import create_app
 from gateway.authz.playback import PlaybackSigner
 from gateway.ids import encode_global_id
 from gateway.web.media_store import S3MediaStore
-from tests.support import GraphQLClient, serving
+from tests.support.server import GraphQLClient, serving
 
 PLAY = "query($id: ID!) { recording(id: $id) { playbackUrl contentType byteSize } }"
 

@@ -16,8 +16,8 @@ import pytest
 
 from gateway.audit.events import expand_objects
 from gateway.policy import scopes
-from tests.actors import Grants, gid, new_clinician, new_partner, partner_token
-from tests.support import as_admin
+from tests.support.actors import Grants, gid, new_clinician, new_partner, partner_token
+from tests.support.database import as_admin
 
 PLAY = "query($id: ID!) { recording(id: $id) { id playbackUrl } }"
 

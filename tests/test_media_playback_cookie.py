@@ -21,8 +21,8 @@ import pytest
 from gateway.authz.playback import COOKIE, PlaybackSession, PlaybackSessions, PlaybackSigner
 from gateway.ids import encode_global_id
 from gateway.policy import scopes
-from tests.actors import Grants, gid, new_clinician, new_partner, partner_token
-from tests.support import HOLDS_OBJECT, as_admin
+from tests.support.actors import Grants, gid, new_clinician, new_partner, partner_token
+from tests.support.database import HOLDS_OBJECT, as_admin
 
 PLAY = "query($id: ID!) { recording(id: $id) { id playbackUrl } }"
 
@@ -311,7 +311,7 @@ def test_an_open_range_is_served_a_piece_at_a_time_so_lost_access_stops_an_open_
     Each answer is cut to GATEWAY_PLAYBACK_RANGE_MAX_BYTES; the player asks again for the rest,
     and that request is checked again."""
     from gateway import create_app
-    from tests.support import GraphQLClient, serving
+    from tests.support.server import GraphQLClient, serving
 
     subject, partner = new_partner(env, "pieces")
     consent = grants.consent(viewer["patient"], partner, [scopes.RECORDING])

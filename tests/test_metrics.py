@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import create_app
 from gateway.ids import encode_global_id
-from tests.support import GraphQLClient, serving
+from tests.support.server import GraphQLClient, serving
 from tests.test_roles import _open, _stranger
 
 READ = "{ consultations(first: 2) { edges { node { id reason clinicianNotes } } } }"

@@ -6,7 +6,7 @@ import pytest
 
 from gateway.data.migrate import apply_migrations, available_migrations
 from gateway.errors import ConfigurationError
-from tests.support import as_admin
+from tests.support.database import as_admin
 
 _with_admin = as_admin
 

@@ -16,8 +16,8 @@ import pytest
 
 from gateway.policy import scopes
 from gateway.policy.table import MUTATIONS
-from tests.actors import REASON, Grants, gid, new_clinician, new_partner, partner_token
-from tests.support import as_admin
+from tests.support.actors import REASON, Grants, gid, new_clinician, new_partner, partner_token
+from tests.support.database import as_admin
 
 ROLES = ("patient", "clinician", "support", "partner", "auditor")
 CHANGE_KINDS = ["consent-granted", "consent-revoked", "break-glass-opened"]

@@ -12,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import create_app
 from gateway.cli.settings_doc import missing_descriptions, settings_markdown
-from tests.support import GraphQLClient, run_gateway, serving
+from tests.support.gateway_process import run_gateway
+from tests.support.server import GraphQLClient, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 OPERATIONS = ROOT / "docs" / "OPERATIONS.md"

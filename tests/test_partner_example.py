@@ -17,8 +17,9 @@ import httpx
 import pytest
 
 from gateway import create_app
-from tests.actors import Grants, new_partner, partner_token
-from tests.support import run_gateway, serving
+from tests.support.actors import Grants, new_partner, partner_token
+from tests.support.gateway_process import run_gateway
+from tests.support.server import serving
 from tests.test_dev_instance import Dev
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,7 +197,7 @@ def _as_the_page(gateway: str, token: str, link: str, approve: bool) -> str:
 
 
 def test_the_consent_example_asks_checks_the_return_and_the_client_then_reads(env, production):
-    from tests.support import as_admin
+    from tests.support.database import as_admin
 
     subject, partner = new_partner(env, "consent-example")
     back = "https://corner-pharmacy.example/consent/done"
@@ -275,7 +276,7 @@ def test_the_consent_example_asks_checks_the_return_and_the_client_then_reads(en
 
 
 def _display_name(env, patient) -> str:
-    from tests.support import as_admin
+    from tests.support.database import as_admin
 
     return as_admin(
         env, lambda c: c.fetchval("select display_name from data.patients where id = $1", patient)

@@ -21,10 +21,11 @@ import pytest
 from graphql import FieldNode, parse
 
 from gateway.authz.exit_check import ExitCheck, ExitQuestions
-from tests.actors import Grants, gid, new_partner, partner_token
-from tests.executors import app_manifest_gateway, send_operation
-from tests.sabotage import sabotaged_gateway, unfiltered
-from tests.support import all_strings, as_admin
+from tests.support.actors import Grants, gid, new_partner, partner_token
+from tests.support.database import as_admin
+from tests.support.executors import app_manifest_gateway, send_operation
+from tests.support.json_values import all_strings
+from tests.support.sabotage import sabotaged_gateway, unfiltered
 from tests.test_partner_scopes import (
     COMBINATIONS,
     CONSENTS,

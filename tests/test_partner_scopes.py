@@ -23,8 +23,9 @@ from gateway.identity import Role
 from gateway.ids import decode_global_id
 from gateway.policy import scopes
 from gateway.policy.table import POLICY
-from tests.actors import Grants, gid, new_partner, partner_token
-from tests.support import all_strings, as_admin
+from tests.support.actors import Grants, gid, new_partner, partner_token
+from tests.support.database import as_admin
+from tests.support.json_values import all_strings
 
 C, R, P = scopes.CONSULTATION, scopes.RECORDING, scopes.PATIENT
 NEVER = None  # a field no scope opens to a partner

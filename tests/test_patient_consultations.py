@@ -18,10 +18,11 @@ import pytest
 
 from gateway.data import queries
 from gateway.policy import scopes
-from tests.actors import Grants, gid, new_clinician, new_partner, new_patient, partner_token
-from tests.executors import trusted
-from tests.sabotage import sabotaged_gateway
-from tests.support import all_strings, as_admin
+from tests.support.actors import Grants, gid, new_clinician, new_partner, new_patient, partner_token
+from tests.support.database import as_admin
+from tests.support.executors import trusted
+from tests.support.json_values import all_strings
+from tests.support.sabotage import sabotaged_gateway
 
 PATIENT = "query($id: ID!) { patient(id: $id) { id consultations { id } } }"
 VIA_CONSULTATION = (

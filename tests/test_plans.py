@@ -47,7 +47,7 @@ from gateway.ledger import Ledger
 from gateway.policy import scopes
 from gateway.web.error_format import format_error
 from resolvers import build_schema
-from tests.support import offline_production_settings
+from tests.support.production import offline_production_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [

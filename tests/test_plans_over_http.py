@@ -2,7 +2,7 @@
 
 ``test_plans.py`` compares the executors in process, on the real, correctly filtered rows. Here
 each trusted operation runs for every role through one production-mode gateway whose database
-edge is sabotaged (``tests.sabotage``) in one of three ways drawn per example:
+edge is sabotaged (``tests.support.sabotage``) in one of three ways drawn per example:
 
 - ``honest``: the real statements (layers 2 and 3 on);
 - ``unfiltered``: every loader statement without its predicate, as a superuser: foreign rows
@@ -39,9 +39,9 @@ from gateway.data import queries
 from gateway.identity import Role
 from gateway.ids import decode_global_id
 from gateway.policy import scopes
-from tests.executors import INTERPRETER, PLAN, executions
-from tests.sabotage import SabotagedDatabase
-from tests.support import GraphQLClient, serving
+from tests.support.executors import INTERPRETER, PLAN, executions
+from tests.support.sabotage import SabotagedDatabase
+from tests.support.server import GraphQLClient, serving
 from tests.test_plans import (
     OPERATIONS,
     QUERIES,

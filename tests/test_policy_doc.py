@@ -8,7 +8,8 @@ from pathlib import Path
 from gateway import create_app
 from gateway.config import Mode
 from gateway.policy.doc import policy_markdown
-from tests.support import GraphQLClient, run_gateway, serving
+from tests.support.gateway_process import run_gateway
+from tests.support.server import GraphQLClient, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERY = "{ consultations(first: 1) { edges { node { id reason clinicianNotes } } } }"

@@ -1,5 +1,5 @@
 """The generated matrix: every governed type x field (from the policy table) x role x ownership
-case, over real HTTP, each asserting the exact outcome given by tests/policy_spec.py.
+case, over real HTTP, each asserting the exact outcome given by tests/support/policy_spec.py.
 
 Ownership cases, for a target patient T and a consultation X of T conducted by clinician C1:
 own (T herself; C1; a partner: as `other`), other (another patient; a clinician who never saw T;
@@ -25,8 +25,8 @@ from gateway.audit.events import expand_objects
 from gateway.authz.playback import PlaybackSigner
 from gateway.ids import decode_global_id, decode_sequence_cursor, encode_global_id
 from gateway.policy.table import POLICY
-from tests import policy_spec
-from tests.policy_spec import CASES, ROLES, expected
+from tests.support import policy_spec
+from tests.support.policy_spec import CASES, ROLES, expected
 
 ALL_SCOPES = "patient/Consultation.rs patient/Recording.rs patient/Patient.rs"
 REDIRECT = "https://partner.example/consent-callback"

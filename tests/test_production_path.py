@@ -1,7 +1,7 @@
 """The leak suite runs on the path production takes.
 
 Every leak, sabotage and layer-alone test collects a case on the compiled executor (a trusted
-document sent by hash to a production gateway, ``tests.executors``), and the check that a
+document sent by hash to a production gateway, ``tests.support.executors``), and the check that a
 compiled case was served by its plan can fail: a gateway whose plans silently stopped being
 compiled is caught by it.
 """
@@ -18,8 +18,8 @@ import pytest
 from gateway import create_app
 from gateway.execution import executor as executor_module
 from gateway.execution.compiler import NotCompilable
-from tests.executors import ExecutorClient, digest, executions, settings_for, trusted
-from tests.support import serving
+from tests.support.executors import ExecutorClient, digest, executions, settings_for, trusted
+from tests.support.server import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 # The leak, sabotage and layer-alone tests (docs/TESTING.md).

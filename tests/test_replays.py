@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.ids import decode_global_id, encode_global_id
-from tests.support import all_strings
+from tests.support.json_values import all_strings
 
 REPLAYS = """
 query Replays($after: String) {

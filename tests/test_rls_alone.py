@@ -1,16 +1,17 @@
 """Layer 3 on its own: as the application role, an unfiltered ``select`` of each patient-data table
 under a caller's scope returns exactly the rows row-level security must show that caller, for
-every kind of caller (see tests/visibility_oracle.py, computed from the rows read as a superuser):
-patients, clinicians conducting or under active, revoked and expired break-glass, partners under
-every kind of consent with every token scope set, support, an auditor and an unknown role.
+every kind of caller (see tests/support/visibility_oracle.py, computed from the rows read as a
+superuser): patients, clinicians conducting or under active, revoked and expired break-glass,
+partners under every kind of consent with every token scope set, support, an auditor and an unknown
+role.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.support import connected
-from tests.visibility_oracle import Snapshot, callers, make_world
+from tests.support.database import connected
+from tests.support.visibility_oracle import Snapshot, callers, make_world
 
 TABLES = (
     "consultations",

@@ -14,7 +14,7 @@ import json
 import asyncpg
 import pytest
 
-from tests.support import as_admin
+from tests.support.database import as_admin
 
 TABLES = [
     "consultations",

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from gateway.ids import decode_global_id, encode_global_id
-from tests.support import as_admin
+from tests.support.database import as_admin
 
 ALL_SCOPES = "patient/Consultation.rs patient/Recording.rs patient/Patient.rs"
 LIST = "{ consultations(first: 100) { edges { node { id summary recordings { id } } } } }"

@@ -1,6 +1,6 @@
 """Every route to another patient's object returns null, exactly as for an object that does not
-exist: same body, no error text, no count. On both executors (``tests.executors``): free-form,
-and as trusted documents by hash, as production runs them."""
+exist: same body, no error text, no count. On both executors (``tests.support.executors``):
+free-form, and as trusted documents by hash, as production runs them."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from gateway.ids import encode_cursor, encode_global_id
-from tests.executors import TRUSTED_DOCUMENTS_ONLY, trusted
-from tests.support import all_strings
+from tests.support.executors import TRUSTED_DOCUMENTS_ONLY, trusted
+from tests.support.json_values import all_strings
 
 BY_ID = {
     field: trusted(f"query($id: ID!) {{ {field}(id: $id) {{ id __typename }} }}")

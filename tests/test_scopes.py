@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from gateway.policy import scopes
-from tests.support import as_admin
+from tests.support.database import as_admin
 
 
 def test_the_consent_constraint_admits_exactly_the_scopes_of_the_policy(env):

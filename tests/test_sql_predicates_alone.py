@@ -3,7 +3,8 @@ filters anything), returns exactly the rows, and the grant of each, that the pol
 caller, for every kind of caller: each patient, each clinician (conducting, under an active, a
 revoked and an expired break-glass grant), partners under every kind of consent with every token
 scope set, support, an auditor and an unknown role. The expectation is computed in Python from the
-same rows read as a superuser (tests/visibility_oracle.py), never from the functions themselves.
+same rows read as a superuser (tests/support/visibility_oracle.py), never from the functions
+themselves.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import json
 import pytest
 
 from gateway.ids import encode_global_id
-from tests.actors import Grants, new_clinician
-from tests.support import as_admin
-from tests.visibility_oracle import (
+from tests.support.actors import Grants, new_clinician
+from tests.support.database import as_admin
+from tests.support.visibility_oracle import (
     CONSULTATION,
     PATIENT,
     RECORDING,

@@ -2,7 +2,8 @@
 ``consultationEvents`` is read through its own loaders, exit-checked and audited like a response,
 reaches only its own subscriber, and ends the stream when it may not be sent or when access ended.
 
-Every expectation is read as superuser (``tests.leak_world``), never from the gateway's answers.
+Every expectation is read as superuser (``tests.support.leak_world``), never from the gateway's
+answers.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from gateway.audit.events import expand_objects
 from gateway.authz.playback import PlaybackSigner
 from gateway.data import queries
 from gateway.ids import decode_global_id, encode_global_id
-from tests.executors import trusted
-from tests.leak_world import (
+from tests.support.executors import trusted
+from tests.support.leak_world import (
     REASON,
     add_recording,
     admin,
@@ -31,8 +32,8 @@ from tests.leak_world import (
     make_world,
     owned,
 )
-from tests.sabotage import NO_GRANT, broken, sabotaged_gateway
-from tests.subscriber import Subscriber, metric, touch
+from tests.support.sabotage import NO_GRANT, broken, sabotaged_gateway
+from tests.support.subscriber import Subscriber, metric, touch
 
 EVENTS = "subscription($id: ID!) {{ consultationEvents(consultationId: $id) {{ {} }} }}"
 PLAIN = trusted(
@@ -382,7 +383,7 @@ def test_a_sabotaged_loader_mid_stream_trips_the_exit_check_and_ends_the_stream(
     env, world, executor, manifest
 ):
     """On both executors' gateways: the subscription by text, and by hash on a production
-    gateway (tests.executors)."""
+    gateway (tests.support.executors)."""
     ana, ben = world.patients["ana"], world.patients["ben"]
     subject = world.subject("ana")
     consultation = world.consultation("ana")

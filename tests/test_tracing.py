@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from gateway import create_app
 from gateway.ids import encode_global_id
 from gateway.ops.tracing import Tracing
-from tests.support import GraphQLClient, serving
+from tests.support.server import GraphQLClient, serving
 
 READ = (
     "{ consultations(first: 3) { edges { node { id reason summary clinicianNotes "

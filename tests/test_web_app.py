@@ -34,8 +34,15 @@ from gateway.dev.oidc import DevOidcProvider, Person
 from gateway.ids import encode_global_id
 from gateway.policy import scopes
 from gateway.web.webapp import CLIENT_ID
-from tests.actors import REASON, Grants, new_clinician, new_partner, new_patient, partner_token
-from tests.browser import (
+from tests.support.actors import (
+    REASON,
+    Grants,
+    new_clinician,
+    new_partner,
+    new_patient,
+    partner_token,
+)
+from tests.support.browser import (
     ARTIFACTS,
     BrowserVisit,
     assert_png,
@@ -44,14 +51,9 @@ from tests.browser import (
     visiting,
     wait_until,
 )
-from tests.support import (
-    HOLDS_OBJECT,
-    LateApp,
-    ServerThread,
-    as_admin,
-    demo_people,
-    gateway_with_sign_in,
-)
+from tests.support.database import HOLDS_OBJECT, as_admin
+from tests.support.server import ServerThread
+from tests.support.sign_in import LateApp, demo_people, gateway_with_sign_in
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "apps" / "web"

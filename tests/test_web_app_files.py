@@ -13,7 +13,7 @@ import pytest
 from gateway import create_app
 from gateway.config import Mode
 from gateway.web.webapp import SignIn, webapp_files
-from tests.support import GraphQLClient, serving
+from tests.support.server import GraphQLClient, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "apps" / "web"

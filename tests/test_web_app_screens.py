@@ -22,9 +22,17 @@ import pytest
 
 from gateway.ids import encode_global_id
 from gateway.policy import scopes
-from tests.actors import Grants, gid, new_clinician, new_partner
-from tests.browser import ARTIFACTS, assert_png, chromium, off_the_loop, visiting, wait_until
-from tests.support import as_admin, demo_people, gateway_with_sign_in
+from tests.support.actors import Grants, gid, new_clinician, new_partner
+from tests.support.browser import (
+    ARTIFACTS,
+    assert_png,
+    chromium,
+    off_the_loop,
+    visiting,
+    wait_until,
+)
+from tests.support.database import as_admin
+from tests.support.sign_in import demo_people, gateway_with_sign_in
 from tests.test_web_app import WebAppVisit, dev_settings
 
 SCREENS = ARTIFACTS / "screens"

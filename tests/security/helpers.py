@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 from gateway import create_app
-from tests.support import GraphQLClient, serving
+from tests.support.server import GraphQLClient, serving
 
 GENERIC_INVALID = {
     "message": "The GraphQL document is not valid for this API",

@@ -1,11 +1,11 @@
 """The Damn Vulnerable GraphQL Application's scenarios, replayed against this gateway on both
-executors (``tests.executors``). A scenario whose document is the attacker's own (not one a
+executors (``tests.support.executors``). A scenario whose document is the attacker's own (not one a
 manifest could hold) is refused at the door on the production gateway, before it is parsed."""
 
 from __future__ import annotations
 
-from tests.executors import TRUSTED_DOCUMENTS_ONLY, trusted
 from tests.security.helpers import GENERIC_INVALID, patient_token
+from tests.support.executors import TRUSTED_DOCUMENTS_ONLY, trusted
 
 PAGE_OF = trusted("query($first: Int) { consultations(first: $first) { edges { node { id } } } }")
 BY_ID = trusted("query($id: ID!) { consultation(id: $id) { id } }")

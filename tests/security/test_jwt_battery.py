@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.support import serving
+from tests.support.server import serving
 
 
 def _b64(data: dict) -> str:

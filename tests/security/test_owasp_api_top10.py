@@ -1,5 +1,5 @@
 """OWASP API Security Top 10 (2023), the items a GraphQL gateway of health data must answer, on
-both executors (``tests.executors``): free-form, and as trusted documents sent by hash to a
+both executors (``tests.support.executors``): free-form, and as trusted documents sent by hash to a
 production gateway."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 import uuid
 
 from gateway.ids import encode_global_id
-from tests.executors import trusted
 from tests.security.helpers import patient_token
+from tests.support.executors import trusted
 
 NODE = trusted("query($id: ID!) { node(id: $id) { id } }")
 ME = trusted("{ me { subject } }")

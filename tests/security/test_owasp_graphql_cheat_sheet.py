@@ -1,5 +1,5 @@
 """OWASP GraphQL Cheat Sheet: each recommendation, attacked against production defaults, on both
-executors (``tests.executors``). Every attack here is a document of the attacker's own: the
+executors (``tests.support.executors``). Every attack here is a document of the attacker's own: the
 interpreted gateway (free-form documents open) refuses it by its validation rules and limits;
 the production gateway (trusted documents, free-form for developer accounts only) refuses it at
 the door, before it is parsed."""
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.executors import TRUSTED_DOCUMENTS_ONLY, serve_executor, trusted
 from tests.security.helpers import GENERIC_INVALID, patient_token
+from tests.support.executors import TRUSTED_DOCUMENTS_ONLY, serve_executor, trusted
 
 CONSULTATIONS = trusted("{ consultations { edges { node { id } } } }")
 

@@ -1,5 +1,6 @@
 """Rate limits per principal and per field: every alias is an attempt. On both executors
-(``tests.executors``): a trusted document's requests are counted by its plan's root fields."""
+(``tests.support.executors``): a trusted document's requests are counted by its plan's root
+fields."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from collections import Counter
 
 from gateway.guards.rate_limits import RateLimiter
 from gateway.ids import encode_global_id
-from tests.executors import TRUSTED_DOCUMENTS_ONLY, serve_executor, trusted
 from tests.security.helpers import patient_token
+from tests.support.executors import TRUSTED_DOCUMENTS_ONLY, serve_executor, trusted
 
 GUESS = trusted("query($id: ID!) { consultation(id: $id) { id } }")
 TWO_GUESSES = trusted(

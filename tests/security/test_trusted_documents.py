@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 
 from gateway.guards.trusted_documents import document_id
-from tests.actors import ALL_SCOPES
 from tests.security.helpers import gateway_with, patient_token
+from tests.support.actors import ALL_SCOPES
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "apps" / "manifest.json"
@@ -170,7 +170,7 @@ EVENTS = (
 
 def _subscribe_messages(client, token, payload) -> list[dict]:
     """The gateway's first answer to one ``subscribe`` with ``payload``."""
-    from tests.subscriber import Subscriber
+    from tests.support.subscriber import Subscriber
 
     async def run():
         socket = await Subscriber.connect(client.base_url, token)
@@ -229,7 +229,7 @@ def test_an_unknown_or_mismatched_hash_over_websocket_is_refused(env, trusted):
 def test_a_trusted_subscription_runs_by_hash(env, tmp_path):
     """The same subscription in the manifest, sent by hash, streams the consultation."""
     from gateway.ids import encode_global_id
-    from tests.subscriber import Subscriber
+    from tests.support.subscriber import Subscriber
 
     manifest = _manifest(tmp_path, EVENTS, name=None, type="subscription")
     subject, patient = env.patients()[0]
@@ -303,7 +303,7 @@ def test_every_operation_of_the_manifest_names_its_roles():
 def test_a_role_cannot_send_another_roles_operations_by_hash(
     env, trusted, caller, names, meant_for
 ):
-    from tests.actors import new_partner, partner_token
+    from tests.support.actors import new_partner, partner_token
 
     token = patient_token(env) if caller == "patient" else partner_token(env, new_partner(env)[0])
     for name in names:
@@ -320,7 +320,7 @@ def test_a_role_cannot_send_another_roles_operations_by_hash(
 
 
 def test_each_side_runs_its_own_operations(env, trusted):
-    from tests.actors import new_partner, partner_token
+    from tests.support.actors import new_partner, partner_token
 
     subject, _ = new_partner(env, "roles")
     partner = _post(trusted, partner_token(env, subject), _by_hash("PartnerMe"))

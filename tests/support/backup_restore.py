@@ -12,7 +12,7 @@ time, none of any request sent after it, and a trail ``gateway audit verify`` pa
 the way: how long a commit waits to be in the archive (the archive's RPO: the most a restore from
 the object store alone can lose) and how long the restore takes.
 
-``python -m tests.backup_restore`` runs it and prints the report; ``--patients 1000
+``python -m tests.support.backup_restore`` runs it and prints the report; ``--patients 1000
 --consultations 50`` adds the bench's data set (``python -m bench.run``) to time its restore.
 Every process started here is stopped in a ``finally``, also on failure.
 """
@@ -37,10 +37,12 @@ import boto3
 import httpx
 
 from tests.conftest import _prepare
-from tests.failover import Cluster, Load, _free_port, _owned_by_postgres, _recorded_events
-from tests.support import gateway_serve, production_identity, run_gateway
+from tests.support.gateway_process import gateway_serve, run_gateway
+from tests.support.load import Load, recorded_events
+from tests.support.postgres_servers import Cluster, free_port, owned_by_postgres
+from tests.support.production import production_identity
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BARMAN = ROOT / ".tools" / "barman" / "bin"
 MOTO = Path(sys.executable).parent / "moto_server"
 ISSUER = "https://idp.backup.test"
@@ -60,7 +62,7 @@ class ObjectStore:
     """moto's S3 server on a loopback port, with one bucket."""
 
     def __init__(self, root: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = (root / "moto.log").open("w")
         self._process = subprocess.Popen(
@@ -284,8 +286,8 @@ async def _load_with_backup(
 def run_scenario(seconds: float = 9.0, patients: int = 0, consultations: int = 0) -> Report:
     root = Path(tempfile.mkdtemp(prefix="gateway-backup-"))
     root.chmod(0o755)
-    primary = Cluster(_owned_by_postgres(root / "primary"))
-    restored = Cluster(_owned_by_postgres(root / "restored"))
+    primary = Cluster(owned_by_postgres(root / "primary"))
+    restored = Cluster(owned_by_postgres(root / "restored"))
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, root, ignore_errors=True)
         store = ObjectStore(root)
@@ -352,7 +354,7 @@ def run_scenario(seconds: float = 9.0, patients: int = 0, consultations: int = 0
         before = [o for o in answered if wall(o.ended) < target]
         after = [o for o in load.outcomes if wall(o.started) > target]
         recorded = asyncio.run(
-            _recorded_events(restored.url(database), [o.request_id for o in load.outcomes])
+            recorded_events(restored.url(database), [o.request_id for o in load.outcomes])
         )
         missing = [
             o.request_id for o in before if not o.events <= recorded.get(o.request_id, set())

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from gateway.data.pool import Database
-from tests.executors import ExecutorClient, serve_executor
+from tests.support.executors import ExecutorClient, serve_executor
 
 # Statements of gateway.data.queries that return no patient's rows, and why: nothing there for
 # layers 2 and 4 to keep from anyone. Every other statement returns patient rows, and the tests
@@ -112,7 +112,7 @@ class SabotagedDatabase:
 def sabotaged_gateway(
     env: Any, executor: str = "interpreted", manifest: Any = None, **settings: Any
 ) -> Iterator[tuple[ExecutorClient, SabotagedDatabase]]:
-    """A gateway of ``executor`` (``tests.executors``) over the sabotaged database."""
+    """A gateway of ``executor`` (``tests.support.executors``) over the sabotaged database."""
     database = SabotagedDatabase(env)
     with serve_executor(
         env, executor, manifest, database=database, on_stop=database.close, **settings

@@ -307,7 +307,7 @@ def owned(env: Any) -> Owned:
 
 def leaked(value: Any, foreign: set[str]) -> set[str]:
     """The foreign IDs that appear anywhere (any string, any key) in ``value``."""
-    from tests.support import all_strings
+    from tests.support.json_values import all_strings
 
     text = "\n".join(all_strings(value))
     return {item for item in foreign if item in text}

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from gateway.ids import encode_global_id
 from gateway.policy import scopes
-from tests.support import as_admin
+from tests.support.database import as_admin
 
 ALL_SCOPES = " ".join(scopes.ALL)
 REASON = "Patient unconscious in the ER, allergy history needed"

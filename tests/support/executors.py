@@ -34,12 +34,12 @@ import httpx
 from graphql import OperationDefinitionNode, parse
 
 from gateway import create_app
-from tests.support import GraphQLClient, serving
+from tests.support.server import GraphQLClient, serving
 
 EXECUTORS = ("interpreted", "compiled")
 PLAN, INTERPRETER = "plan", "graphql-core"
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _DECLARED: dict[str, str] = {}  # sha256 -> text, every document a test module declared
 
 TRUSTED_DOCUMENTS_ONLY = {
@@ -122,7 +122,7 @@ class ExecutorClient(GraphQLClient):
             sha = digest(query)
             assert sha in _DECLARED, (
                 "the compiled side sends documents by hash: declare this one with "
-                f"tests.executors.trusted() at import:\n{query}"
+                f"tests.support.executors.trusted() at import:\n{query}"
             )
             body["extensions"] = {"persistedQuery": {"version": 1, "sha256Hash": sha}}
         else:
@@ -211,7 +211,8 @@ def serve_executor(
     **settings: Any,
 ) -> Iterator[ExecutorClient]:
     """A gateway of ``executor`` over real HTTP (``database`` replaces its database edge, as
-    ``tests.sabotage`` does; ``on_stop`` runs before the server stops), and a client of it."""
+    ``tests.support.sabotage`` does; ``on_stop`` runs before the server stops), and a client of
+    it."""
     values = {**settings_for(executor, manifest), **settings}
     app = create_app(env.settings(**values), database=database)
     with serving(app) as server:

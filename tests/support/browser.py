@@ -42,7 +42,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 # Runs before any page script (Playwright injects it outside the page's CSP): every violation
 # of the page's Content-Security-Policy is kept for the test to read.
 RECORD_CSP_VIOLATIONS = """

@@ -16,8 +16,8 @@ WAIT = 10.0
 
 
 class Subscriber:
-    """``executor`` as in ``tests.executors``: ``compiled`` subscribes with a trusted document's
-    hash (as production requires), ``interpreted`` with its text."""
+    """``executor`` as in ``tests.support.executors``: ``compiled`` subscribes with a trusted
+    document's hash (as production requires), ``interpreted`` with its text."""
 
     def __init__(self, socket: Any, executor: str = "interpreted") -> None:
         self.socket = socket
@@ -47,9 +47,11 @@ class Subscriber:
         }
         payload: dict[str, Any] = {"variables": variables}
         if self.executor == "compiled":
-            from tests.executors import _DECLARED, digest
+            from tests.support.executors import _DECLARED, digest
 
-            assert digest(query) in _DECLARED, f"declare with tests.executors.trusted(): {query}"
+            assert digest(query) in _DECLARED, (
+                f"declare with tests.support.executors.trusted(): {query}"
+            )
             payload["extensions"] = {"persistedQuery": {"version": 1, "sha256Hash": digest(query)}}
         else:
             payload["query"] = query
