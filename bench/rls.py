@@ -80,10 +80,11 @@ async def _floor(admin_url: str, patient: str) -> dict[str, float]:
 
 
 async def run(server_url: str, patients: int, clinicians: int, consultations: int) -> None:
-    from gateway.data.migrate import apply_migrations, available_migrations
+    from gateway.data.migrate import apply_migrations
     from gateway.dev.embedded import with_credentials
     from gateway.dev.identity import DevIdentity
     from gateway.dev.seed import SeedPlan, seed_database
+    from tests.support.released import migrate_as_released
 
     name = f"bench_rls_{patients}_{consultations}"
     server = await asyncpg.connect(server_url)
@@ -95,19 +96,8 @@ async def run(server_url: str, patients: int, clinicians: int, consultations: in
     admin_url = with_credentials(server_url, "postgres", "", database=name)
     admin = await asyncpg.connect(admin_url)
     try:
-        await admin.execute(
-            "create table public.schema_migrations (version text primary key, "
-            "checksum text not null, applied_at timestamptz not null default now())"
-        )
-        for migration in available_migrations():
-            if migration.version >= "0010":
-                break
-            await admin.execute(migration.sql)
-            await admin.execute(
-                "insert into schema_migrations (version, checksum) values ($1, $2)",
-                migration.version,
-                migration.checksum,
-            )
+        # The policies as they were before 0010, from the migrations as released.
+        await migrate_as_released(admin, before="0010")
         await admin.execute("alter role gateway_app login password 'bench-only-password'")
         identity = DevIdentity.load_or_create(WORK / "identity")
         print(f"seeding {patients} patients x {consultations} consultations ...", flush=True)

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MIGRATIONS = "src/gateway/data/migrations"
+DEFINITIONS = "src/gateway/data/sql"
 # The results, committed: docs/TESTING.md quotes them, and anyone can check them here.
 RESULTS = ROOT / "docs" / "mutants" / "hand-made.json"
 MUTMUT_RESULTS = ROOT / "docs" / "mutants" / "mutmut.json"
@@ -88,16 +87,14 @@ def mutant(
     MUTANTS.append(Mutant(id, area, path, old, new, why, tests))
 
 
-R08 = f"{MIGRATIONS}/0008_row_grants.sql"  # the loader functions as they stand
-R03 = f"{MIGRATIONS}/0003_every_role.sql"  # layer 4's questions, consents
-R09 = f"{MIGRATIONS}/0009_recordings_under_their_own_scope.sql"  # the recording loaders
-R10 = f"{MIGRATIONS}/0010_rls_once_per_statement.sql"  # the row-level security policies
-R11 = f"{MIGRATIONS}/0011_pages_per_role.sql"  # the consultation and access-log pages
-R12 = f"{MIGRATIONS}/0012_audit_chains.sql"  # the chains' trigger and head
-R16 = f"{MIGRATIONS}/0016_compact_audit_objects.sql"  # the audit write with questions, access log
-R17 = f"{MIGRATIONS}/0017_audit_field_sets.sql"  # the chain hash as it stands
-R14 = f"{MIGRATIONS}/0014_consent_requests.sql"  # the consent page's requests
-R20 = f"{MIGRATIONS}/0020_access_log_views.sql"  # the access-log page as it stands
+# The SQL in force, one file per area (src/gateway/data/sql): each function and policy is
+# defined there once, so a mutant of its text is a mutant of what the database runs.
+S_VISIBILITY = f"{DEFINITIONS}/visibility.sql"  # layers 2 and 3: scope, api.grant_for, who is seen
+S_LOADERS = f"{DEFINITIONS}/loaders.sql"  # the by-id loaders
+S_PAGES = f"{DEFINITIONS}/pages.sql"  # the consultation and access-log pages
+S_AUDIT = f"{DEFINITIONS}/audit.sql"  # the audit write, its chains and triggers
+S_CONSENT = f"{DEFINITIONS}/consent.sql"  # consents, consent requests, break-glass
+S_POLICIES = f"{DEFINITIONS}/policies.sql"  # the row-level security policies
 TABLE = "src/gateway/policy/table.py"
 
 
@@ -110,7 +107,7 @@ A = "sql: api.grant_for"
 drop(
     "grant-own-any-patient",
     A,
-    R08,
+    S_VISIBILITY,
     "where p_role = 'patient' and p_patient = p_actor",
     "where p_role = 'patient'",
     "a patient is granted every patient's rows as their own",
@@ -118,7 +115,7 @@ drop(
 drop(
     "grant-conducted-any-clinician",
     A,
-    R08,
+    S_VISIBILITY,
     "where p_role = 'clinician' and p_clinician = p_actor",
     "where p_role = 'clinician'",
     "a clinician is granted every consultation as conducted",
@@ -126,7 +123,7 @@ drop(
 drop(
     "grant-break-glass-any-patient",
     A,
-    R08,
+    S_VISIBILITY,
     "g.clinician_id = p_actor and g.patient_id = p_patient",
     "g.clinician_id = p_actor",
     "one break-glass grant opens every patient",
@@ -134,7 +131,7 @@ drop(
 drop(
     "grant-break-glass-any-clinician",
     A,
-    R08,
+    S_VISIBILITY,
     "where p_role = 'clinician' and g.clinician_id = p_actor and",
     "where p_role = 'clinician' and",
     "another clinician's break-glass grant opens the patient to every clinician",
@@ -142,23 +139,23 @@ drop(
 drop(
     "grant-break-glass-revoked",
     A,
-    R08,
-    "g.revoked_at is null and now() < g.expires_at",
-    "now() < g.expires_at",
+    S_VISIBILITY,
+    "g.patient_id = p_patient\n          and g.revoked_at is null and now() < g.expires_at",
+    "g.patient_id = p_patient\n          and now() < g.expires_at",
     "a revoked break-glass grant still opens the patient",
 )
 drop(
     "grant-break-glass-expired",
     A,
-    R08,
-    "g.revoked_at is null and now() < g.expires_at",
-    "g.revoked_at is null",
+    S_VISIBILITY,
+    "g.patient_id = p_patient\n          and g.revoked_at is null and now() < g.expires_at",
+    "g.patient_id = p_patient\n          and g.revoked_at is null",
     "an expired break-glass grant still opens the patient",
 )
 drop(
     "grant-break-glass-first",
     A,
-    R08,
+    S_VISIBILITY,
     "select 2, null, g.reason, 'break-glass'",
     "select 0, null, g.reason, 'break-glass'",
     "a conducting clinician's own consultation is read (and audited) under break-glass",
@@ -166,7 +163,7 @@ drop(
 drop(
     "grant-support-recordings",
     A,
-    R08,
+    S_VISIBILITY,
     "where p_role = 'support' and p_needs in ('patient/Consultation.rs', 'patient/Patient.rs')",
     "where p_role = 'support'",
     "support is granted recordings",
@@ -174,7 +171,7 @@ drop(
 drop(
     "grant-consent-any-partner",
     A,
-    R08,
+    S_VISIBILITY,
     "where p_role = 'partner' and k.partner_id = p_actor and",
     "where p_role = 'partner' and",
     "a consent to one partner grants every partner",
@@ -182,7 +179,7 @@ drop(
 drop(
     "grant-consent-any-patient",
     A,
-    R08,
+    S_VISIBILITY,
     "k.partner_id = p_actor and k.patient_id = p_patient",
     "k.partner_id = p_actor",
     "one consent grants the partner every patient",
@@ -190,7 +187,7 @@ drop(
 drop(
     "grant-consent-revoked",
     A,
-    R08,
+    S_VISIBILITY,
     "k.patient_id = p_patient\n          and k.revoked_at is null and now() < k.expires_at",
     "k.patient_id = p_patient\n          and now() < k.expires_at",
     "a revoked consent still grants",
@@ -198,7 +195,7 @@ drop(
 drop(
     "grant-consent-expired",
     A,
-    R08,
+    S_VISIBILITY,
     "k.patient_id = p_patient\n          and k.revoked_at is null and now() < k.expires_at",
     "k.patient_id = p_patient\n          and k.revoked_at is null",
     "an expired consent still grants",
@@ -206,7 +203,7 @@ drop(
 drop(
     "grant-consent-scope",
     A,
-    R08,
+    S_VISIBILITY,
     "and p_needs = any(k.scopes) and p_needs = any(p_scopes)",
     "and p_needs = any(p_scopes)",
     "a consent grants types outside its scopes",
@@ -214,7 +211,7 @@ drop(
 drop(
     "grant-token-scope",
     A,
-    R08,
+    S_VISIBILITY,
     "and p_needs = any(k.scopes) and p_needs = any(p_scopes)",
     "and p_needs = any(k.scopes)",
     "a token grants types outside its scopes",
@@ -222,7 +219,7 @@ drop(
 drop(
     "grant-consent-scopes-not-intersected",
     A,
-    R08,
+    S_VISIBILITY,
     "array(select s from unnest(k.scopes) s where s = any(p_scopes) order by s)",
     "array(select s from unnest(k.scopes) s order by s)",
     "a row carries consent scopes the token does not hold",
@@ -230,7 +227,7 @@ drop(
 drop(
     "grant-recordings-under-consultation-scope",
     A,
-    R09,
+    S_LOADERS,
     "'patient/Recording.rs') g\n        where r.consultation_id = any(p_ids)",
     "'patient/Consultation.rs') g\n        where r.consultation_id = any(p_ids)",
     "recordings of a consultation need only the consultation scope",
@@ -238,7 +235,7 @@ drop(
 drop(
     "grant-patient-under-consultation-scope",
     A,
-    R08,
+    S_LOADERS,
     "p.id, null, 'patient/Patient.rs') a",
     "p.id, null, 'patient/Consultation.rs') a",
     "a patient's record needs only the consultation scope",
@@ -249,7 +246,7 @@ B = "sql: loader predicates"
 drop(
     "page-patient-any",
     B,
-    R11,
+    S_PAGES,
     "where c.patient_id = p_actor\n",
     "where true\n",
     "a patient's page lists every consultation",
@@ -257,7 +254,7 @@ drop(
 drop(
     "page-clinician-any",
     B,
-    R11,
+    S_PAGES,
     "where c.clinician_id = p_actor\n",
     "where true\n",
     "a clinician's page lists consultations they did not conduct",
@@ -265,7 +262,7 @@ drop(
 drop(
     "page-support-none",
     B,
-    R11,
+    S_PAGES,
     "'everyone'::text\n            from data.consultations c\n            where (p_after_at",
     "'everyone'::text\n"
     "            from data.consultations c\n"
@@ -275,7 +272,7 @@ drop(
 drop(
     "page-partner-any-partner",
     B,
-    R11,
+    S_PAGES,
     "where k.partner_id = p_actor and k.revoked_at is null\n",
     "where k.revoked_at is null\n",
     "a partner's page lists patients consenting to another partner",
@@ -283,7 +280,7 @@ drop(
 drop(
     "page-partner-revoked",
     B,
-    R11,
+    S_PAGES,
     "where k.partner_id = p_actor and k.revoked_at is null\n",
     "where k.partner_id = p_actor\n",
     "a partner's page lists patients whose consent was revoked",
@@ -291,7 +288,7 @@ drop(
 drop(
     "page-partner-expired",
     B,
-    R11,
+    S_PAGES,
     "k.revoked_at is null\n                      and now() < k.expires_at)",
     "k.revoked_at is null)",
     "a partner's page lists patients whose consent expired",
@@ -299,8 +296,9 @@ drop(
 drop(
     "page-other-roles-all",
     B,
-    R11,
-    "            limit p_limit;\n    end if;\nend\n$$;\n\ndrop function api.access_events_page",
+    S_PAGES,
+    "            limit p_limit;\n    end if;\nend\n$$;\n\n"
+    "create or replace function api.access_events_page(",
     "            limit p_limit;\n"
     "    else\n"
     "        return query\n"
@@ -312,13 +310,13 @@ drop(
     "end\n"
     "$$;\n"
     "\n"
-    "drop function api.access_events_page",
+    "create or replace function api.access_events_page(",
     "an auditor (or unknown role) gets a page of consultations",
 )
 drop(
     "by-patient-any",
     B,
-    R08,
+    S_LOADERS,
     "where c.patient_id = any(p_patients)",
     "where true",
     "a patient's consultations come with every other visible consultation",
@@ -326,7 +324,7 @@ drop(
 drop(
     "patients-conducted-any",
     B,
-    R08,
+    S_LOADERS,
     "where c.patient_id = p.id and c.clinician_id = p_actor)",
     "where c.patient_id = p.id)",
     "a clinician is granted every patient who has any consultation",
@@ -337,7 +335,7 @@ C = "sql: authorized_patients"
 drop(
     "authorized-partner-token-scope",
     C,
-    R03,
+    S_VISIBILITY,
     "elsif p_role = 'partner' and p_needs = any(p_scopes) then",
     "elsif p_role = 'partner' then",
     "the exit check accepts a partner's patients without the token scope",
@@ -345,7 +343,7 @@ drop(
 drop(
     "authorized-clinician-everyone",
     C,
-    R03,
+    S_VISIBILITY,
     "return query select * from api.conducted_or_break_glass(p_actor, p_candidates);",
     "return query select unnest(p_candidates);",
     "the exit check accepts every patient for a clinician",
@@ -353,7 +351,7 @@ drop(
 drop(
     "authorized-partner-everyone",
     C,
-    R03,
+    S_VISIBILITY,
     "return query select * from api.consenting_patients(p_actor, p_needs, p_candidates);",
     "return query select unnest(p_candidates);",
     "the exit check accepts every patient for a partner",
@@ -361,7 +359,7 @@ drop(
 drop(
     "conducted-any-clinician",
     C,
-    R03,
+    S_VISIBILITY,
     "where c.patient_id = x and c.clinician_id = p_clinician)",
     "where c.patient_id = x)",
     "any patient with a consultation counts as conducted",
@@ -369,7 +367,7 @@ drop(
 drop(
     "break-glass-any-clinician",
     C,
-    R03,
+    S_VISIBILITY,
     "where g.patient_id = x and g.clinician_id = p_clinician",
     "where g.patient_id = x",
     "another clinician's break-glass grant counts",
@@ -377,7 +375,7 @@ drop(
 drop(
     "break-glass-revoked",
     C,
-    R03,
+    S_VISIBILITY,
     "g.clinician_id = p_clinician\n                    and g.revoked_at is null and now()",
     "g.clinician_id = p_clinician\n                    and now()",
     "a revoked break-glass grant counts",
@@ -385,7 +383,7 @@ drop(
 drop(
     "break-glass-expired",
     C,
-    R03,
+    S_VISIBILITY,
     "and g.revoked_at is null and now() < g.expires_at)\n$$;",
     "and g.revoked_at is null)\n$$;",
     "an expired break-glass grant counts",
@@ -393,7 +391,7 @@ drop(
 drop(
     "consenting-any-partner",
     C,
-    R03,
+    S_VISIBILITY,
     "where k.patient_id = x and k.partner_id = p_partner",
     "where k.patient_id = x",
     "a consent to another partner counts",
@@ -401,7 +399,7 @@ drop(
 drop(
     "consenting-revoked",
     C,
-    R03,
+    S_VISIBILITY,
     "k.partner_id = p_partner\n                    and k.revoked_at is null and now()",
     "k.partner_id = p_partner\n                    and now()",
     "a revoked consent counts",
@@ -409,7 +407,7 @@ drop(
 drop(
     "consenting-expired",
     C,
-    R03,
+    S_VISIBILITY,
     "and k.revoked_at is null and now() < k.expires_at\n                    and p_scope",
     "and k.revoked_at is null\n                    and p_scope",
     "an expired consent counts",
@@ -417,7 +415,7 @@ drop(
 drop(
     "consenting-scope",
     C,
-    R03,
+    S_VISIBILITY,
     "\n                    and p_scope = any(k.scopes))",
     ")",
     "a consent counts for types outside its scopes",
@@ -433,7 +431,7 @@ T_EXIT = (
 drop(
     "exit-write-accepts-everyone",
     G,
-    R16,
+    S_AUDIT,
     "     where candidate not in (\n"
     "         select x from api.authorized_patients(p_role, p_actor, p_scopes, a.needs, "
     "a.candidates) x);",
@@ -444,7 +442,7 @@ drop(
 drop(
     "exit-write-any-scope",
     G,
-    R16,
+    S_AUDIT,
     "api.authorized_patients(p_role, p_actor, p_scopes, a.needs, a.candidates)",
     "api.authorized_patients(p_role, p_actor, p_scopes, 'patient/Patient.rs', a.candidates)",
     "a partner's consent to their record counts for their consultations and recordings",
@@ -453,7 +451,7 @@ drop(
 drop(
     "exit-write-stores-withheld",
     G,
-    R16,
+    S_AUDIT,
     "        return query select unnest(foreign_patients);\n        return;\n",
     "        return query select unnest(foreign_patients);\n",
     "a withheld response's disclosures are stored in the audit trail as if sent",
@@ -462,7 +460,7 @@ drop(
 drop(
     "exit-write-as-another-role",
     G,
-    R16,
+    S_AUDIT,
     "api.authorized_patients(p_role, p_actor, p_scopes, a.needs, a.candidates)",
     "api.authorized_patients('support', p_actor, p_scopes, a.needs, a.candidates)",
     "the questions are asked for another role than the caller's",
@@ -475,7 +473,7 @@ T_CHAIN = ("tests/test_audit.py", "tests/test_audit_replicas.py")
 drop(
     "chain-hash-skips-patient",
     H,
-    R17,
+    S_AUDIT,
     "        || data.canonical_field(e.patient_id::text) || data.canonical_field(e.client_id)",
     "        || data.canonical_field(e.client_id)",
     "an event's hash does not cover whose record it is: the patient can be rewritten unnoticed",
@@ -484,7 +482,7 @@ drop(
 drop(
     "chain-hash-skips-position",
     H,
-    R17,
+    S_AUDIT,
     "data.canonical_field(e.chain_id::text) || data.canonical_field(e.chain_seq::text)",
     "data.canonical_field(e.chain_id::text)",
     "an event's hash does not cover its position: events can be reordered unnoticed",
@@ -493,7 +491,7 @@ drop(
 drop(
     "chain-seq-gap",
     H,
-    R12,
+    S_AUDIT,
     "    new.chain_seq := prev_seq + 1;",
     "    new.chain_seq := prev_seq + 2;",
     "a chain skips a position: a gap that verify must not take for a deletion, or must report",
@@ -502,7 +500,7 @@ drop(
 drop(
     "chain-two-writers",
     H,
-    R12,
+    S_AUDIT,
     "         order by random()\n         limit 1\n           for update skip locked;",
     "         order by random()\n         limit 1;",
     "two concurrent writers take one chain: both continue the same predecessor (a fork)",
@@ -511,7 +509,7 @@ drop(
 drop(
     "chain-head-keeps-hash",
     H,
-    R12,
+    S_AUDIT,
     "           set last_seq = split_part(tail, ':', 1)::bigint,\n"
     "               last_hash = decode(split_part(tail, ':', 2), 'hex')",
     "           set last_seq = split_part(tail, ':', 1)::bigint",
@@ -521,7 +519,7 @@ drop(
 drop(
     "chain-prev-hash-unset",
     H,
-    R12,
+    S_AUDIT,
     "    new.prev_hash := prev_hash;",
     "    new.prev_hash := null;",
     "an event does not store its predecessor's hash",
@@ -543,7 +541,7 @@ for view, line in (
     drop(
         f"access-log{view}-any-patient",
         D,
-        R20,
+        S_PAGES,
         "where e.patient_id = p_actor\n" + KINDS + line,
         "where true\n" + KINDS + line,
         f"a patient's access log{view.replace('-', ', view ')} holds every patient's events",
@@ -552,7 +550,7 @@ for view, line in (
 drop(
     "access-log-other-roles",
     D,
-    R20,
+    S_PAGES,
     "    elsif p_role = 'auditor' then\n        return query\n            select e.seq",
     "    elsif p_role is not null then\n        return query\n            select e.seq",
     "a clinician, support or partner reads every access event",
@@ -561,7 +559,7 @@ drop(
 drop(
     "access-log-others-keeps-own",
     D,
-    R20,
+    S_PAGES,
     "              and e.role is distinct from 'patient' and e.seq is not null\n",
     "              and e.seq is not null\n",
     "the patient's 'others' view of their log still holds their own reads",
@@ -570,7 +568,7 @@ drop(
 drop(
     "access-log-emergency-keeps-all",
     D,
-    R20,
+    S_PAGES,
     "              and e.break_glass_reason is not null and e.seq is not null\n",
     "              and e.seq is not null\n",
     "the patient's emergency view of their log holds every access",
@@ -579,7 +577,7 @@ drop(
 drop(
     "consents-of-any-patient",
     D,
-    R03,
+    S_CONSENT,
     "where p_role = 'patient' and k.patient_id = p_actor\n",
     "where p_role = 'patient'\n",
     "a patient's consent list holds every patient's consents",
@@ -587,7 +585,7 @@ drop(
 drop(
     "revoke-any-patients-consent",
     D,
-    R03,
+    S_CONSENT,
     "where id = p_consent and p_role = 'patient' and patient_id = p_actor",
     "where id = p_consent and p_role = 'patient'",
     "a patient revokes another patient's consent",
@@ -714,14 +712,15 @@ for mutant_id, old, new, why in (
         "consent_request_rows: a patient reads every patient's requests",
     ),
 ):
-    drop(mutant_id, C, R14, old, new, why, T_CONSENT_PAGE)
+    path = S_POLICIES if mutant_id.startswith("rls-") else S_CONSENT
+    drop(mutant_id, C, path, old, new, why, T_CONSENT_PAGE)
 
 # --- layer 3: the row-level security policies --------------------------------------------------
 E = "sql: row-level security"
 drop(
     "rls-consultation-patient",
     E,
-    R10,
+    S_POLICIES,
     "on data.consultations for select to gateway_app using (\n"
     "    ((select api.scope_role()) = 'patient' and patient_id = (select api.scope_actor()))",
     "on data.consultations for select to gateway_app using (\n"
@@ -732,7 +731,7 @@ drop(
 drop(
     "rls-consultation-clinician",
     E,
-    R10,
+    S_POLICIES,
     "        clinician_id = (select api.scope_actor())\n        or exists (",
     "        true\n        or exists (",
     "consultation_rows: a clinician sees every consultation",
@@ -741,7 +740,7 @@ drop(
 drop(
     "rls-consultation-break-glass-any-patient",
     E,
-    R10,
+    S_POLICIES,
     "g.clinician_id = (select api.scope_actor()) and g.patient_id = consultations.patient_id",
     "g.clinician_id = (select api.scope_actor())",
     "consultation_rows: one break-glass grant opens every patient",
@@ -750,7 +749,7 @@ drop(
 drop(
     "rls-consultation-break-glass-revoked",
     E,
-    R10,
+    S_POLICIES,
     "g.patient_id = consultations.patient_id\n              and g.revoked_at is null and now()",
     "g.patient_id = consultations.patient_id\n              and now()",
     "consultation_rows: a revoked break-glass grant still opens",
@@ -759,7 +758,7 @@ drop(
 drop(
     "rls-consultation-break-glass-expired",
     E,
-    R10,
+    S_POLICIES,
     "and g.revoked_at is null and now() < g.expires_at)))",
     "and g.revoked_at is null)))",
     "consultation_rows: an expired break-glass grant still opens",
@@ -768,7 +767,7 @@ drop(
 drop(
     "rls-consultation-auditor",
     E,
-    R10,
+    S_POLICIES,
     "    or (select api.scope_role()) = 'support'\n    or ((select api.scope_role()) = 'partner'\n"
     "        and 'patient/Consultation.rs'",
     "    or (select api.scope_role()) in ('support', 'auditor')\n"
@@ -780,7 +779,7 @@ drop(
 drop(
     "rls-consultation-partner-token",
     E,
-    R10,
+    S_POLICIES,
     "and 'patient/Consultation.rs' = any((select api.scope_scopes())::text[])",
     "and true",
     "consultation_rows: a partner without the token scope",
@@ -789,7 +788,7 @@ drop(
 drop(
     "rls-consultation-partner-any-partner",
     E,
-    R10,
+    S_POLICIES,
     "where k.partner_id = (select api.scope_actor()) and k.patient_id = consultations.patient_id",
     "where k.patient_id = consultations.patient_id",
     "consultation_rows: a consent to another partner",
@@ -798,7 +797,7 @@ drop(
 drop(
     "rls-consultation-partner-revoked",
     E,
-    R10,
+    S_POLICIES,
     "k.patient_id = consultations.patient_id\n              and k.revoked_at is null and now()",
     "k.patient_id = consultations.patient_id\n              and now()",
     "consultation_rows: a revoked consent",
@@ -807,7 +806,7 @@ drop(
 drop(
     "rls-consultation-partner-expired",
     E,
-    R10,
+    S_POLICIES,
     "and now() < k.expires_at\n              and 'patient/Consultation.rs' = any(k.scopes)",
     "\n              and 'patient/Consultation.rs' = any(k.scopes)",
     "consultation_rows: an expired consent",
@@ -816,7 +815,7 @@ drop(
 drop(
     "rls-consultation-partner-consent-scope",
     E,
-    R10,
+    S_POLICIES,
     "and 'patient/Consultation.rs' = any(k.scopes)",
     "and true",
     "consultation_rows: a consent without the consultation scope",
@@ -825,7 +824,7 @@ drop(
 drop(
     "rls-recording-any",
     E,
-    R10,
+    S_POLICIES,
     "((select api.scope_role()) in ('patient', 'clinician')\n"
     "        and exists (select 1 from data.consultations c"
     " where c.id = recordings.consultation_id))",
@@ -836,7 +835,7 @@ drop(
 drop(
     "rls-recording-support",
     E,
-    R10,
+    S_POLICIES,
     "in ('patient', 'clinician')",
     "in ('patient', 'clinician', 'support')",
     "recording_rows: support sees recordings",
@@ -845,7 +844,7 @@ drop(
 drop(
     "rls-recording-partner-token",
     E,
-    R10,
+    S_POLICIES,
     "and 'patient/Recording.rs' = any((select api.scope_scopes())::text[])",
     "and true",
     "recording_rows: a partner without the token scope",
@@ -854,7 +853,7 @@ drop(
 drop(
     "rls-recording-partner-any-partner",
     E,
-    R10,
+    S_POLICIES,
     "where k.partner_id = (select api.scope_actor()) and k.patient_id = recordings.patient_id",
     "where k.patient_id = recordings.patient_id",
     "recording_rows: a consent to another partner",
@@ -863,7 +862,7 @@ drop(
 drop(
     "rls-recording-partner-any-patient",
     E,
-    R10,
+    S_POLICIES,
     "where k.partner_id = (select api.scope_actor()) and k.patient_id = recordings.patient_id",
     "where k.partner_id = (select api.scope_actor())",
     "recording_rows: one consent opens every patient's recordings",
@@ -872,7 +871,7 @@ drop(
 drop(
     "rls-recording-partner-revoked",
     E,
-    R10,
+    S_POLICIES,
     "k.patient_id = recordings.patient_id\n              and k.revoked_at is null and now()",
     "k.patient_id = recordings.patient_id\n              and now()",
     "recording_rows: a revoked consent",
@@ -881,7 +880,7 @@ drop(
 drop(
     "rls-recording-partner-consent-scope",
     E,
-    R10,
+    S_POLICIES,
     "and 'patient/Recording.rs' = any(k.scopes)",
     "and true",
     "recording_rows: a consent without the recording scope",
@@ -890,7 +889,7 @@ drop(
 drop(
     "rls-patient-patient",
     E,
-    R10,
+    S_POLICIES,
     "((select api.scope_role()) = 'patient' and id = (select api.scope_actor()))",
     "((select api.scope_role()) = 'patient')",
     "patient_rows: a patient sees every patient",
@@ -899,7 +898,7 @@ drop(
 drop(
     "rls-patient-clinician",
     E,
-    R10,
+    S_POLICIES,
     "or ((select api.scope_role()) = 'clinician'\n"
     "        and exists (select 1 from data.consultations c where c.patient_id = patients.id))",
     "or ((select api.scope_role()) = 'clinician')",
@@ -909,7 +908,7 @@ drop(
 drop(
     "rls-patient-auditor",
     E,
-    R10,
+    S_POLICIES,
     "    or (select api.scope_role()) = 'support'\n    or ((select api.scope_role()) = 'partner'\n"
     "        and 'patient/Patient.rs'",
     "    or (select api.scope_role()) in ('support', 'auditor')\n"
@@ -921,7 +920,7 @@ drop(
 drop(
     "rls-patient-partner-token",
     E,
-    R10,
+    S_POLICIES,
     "and 'patient/Patient.rs' = any((select api.scope_scopes())::text[])",
     "and true",
     "patient_rows: a partner without the token scope",
@@ -930,7 +929,7 @@ drop(
 drop(
     "rls-patient-partner-any-partner",
     E,
-    R10,
+    S_POLICIES,
     "where k.partner_id = (select api.scope_actor()) and k.patient_id = patients.id",
     "where k.patient_id = patients.id",
     "patient_rows: a consent to another partner",
@@ -939,7 +938,7 @@ drop(
 drop(
     "rls-patient-partner-expired",
     E,
-    R10,
+    S_POLICIES,
     "and now() < k.expires_at\n              and 'patient/Patient.rs' = any(k.scopes)",
     "\n              and 'patient/Patient.rs' = any(k.scopes)",
     "patient_rows: an expired consent",
@@ -948,7 +947,7 @@ drop(
 drop(
     "rls-patient-partner-consent-scope",
     E,
-    R10,
+    S_POLICIES,
     "and 'patient/Patient.rs' = any(k.scopes)",
     "and true",
     "patient_rows: a consent without the patient scope",
@@ -957,7 +956,7 @@ drop(
 drop(
     "rls-consent-patient",
     E,
-    R10,
+    S_POLICIES,
     "on data.consents for select to gateway_app using (\n"
     "    ((select api.scope_role()) = 'patient' and patient_id = (select api.scope_actor()))",
     "on data.consents for select to gateway_app using (\n"
@@ -968,7 +967,7 @@ drop(
 drop(
     "rls-consent-partner",
     E,
-    R10,
+    S_POLICIES,
     "or ((select api.scope_role()) = 'partner' and partner_id = (select api.scope_actor()))",
     "or ((select api.scope_role()) = 'partner')",
     "consent_rows: a partner sees every consent",
@@ -977,7 +976,7 @@ drop(
 drop(
     "rls-consent-revoke-any",
     E,
-    R10,
+    S_POLICIES,
     "for update to gateway_app\n"
     "    using ((select api.scope_role()) = 'patient' and patient_id = (select api.scope_actor()))",
     "for update to gateway_app\n    using ((select api.scope_role()) = 'patient')",
@@ -987,7 +986,7 @@ drop(
 drop(
     "rls-access-event-patient",
     E,
-    R10,
+    S_POLICIES,
     "on data.access_events for select to gateway_app using (\n"
     "    ((select api.scope_role()) = 'patient' and patient_id = (select api.scope_actor()))",
     "on data.access_events for select to gateway_app using (\n"
@@ -998,7 +997,7 @@ drop(
 drop(
     "rls-access-event-clinician",
     E,
-    R10,
+    S_POLICIES,
     "    or (select api.scope_role()) = 'auditor'\n);",
     "    or (select api.scope_role()) in ('auditor', 'clinician')\n);",
     "access_event_rows: a clinician sees every access event",
@@ -1007,7 +1006,7 @@ drop(
 drop(
     "rls-break-glass-clinician",
     E,
-    R10,
+    S_POLICIES,
     "((select api.scope_role()) = 'clinician' and clinician_id = (select api.scope_actor()))",
     "((select api.scope_role()) = 'clinician')",
     "break_glass_rows: a clinician sees every break-glass grant",
@@ -1016,7 +1015,7 @@ drop(
 drop(
     "rls-break-glass-patient",
     E,
-    R10,
+    S_POLICIES,
     "or ((select api.scope_role()) = 'patient' and patient_id = (select api.scope_actor()))",
     "or ((select api.scope_role()) = 'patient')",
     "break_glass_rows: a patient sees every break-glass grant",
@@ -1372,36 +1371,17 @@ def _apply(copy: Path, item: Mutant) -> str:
     return original
 
 
-_DEFINITION = re.compile(r"create\s+(?:or\s+replace\s+)?(function|policy)\s+([\w.]+)", re.I)
-
-
 def declaration_errors(item: Mutant) -> list[str]:
     """Why ``item`` would not mutate what runs: its old text is not in its file exactly once, or
-    (SQL) the function or policy around it is created again by a later migration, so that the
-    mutant would change a definition the database no longer holds and survive for nothing."""
+    (SQL) its file is a numbered migration, which is history: what the database runs is defined
+    once, in src/gateway/data/sql, and a mutant of a migration's text would survive for nothing."""
     path = ROOT / item.path
     text = path.read_text(encoding="utf-8")
     found = text.count(item.old)
     if found != 1:
         return [f"{item.id}: the old text occurs {found} times in {item.path}"]
-    if path.suffix != ".sql":
-        return []
-    at = text.index(item.old)
-    around = [m for m in _DEFINITION.finditer(text, 0, at + len(item.old)) if m.start() <= at]
-    if not around:
-        return []
-    kind, name = around[-1].group(1).lower(), around[-1].group(2).lower()
-    later = [
-        other.name
-        for other in sorted(path.parent.glob("*.sql"))
-        if other.name > path.name
-        and any(
-            (m.group(1).lower(), m.group(2).lower()) == (kind, name)
-            for m in _DEFINITION.finditer(other.read_text(encoding="utf-8"))
-        )
-    ]
-    if later:
-        return [f"{item.id}: {kind} {name} is created again by {', '.join(later)}"]
+    if path.suffix == ".sql" and path.parent != ROOT / DEFINITIONS:
+        return [f"{item.id}: {item.path} is not a definition file ({DEFINITIONS})"]
     return []
 
 

@@ -330,7 +330,7 @@ def test_a_client_id_belongs_to_one_partner(env):
 def test_the_commands_refuse_a_database_not_migrated_as_this_gateway_expects(postgres_url):
     import asyncio
 
-    from gateway.data.migrate import apply_migrations
+    from gateway.data.migrate import apply_migrations, available_migrations
 
     fresh = _fresh_database(postgres_url)
 
@@ -372,6 +372,22 @@ def test_the_commands_refuse_a_database_not_migrated_as_this_gateway_expects(pos
     changed = gateway("accounts", "list", "--database-url", fresh)
     assert_one_line_failure(
         changed, "gateway: the database's migrations 0013_administration differ from this gateway's"
+    )
+    # A function changed by hand (here: everyone is support) is a database this gateway refuses
+    # to administer until `gateway migrate` puts the definitions back.
+    asyncio.run(
+        on_fresh(
+            "update public.schema_migrations set checksum = "
+            f"'{available_migrations()[12].checksum}' where version = '0013_administration'",
+            "create or replace function api.scope_role() returns text language sql stable "
+            "parallel safe as $$ select 'support' $$",
+        )
+    )
+    drifted = gateway("accounts", "list", "--database-url", fresh)
+    assert_one_line_failure(
+        drifted,
+        "gateway: the database's functions, policies or privileges differ from this gateway's "
+        "definitions: run `gateway migrate`",
     )
 
 

@@ -21,6 +21,7 @@ from gateway.data.queries import RECORD_ACCESS_EVENTS, STATEMENT_NAMES
 from gateway.ids import encode_global_id
 from tests.support.database import as_admin
 from tests.support.gateway_process import run_gateway
+from tests.support.released import migrate_as_released
 from tests.support.server import GraphQLClient, serving
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -571,7 +572,8 @@ def test_concurrent_batches_each_append_one_contiguous_run_of_a_chain_of_their_o
 def test_audit_export_writes_changes_of_access_as_fhir_events_too(env, client, tmp_path):
     """Consents granted and revoked and break-glass opened are in the trail; the export must
     carry them as valid AuditEvents (create or update, succeeded), not stop at the first one."""
-    from tests.test_roles import REASON, _grant, _new_partner, _open
+    from tests.support.actors import REASON, new_clinician
+    from tests.test_roles import _grant, _new_partner, _open
 
     patient_subject, patient = env.patients()[10]
     _, partner_id = _new_partner(env)
@@ -580,7 +582,8 @@ def test_audit_export_writes_changes_of_access_as_fhir_events_too(env, client, t
     consent_id = consent["data"]["grantConsent"]["id"]
     revoke = "mutation($id: ID!) { revokeConsent(id: $id) { id } }"
     client.execute(revoke, token, {"id": consent_id})
-    clinician_subject = _new_clinician(env)  # a seeded one would keep the grant, for others
+    # A new clinician: a seeded one would keep the grant, for others.
+    clinician_subject, _ = new_clinician(env, "audit")
     assert _open(client, env.token(clinician_subject), patient)["data"]["openBreakGlass"]
 
     output = tmp_path / "events.ndjson"
@@ -608,26 +611,6 @@ def test_audit_export_writes_changes_of_access_as_fhir_events_too(env, client, t
     )
     assert opened["purposeOfEvent"][0]["text"] == f"break-glass: {REASON}"
     assert opened["entity"][0]["what"]["reference"] == f"Patient/{patient}"
-
-
-def _new_clinician(env) -> str:
-    """A fresh clinician account: its subject."""
-    pk = uuid.uuid4()
-
-    async def make(connection):
-        await connection.execute(
-            "insert into data.clinicians values ($1, 'Dr Export', 'Emergency')", pk
-        )
-        await connection.execute(
-            "insert into data.accounts (issuer, subject, role, clinician_id) "
-            "values ($1, $2, 'clinician', $3)",
-            env.identity.issuer,
-            f"clinician-{pk}",
-            pk,
-        )
-
-    _admin(env, make)
-    return f"clinician-{pk}"
 
 
 def test_a_writer_takes_a_free_chain_while_another_holds_one(env):
@@ -672,7 +655,7 @@ def test_events_written_before_the_chains_still_verify_as_the_first_chain(env):
     verify checks them by the old definition and every new chain beside them, and still names
     an old event that was altered."""
     from gateway.audit.chain import verify_chain
-    from gateway.data.migrate import apply_migrations, available_migrations
+    from gateway.data.migrate import apply_migrations
 
     name = f"gateway_chains_{uuid.uuid4().hex[:8]}"
     event = json.dumps(
@@ -695,19 +678,7 @@ def test_events_written_before_the_chains_still_verify_as_the_first_chain(env):
         url = env.admin_url.rsplit("/", 1)[0] + f"/{name}"
         connection = await asyncpg.connect(url)
         try:
-            await connection.execute(
-                "create table public.schema_migrations (version text primary key, "
-                "checksum text not null, applied_at timestamptz not null default now())"
-            )
-            for migration in available_migrations():
-                if migration.version >= "0012":
-                    break
-                await connection.execute(migration.sql)
-                await connection.execute(
-                    "insert into schema_migrations (version, checksum) values ($1, $2)",
-                    migration.version,
-                    migration.checksum,
-                )
+            await migrate_as_released(connection, before="0012")
             await connection.execute(BEFORE_0016, event)
             await apply_migrations(connection)
             await connection.execute(RECORD_ACCESS_EVENTS, event.replace('"old"', '"new"'), [])
@@ -753,7 +724,7 @@ def live_chains(env):
 def _chains_database(env):
     """A database of its own migrated before 0012 with three events, then to the end with three
     more: the first chain (by seq) and one of the chains (by position), each of three."""
-    from gateway.data.migrate import apply_migrations, available_migrations
+    from gateway.data.migrate import apply_migrations
 
     name = f"gateway_verify_{uuid.uuid4().hex[:8]}"
     url = env.admin_url.rsplit("/", 1)[0] + f"/{name}"
@@ -781,19 +752,7 @@ def _chains_database(env):
             await admin.close()
         connection = await asyncpg.connect(url)
         try:
-            await connection.execute(
-                "create table public.schema_migrations (version text primary key, "
-                "checksum text not null, applied_at timestamptz not null default now())"
-            )
-            for migration in available_migrations():
-                if migration.version >= "0012":
-                    break
-                await connection.execute(migration.sql)
-                await connection.execute(
-                    "insert into schema_migrations (version, checksum) values ($1, $2)",
-                    migration.version,
-                    migration.checksum,
-                )
+            await migrate_as_released(connection, before="0012")
             await connection.execute(BEFORE_0016, events("old"))
             await apply_migrations(connection)
             await connection.execute(RECORD_ACCESS_EVENTS, events("new"), [])

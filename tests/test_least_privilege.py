@@ -14,12 +14,13 @@ import uuid
 import asyncpg
 import pytest
 
-from gateway.data.migrate import available_migrations
+from gateway.data.migrate import DEFINITIONS, available_migrations
 from gateway.data.queries import RECORD_ACCESS_EVENTS
 from gateway.dev.embedded import OWNER, with_credentials
 from gateway.dev.seed import SeedPlan, seed_database
 from tests.support.database import as_admin, connected
 from tests.support.gateway_process import run_gateway
+from tests.support.released import migrate_as_released
 
 # Everything the migrations made, with its owner, read from the catalog.
 OWNERS = """
@@ -163,19 +164,7 @@ def released(env):
     async def migrate_as_superuser() -> dict[str, int]:
         connection = await asyncpg.connect(admin_url)
         try:
-            await connection.execute(
-                "create table public.schema_migrations (version text primary key, "
-                "checksum text not null, applied_at timestamptz not null default now())"
-            )
-            for migration in available_migrations():
-                if migration.version >= LAST_RELEASE:
-                    break
-                await connection.execute(migration.sql)
-                await connection.execute(
-                    "insert into schema_migrations (version, checksum) values ($1, $2)",
-                    migration.version,
-                    migration.checksum,
-                )
+            await migrate_as_released(connection, before=LAST_RELEASE)
             await seed_database(connection, SeedPlan(patients=3, clinicians=2), "urn:test")
             await connection.execute(RECORD_ACCESS_EVENTS, _events("before", 4), [])
             return await _counts(connection)
@@ -209,7 +198,7 @@ def test_the_owner_cannot_migrate_a_database_a_superuser_owns_until_it_is_handed
     moved, applied = handed.stdout.strip().splitlines()
     assert moved.endswith(f"objects handed over to {OWNER}") and int(moved.split()[0]) > 50
     since = [m for m in available_migrations() if m.version >= LAST_RELEASE]
-    assert applied == "applied: " + ", ".join(m.version for m in since)
+    assert applied == "applied: " + ", ".join([*(m.version for m in since), DEFINITIONS])
     assert since[0].version == "0019_audit_reader"
 
     async def after() -> tuple[dict[str, str], dict[str, int], list[str]]:
@@ -240,7 +229,7 @@ def test_a_fresh_database_is_migrated_by_the_owner_alone(env):
         applied = run_gateway("migrate", "--database-url", owner_url)
         assert applied.returncode == 0, applied.stderr
         assert applied.stdout.strip() == "applied: " + ", ".join(
-            m.version for m in available_migrations()
+            [*(m.version for m in available_migrations()), DEFINITIONS]
         )
         owners = _owners(connected(admin_url, lambda c: c.fetch(OWNERS)))
         assert {owner for owner in owners.values()} == {OWNER}

@@ -1,8 +1,8 @@
 """The hand-made mutants of scripts/mutants.py stay aimed at what runs.
 
-A mutant of SQL is an exact text in one migration. When a later migration creates the same
-function or policy again (0010 rewrote every row-level security policy, 0011 the pages), a mutant
-still aimed at the old text changes nothing the database holds and survives for nothing: the
+A mutant of SQL is an exact text in one definition file (src/gateway/data/sql), where each
+function and policy the database holds is defined once. A mutant aimed at a numbered migration
+would change history, which a migrated database never runs again, and survive for nothing: the
 mutation score would then overstate the tests. This fails as soon as that happens.
 """
 
@@ -30,17 +30,18 @@ def test_every_hand_made_mutant_changes_a_definition_the_database_holds():
     assert errors == []
 
 
-def test_a_mutant_of_a_superseded_policy_is_named(tmp_path):
+def test_a_mutant_aimed_at_a_migration_is_named():
     mutants = _mutants()
     stale = mutants.Mutant(
         "stale",
         "sql",
-        f"{mutants.MIGRATIONS}/0003_every_role.sql",
-        "create policy consultation_rows",
-        "create policy consultation_rows",
-        "aimed at 0003's policy, which 0010 replaced",
+        "src/gateway/data/migrations/0001_domain.sql",
+        "create table data.patients",
+        "create table data.patients",
+        "aimed at history, which a migrated database never runs again",
         (),
     )
     assert mutants.declaration_errors(stale) == [
-        "stale: policy consultation_rows is created again by 0010_rls_once_per_statement.sql"
+        "stale: src/gateway/data/migrations/0001_domain.sql is not a definition file "
+        "(src/gateway/data/sql)"
     ]

@@ -23,6 +23,7 @@ from uuid import UUID
 
 import asyncpg
 
+from gateway.data.definitions import definitions_current
 from gateway.data.migrate import available_migrations
 from gateway.errors import ConfigurationError
 from gateway.identity import Role
@@ -92,6 +93,11 @@ async def check_migrated(connection: asyncpg.Connection) -> None:
     if changed:
         raise ConfigurationError(
             f"the database's migrations {', '.join(changed)} differ from this gateway's"
+        )
+    if not await definitions_current(connection):
+        raise ConfigurationError(
+            "the database's functions, policies or privileges differ from this gateway's "
+            "definitions: run `gateway migrate`"
         )
 
 

@@ -1,6 +1,9 @@
 """Versioned SQL migrations: ``migrations/NNNN_name.sql``, applied in order, each in its own
 transaction, under an advisory lock so that concurrent runners (several pods starting) apply each
-one once. An applied file whose text has changed is refused, not silently skipped.
+one once, then the definitions in force (``gateway.data.definitions``: functions, triggers,
+policies, privileges). An applied file whose text has changed is refused, not silently skipped;
+the one exception is a text listed in ``migrations/released.sha256``: the migrations as released
+before their definitions moved to ``sql/``, whose applied record is brought up to date.
 
 Migrations run as the schema's owner, the database's owner, a role that is neither SUPERUSER nor
 BYPASSRLS nor (on PostgreSQL 15, where it is nearly a superuser) CREATEROLE: ``gateway_owner`` in
@@ -23,9 +26,20 @@ from importlib import resources
 
 import asyncpg
 
+from gateway.data.definitions import apply_definitions
 from gateway.errors import ConfigurationError
 
-__all__ = ["Migration", "apply_migrations", "available_migrations", "hand_over"]
+__all__ = [
+    "DEFINITIONS",
+    "Migration",
+    "apply_migrations",
+    "available_migrations",
+    "hand_over",
+    "released_checksums",
+]
+
+# What ``apply_migrations`` lists after the versions when it applied the definitions.
+DEFINITIONS = "definitions"
 
 _LOCK_KEY = 0x6761746577617931  # "gateway1"
 
@@ -47,6 +61,12 @@ class Migration:
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
+    @property
+    def has_statements(self) -> bool:
+        return any(
+            line.strip() and not line.lstrip().startswith("--") for line in self.sql.splitlines()
+        )
+
 
 def available_migrations() -> list[Migration]:
     folder = resources.files("gateway.data") / "migrations"
@@ -58,8 +78,21 @@ def available_migrations() -> list[Migration]:
     return sorted(found, key=lambda migration: migration.version)
 
 
+def released_checksums() -> dict[str, set[str]]:
+    """The checksums of migration texts as once released and since shortened (``sha256sum``
+    lines: checksum, two spaces, file name), by version."""
+    listing = resources.files("gateway.data") / "migrations" / "released.sha256"
+    found: dict[str, set[str]] = {}
+    for line in listing.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            checksum, name = line.split()
+            found.setdefault(name.removesuffix(".sql"), set()).add(checksum)
+    return found
+
+
 async def apply_migrations(connection: asyncpg.Connection) -> list[str]:
-    """Apply every pending migration; return the versions applied now."""
+    """Apply every pending migration, then the definitions if the catalog does not hold them
+    already; return the versions applied now, followed by ``DEFINITIONS`` if they were."""
     applied_now = []
     await connection.execute("select pg_advisory_lock($1)", _LOCK_KEY)
     try:
@@ -69,21 +102,31 @@ async def apply_migrations(connection: asyncpg.Connection) -> list[str]:
             row["version"]: row["checksum"]
             for row in await connection.fetch("select version, checksum from schema_migrations")
         }
+        released = released_checksums()
         for migration in available_migrations():
             if migration.version in done:
-                if done[migration.version] != migration.checksum:
+                if done[migration.version] in released.get(migration.version, ()):
+                    await connection.execute(
+                        "update schema_migrations set checksum = $2 where version = $1",
+                        migration.version,
+                        migration.checksum,
+                    )
+                elif done[migration.version] != migration.checksum:
                     raise ConfigurationError(
                         f"migration {migration.version} was changed after it was applied"
                     )
                 continue
             async with connection.transaction():
-                await connection.execute(migration.sql)
+                if migration.has_statements:  # some hold only their history's prose now
+                    await connection.execute(migration.sql)
                 await connection.execute(
                     "insert into schema_migrations (version, checksum) values ($1, $2)",
                     migration.version,
                     migration.checksum,
                 )
             applied_now.append(migration.version)
+        if await apply_definitions(connection):
+            applied_now.append(DEFINITIONS)
     finally:
         await connection.execute("reset role")
         await connection.execute("select pg_advisory_unlock($1)", _LOCK_KEY)

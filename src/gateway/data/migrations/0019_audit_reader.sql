@@ -25,11 +25,5 @@ begin
 end
 $$;
 
-grant usage on schema data to gateway_audit_reader;
-grant select on data.access_events, data.audit_field_sets, data.audit_chain_head,
-    data.audit_chains to gateway_audit_reader;
-
--- data.access_events forces row-level security (0001): the reader sees every event, through a
--- policy of its own that allows reading only.
-create policy access_event_audit_read on data.access_events
-    for select to gateway_audit_reader using (true);
+-- The functions, triggers, policies and privileges this migration made or changed are defined,
+-- as they stand now, in src/gateway/data/sql/ (applied after the migrations).

@@ -1,0 +1,34 @@
+-- Who may do what, all of it: the application role (gateway_app), the audit reader
+-- (gateway_audit_reader) and PUBLIC. Everything is revoked first and granted again in the same
+-- transaction, so that these lines are the whole of it (a grant made by hand does not survive a
+-- migrate) and no session ever sees the moment between.
+
+revoke all on schema data, api from gateway_app, gateway_audit_reader;
+revoke all on all tables in schema data from gateway_app, gateway_audit_reader;
+revoke all on all functions in schema api from public, gateway_app, gateway_audit_reader;
+
+grant usage on schema data, api to gateway_app;
+grant usage on schema data to gateway_audit_reader;
+
+-- The application reads through row-level security (policies.sql) and through the api
+-- functions; it never reads accounts (api.account_for does, as the owner).
+grant select on data.patients, data.clinicians, data.partners, data.consultations,
+    data.recordings to gateway_app;
+-- Append-only: the audit trail takes inserts, and no update, delete or truncate.
+grant select, insert on data.access_events to gateway_app;
+grant select on data.audit_field_sets to gateway_app;  -- field names, for the access log
+grant select, insert on data.consents, data.break_glass_grants, data.consent_requests
+    to gateway_app;
+grant update (revoked_at) on data.consents to gateway_app;
+grant update (answered_at, approved, consent_id, code_digest, code_expires_at, code_redeemed_at)
+    on data.consent_requests to gateway_app;
+grant execute on all functions in schema api to gateway_app;
+
+-- The audit reader (migration 0019): the events, the field sets they name and the chain heads,
+-- nothing else.
+grant select on data.access_events, data.audit_field_sets, data.audit_chain_head,
+    data.audit_chains to gateway_audit_reader;
+
+-- Only the owner's triggers call these.
+revoke all on function data.advance_chain_head() from public;
+revoke all on function data.access_event_chain_hash(bytea, data.access_events) from public;

@@ -1,0 +1,415 @@
+"""The SQL in force is the files in src/gateway/data/sql: a fresh database and one migrated from
+the last release with data in it end with exactly those definitions (compared in the catalog:
+``pg_get_functiondef``, ``pg_policies``, ``pg_get_triggerdef``, the privileges), a definition
+changed by hand is put back by the next migrate, and the migrate of a running system takes only
+the locks it must, for as long as it must."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from gateway.audit.chain import verify_chain
+from gateway.data.definitions import (
+    AREAS,
+    apply_definitions,
+    available_definitions,
+    catalog_digest,
+    write_definitions,
+)
+from gateway.data.migrate import DEFINITIONS, apply_migrations, available_migrations
+from gateway.data.queries import RECORD_ACCESS_EVENTS
+from gateway.dev.embedded import OWNER, with_credentials
+from gateway.dev.seed import SeedPlan, seed_database
+from tests.support.released import migrate_as_released, released_migrations
+
+SQL = Path(__file__).parents[1] / "src" / "gateway" / "data" / "sql"
+MIGRATIONS = SQL.parent / "migrations"
+
+# Every object the definitions make, one row each, as the catalog shows it.
+CATALOG = """
+select 'function ' || p.oid::regprocedure::text as name,
+       pg_get_functiondef(p.oid) || ' acl ' ||
+       array_to_string(array(select unnest(p.proacl)::text order by 1), ',') as definition
+from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname in ('data', 'api')
+union all
+select format('policy %s on %s.%s', policyname, schemaname, tablename),
+       format('%s %s to %s using (%s) with check (%s)', permissive, cmd, roles, qual, with_check)
+from pg_policies where schemaname in ('data', 'api')
+union all
+select format('trigger %s on %s', t.tgname, t.tgrelid::regclass),
+       pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text
+from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
+where not t.tgisinternal and n.nspname in ('data', 'api')
+union all
+select 'privileges on ' || c.oid::regclass::text,
+       array_to_string(array(select unnest(c.relacl)::text order by 1), ',')
+from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname in ('data', 'api')
+union all
+select format('privileges on column %s.%s', a.attrelid::regclass, a.attname),
+       array_to_string(array(select unnest(a.attacl)::text order by 1), ',')
+from pg_attribute a join pg_class c on c.oid = a.attrelid
+join pg_namespace n on n.oid = c.relnamespace
+where n.nspname in ('data', 'api') and a.attacl is not null
+union all
+select 'privileges on schema ' || nspname,
+       array_to_string(array(select unnest(nspacl)::text order by 1), ',')
+from pg_namespace where nspname in ('data', 'api')
+"""
+
+NAMED = {
+    "function": re.compile(r"^create or replace function ([\w.]+)\(", re.M),
+    "policy": re.compile(r"^create policy (\w+) on ([\w.]+)", re.M),
+    "trigger": re.compile(r"^create or replace trigger (\w+)\b.*?\bon ([\w.]+)", re.M | re.S),
+}
+CREATED = re.compile(r"^\s*create\s+(?:or\s+replace\s+)?(function|policy|trigger)\b", re.I | re.M)
+GRANTED = re.compile(r"^\s*(grant|revoke)\b", re.I | re.M)
+
+
+def _in_files() -> dict[str, set[str]]:
+    """What the files define, by kind: functions by name, policies and triggers with their table."""
+    text = "\n".join(sql for _, sql in available_definitions().files)
+    return {
+        "function": set(NAMED["function"].findall(text)),
+        "policy": {f"{name} on {table}" for name, table in NAMED["policy"].findall(text)},
+        "trigger": {f"{name} on {table}" for name, table in NAMED["trigger"].findall(text)},
+    }
+
+
+async def _catalog(connection: asyncpg.Connection) -> dict[str, str]:
+    return {row["name"]: row["definition"] for row in await connection.fetch(CATALOG)}
+
+
+def _names(catalog: dict[str, str], kind: str) -> set[str]:
+    found = {name.removeprefix(kind + " ") for name in catalog if name.startswith(kind + " ")}
+    if kind == "function":
+        return {name.split("(")[0] for name in found}
+    return found
+
+
+def _on_scratch(env, work: Callable[[str, str], Awaitable[Any]]) -> Any:
+    """Run ``work(superuser URL, owner URL)`` on a new empty database owned by the owner role."""
+    name = f"gateway_defs_{uuid.uuid4().hex[:8]}"
+
+    async def run() -> Any:
+        admin = await asyncpg.connect(env.admin_url)
+        try:
+            await admin.execute(f'create database "{name}" owner {OWNER}')
+            admin_url = env.admin_url.rsplit("/", 1)[0] + f"/{name}"
+            try:
+                # The server trusts loopback connections (tests only): the owner logs in by name.
+                return await work(admin_url, with_credentials(admin_url, OWNER, "x", database=name))
+            finally:
+                await admin.execute(f'drop database if exists "{name}" with (force)')
+        finally:
+            await admin.close()
+
+    return asyncio.run(run())
+
+
+async def _connect(url: str) -> asyncpg.Connection:
+    connection = await asyncpg.connect(url)
+    await connection.execute("set statement_timeout = '60s'")  # a stall fails, never hangs
+    return connection
+
+
+def _fresh_catalog(env) -> dict[str, str]:
+    async def work(_admin_url: str, owner_url: str) -> dict[str, str]:
+        connection = await _connect(owner_url)
+        try:
+            await apply_migrations(connection)
+            return await _catalog(connection)
+        finally:
+            await connection.close()
+
+    return _on_scratch(env, work)
+
+
+@pytest.fixture(scope="module")
+def fresh_catalog(env) -> dict[str, str]:
+    return _fresh_catalog(env)
+
+
+def test_the_files_are_the_areas_and_hold_only_definitions():
+    assert sorted(path.stem for path in SQL.glob("*.sql")) == sorted(AREAS)
+    for path in MIGRATIONS.glob("*.sql"):  # history keeps tables, indexes and data only
+        text = path.read_text()
+        assert CREATED.findall(text) == [], path.name
+        assert GRANTED.findall(text) == [], path.name
+
+
+def test_a_fresh_database_holds_exactly_the_definitions_in_the_files(env, fresh_catalog):
+    files = _in_files()
+    for kind in ("function", "policy", "trigger"):
+        assert _names(fresh_catalog, kind) == files[kind], kind
+    # One definition of each: no function is created twice anywhere in the repository's SQL.
+    created = [
+        name
+        for path in [*SQL.glob("*.sql"), *MIGRATIONS.glob("*.sql")]
+        for name in NAMED["function"].findall(path.read_text())
+    ]
+    assert sorted(created) == sorted(files["function"])  # and each name has one signature
+    assert len(_names(fresh_catalog, "function")) == sum(
+        name.startswith("function ") for name in fresh_catalog
+    )
+    assert "api.consultations_page" in files["function"]
+
+
+def test_applying_the_files_again_changes_no_definition(env):
+    """The catalog is a fixpoint of the files: each function, policy, trigger and privilege is
+    exactly what its statement makes."""
+
+    async def work(_admin_url: str, owner_url: str) -> tuple[dict[str, str], dict[str, str]]:
+        connection = await _connect(owner_url)
+        try:
+            await apply_migrations(connection)
+            before = await _catalog(connection)
+            async with connection.transaction():
+                await write_definitions(connection, available_definitions())
+                after = await _catalog(connection)
+            return before, after
+        finally:
+            await connection.close()
+
+    before, after = _on_scratch(env, work)
+    assert after == before
+
+
+def test_a_database_of_the_last_release_with_data_ends_with_the_same_definitions(
+    env, fresh_catalog
+):
+    """Migrated as the last release migrated it (its texts, its definitions), seeded and audited,
+    then migrated by this gateway: the same catalog as a fresh database, nothing lost, the audit
+    trail intact, and the applied migrations recorded with this gateway's checksums."""
+    released = released_migrations()
+    assert [m.version for m in released] == [m.version for m in available_migrations()]
+
+    async def work(admin_url: str, owner_url: str) -> dict[str, Any]:
+        connection = await _connect(owner_url)
+        try:
+            await migrate_as_released(connection)
+            superuser = await _connect(admin_url)
+            try:
+                await seed_database(superuser, SeedPlan(patients=4, clinicians=2), "urn:test")
+                events = json.dumps(
+                    [
+                        {
+                            "request_id": "before-upgrade",
+                            "kind": "disclosure",
+                            "issuer": "urn:test",
+                            "subject": "s",
+                            "role": "support",
+                            "objects": [{"type": "Consultation", "id": str(n), "fields": ["id"]}],
+                        }
+                        for n in range(3)
+                    ]
+                )
+                await superuser.execute(RECORD_ACCESS_EVENTS, events, [])
+                tables = ("patients", "consultations", "recordings", "accounts", "access_events")
+                counts = [
+                    await superuser.fetchval(f"select count(*) from data.{t}") for t in tables
+                ]
+                released_catalog = await _catalog(connection)
+                applied = await apply_migrations(connection)
+                again = await apply_migrations(connection)
+                return {
+                    "released": released_catalog,
+                    "upgraded": await _catalog(connection),
+                    "applied": applied,
+                    "again": again,
+                    "counts": counts,
+                    "counts after": [
+                        await superuser.fetchval(f"select count(*) from data.{t}") for t in tables
+                    ],
+                    "chain": await verify_chain(superuser),
+                    "checksums": dict(
+                        await connection.fetch("select version, checksum from schema_migrations")
+                    ),
+                }
+            finally:
+                await superuser.close()
+        finally:
+            await connection.close()
+
+    result = _on_scratch(env, work)
+    assert result["applied"] == [DEFINITIONS] and result["again"] == []
+    assert result["upgraded"] == fresh_catalog
+    assert result["counts after"] == result["counts"] and result["counts"][-1] == 3
+    assert result["chain"].intact and result["chain"].events == 3
+    assert result["checksums"] == {m.version: m.checksum for m in available_migrations()}
+    # What the upgrade changed: the release's two functions nothing calls any more are gone
+    # (the audit write without ids, and the hash of the chain before 0012); nothing else moved.
+    gone = set(result["released"]) - set(result["upgraded"])
+    assert gone == {
+        "function api.record_access_events(jsonb)",
+        "function data.access_event_hash(bytea,data.access_events)",
+    }
+    assert {k: v for k, v in result["released"].items() if k not in gone} == fresh_catalog
+
+
+@pytest.mark.parametrize(
+    "by_hand",
+    [
+        # a loader that forgets its predicate
+        "create or replace function api.scope_role() returns text language sql stable "
+        "parallel safe as $$ select 'support' $$",
+        # a policy that opens every patient
+        "drop policy patient_rows on data.patients; create policy patient_rows on data.patients "
+        "for select to gateway_app using (true)",
+        # a privilege nobody granted in the files
+        "grant select on data.accounts to gateway_app",
+        # an append-only trigger disabled
+        "alter table data.access_events disable trigger access_events_append_only",
+        # a function of its own in the api schema
+        "create function api.everything() returns setof data.patients language sql "
+        "as $$ select * from data.patients $$",
+    ],
+)
+def test_a_definition_changed_by_hand_is_put_back_by_the_next_migrate(env, by_hand):
+    async def work(_admin_url: str, owner_url: str) -> tuple[dict[str, str], ...]:
+        connection = await _connect(owner_url)
+        try:
+            await apply_migrations(connection)
+            expected = await _catalog(connection)
+            await connection.execute(by_hand)
+            changed = await _catalog(connection)
+            applied = await apply_migrations(connection)
+            return expected, changed, await _catalog(connection), applied
+        finally:
+            await connection.close()
+
+    expected, changed, after, applied = _on_scratch(env, work)
+    assert changed != expected
+    assert applied == [DEFINITIONS]
+    assert after == expected
+
+
+LOCKS = """
+select c.oid::regclass::text as relation, l.mode
+from pg_locks l join pg_class c on c.oid = l.relation
+join pg_namespace n on n.oid = c.relnamespace
+where l.pid = pg_backend_pid() and n.nspname in ('data', 'api') and c.relkind in ('r', 'p')
+"""
+STRENGTH = [
+    "AccessShareLock",
+    "RowShareLock",
+    "RowExclusiveLock",
+    "ShareUpdateExclusiveLock",
+    "ShareLock",
+    "ShareRowExclusiveLock",
+    "ExclusiveLock",
+    "AccessExclusiveLock",
+]
+
+
+def test_applying_changed_definitions_locks_the_tables_with_policies_or_triggers_and_no_other(
+    env,
+):
+    """What a migrate that changes definitions holds until it commits: ACCESS EXCLUSIVE (which
+    stalls reads) on each table with row-level security policies, to drop and create them; SHARE
+    ROW EXCLUSIVE (which stalls writes, not reads) on each other table with triggers; ACCESS
+    SHARE, which stalls nobody, where a function's body is checked. Privileges take no table
+    lock."""
+
+    async def work(_admin_url: str, owner_url: str) -> dict[str, str]:
+        connection = await _connect(owner_url)
+        try:
+            await apply_migrations(connection)
+            async with connection.transaction():
+                await write_definitions(connection, available_definitions())
+                held: dict[str, str] = {}
+                for row in await connection.fetch(LOCKS):
+                    before = held.get(row["relation"], row["mode"])
+                    held[row["relation"]] = max(row["mode"], before, key=STRENGTH.index)
+                return held
+        finally:
+            await connection.close()
+
+    held = _on_scratch(env, work)
+    assert held == {
+        **{
+            table: "AccessExclusiveLock"
+            for table in (
+                "data.access_events",
+                "data.break_glass_grants",
+                "data.consent_requests",
+                "data.consents",
+                "data.consultations",
+                "data.patients",
+                "data.recordings",
+            )
+        },
+        **{
+            table: "ShareRowExclusiveLock"
+            for table in ("data.accounts", "data.audit_field_sets", "data.partners")
+        },
+        # read while the SQL functions' bodies are checked (clinicians_by_id): blocks no one
+        "data.clinicians": "AccessShareLock",
+    }
+
+
+def test_an_up_to_date_migrate_takes_no_lock_a_reader_or_a_writer_would_notice(env):
+    """With another session holding EXCLUSIVE on every table of data (no one else can write,
+    everyone can still read), the migrate of an up-to-date database still finishes: it reads the
+    catalog (deparsing a policy takes ACCESS SHARE on its table, as any reader does) and changes
+    nothing."""
+
+    async def work(_admin_url: str, owner_url: str) -> tuple[list[str], str]:
+        connection = await _connect(owner_url)
+        holder = await _connect(owner_url)
+        try:
+            await apply_migrations(connection)
+            async with holder.transaction():
+                await holder.execute(
+                    "do $$ declare t regclass; begin for t in select c.oid from pg_class c "
+                    "join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'data' "
+                    "and c.relkind = 'r' loop execute format('lock table %s in exclusive mode', t);"
+                    " end loop; end $$"
+                )
+                await connection.execute("set lock_timeout = '2s'")
+                applied = await apply_migrations(connection)
+                return applied, await catalog_digest(connection)
+        finally:
+            await holder.close()
+            await connection.close()
+
+    applied, digest = _on_scratch(env, work)
+    assert applied == [] and len(digest) == 32
+
+
+def test_a_migrate_behind_a_long_reader_gives_up_each_wait_and_leaves_everything_in_place(env):
+    """A reader holds the patients' table (a long report). A migrate that must recreate the
+    policies waits at most its lock_timeout per attempt, so that readers queued behind it are
+    held back no longer than that, and after its last attempt fails with every definition as it
+    was; once the reader ends, the migrate goes through."""
+
+    async def work(_admin_url: str, owner_url: str) -> tuple[Any, ...]:
+        connection = await _connect(owner_url)
+        reader = await _connect(owner_url)
+        try:
+            await apply_migrations(connection)
+            expected = await _catalog(connection)
+            await connection.execute("update public.schema_definitions set checksum = 'older'")
+            async with reader.transaction():
+                await reader.execute("select count(*) from data.patients")
+                with pytest.raises(asyncpg.LockNotAvailableError) as refused:
+                    await apply_definitions(connection, lock_timeout="50ms", attempts=3)
+                during = await _catalog(connection)
+            applied = await apply_definitions(connection, lock_timeout="50ms", attempts=3)
+            return refused.value, expected, during, applied, await _catalog(connection)
+        finally:
+            await reader.close()
+            await connection.close()
+
+    refused, expected, during, applied, after = _on_scratch(env, work)
+    assert "lock timeout" in str(refused)
+    assert during == expected  # rolled back whole: no table was ever without its policies
+    assert applied is True and after == expected
