@@ -1,4 +1,4 @@
-"""When may an account have changed? A LISTEN connection on the channel that migration 0015's
+"""When may an account have changed? A LISTEN connection on the channel that sql/accounts.sql's
 triggers notify on every change of ``data.accounts`` or ``data.partners``.
 
 ``generation`` moves on every notification and whenever the connection opens or is lost, and
@@ -95,7 +95,7 @@ class AccountChanges:
             connection.add_termination_listener(lambda _connection: lost.set())
             await connection.add_listener(CHANNEL, self._changed)
             if await connection.fetchval(TRIGGERS) != 2:
-                raise LookupError("the accounts' change triggers are missing (migration 0015)")
+                raise LookupError("the accounts' change triggers are missing (sql/accounts.sql)")
             await self._hears(connection)
             # Whatever changed before LISTEN began was never heard: start afresh.
             self.generation += 1

@@ -1,6 +1,6 @@
 """Live consultation events: PostgreSQL notifications fanned out to subscribers.
 
-One LISTEN connection per replica receives IDs from PostgreSQL (migrations/0005) and fans them
+One LISTEN connection per replica receives IDs from PostgreSQL (sql/changes.sql) and fans them
 out to subscribers. ``follow_consultation`` re-reads the consultation for each event through the
 event's own fresh loaders under the subscriber's principal, so loaders and row-level security apply
 to every event exactly as to a query, and the transport's disclosure step checks and audits each
@@ -40,9 +40,14 @@ class EventScope(Protocol):
     """What a subscription needs of its transport: the subscriber, the hub, fresh loaders for
     each event, and whether the transport has ended the stream (an event it could not clear)."""
 
-    principal: Principal | None
-    hub: EventHub
-    closed: bool
+    @property
+    def principal(self) -> Principal: ...
+
+    @property
+    def hub(self) -> EventHub: ...
+
+    @property
+    def closed(self) -> bool: ...
 
     def next_event(self) -> Loaders: ...
 
@@ -132,8 +137,6 @@ async def follow_consultation(
     """(kind, row) for the subscription's first state and every change after it, while the
     caller may see the consultation, their token lasts and the transport keeps the stream."""
     principal = scope.principal
-    if principal is None:
-        raise BadUserInput("Not authenticated")
     async with scope.hub.subscription(consultation) as queue:
         row = await scope.next_event().consultation.load(consultation)
         if row is None:
