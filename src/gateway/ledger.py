@@ -1,15 +1,22 @@
-"""The per-request disclosure ledger: what was read, of which object, owned by which patient.
+"""The per-request disclosure ledger: every row handed out and every field decision, with its owner.
 
-Written only through its methods: the loaders record every row they hand out
-(``record_object``, with the break-glass reason the row was read under), and the one field gate
-(``gateway.authz.field_check``), whichever executor asks it, records every field decision
-(``record_field``: a read when allowed, a denial when not; ``record_reads``: the reads of one
-object's fields at once, when every one was allowed and reached). Owners always come from database
-rows. At the end of the request the disclosure step seals the ledger, exit-checks every owner
-here and the audit writer stores the same lines, so what was checked, audited and sent is one
-list. A sealed ledger records nothing more: work an error left running in the background (a
-sibling of the error, cancelled or settling) may still load rows, but nothing it resolves is
-sent, and the check, the audit and the alerts must all read the same lines.
+Written only through its methods, the owner patient always taken from a database row:
+
+- ``record_object``: a row a loader handed out, or that a change of access returned, with the
+  break-glass reason it was read under;
+- ``record_field``: one decision of the field gate (``authz.field_check.decide``), a read or a
+  denial for a rule, where it is made field by field: graphql-core's field permission
+  (``check_field``), a compiled plan's object run without generated code or with a field denied,
+  and the media endpoint's read of a recording's media;
+- ``record_reads``: the reads of one object's fields in one entry, where a compiled plan's
+  generated code found every field allowed (all of them, or those reached before an error);
+- ``explain``: the rule behind each decision, when a development request asks.
+
+The disclosure step seals the ledger, exit-checks every owner in it and has the audit writer store
+the same lines, so what was checked, audited and sent is one list. A sealed ledger records
+nothing more: work an error left running in the background (a sibling of the error, cancelled or
+settling) may still load rows, but nothing it resolves is sent, and the check, the audit and the
+alerts must all read the same lines.
 """
 
 from __future__ import annotations
