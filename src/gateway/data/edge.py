@@ -1,6 +1,10 @@
-"""The database as every component holds it: one object made when the app is assembled, opened
-by the lifespan, that counts each statement and, when tracing, makes a span of it named after its
-constant in ``queries``."""
+"""The data edge (``DatabaseEdge``): the one object every component sends its statements through.
+
+It is made when the app is assembled, before there is a pool, and handed to every component (its
+``fetch`` is the ``Fetch`` they take); the lifespan opens the database pool (``data.pool``)
+behind it. It counts each statement and, when tracing, makes a span of it named after its
+constant in ``queries``.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
-"""The data edge: the connection pool, the start-up check of the application role, and the
-translation of asyncpg's errors into the gateway's.
+"""The database pool (``Database``): connections as the application role, and their faults.
+
+``Database.connect`` refuses a role that could see past row-level security; each statement
+acquires a pooled connection, and asyncpg's faults become the gateway's (``ServiceUnavailable``).
+Components never hold the pool: they hold the data edge (``data.edge.DatabaseEdge``), which
+forwards to it once the lifespan has opened it.
 
 No loader, cache or connection is shared across requests: each call acquires a pooled connection
 for one statement, whose ``api`` function sets the caller's scope local to that statement's

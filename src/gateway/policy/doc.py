@@ -1,5 +1,6 @@
-"""The policy table as people read it: a terminal matrix (``gateway policy``) and Markdown
-(docs/POLICY.md, kept current by a test)."""
+"""The policy table as people read it: a terminal matrix and Markdown.
+
+The matrix is ``gateway policy``; the Markdown is docs/POLICY.md, kept current by a test."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def policy_markdown() -> str:
         "",
         "Field conditions: `yes` always; `scope S` the partner's token and the patient's consent",
         "both hold S; `if conducted` the clinician conducted this consultation (not break-glass).",
-        "Mutations: `may call` the role may make the change (the field permission, the data edge",
+        "Mutations: `may call` the role may make the change (the field permission, the data layer",
         "and the `api` function each check it); `-` refused with `FORBIDDEN`.",
         "",
         "| " + " | ".join(header) + " |",
