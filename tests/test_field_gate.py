@@ -46,37 +46,15 @@ SETTINGS = offline_production_settings("gate")
 SCHEMA = build_schema(SETTINGS)
 SIGNER = PlaybackSigner(SETTINGS.signing_keys(), 300, clock=lambda: 1_900_000_000)
 
-# The fields a plan completes without a loader: attributes, and the playback URL.
+# The fields a plan completes without a loader: attributes, and the playback URL (every field of
+# the spec but those that hold objects).
+OBJECTS = {"clinician", "patient", "recordings", "consultation", "consultations"}
 FIELDS = {
-    "Consultation": (
-        "id",
-        "scheduledAt",
-        "status",
-        "mode",
-        "reason",
-        "summary",
-        "clinicianNotes",
-    ),
-    "Recording": (
-        "id",
-        "segmentIndex",
-        "mode",
-        "startedAt",
-        "durationSeconds",
-        "contentType",
-        "byteSize",
-        "playbackUrl",
-    ),
-    "Patient": ("id", "displayName", "birthDate"),
+    type_name: tuple(field for field in policy_spec.FIELDS[type_name] if field not in OBJECTS)
+    for type_name in ("Consultation", "Recording", "Patient")
 }
 ROOT = {"Consultation": "consultation", "Recording": "recording", "Patient": "patient"}
 GRANTS = [None, "own", "conducted", "break-glass", "consent", "everyone", "forged"]
-# The SMART scope a partner needs, in token and consent, for each type's fields.
-SCOPE = {
-    "Consultation": scopes.CONSULTATION,
-    "Recording": scopes.RECORDING,
-    "Patient": scopes.PATIENT,
-}
 
 
 def _row(type_name: str, owner: UUID, granted, consent_scopes, clinician: UUID):
@@ -133,11 +111,14 @@ def expected(role: Role, token: frozenset[str], type_name: str, field: str, row)
         return row.owner == ACTOR
     if role is Role.CLINICIAN:
         return row.granted in ("conducted", "break-glass")
-    if role is Role.PARTNER:
-        needs = SCOPE[type_name]
-        if (type_name, field) == ("Consultation", "recordings"):
-            needs = scopes.RECORDING
-        return row.consent_scopes is not None and needs in token and needs in row.consent_scopes
+    if role is Role.PARTNER:  # the scope the field needs, in both token and consent
+        needs = policy_spec.PARTNER_NEEDS[type_name][field]
+        return (
+            needs is not policy_spec.NEVER
+            and row.consent_scopes is not None
+            and needs in token
+            and needs in row.consent_scopes
+        )
     return True  # support, and the types granted to everyone
 
 

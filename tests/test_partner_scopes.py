@@ -4,9 +4,9 @@ consent, over every governed type a partner can reach (Consultation, Recording, 
 For each of the 8 token scope sets x 7 consent scope sets, one request asks for every field the
 policy table grants partners on those types, through every root (the list, by ID, and nested).
 The whole response is compared with one built here: which scope each field needs is written down
-below from README's role table ("only fields that both the token and the consent allow"), not
-read from the table (a test keeps the two equal, so a condition dropped from the table fails
-here); every value is read as superuser.
+in tests/support/policy_spec.py (``PARTNER_NEEDS``) from README's role table ("only fields that
+both the token and the consent allow"), not read from the table (a test keeps the two equal, so a
+condition dropped from the table fails here); every value is read as superuser.
 """
 
 from __future__ import annotations
@@ -26,42 +26,9 @@ from gateway.policy.table import POLICY
 from tests.support.actors import Grants, gid, new_partner, partner_token
 from tests.support.database import as_admin
 from tests.support.json_values import all_strings
+from tests.support.policy_spec import NEVER, PARTNER_NEEDS, PARTNER_ROWS
 
 C, R, P = scopes.CONSULTATION, scopes.RECORDING, scopes.PATIENT
-NEVER = None  # a field no scope opens to a partner
-
-# What each field a partner may ask for needs in both token and consent.
-NEEDS: dict[str, dict[str, str | None]] = {
-    "Consultation": {
-        "id": C,
-        "scheduledAt": C,
-        "status": C,
-        "mode": C,
-        "clinician": C,
-        "summary": C,
-        "patient": C,
-        "recordings": R,
-        "reason": NEVER,
-        "clinicianNotes": NEVER,
-    },
-    "Recording": {
-        field: R
-        for field in (
-            "id",
-            "consultation",
-            "segmentIndex",
-            "mode",
-            "startedAt",
-            "durationSeconds",
-            "contentType",
-            "byteSize",
-            "playbackUrl",
-        )
-    },
-    "Patient": {"id": P, "displayName": P, "birthDate": P, "consultations": C},
-}
-# Which scope a partner needs to see a type's rows at all.
-ROWS = {"Consultation": C, "Recording": R, "Patient": P}
 NESTED = {"clinician", "patient", "recordings", "consultation", "consultations"}
 
 SCOPE_SETS = [frozenset(combo) for n in range(4) for combo in itertools.combinations(scopes.ALL, n)]
@@ -74,20 +41,20 @@ def _name(scope_set: frozenset[str]) -> str:
 
 
 def _fields(type_name: str) -> list[str]:
-    return sorted(NEEDS[type_name])
+    return sorted(PARTNER_NEEDS[type_name])
 
 
 def test_the_needs_cover_exactly_what_the_policy_table_grants_partners():
     for entry in POLICY:
         granted = entry.grants.get(Role.PARTNER)
-        if entry.type_name in NEEDS:
+        if entry.type_name in PARTNER_NEEDS:
             assert granted is not None
             # Denied fields are listed as NEVER; every field the table grants has an entry, on
             # the same scope.
             assert {f: c.scope for f, c in granted.fields.items()} == {
-                f: need for f, need in NEEDS[entry.type_name].items() if need is not NEVER
+                f: need for f, need in PARTNER_NEEDS[entry.type_name].items() if need is not NEVER
             }
-            assert entry.smart_scope == ROWS[entry.type_name]
+            assert entry.smart_scope == PARTNER_ROWS[entry.type_name]
         elif granted is not None:
             # Partners' other types hold no patient data.
             assert entry.type_name in {"Clinician", "Partner", "Viewer"}
@@ -192,7 +159,7 @@ class Expected:
         self.nested: dict[str, Any] = {}
 
     def _field(self, path: tuple, type_name: str, field: str, value: Any) -> Any:
-        need = NEEDS[type_name][field]
+        need = PARTNER_NEEDS[type_name][field]
         if need is NEVER or need not in self.effective:
             self.errors.append((*path, field))
             return None

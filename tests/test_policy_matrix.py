@@ -26,6 +26,7 @@ from gateway.authz.playback import PlaybackSigner
 from gateway.ids import decode_global_id, decode_sequence_cursor, encode_global_id
 from gateway.policy.table import POLICY
 from tests.support import policy_spec
+from tests.support.actors import new_clinician
 from tests.support.policy_spec import CASES, ROLES, expected
 
 ALL_SCOPES = "patient/Consultation.rs patient/Recording.rs patient/Patient.rs"
@@ -232,27 +233,6 @@ def _token(env, world, role: str, case: str) -> str:
     return env.token(subject)
 
 
-def _fresh_clinician(env) -> str:
-    async def make():
-        connection = await asyncpg.connect(env.admin_url)
-        try:
-            pk = uuid.uuid4()
-            await connection.execute("insert into data.clinicians values ($1, 'Dr New', 'GP')", pk)
-            subject = f"matrix-fresh-{pk}"
-            await connection.execute(
-                "insert into data.accounts (issuer, subject, role, clinician_id) "
-                "values ($1, $2, 'clinician', $3)",
-                env.identity.issuer,
-                subject,
-                pk,
-            )
-            return subject
-        finally:
-            await connection.close()
-
-    return asyncio.run(make())
-
-
 def _errors_at(body: dict, prefix: list) -> dict[str, str]:
     found = {}
     for error in body.get("errors", []):
@@ -336,7 +316,7 @@ def _observe(env, client, world, type_name: str, role: str, case: str):
         result = (data.get(name), _errors_at(body, [name]), body)
     elif type_name == "BreakGlassGrant":
         if role == "clinician":
-            token = env.token(_fresh_clinician(env))
+            token = env.token(new_clinician(env, "matrix")[0])
         response = client.post(
             "mutation($p: ID!) { openBreakGlass(patientId: $p, reason: "
             f'"Unconscious patient in the emergency room", minutes: 5) {{ {selection} }} }}',

@@ -10,9 +10,9 @@ import asyncpg
 import pytest
 
 from gateway.ids import decode_global_id, encode_global_id
+from tests.support.actors import REASON, gid, new_clinician, new_partner, partner_token
 from tests.support.database import as_admin
 
-ALL_SCOPES = "patient/Consultation.rs patient/Recording.rs patient/Patient.rs"
 LIST = "{ consultations(first: 100) { edges { node { id summary recordings { id } } } } }"
 EXPIRES = (datetime.now(UTC) + timedelta(days=30)).isoformat()
 
@@ -22,24 +22,8 @@ _admin = as_admin
 
 def _new_partner(env) -> tuple[str, str]:
     """A fresh partner account: (subject, global id)."""
-    pk = uuid.uuid4()
-
-    async def make(connection):
-        await connection.execute("insert into data.partners values ($1, $2)", pk, f"P {pk}")
-        await connection.execute(
-            "insert into data.accounts (issuer, subject, role, partner_id) "
-            "values ($1, $2, 'partner', $3)",
-            env.identity.issuer,
-            f"partner-{pk}",
-            pk,
-        )
-
-    _admin(env, make)
-    return f"partner-{pk}", encode_global_id("Partner", pk)
-
-
-def _partner_token(env, subject, scopes=ALL_SCOPES):
-    return env.token(subject, scope=scopes, azp=subject)
+    subject, pk = new_partner(env, "roles")
+    return subject, gid("Partner", pk)
 
 
 def _grant(client, token, partner_id, scopes, expires=EXPIRES):
@@ -61,7 +45,7 @@ def _listed(body) -> set[str]:
 def test_a_partner_sees_exactly_the_consenting_patients_consultations(env, client):
     subject, partner_id = _new_partner(env)
     patient_subject, patient = env.patients()[4]
-    assert _listed(client.execute(LIST, _partner_token(env, subject))) == set()
+    assert _listed(client.execute(LIST, partner_token(env, subject))) == set()
     granted = _grant(
         client,
         env.token(patient_subject),
@@ -69,7 +53,7 @@ def test_a_partner_sees_exactly_the_consenting_patients_consultations(env, clien
         ["patient/Consultation.rs", "patient/Recording.rs"],
     )
     assert granted["data"]["grantConsent"]["active"] is True
-    body = client.execute(LIST, _partner_token(env, subject))
+    body = client.execute(LIST, partner_token(env, subject))
     assert _listed(body) == {
         encode_global_id("Consultation", pk) for pk in env.truth.consultations_of_patient[patient]
     }
@@ -86,20 +70,20 @@ def test_revoking_consent_takes_effect_on_the_very_next_request(env, client):
     patient_subject, _ = env.patients()[5]
     patient_token = env.token(patient_subject)
     consent = _grant(client, patient_token, partner_id, ["patient/Consultation.rs"])
-    assert _listed(client.execute(LIST, _partner_token(env, subject)))
+    assert _listed(client.execute(LIST, partner_token(env, subject)))
     revoked = client.execute(
         "mutation($id: ID!) { revokeConsent(id: $id) { active revokedAt } }",
         patient_token,
         {"id": consent["data"]["grantConsent"]["id"]},
     )
     assert revoked["data"]["revokeConsent"]["active"] is False
-    assert _listed(client.execute(LIST, _partner_token(env, subject))) == set()
+    assert _listed(client.execute(LIST, partner_token(env, subject))) == set()
 
 
 def test_a_partner_with_the_scope_but_no_consent_sees_nothing(env, client):
     subject, _ = _new_partner(env)
     _, patient = env.patients()[6]
-    token = _partner_token(env, subject)
+    token = partner_token(env, subject)
     assert _listed(client.execute(LIST, token)) == set()
     for pk in env.truth.consultations_of_patient[patient]:
         body = client.execute(
@@ -114,7 +98,7 @@ def test_a_partner_with_consent_but_no_token_scope_sees_nothing(env, client):
     subject, partner_id = _new_partner(env)
     patient_subject, patient = env.patients()[7]
     _grant(client, env.token(patient_subject), partner_id, ["patient/Consultation.rs"])
-    token = _partner_token(env, subject, scopes="patient/Recording.rs")
+    token = partner_token(env, subject, "patient/Recording.rs")
     assert _listed(client.execute(LIST, token)) == set()
     consultation = sorted(env.truth.consultations_of_patient[patient])[0]
     body = client.execute(
@@ -132,7 +116,7 @@ def test_a_partner_sees_only_the_fields_both_token_and_consent_allow(env, client
     body = client.execute(
         "{ consultations { edges { node { id summary reason recordings { id } "
         "patient { displayName } } } } }",
-        _partner_token(env, subject),
+        partner_token(env, subject),
     )
     nodes = [e["node"] for e in body["data"]["consultations"]["edges"]]
     assert nodes and all(
@@ -149,7 +133,7 @@ def test_an_expired_consent_is_inert(env, client):
     subject, partner_id = _new_partner(env)
     patient_subject, _ = env.patients()[9]
     _grant(client, env.token(patient_subject), partner_id, ["patient/Consultation.rs"])
-    assert _listed(client.execute(LIST, _partner_token(env, subject)))
+    assert _listed(client.execute(LIST, partner_token(env, subject)))
     partner = decode_global_id(partner_id)[1]
     _admin(
         env,
@@ -159,7 +143,7 @@ def test_an_expired_consent_is_inert(env, client):
             partner,
         ),
     )
-    assert _listed(client.execute(LIST, _partner_token(env, subject))) == set()
+    assert _listed(client.execute(LIST, partner_token(env, subject))) == set()
 
 
 @pytest.mark.parametrize(
@@ -251,26 +235,12 @@ def test_support_sees_scheduling_of_every_consultation_and_nothing_clinical(env,
 
 # --- break-glass --------------------------------------------------------------------------------
 
-REASON = "Patient unconscious in the ER, allergy history needed"
-
 
 def _stranger(env):
     """A new clinician, and a patient they never saw (they have seen no one)."""
-    pk = uuid.uuid4()
-
-    async def make(connection):
-        await connection.execute("insert into data.clinicians values ($1, 'Dr New', 'ER')", pk)
-        await connection.execute(
-            "insert into data.accounts (issuer, subject, role, clinician_id) "
-            "values ($1, $2, 'clinician', $3)",
-            env.identity.issuer,
-            f"er-{pk}",
-            pk,
-        )
-
-    _admin(env, make)
+    subject, _ = new_clinician(env, "roles")
     patient_subject, patient = env.patients()[1]
-    return f"er-{pk}", patient_subject, patient
+    return subject, patient_subject, patient
 
 
 def _open(client, token, patient, reason=REASON, minutes=None):

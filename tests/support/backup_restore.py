@@ -36,11 +36,9 @@ import asyncpg
 import boto3
 import httpx
 
-from tests.conftest import _prepare
 from tests.support.gateway_process import gateway_serve, run_gateway
-from tests.support.load import Load, recorded_events
+from tests.support.load import Load, prepared_database, recorded_events
 from tests.support.postgres_servers import Cluster, free_port, owned_by_postgres
-from tests.support.production import production_identity
 
 ROOT = Path(__file__).resolve().parents[2]
 BARMAN = ROOT / ".tools" / "barman" / "bin"
@@ -296,11 +294,7 @@ def run_scenario(seconds: float = 9.0, patients: int = 0, consultations: int = 0
         primary.initdb()
         configure(primary, archiving(store))
         primary.start()
-        identity = production_identity(root / "identity", ISSUER)
-        media = root / "media"
-        media.mkdir()
-        env = asyncio.run(_prepare(primary.url(), identity, media))
-        database = env.admin_url.rsplit("/", 1)[1]
+        env, database = prepared_database(primary, root, ISSUER)
         if patients:
             _bulk(primary.url(), patients, consultations)
         variables = {

@@ -33,9 +33,9 @@ from uuid import UUID
 import asyncpg
 import httpx
 
-from tests.conftest import Environment, _prepare
+from tests.conftest import Environment
 from tests.support.gateway_process import gateway_serve, run_gateway
-from tests.support.load import KINDS, Load, Outcome, Timeline, recorded_events
+from tests.support.load import KINDS, Load, Outcome, Timeline, prepared_database, recorded_events
 from tests.support.postgres_servers import (
     PG_BIN,
     Bouncer,
@@ -44,7 +44,6 @@ from tests.support.postgres_servers import (
     owned_by_postgres,
     run_as_postgres,
 )
-from tests.support.production import production_identity
 from tests.support.subscriber import Subscriber
 
 ISSUER = "https://idp.failover.test"
@@ -311,11 +310,7 @@ def run_scenario(replication: str, hold: float = 2.0, role_timeout: str = "") ->
         stack.callback(primary.stop)
         primary.initdb()
         primary.start()
-        identity = production_identity(root / "identity", ISSUER)
-        media = root / "media"
-        media.mkdir()
-        env = asyncio.run(_prepare(primary.url(), identity, media))
-        database = env.admin_url.rsplit("/", 1)[1]
+        env, database = prepared_database(primary, root, ISSUER)
         if role_timeout:
             shown = asyncio.run(_set_role_timeout(env, database, role_timeout))
             print(f"statement_timeout of the application role: {shown}")

@@ -1,6 +1,7 @@
-"""Load on running gateways: patients (reads, playbacks, consent grants and revocations), a partner
-and a clinician calling them in turn, every response checked as it arrives, and the audit events
-each 200 obliges, to be looked for where the trail ends up."""
+"""Load on running gateways: the test database on a server of its own, patients (reads,
+playbacks, consent grants and revocations), a partner and a clinician calling the gateways in
+turn, every response checked as it arrives, and the audit events each 200 obliges, to be looked
+for where the trail ends up."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import dataclasses
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -16,8 +18,10 @@ import asyncpg
 import httpx
 
 from gateway.ids import decode_global_id, encode_global_id
-from tests.conftest import Environment
+from tests.conftest import Environment, _prepare
 from tests.support.json_values import all_strings
+from tests.support.postgres_servers import Cluster
+from tests.support.production import production_identity
 
 PARTNER_SCOPES = "patient/Consultation.rs patient/Recording.rs patient/Patient.rs"
 
@@ -42,6 +46,17 @@ UNAVAILABLE_ERRORS = {
 # told, to see the service come back sooner than a patient client would).
 RETRY_PAUSE = 0.2
 KINDS = ("patient-read", "playback", "grant", "revoke", "clinician-read", "partner-read")
+
+
+def prepared_database(server: Cluster, root: Path, issuer: str) -> tuple[Environment, str]:
+    """The test database on a started ``server``, made, migrated and seeded as conftest makes
+    it, with an identity ``gateway serve`` accepts and a media folder under ``root``:
+    (environment, database name)."""
+    identity = production_identity(root / "identity", issuer)
+    media = root / "media"
+    media.mkdir()
+    env = asyncio.run(_prepare(server.url(), identity, media))
+    return env, env.admin_url.rsplit("/", 1)[1]
 
 
 @dataclasses.dataclass

@@ -8,6 +8,8 @@ table makes a test fail, and a field added to the table without an expectation h
 
 from __future__ import annotations
 
+from gateway.policy import scopes
+
 ROLES = ("patient", "clinician", "support", "partner", "auditor")
 CASES = ("own", "other", "consented", "revoked", "break-glass", "expired-break-glass")
 EVERY = frozenset(CASES)
@@ -68,6 +70,17 @@ ROWS = {
 
 SCHEDULING = {"patient", "clinician", "support", "partner"}
 CLINICAL = {"patient", "clinician"}
+RECORDING_FIELDS = (
+    "id",
+    "consultation",
+    "segmentIndex",
+    "mode",
+    "startedAt",
+    "durationSeconds",
+    "contentType",
+    "byteSize",
+    "playbackUrl",
+)
 
 # Which roles may read a field of a visible object. A value may be a dict role -> cases when
 # the answer depends on the row (clinician notes: only the conducting clinician).
@@ -84,20 +97,7 @@ FIELDS: dict[str, dict[str, set[str] | dict[str, set[str]]]] = {
         "clinicianNotes": {"clinician": {"own"}},
         "recordings": CLINICAL | {"partner"},
     },
-    "Recording": {
-        field: CLINICAL | {"partner"}
-        for field in (
-            "id",
-            "consultation",
-            "segmentIndex",
-            "mode",
-            "startedAt",
-            "durationSeconds",
-            "contentType",
-            "byteSize",
-            "playbackUrl",
-        )
-    },
+    "Recording": {field: CLINICAL | {"partner"} for field in RECORDING_FIELDS},
     "Patient": {
         "id": SCHEDULING,
         "displayName": SCHEDULING,
@@ -147,6 +147,29 @@ FIELDS: dict[str, dict[str, set[str] | dict[str, set[str]]]] = {
         field: {"clinician"} for field in ("id", "patient", "reason", "openedAt", "expiresAt")
     },
 }
+
+# A partner's SMART scopes (README's role table: "only fields that both the token and the consent
+# allow"): what each field a partner may ask for needs in both token and consent ...
+C, R, P = scopes.CONSULTATION, scopes.RECORDING, scopes.PATIENT
+NEVER = None  # a field no scope opens to a partner
+PARTNER_NEEDS: dict[str, dict[str, str | None]] = {
+    "Consultation": {
+        "id": C,
+        "scheduledAt": C,
+        "status": C,
+        "mode": C,
+        "clinician": C,
+        "summary": C,
+        "patient": C,
+        "recordings": R,
+        "reason": NEVER,
+        "clinicianNotes": NEVER,
+    },
+    "Recording": {field: R for field in RECORDING_FIELDS},
+    "Patient": {"id": P, "displayName": P, "birthDate": P, "consultations": C},
+}
+# ... and which scope a partner needs to see a type's rows at all.
+PARTNER_ROWS = {"Consultation": C, "Recording": R, "Patient": P}
 
 
 def expected(type_name: str, field: str, role: str, case: str) -> str:
