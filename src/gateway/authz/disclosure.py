@@ -12,6 +12,9 @@ then calls ``DisclosureStep.clear`` and sends only if it returns. The step
    hold: one round trip for both;
 3. counts denials by rule, and break-glass reads once they are recorded.
 
+When tracing, every exit check is a span ``exit_check`` and every write to the audit trail a
+span ``audit_write``, whichever way out called the step.
+
 What was checked, what was audited and what is sent are the same ledger by construction. No other
 module calls the exit check or the audit writer for a disclosure.
 """
@@ -19,7 +22,6 @@ module calls the exit check or the audit writer for a disclosure.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -31,6 +33,7 @@ from gateway.errors import ResponseWithheld
 from gateway.identity import Principal
 from gateway.ledger import Ledger
 from gateway.ops.metrics import Metrics
+from gateway.ops.tracing import traced
 from gateway.policy.table import rule_for
 
 if TYPE_CHECKING:
@@ -70,20 +73,12 @@ class DisclosureStep:
         ledger.seal()  # the check, the audit and any alert read the same lines
         if ledger.denials:
             self._count_denials(principal, ledger)
-        if self._tracing is None:
-            questions = self._exit_check.questions(principal, ledger)
-        else:
-            with self._tracing.span("exit_check", {"gateway.objects": len(ledger.objects)}):
-                questions = self._exit_check.questions(principal, ledger)
+        questions = self._questions(principal, ledger)
         if questions.foreign:  # decided without the database: nothing is stored but the alert
             await self._withhold(principal, ledger, request_id, questions)
         events = events_from_ledger(principal, request_id, ledger, kind=kind, detail=detail)
         # The exit check's questions to the database and the audit write: one round trip.
-        foreign = await self._traced(
-            "audit_write",
-            {"gateway.events": len(events)},
-            self._audit.write(events, principal=principal, asks=questions.as_json()),
-        )
+        foreign = await self._write(events, principal=principal, asks=questions.as_json())
         if foreign:
             await self._withhold(principal, ledger, request_id, questions, foreign)
         for event in events:
@@ -99,11 +94,11 @@ class DisclosureStep:
         viewing is one audited event). Raises ResponseWithheld or AuditUnavailable like
         ``clear``; a tripped check is recorded as an alert naming the viewing it cut."""
         ledger.seal()
-        questions = self._exit_check.questions(principal, ledger)
+        questions = self._questions(principal, ledger)
         cut = {"playback": playback}
         if questions.foreign:
             await self._withhold(principal, ledger, request_id, questions, detail=cut)
-        foreign = await self._audit.write([], principal=principal, asks=questions.as_json())
+        foreign = await self._write([], principal=principal, asks=questions.as_json())
         if foreign:
             await self._withhold(principal, ledger, request_id, questions, foreign, detail=cut)
 
@@ -124,9 +119,7 @@ class DisclosureStep:
         foreign = set(questions.foreign)
         if answered is None and questions.asks:
             try:
-                answered = await self._audit.write(
-                    [], principal=principal, asks=questions.as_json()
-                )
+                answered = await self._write([], principal=principal, asks=questions.as_json())
             except Exception:
                 log.exception(
                     "could not ask the exit check's questions", extra={"request_id": request_id}
@@ -159,7 +152,7 @@ class DisclosureStep:
             for owner in sorted(foreign)
         ]
         try:
-            await self._audit.write(alerts)
+            await self._write(alerts)
         except Exception:
             log.exception("could not record exit-check alert", extra={"request_id": request_id})
         raise ResponseWithheld("Response withheld")
@@ -172,8 +165,18 @@ class DisclosureStep:
                 denial.type_name, denial.field, role.value, rule.name if rule else "default-deny"
             ).inc()
 
-    async def _traced(self, name: str, attributes: dict[str, Any], work: Awaitable[Any]) -> Any:
-        if self._tracing is None:
-            return await work
-        with self._tracing.span(name, attributes):
-            return await work
+    def _questions(self, principal: Principal, ledger: Ledger) -> ExitQuestions:
+        """The exit check's questions about ``ledger`` (layer 4), as a span ``exit_check``."""
+        with traced(self._tracing, "exit_check", {"gateway.objects": len(ledger.objects)}):
+            return self._exit_check.questions(principal, ledger)
+
+    async def _write(
+        self,
+        events: list[dict[str, Any]],
+        *,
+        principal: Principal | None = None,
+        asks: list[dict[str, Any]] | None = None,
+    ) -> set[UUID]:
+        """The audit writer's ``write``, as a span ``audit_write``."""
+        with traced(self._tracing, "audit_write", {"gateway.events": len(events)}):
+            return await self._audit.write(events, principal=principal, asks=asks)

@@ -22,7 +22,7 @@ from typing import Any
 from gateway.config import Settings
 from gateway.errors import ConfigurationError
 
-__all__ = ["Tracing"]
+__all__ = ["Tracing", "traced"]
 
 
 class Tracing:
@@ -105,3 +105,13 @@ class Tracing:
         if status >= 500:
             span.set_status(self._error)
         span.end()
+
+
+_OFF = contextlib.nullcontext()
+
+
+def traced(
+    tracing: Tracing | None, name: str, attributes: Mapping[str, Any]
+) -> contextlib.AbstractContextManager[Any]:
+    """A span named ``name`` around a step when tracing is on, else nothing."""
+    return _OFF if tracing is None else tracing.span(name, attributes)
