@@ -1,7 +1,9 @@
-"""The audit writer: a batch of access events stored in one statement. If the write fails the
-caller sends nothing (fail closed). Only the disclosure step calls it for disclosures, with the
-exit check's questions for the database: the events are stored only if every asked patient is one
-the caller may hold (``write`` returns the ones who are not, and stores nothing then).
+"""The audit writer: each batch of access events stored in one statement.
+
+If the write fails the caller sends nothing (fail closed). Only the disclosure step calls it for
+disclosures, with the exit check's questions for the database: the events are stored only if
+every asked patient is one the caller may hold (``write`` returns the ones who are not, and
+stores nothing then).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Who is calling: bearer tokens verified against the provider's keys, and their accounts."""

@@ -1,4 +1,4 @@
-"""Who is this? An ``Authorization`` header -> verified claims -> account -> Principal.
+"""The authenticator: an ``Authorization`` header, its verified claims, their account, a Principal.
 
 The role and the party the caller acts for come from the accounts table by (issuer, subject),
 never from a claim the client chose. The row read is remembered (``GATEWAY_ACCOUNT_CACHE_SIZE``

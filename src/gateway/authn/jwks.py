@@ -1,6 +1,8 @@
-"""The identity provider's signing keys (JWKS), by ``kid``: fetched from a URL (cached, refreshed
-at most every ``jwks_min_refresh_seconds`` when an unknown ``kid`` arrives, refetched after
-``jwks_max_age_seconds`` so withdrawn keys stop verifying) or read from a file."""
+"""The identity provider's signing keys (JWKS) by ``kid``, from a URL or a file.
+
+From a URL they are cached, refreshed at most every ``jwks_min_refresh_seconds`` when an unknown
+``kid`` arrives, and refetched after ``jwks_max_age_seconds`` so that withdrawn keys stop
+verifying."""
 
 from __future__ import annotations
 

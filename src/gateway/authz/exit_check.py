@@ -1,4 +1,4 @@
-"""Layer 4's question: which patients in a ledger may this caller not hold?
+"""Layer 4's question: which patients in a ledger the caller may not hold.
 
 The authorized set is worked out independently of the loaders, per type, from the type's row
 scope for the caller's role in the policy table: a patient holds only their own id; a clinician

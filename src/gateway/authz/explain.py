@@ -1,6 +1,8 @@
-"""Explaining a response: for each field checked and object loaded, allowed or denied and by
-which rule of the policy table, as the request's ledger recorded it. Development mode only
-(``X-Gateway-Explain: 1``), and the ``gateway explain`` command."""
+"""Explaining a response: which rule of the policy table allowed or denied each field.
+
+For each field checked and object loaded: allowed or denied, and by which rule, as the request's
+ledger recorded it. Development mode only (``X-Gateway-Explain: 1``), and the ``gateway explain``
+command."""
 
 from __future__ import annotations
 

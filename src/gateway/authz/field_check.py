@@ -1,5 +1,4 @@
-"""Layer 1: the one field gate, and the permission class every field of every governed type
-carries.
+"""Layer 1: the one field gate, and the permission class on every field of a governed type.
 
 ``decide`` is the gate: synchronous, a dict lookup and a comparison per field. It finds the rule
 for (type, field, caller's role) in the policy table, checks that the row is within the rule's

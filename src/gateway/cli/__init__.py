@@ -1,6 +1,7 @@
-"""The ``gateway`` command: dev, token, serve, migrate, seed, accounts, partners, audit (verify,
-export), explain, manifest (build), plan (print), schema, policy, settings. One module per
-command group."""
+"""The ``gateway`` command, one module per command group.
+
+The groups: dev, token, serve, migrate, seed, accounts, partners, audit (verify, export), explain,
+manifest (build), plan (print), schema, policy, settings."""
 
 from __future__ import annotations
 

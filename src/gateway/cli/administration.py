@@ -1,6 +1,7 @@
-"""``gateway accounts`` and ``gateway partners``: who may sign in, as what, and which partners
-exist, changed without hand-written SQL; every change is an event of the audit trail
-(``gateway.data.administration``)."""
+"""``gateway accounts`` and ``gateway partners``: sign-ins and partners, changed by an operator.
+
+Who may sign in, as what, and which partners exist, changed without hand-written SQL; every
+change is an event of the audit trail (``gateway.data.administration``)."""
 
 from __future__ import annotations
 

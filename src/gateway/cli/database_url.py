@@ -1,5 +1,6 @@
-"""Where a command finds its database: ``--database-url``, a file holding it
-(``--database-url-file``, a mounted Secret) or a development instance (``--data-dir``).
+"""Where a command finds its database: a URL, a file holding one, or a development instance.
+
+Those are ``--database-url``, ``--database-url-file`` (a mounted Secret) and ``--data-dir``.
 
 The administrative commands (migrate, seed, audit) need a role that owns the schema
 (``GATEWAY_ADMIN_DATABASE_URL``); ``explain`` needs the application role (``DATABASE_URL``).

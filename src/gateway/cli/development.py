@@ -1,5 +1,7 @@
-"""``gateway dev`` (a development instance: embedded PostgreSQL, demo data, GraphiQL, demo
-tokens, everything in one folder) and ``gateway token`` (a token for one of its accounts)."""
+"""``gateway dev``, a development instance in one folder, and ``gateway token``, a token for it.
+
+A development instance is embedded PostgreSQL, demo data, GraphiQL and demo tokens, everything
+in one folder; ``gateway token`` makes a token for one of its accounts."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""How every command runs and fails: a failure a user can cause (bad arguments, unreachable
-database, missing settings) ends in one message on stderr (one line, or one line per missing or
-invalid setting) and exit 2, never a traceback."""
+"""How every command runs and fails: one message and exit 2, never a traceback.
+
+A failure a user can cause (bad arguments, unreachable database, missing settings) ends in one
+message on stderr (one line, or one line per missing or invalid setting) and exit 2."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The settings as people read them: one Markdown table generated from ``Settings`` (variable,
-default, meaning), printed by ``gateway settings`` and kept in docs/OPERATIONS.md by a test."""
+"""The settings as people read them: one Markdown table generated from ``Settings``.
+
+Its columns are the variable, the default and the meaning; ``gateway settings`` prints it, and a
+test keeps it in docs/OPERATIONS.md."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""When may an account have changed? A LISTEN connection on the channel that sql/accounts.sql's
-triggers notify on every change of ``data.accounts`` or ``data.partners``.
+"""A LISTEN connection that says when an account or a partner may have changed.
+
+It listens on the channel that sql/accounts.sql's triggers notify on every change of
+``data.accounts`` or ``data.partners``.
 
 ``generation`` moves on every notification and whenever the connection opens or is lost, and
 ``listening`` is False while it is down: a cache keyed by it (``gateway.authn.accounts``) trusts

@@ -1,4 +1,4 @@
-"""Layer 2: the per-request loaders. Every row the schema sees comes through here.
+"""Layer 2: the per-request loaders, through which every row the schema sees comes.
 
 Each loader's SQL (queries.py -> api.* functions) carries the caller's visibility predicate, taken
 from the principal as query parameters, and sets the row-level-security scope for its own

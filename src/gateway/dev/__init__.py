@@ -1,0 +1,1 @@
+"""Development only: embedded PostgreSQL, demo data, the development identity and provider."""

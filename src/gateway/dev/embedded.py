@@ -1,6 +1,7 @@
-"""An embedded PostgreSQL for development and tests: the system's binaries when ``initdb`` is on
-PATH (run as the ``postgres`` system user when we are root, since initdb refuses root), else the
-``pgserver`` wheel. Everything lives in one folder.
+"""An embedded PostgreSQL for development and tests, everything in one folder.
+
+It runs the system's binaries when ``initdb`` is on PATH (as the ``postgres`` system user when
+we are root, since initdb refuses root), else the ``pgserver`` wheel.
 """
 
 from __future__ import annotations

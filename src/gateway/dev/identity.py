@@ -1,5 +1,6 @@
-"""The development identity provider: an EC P-256 signing key, its JWKS and token minting, all
-kept in a development data folder. ``gateway serve`` refuses keys and issuers made here."""
+"""The development identity: a signing key, its JWKS and token minting, in a data folder.
+
+The key is EC P-256; ``gateway serve`` refuses keys and issuers made here."""
 
 from __future__ import annotations
 

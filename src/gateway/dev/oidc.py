@@ -1,5 +1,6 @@
-"""The development OpenID Connect provider: the web app signs in against it as it would against
-the operator's provider, and a demo patient signs in by choosing a name.
+"""The development OpenID Connect provider, where a demo patient signs in by choosing a name.
+
+The web app signs in against it as it would against the operator's provider.
 
 Authorization code with PKCE (S256 only) for public clients registered with their exact
 redirect URIs, refresh tokens that rotate on every use, RP-initiated sign-out that ends the

@@ -1,0 +1,1 @@
+"""Running an operation: compiled plans of trusted documents, and the executor."""

@@ -1,5 +1,4 @@
-"""Running an operation: by its compiled plan when it has one, else by Strawberry and
-graphql-core.
+"""Running an operation by its compiled plan when it has one, else by Strawberry and graphql-core.
 
 Every trusted document of the manifest is compiled at start (``execution.compiler``); the
 start-up log names each one that is not, and why. A request runs by plan when it names a compiled

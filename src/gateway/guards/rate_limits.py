@@ -1,6 +1,8 @@
-"""Rate limits per principal and per operation field, counted after validation and before any
-resolver runs. Every alias of a root field counts as one attempt, so an alias brute force against
-``consultation(id:)`` (or any future login-like field) stalls at the field's limit.
+"""Rate limits per principal and per operation field, counted before any resolver runs.
+
+They are counted after validation. Every alias of a root field counts as one attempt, so an alias
+brute force against ``consultation(id:)`` (or any future login-like field) stalls at the field's
+limit.
 
 Token buckets in this replica's memory (bounded): with N replicas behind a Service the effective
 limit is up to N times this; for a global limit, put the buckets in a shared store (a Redis

@@ -1,4 +1,6 @@
-"""Trusted documents: first-party apps send the SHA-256 of an operation from a manifest
+"""Trusted documents: operations known ahead in a manifest, which first-party apps send by hash.
+
+First-party apps send the SHA-256 of an operation from the manifest
 (``extensions.persistedQuery.sha256Hash``, the convention Apollo's clients and others use)
 instead of its text. Free-form documents are accepted from everyone, from accounts with the
 developer capability only (production default), or from nobody.

@@ -1,0 +1,1 @@
+"""Operating the gateway: logs, metrics and tracing."""

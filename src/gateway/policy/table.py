@@ -1,5 +1,4 @@
-"""The policy table: for each GraphQL type, per role, which rows and which fields, and on what
-condition.
+"""The policy table: per GraphQL type and role, which rows and which fields, on what condition.
 
 It is the one source of truth that every layer reads: the field permission class (layer 1), the
 loaders' row scopes (layer 2, whose SQL implements each scope), the settings that row-level

@@ -1,0 +1,1 @@
+"""The gateway over HTTP and WebSocket: endpoints, middleware, routes and the lifespan."""

@@ -1,5 +1,6 @@
-"""GraphQL over HTTP: ``POST /graphql`` (JSON), and GraphiQL on ``GET /graphql`` in development
-(``HEAD`` answers as ``GET``; the server sends no body).
+"""GraphQL over HTTP: ``POST /graphql``, and GraphiQL on ``GET /graphql`` in development.
+
+The body is JSON; ``HEAD`` answers as ``GET`` (the server sends no body).
 
 One request: admit it (concurrency cap, time budget), authenticate before any GraphQL work,
 negotiate the media type, read the parameters, resolve the trusted document, execute it under a

@@ -1,5 +1,7 @@
-"""A GraphQL request's parameters from a ``POST /graphql`` body: JSON only, one operation, the
-body and query bounded, a trusted document named by ``extensions.persistedQuery.sha256Hash``."""
+"""A GraphQL request's parameters, read from a ``POST /graphql`` body.
+
+JSON only, one operation, the body and query bounded, a trusted document named by
+``extensions.persistedQuery.sha256Hash``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The gateway's own HTTP responses outside GraphQL execution: an error body, the 401 challenge,
-503 with Retry-After, and the headers every data-bearing response carries."""
+"""The gateway's own HTTP responses, outside GraphQL execution.
+
+An error body, the 401 challenge, 503 with Retry-After, and the headers every data-bearing
+response carries."""
 
 from __future__ import annotations
 
