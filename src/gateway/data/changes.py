@@ -1,6 +1,7 @@
-"""Changes of access, made by the people they concern: a patient grants and revokes consent to a
-partner, or answers a partner's consent request on the consent page; a clinician opens
-break-glass access to a patient. Each is validated here and made
+"""Changes of access by the people they concern, each written with its audit event.
+
+A patient grants and revokes consent to a partner, or answers a partner's consent request on the
+consent page; a clinician opens break-glass access to a patient. Each is validated here and made
 through an ``api`` function under the caller's scope (row-level security checks it again), which
 writes its audit event in the same statement: no change without its record.
 """
@@ -54,7 +55,7 @@ class AccessChanges:
         self._settings = settings
 
     def _require(self, mutation: str) -> None:
-        """The policy table's mutation rights, read again at the data edge (the field permission
+        """The policy table's mutation rights, read again in the data layer (the field permission
         read them first; the api function checks the role a third time)."""
         if not may_call(mutation, self._principal.role):
             right = mutation_right(mutation)
