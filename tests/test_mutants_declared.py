@@ -1,4 +1,4 @@
-"""The hand-made mutants of scripts/mutants.py stay aimed at what runs.
+"""The hand-made mutants (scripts/mutant_catalog.py) stay aimed at what runs.
 
 A mutant of SQL is an exact text in one definition file (src/gateway/data/sql), where each
 function and policy the database holds is defined once. A mutant aimed at a numbered migration
@@ -16,9 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _mutants():
-    spec = importlib.util.spec_from_file_location("mutants", ROOT / "scripts" / "mutants.py")
+    path = ROOT / "scripts" / "mutant_catalog.py"
+    spec = importlib.util.spec_from_file_location("mutant_catalog", path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("mutants", module)  # its dataclasses look their module up
+    sys.modules.setdefault("mutant_catalog", module)  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
