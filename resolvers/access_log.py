@@ -11,6 +11,7 @@ import strawberry
 from asyncpg import Record
 
 from gateway.audit.events import expand_objects
+from gateway.authz.context import Info
 from gateway.authz.field_check import policy_field
 from gateway.ids import encode_global_id, encode_sequence_cursor
 from resolvers.consultation import Consultation, PageInfo
@@ -47,7 +48,7 @@ class AccessedObject:
         description="The consultation this object is, or a recording's consultation; null for "
         "any other object, or one no longer yours to see."
     )
-    async def consultation(self, info: strawberry.Info) -> Consultation | None:
+    async def consultation(self, info: Info) -> Consultation | None:
         loaders = info.context.loaders
         if self.type_name == "Consultation":
             pk = UUID(self.object_pk)

@@ -8,6 +8,7 @@ from uuid import UUID
 import strawberry
 from asyncpg import Record
 
+from gateway.authz.context import Info
 from gateway.authz.field_check import policy_field
 from gateway.ids import encode_global_id
 from resolvers.patient import Patient
@@ -28,7 +29,7 @@ class BreakGlassGrant(FromRow):
     expires_at: datetime | None = policy_field()
 
     @policy_field()
-    async def patient(self, info: strawberry.Info) -> Patient | None:
+    async def patient(self, info: Info) -> Patient | None:
         row = await info.context.loaders.patient.load(self.owner)
         return Patient.maybe(row)
 

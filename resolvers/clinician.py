@@ -1,3 +1,5 @@
+"""A clinician of the service, as the schema shows them: not patient data."""
+
 from __future__ import annotations
 
 from uuid import UUID

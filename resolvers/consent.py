@@ -1,5 +1,4 @@
-"""A patient's consents to partners, and the requests for consent partners send patients with
-(the consent page)."""
+"""A patient's consents to partners, and partners' requests for consent (the consent page)."""
 
 from __future__ import annotations
 
@@ -10,6 +9,7 @@ from uuid import UUID
 import strawberry
 from asyncpg import Record
 
+from gateway.authz.context import Info
 from gateway.authz.field_check import policy_field
 from gateway.ids import encode_global_id
 from resolvers.partner import Partner
@@ -34,7 +34,7 @@ class Consent(FromRow):
         return self.revoked_at is None and self.expires_at > datetime.now(UTC)
 
     @policy_field()
-    async def partner(self, info: strawberry.Info) -> Partner | None:
+    async def partner(self, info: Info) -> Partner | None:
         row = await info.context.loaders.partner.load(self.partner_pk)
         return Partner.maybe(row)
 
@@ -73,7 +73,7 @@ class ConsentRequest(FromRow):
     approved: bool | None = policy_field(description="Null until answered")
 
     @policy_field()
-    async def partner(self, info: strawberry.Info) -> Partner | None:
+    async def partner(self, info: Info) -> Partner | None:
         row = await info.context.loaders.partner.load(self.partner_pk)
         return Partner.maybe(row)
 

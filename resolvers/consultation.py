@@ -1,3 +1,5 @@
+"""A consultation between a patient and a clinician, and the pages of consultations."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -6,6 +8,7 @@ from uuid import UUID
 import strawberry
 from asyncpg import Record
 
+from gateway.authz.context import Info
 from gateway.authz.field_check import policy_field
 from gateway.data.loaders import loaded_by
 from gateway.ids import encode_cursor, encode_global_id
@@ -36,17 +39,17 @@ class Consultation(FromRow, Node):
 
     @policy_field()
     @loaded_by("patient", "owner", Patient.maybe)
-    def patient(self, info: strawberry.Info) -> Patient | None:
+    def patient(self, info: Info) -> Patient | None:
         """The consultation's patient."""
 
     @policy_field()
     @loaded_by("clinician", "clinician_pk", Clinician.maybe)
-    def clinician(self, info: strawberry.Info) -> Clinician | None:
+    def clinician(self, info: Info) -> Clinician | None:
         """The consultation's clinician."""
 
     @policy_field(description="The recording's segments in order (audio, then video).")
     @loaded_by("recordings_of", "pk", Recording.many)
-    def recordings(self, info: strawberry.Info) -> list[Recording] | None:
+    def recordings(self, info: Info) -> list[Recording] | None:
         """The consultation's recordings."""
 
     @classmethod

@@ -1,3 +1,5 @@
+"""The schema's enums: a consultation's mode and status, and the caller's role."""
+
 from __future__ import annotations
 
 from enum import Enum
@@ -23,5 +25,7 @@ class ConsultationStatus(Enum):
     CANCELLED = "CANCELLED"
 
 
-# The principal's role, exposed as it is: one enum for the engine and the schema.
-Role = strawberry.enum(identity.Role, name="Role")
+# The principal's role, exposed as it is: one enum for the engine and the schema (strawberry.enum
+# marks the class itself, so the name is the engine's class for the type checker too).
+Role = identity.Role
+strawberry.enum(Role, name="Role")

@@ -1,5 +1,8 @@
-"""Mutations: arguments, an engine call, a domain object. Who may call each is the policy
-table's (``MUTATIONS``), checked by ``MutationPolicy`` before the resolver runs."""
+"""The root mutation: arguments, an engine call, a domain object.
+
+Who may call each is the policy table's (``MUTATIONS``), checked by ``MutationPolicy`` before the
+resolver runs.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from datetime import datetime
 
 import strawberry
 
+from gateway.authz.context import Info
 from gateway.authz.field_check import policy_mutation
 from gateway.errors import BadUserInput
 from gateway.ids import decode_global_id
@@ -32,7 +36,7 @@ class Mutation:
     )
     async def grant_consent(
         self,
-        info: strawberry.Info,
+        info: Info,
         partner_id: strawberry.ID,
         scopes: list[str],
         expires_at: datetime,
@@ -43,7 +47,7 @@ class Mutation:
         return Consent.from_row(row)
 
     @policy_mutation(description="Withdraw a consent; effective from the next request.")
-    async def revoke_consent(self, info: strawberry.Info, id: strawberry.ID) -> Consent | None:
+    async def revoke_consent(self, info: Info, id: strawberry.ID) -> Consent | None:
         row = await info.context.changes.revoke_consent(_pk(id, "Consent"))
         return Consent.maybe(row)
 
@@ -53,7 +57,7 @@ class Mutation:
     )
     async def request_consent(
         self,
-        info: strawberry.Info,
+        info: Info,
         partner_id: strawberry.ID,
         scopes: list[str],
         redirect_uri: str,
@@ -69,7 +73,7 @@ class Mutation:
         "once."
     )
     async def answer_consent_request(
-        self, info: strawberry.Info, id: strawberry.ID, approve: bool
+        self, info: Info, id: strawberry.ID, approve: bool
     ) -> ConsentRequest:
         row, code = await info.context.changes.answer_consent_request(
             _pk(id, "ConsentRequest"), approve
@@ -81,9 +85,7 @@ class Mutation:
         "patient came back with and the state your session kept for that link, redeemed once, "
         "within ten minutes. What the patient's fields show follows the consent, as everywhere."
     )
-    async def redeem_consent_code(
-        self, info: strawberry.Info, code: str, state: str
-    ) -> Patient | None:
+    async def redeem_consent_code(self, info: Info, code: str, state: str) -> Patient | None:
         patient = await info.context.changes.redeem_consent_code(code, state)
         return Patient.maybe(await info.context.loaders.patient.load(patient))
 
@@ -93,7 +95,7 @@ class Mutation:
     )
     async def open_break_glass(
         self,
-        info: strawberry.Info,
+        info: Info,
         patient_id: strawberry.ID,
         reason: str,
         minutes: int | None = None,

@@ -1,3 +1,5 @@
+"""A partner (pharmacy, insurer, care provider) patients may consent to share data with."""
+
 from __future__ import annotations
 
 from uuid import UUID

@@ -1,3 +1,5 @@
+"""A patient: who they are, and their consultations the caller may see."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -7,6 +9,7 @@ from uuid import UUID
 import strawberry
 from asyncpg import Record
 
+from gateway.authz.context import Info
 from gateway.authz.field_check import policy_field
 from gateway.ids import encode_global_id
 from resolvers.node import Node
@@ -30,7 +33,7 @@ class Patient(FromRow, Node):
 
     @policy_field(description="Their consultations you may see, newest first.")
     async def consultations(
-        self, info: strawberry.Info
+        self, info: Info
     ) -> list[Annotated[Consultation, strawberry.lazy("resolvers.consultation")]] | None:
         from resolvers.consultation import Consultation
 

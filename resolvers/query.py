@@ -7,6 +7,7 @@ from uuid import UUID
 
 import strawberry
 
+from gateway.authz.context import Info
 from gateway.errors import BadUserInput
 from gateway.ids import decode_cursor, decode_global_id, decode_sequence_cursor
 from resolvers.access_log import AccessEventConnection
@@ -22,23 +23,23 @@ from resolvers.viewer import Viewer
 __all__ = ["Query"]
 
 
-async def _consultation(info: strawberry.Info, pk: UUID) -> Consultation | None:
+async def _consultation(info: Info, pk: UUID) -> Consultation | None:
     return Consultation.maybe(await info.context.loaders.consultation.load(pk))
 
 
-async def _recording(info: strawberry.Info, pk: UUID) -> Recording | None:
+async def _recording(info: Info, pk: UUID) -> Recording | None:
     return Recording.maybe(await info.context.loaders.recording.load(pk))
 
 
-async def _patient(info: strawberry.Info, pk: UUID) -> Patient | None:
+async def _patient(info: Info, pk: UUID) -> Patient | None:
     return Patient.maybe(await info.context.loaders.patient.load(pk))
 
 
-async def _clinician(info: strawberry.Info, pk: UUID) -> Clinician | None:
+async def _clinician(info: Info, pk: UUID) -> Clinician | None:
     return Clinician.maybe(await info.context.loaders.clinician.load(pk))
 
 
-async def _partner(info: strawberry.Info, pk: UUID) -> Partner | None:
+async def _partner(info: Info, pk: UUID) -> Partner | None:
     return Partner.maybe(await info.context.loaders.partner.load(pk))
 
 
@@ -57,7 +58,7 @@ def _pk_of(global_id: str, type_name: str) -> UUID | None:
     return pk if decoded_type == type_name else None
 
 
-def _page_size(info: strawberry.Info, first: int | None) -> int:
+def _page_size(info: Info, first: int | None) -> int:
     settings = info.context.settings
     size = settings.page_size_default if first is None else first
     if not 0 <= size <= settings.page_size_max:
@@ -68,12 +69,12 @@ def _page_size(info: strawberry.Info, first: int | None) -> int:
 @strawberry.type
 class Query:
     @strawberry.field(description="The authenticated caller.")
-    def me(self, info: strawberry.Info) -> Viewer:
+    def me(self, info: Info) -> Viewer:
         principal = info.context.principal
         return Viewer(pk=None, owner=None, role_of=principal.role, subject=principal.subject)
 
     @strawberry.field(description="Any object by its global ID; null when it is not yours to see.")
-    async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         type_name, pk = decode_global_id(id)
         resolve = _NODES.get(type_name)
         return await resolve(info, pk) if resolve else None
@@ -82,7 +83,7 @@ class Query:
         description="Your consultations (a patient's own; a clinician's conducted), newest first."
     )
     async def consultations(
-        self, info: strawberry.Info, first: int | None = None, after: str | None = None
+        self, info: Info, first: int | None = None, after: str | None = None
     ) -> ConsultationConnection:
         size = _page_size(info, first)
         position = decode_cursor(after) if after is not None else None
@@ -90,11 +91,11 @@ class Query:
         return ConsultationConnection.from_page(page.rows, page.has_next_page, position is not None)
 
     @strawberry.field(description="Partners you may consent to share data with.")
-    async def partners(self, info: strawberry.Info) -> list[Partner]:
+    async def partners(self, info: Info) -> list[Partner]:
         return Partner.many(await info.context.loaders.all_partners())
 
     @strawberry.field(description="Your consents to partners, newest first (patients).")
-    async def consents(self, info: strawberry.Info) -> list[Consent]:
+    async def consents(self, info: Info) -> list[Consent]:
         return Consent.many(await info.context.loaders.consents())
 
     @strawberry.field(
@@ -102,7 +103,7 @@ class Query:
     )
     async def access_log(
         self,
-        info: strawberry.Info,
+        info: Info,
         first: int | None = None,
         after: str | None = None,
         by_others: Annotated[
@@ -124,16 +125,16 @@ class Query:
         return AccessEventConnection.from_rows(rows, size, before is not None)
 
     @strawberry.field
-    async def consultation(self, info: strawberry.Info, id: strawberry.ID) -> Consultation | None:
+    async def consultation(self, info: Info, id: strawberry.ID) -> Consultation | None:
         pk = _pk_of(id, "Consultation")
         return await _consultation(info, pk) if pk else None
 
     @strawberry.field
-    async def recording(self, info: strawberry.Info, id: strawberry.ID) -> Recording | None:
+    async def recording(self, info: Info, id: strawberry.ID) -> Recording | None:
         pk = _pk_of(id, "Recording")
         return await _recording(info, pk) if pk else None
 
     @strawberry.field
-    async def patient(self, info: strawberry.Info, id: strawberry.ID) -> Patient | None:
+    async def patient(self, info: Info, id: strawberry.ID) -> Patient | None:
         pk = _pk_of(id, "Patient")
         return await _patient(info, pk) if pk else None

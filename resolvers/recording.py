@@ -1,3 +1,5 @@
+"""One segment of a consultation's recording, and the playback URL bound to its viewer."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,6 +9,7 @@ from uuid import UUID
 import strawberry
 from asyncpg import Record
 
+from gateway.authz.context import Info
 from gateway.authz.field_check import policy_field
 from gateway.ids import encode_global_id
 from resolvers.enums import ConsultationMode
@@ -38,7 +41,7 @@ class Recording(FromRow, Node):
 
     @policy_field(description="The consultation this segment belongs to.")
     async def consultation(
-        self, info: strawberry.Info
+        self, info: Info
     ) -> Annotated[Consultation, strawberry.lazy("resolvers.consultation")] | None:
         from resolvers.consultation import Consultation
 
@@ -46,7 +49,7 @@ class Recording(FromRow, Node):
         return Consultation.maybe(row)
 
     @policy_field(description="A short-lived URL, bound to the viewer, that plays this segment.")
-    def playback_url(self, info: strawberry.Info) -> str | None:
+    def playback_url(self, info: Info) -> str | None:
         principal = info.context.principal
         return info.context.playback.url(self.pk, self.id, principal.issuer, principal.subject)
 

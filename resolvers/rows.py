@@ -1,5 +1,8 @@
-"""Domain objects made from database rows: ``from_row`` for one, ``maybe`` for a loader's answer
-that may be None (no such row, or not yours to see: the same), ``many`` for a list."""
+"""Domain objects made from database rows.
+
+``from_row`` makes one, ``maybe`` one from a loader's answer that may be None (no such row, or not
+yours to see: the same), ``many`` a list.
+"""
 
 from __future__ import annotations
 

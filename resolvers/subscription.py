@@ -1,7 +1,8 @@
-"""Subscriptions: live events of a consultation you may see (WebSocket, graphql-transport-ws).
+"""The root subscription: live events of a consultation you may see, over WebSocket.
 
 Each event is read through the event's own loaders; the transport clears it through the
-disclosure step once its whole selection has resolved."""
+disclosure step once its whole selection has resolved.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
+from gateway.authz.context import LiveInfo
 from gateway.data.live import follow_consultation
 from gateway.errors import BadUserInput
 from gateway.ids import decode_global_id
@@ -33,7 +35,7 @@ class Subscription:
         "longer see it or your token expires."
     )
     async def consultation_events(
-        self, info: strawberry.Info, consultation_id: strawberry.ID
+        self, info: LiveInfo, consultation_id: strawberry.ID
     ) -> AsyncGenerator[ConsultationEvent, None]:
         kind, pk = decode_global_id(consultation_id)
         if kind != "Consultation":

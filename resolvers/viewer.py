@@ -1,9 +1,12 @@
+"""The authenticated caller (``Query.me``): their subject, role, scopes and own record."""
+
 from __future__ import annotations
 
 from uuid import UUID
 
 import strawberry
 
+from gateway.authz.context import Info
 from gateway.authz.field_check import policy_field
 from resolvers.clinician import Clinician
 from resolvers.enums import Role
@@ -20,7 +23,7 @@ class Viewer:
     subject: str | None = policy_field()
 
     @policy_field(description="The token's scopes (partners).")
-    def scopes(self, info: strawberry.Info) -> list[str] | None:
+    def scopes(self, info: Info) -> list[str] | None:
         return sorted(info.context.principal.scopes)
 
     @policy_field()
@@ -28,7 +31,7 @@ class Viewer:
         return self.role_of
 
     @policy_field(description="The patient record of a patient caller.")
-    async def patient(self, info: strawberry.Info) -> Patient | None:
+    async def patient(self, info: Info) -> Patient | None:
         principal = info.context.principal
         if principal.patient_id is None:
             return None
@@ -36,7 +39,7 @@ class Viewer:
         return Patient.maybe(row)
 
     @policy_field(description="The clinician record of a clinician caller.")
-    async def clinician(self, info: strawberry.Info) -> Clinician | None:
+    async def clinician(self, info: Info) -> Clinician | None:
         principal = info.context.principal
         if principal.clinician_id is None:
             return None

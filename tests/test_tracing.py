@@ -3,6 +3,7 @@ statement, named and attributed with names and counts only, never an id or a val
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
 import subprocess
@@ -21,6 +22,7 @@ from gateway import create_app
 from gateway.ids import encode_global_id
 from gateway.ops.tracing import Tracing
 from tests.support.server import GraphQLClient, serving
+from tests.support.subscriber import Subscriber, touch
 
 READ = (
     "{ consultations(first: 3) { edges { node { id reason summary clinicianNotes "
@@ -229,6 +231,46 @@ def test_each_loader_batch_is_a_span_named_for_its_loader_above_its_own_statemen
         f"loader {name}": ({"gateway.loader": name, "gateway.batch_size": 1}, [statement])
         for name, statement in statements.items()
     }
+
+
+EVENTS = (
+    "subscription ($id: ID!) { consultationEvents(consultationId: $id) { kind consultation { "
+    "id patient { displayName } recordings { id } } } }"
+)
+
+
+def test_each_event_of_a_subscription_is_traced_as_a_request_is(env):
+    """Over WebSocket too, each event's loader batches are spans named for their loaders, each
+    above the statement it ran: the event's loaders are traced as an HTTP request's are."""
+    patient_subject, patient = env.patients()[5]
+    token = env.token(patient_subject)
+    consultation = sorted(env.truth.consultations_of_patient[patient])[0]
+
+    async def two_events(url: str) -> None:
+        socket = await Subscriber.connect(url, token)
+        try:
+            await socket.subscribe("1", EVENTS, consultation)
+            await socket.event("1")
+            await touch(env, consultation)
+            await socket.event("1")
+        finally:
+            await socket.close()
+
+    with Receiver().running() as receiver:
+        settings = env.settings(otlp_endpoint=receiver.url + "/")
+        with serving(create_app(settings)) as server:
+            asyncio.run(two_events(server.url))
+    spans = receiver.spans
+    loaders = [s for s in spans if s.name.startswith("loader ")]
+    statements = {
+        "loader consultation": ["CONSULTATIONS_BY_ID"],
+        "loader patient": ["PATIENTS_BY_ID"],
+        "loader recordings_of": ["RECORDINGS_BY_CONSULTATION"],
+    }
+    assert sorted(s.name for s in loaders) == sorted(list(statements) * 2)
+    for loader in loaders:
+        under = [c.name for c in spans if c.parent_span_id == loader.span_id]
+        assert under == statements[loader.name]
 
 
 def test_tracing_is_off_without_an_endpoint_and_opentelemetry_is_not_even_imported(env):

@@ -140,7 +140,7 @@ def _endpoints(settings: Settings, resources: Resources, store: MediaStore | Non
             schema,
             settings,
             authenticator,
-            _connection_contexts(settings, signer, fetch, resources.hub),
+            _connection_contexts(settings, signer, fetch, resources.hub, tracing),
             documents,
         ),
         health=Health(fetch, resources.jwks, metrics, resources.hub),
@@ -179,7 +179,11 @@ def _execution(
 
 
 def _connection_contexts(
-    settings: Settings, signer: PlaybackSigner, fetch: Fetch, hub: EventHub
+    settings: Settings,
+    signer: PlaybackSigner,
+    fetch: Fetch,
+    hub: EventHub,
+    tracing: Tracing | None,
 ) -> Callable[[object, object], ConnectionContext]:
     """What makes each WebSocket connection's context; Strawberry hands in its request and
     response."""
@@ -190,6 +194,7 @@ def _connection_contexts(
             playback=signer,
             fetch=fetch,
             hub=hub,
+            tracing=tracing,
             request=request,
             response=response,
         )

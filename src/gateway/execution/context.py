@@ -1,7 +1,8 @@
 """The request context: built once per authenticated request, frozen, dropped with it.
 
 Everything a resolver may use (the caller, per-request loaders writing into the request's ledger,
-the playback signer, the changes of access) and nothing shared with another request.
+the playback signer, the changes of access) and nothing shared with another request: the
+resolvers' ``Context`` (``gateway.authz.context``), as each event of a subscription is too.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from graphql import parse
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from gateway.authz.context import Context
 from gateway.execution.compiler import CompiledOperation, NotCompilable, compile_operation
 from gateway.guards.rate_limits import RateLimiter, rate_limited, root_fields
 from gateway.ops.metrics import Metrics
@@ -86,7 +87,7 @@ class Executor:
         document: str,
         variables: dict[str, Any] | None,
         operation_name: str | None,
-        context: Any,
+        context: Context,
     ) -> tuple[ExecutionResult, str]:
         """The result, and which executor served it (``PLAN`` or ``INTERPRETER``)."""
         planned = self._plans.get(document)
@@ -112,7 +113,7 @@ class Executor:
             self._served[executor].inc()
 
     async def _run(
-        self, planned: tuple[CompiledOperation, Counter[str]], variables: Any, context: Any
+        self, planned: tuple[CompiledOperation, Counter[str]], variables: Any, context: Context
     ) -> ExecutionResult:
         compiled, fields = planned
         if self._limiter is not None:

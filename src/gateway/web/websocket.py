@@ -9,8 +9,9 @@ caller may send free-form documents (``GATEWAY_FREE_FORM_DOCUMENTS``); anything 
 with an ``error`` message (``TRUSTED_DOCUMENTS_ONLY``, ``PERSISTED_QUERY_NOT_FOUND``, ...) and
 never parsed. Subscriptions run through graphql-core (no plan is compiled for them).
 
-Each subscription gets a context of its own (``SubscriptionContext``), never shared with another
-subscription of the connection, and each event fresh loaders and a fresh ledger. Once an event's
+Each subscription gets a context of its own (``SubscriptionContext``, a ``LiveContext``), never
+shared with another subscription of the connection, and each event a request's context of its own
+(fresh loaders, access changes and ledger, traced as over HTTP). Once an event's
 whole selection has resolved, ``WebSocketDisclosure`` passes it through the disclosure step before
 the transport sends it: an event the step refuses is replaced by its error and ends the stream.
 Errors are masked as over HTTP.
@@ -21,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLFormattedError
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import SchemaExtension
@@ -35,12 +36,15 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ErrorMessage
 from strawberry.types.graphql import OperationType
 
 from gateway.authn.accounts import Authenticator
+from gateway.authz.context import LiveContext
 from gateway.authz.disclosure import DisclosureStep
 from gateway.authz.playback import PlaybackSigner
 from gateway.config import Settings
+from gateway.data.changes import AccessChanges
 from gateway.data.edge import Fetch
 from gateway.data.live import EventHub
 from gateway.data.loaders import Loaders
@@ -51,11 +55,15 @@ from gateway.errors import (
     ResponseWithheld,
     ServiceUnavailable,
 )
+from gateway.execution.context import RequestContext
 from gateway.guards.trusted_documents import TrustedDocuments
 from gateway.identity import Principal
 from gateway.ledger import Ledger
 from gateway.web.error_format import document_error, format_error
 from gateway.web.params import params_of
+
+if TYPE_CHECKING:
+    from gateway.ops.tracing import Tracing
 
 __all__ = [
     "ConnectionContext",
@@ -74,6 +82,7 @@ class ConnectionContext:
     playback: PlaybackSigner
     fetch: Fetch
     hub: EventHub
+    tracing: Tracing | None = None
     request: Any = None
     response: Any = None
     connection_params: Any = None
@@ -81,37 +90,64 @@ class ConnectionContext:
     watchdog: asyncio.TimerHandle | None = None
 
     def subscription(self) -> SubscriptionContext:
+        """A context for one subscription of the verified caller (graphql-transport-ws refuses a
+        ``subscribe`` before ``connection_init`` succeeded)."""
+        if self.principal is None:
+            raise AuthenticationError("Not authenticated")
         return SubscriptionContext(
+            principal=self.principal,
             settings=self.settings,
             playback=self.playback,
             fetch=self.fetch,
             hub=self.hub,
-            principal=self.principal,
+            tracing=self.tracing,
         )
 
 
 @dataclass(eq=False)
 class SubscriptionContext:
-    """One subscription of a connection: what its resolvers see. ``loaders`` and ``ledger``
-    belong to the event being resolved and are replaced for the next (nothing cached between
-    events); ``closed`` ends the stream after an event the disclosure step refused."""
+    """One subscription of a connection: what its resolvers see (a ``LiveContext``). Each event
+    is resolved in a ``RequestContext`` of its own, opened by ``next_event``: ``loaders``,
+    ``changes`` and ``ledger`` belong to the event being resolved and are replaced for the next
+    (nothing cached between events). ``closed`` ends the stream after an event the disclosure
+    step refused."""
 
+    principal: Principal
     settings: Settings
     playback: PlaybackSigner
     fetch: Fetch
     hub: EventHub
-    principal: Principal | None
+    tracing: Tracing | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    ledger: Ledger = field(default_factory=Ledger)
-    loaders: Loaders | None = None
     closed: bool = False
+    event: RequestContext = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.next_event()
 
     def next_event(self) -> Loaders:
         """Fresh loaders writing into a fresh ledger, for the next event."""
-        assert self.principal is not None
-        self.ledger = Ledger()
-        self.loaders = Loaders(self.fetch, self.principal, self.ledger)
-        return self.loaders
+        self.event = RequestContext.open(
+            self.principal,
+            self.request_id,
+            fetch=self.fetch,
+            settings=self.settings,
+            playback=self.playback,
+            tracing=self.tracing,
+        )
+        return self.event.loaders
+
+    @property
+    def loaders(self) -> Loaders:
+        return self.event.loaders
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.event.ledger
+
+    @property
+    def changes(self) -> AccessChanges:
+        return self.event.changes
 
 
 class WebSocketDisclosure(SchemaExtension):
@@ -132,7 +168,8 @@ class WebSocketDisclosure(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context.context
         if isinstance(context, ConnectionContext):
-            self.execution_context.context = context.subscription()
+            subscription: LiveContext = context.subscription()
+            self.execution_context.context = subscription
         yield
 
     def on_validate(self) -> Iterator[None]:
@@ -144,11 +181,14 @@ class WebSocketDisclosure(SchemaExtension):
             raise InvalidOperationTypeError(context.operation_type)
         yield
 
-    async def on_stream_result(self, result: Any) -> None:
+    async def on_stream_result(self, result: Any) -> AsyncIterator[None]:
         context = self.execution_context.context
-        if not isinstance(context, SubscriptionContext):
-            return
-        if getattr(result, "data", None) is not None and context.principal is not None:
+        if isinstance(context, SubscriptionContext):
+            await self._clear(context, result)
+        yield
+
+    async def _clear(self, context: SubscriptionContext, result: Any) -> None:
+        if getattr(result, "data", None) is not None:
             try:
                 await self._disclosure.clear(
                     context.principal,
@@ -177,9 +217,11 @@ class WebSocketDisclosure(SchemaExtension):
         ]
 
 
-class _TrustedDocumentsHandler(BaseGraphQLTransportWSHandler):
+class _TrustedDocumentsHandler(BaseGraphQLTransportWSHandler[ConnectionContext, None]):
     """graphql-transport-ws, with each ``subscribe`` payload's document resolved as over HTTP
     before Strawberry sees it."""
+
+    view: SubscriptionEndpoint
 
     async def handle_subscribe(self, message: Any) -> None:
         context = self.context
@@ -192,14 +234,19 @@ class _TrustedDocumentsHandler(BaseGraphQLTransportWSHandler):
             try:
                 query = self.view.trusted_query(message.get("payload"), context.principal)
             except BadRequest as exc:
-                error = {"message": exc.message, "extensions": {"code": exc.code}}
-                await self.send_message({"id": message["id"], "type": "error", "payload": [error]})
+                error: GraphQLFormattedError = {
+                    "message": exc.message,
+                    "extensions": {"code": exc.code},
+                }
+                await self.send_message(
+                    ErrorMessage(id=message["id"], type="error", payload=[error])
+                )
                 return
             message = {**message, "payload": {**message["payload"], "query": query}}
         await super().handle_subscribe(message)
 
 
-class SubscriptionEndpoint(GraphQL):
+class SubscriptionEndpoint(GraphQL[ConnectionContext, None]):
     graphql_transport_ws_handler_class = _TrustedDocumentsHandler
 
     def __init__(
@@ -207,7 +254,7 @@ class SubscriptionEndpoint(GraphQL):
         schema: Any,
         settings: Settings,
         authenticator: Authenticator,
-        make_context: Any,
+        make_context: Callable[[Any, Any], ConnectionContext],
         documents: TrustedDocuments,
     ) -> None:
         super().__init__(
