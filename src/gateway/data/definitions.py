@@ -1,6 +1,7 @@
-"""The SQL in force: every function, trigger, row-level security policy and privilege of the
-schemas ``data`` and ``api``, one file per area in ``sql/``, applied by ``gateway migrate`` after
-the numbered migrations.
+"""The SQL in force: every function, trigger, policy and privilege, from one file per area.
+
+The files are ``sql/*.sql``; they define everything of that kind in the schemas ``data`` and
+``api``, and ``gateway migrate`` applies them after the numbered migrations.
 
 The numbered migrations hold what has a history (tables, columns, constraints, indexes, data);
 the files here hold what is simply *the current definition*, so that the predicate a patient's

@@ -1,7 +1,8 @@
-"""Versioned SQL migrations: ``migrations/NNNN_name.sql``, applied in order, each in its own
-transaction, under an advisory lock so that concurrent runners (several pods starting) apply each
-one once, then the definitions in force (``gateway.data.definitions``: functions, triggers,
-policies, privileges). An applied file whose text has changed is refused, not silently skipped;
+"""Numbered migrations, applied once each and in order, then the definitions in force.
+
+``migrations/NNNN_name.sql`` are applied in order, each in its own transaction, under an
+advisory lock so that concurrent runners (several pods starting) apply each one once, then the
+definitions in force (``gateway.data.definitions``: functions, triggers, policies, privileges). An applied file whose text has changed is refused, not silently skipped;
 the one exception is a text listed in ``migrations/released.sha256``: the migrations as released
 before their definitions moved to ``sql/``, whose applied record is brought up to date.
 
