@@ -10,16 +10,20 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from graphql.validation import NoSchemaIntrospectionCustomRule
+from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import MaxTokensLimiter, ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
 from gateway.authz.fast_path import install_fast_path
+from gateway.authz.field_check import Conducted, Consented, Governed, Granted
 from gateway.authz.schema_check import verify_schema
 from gateway.config import Settings
 from gateway.guards.document_limits import DocumentLimits, LimitsExtension
 from gateway.guards.rate_limits import RateLimiter, RateLimitExtension
+from resolvers.access_log import AccessedObject, AccessEvent
+from resolvers.break_glass import BreakGlassGrant
 from resolvers.clinician import Clinician
+from resolvers.consent import Consent, ConsentRequest
 from resolvers.consultation import Consultation
 from resolvers.mutation import Mutation
 from resolvers.partner import Partner
@@ -28,8 +32,24 @@ from resolvers.query import Query
 from resolvers.recording import Recording
 from resolvers.schema import GatewaySchema
 from resolvers.subscription import Subscription
+from resolvers.viewer import Viewer
 
 __all__ = ["build_schema"]
+
+# What the field check reads of each governed type's objects (gateway.authz.field_check's
+# protocols), held by the type checker; verify_schema checks the policy table's needs at start.
+_GOVERNED: tuple[type[Governed], ...] = (
+    AccessEvent,
+    AccessedObject,
+    Clinician,
+    Consent,
+    ConsentRequest,
+    Partner,
+    Viewer,
+)
+_CONSENTED: tuple[type[Consented], ...] = (Consultation, Patient, Recording)
+_GRANTED: tuple[type[Granted], ...] = (BreakGlassGrant, Consultation, Patient, Recording)
+_CONDUCTED: tuple[type[Conducted], ...] = (Consultation,)
 
 
 def build_schema(
@@ -43,7 +63,9 @@ def build_schema(
     Refuses to build with a gap in layer 1 (``gateway.authz.schema_check``)."""
     development = settings is not None and settings.development
     factories: list[Callable[[], Any]] = [functools.partial(ParserCache, maxsize=512)]
-    rules: tuple = () if development else (NoSchemaIntrospectionCustomRule,)
+    rules: tuple[type[ASTValidationRule], ...] = (
+        () if development else (NoSchemaIntrospectionCustomRule,)
+    )
     if settings is not None:
         limits = DocumentLimits(
             max_depth=settings.max_query_depth,

@@ -31,6 +31,8 @@ class Consent(FromRow):
 
     @policy_field(description="In force now: not revoked, not expired.")
     def active(self) -> bool | None:
+        if self.expires_at is None:  # never from a row: the column is not null
+            return None
         return self.revoked_at is None and self.expires_at > datetime.now(UTC)
 
     @policy_field()

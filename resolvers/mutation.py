@@ -7,6 +7,7 @@ resolver runs.
 from __future__ import annotations
 
 from datetime import datetime
+from uuid import UUID
 
 import strawberry
 
@@ -21,7 +22,7 @@ from resolvers.patient import Patient
 __all__ = ["Mutation"]
 
 
-def _pk(global_id: str, type_name: str):
+def _pk(global_id: str, type_name: str) -> UUID:
     decoded_type, pk = decode_global_id(global_id)
     if decoded_type != type_name:
         raise BadUserInput(f"Expected the ID of a {type_name}")

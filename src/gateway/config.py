@@ -378,7 +378,7 @@ def env_name(field: str) -> str:
     return f"GATEWAY_{field.upper()}"
 
 
-def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build settings from ``environ`` (the process environment when None) plus overrides.
 
     From the process environment, ``GATEWAY_SECRETS_DIR`` names a folder of files, one per
@@ -394,7 +394,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
             if not Path(secrets_dir).is_dir():
                 raise ConfigurationError(f"GATEWAY_SECRETS_DIR: {secrets_dir} is not a directory")
             return Settings(_secrets_dir=secrets_dir, **overrides)
-        values = {
+        values: dict[str, Any] = {
             key.removeprefix("GATEWAY_").lower(): value
             for key, value in environ.items()
             if key.startswith("GATEWAY_")

@@ -66,9 +66,9 @@ def events_from_ledger(
     for type_name, object_id, owner in ledger.objects:
         if owner is not None:
             disclosed.setdefault(owner, {}).setdefault((type_name, object_id), set())
-    for type_name, object_id, owner, fields in ledger.read_objects:
+    for type_name, read_id, owner, fields in ledger.read_objects:
         if owner is not None:
-            disclosed.setdefault(owner, {}).setdefault((type_name, object_id), set()).update(fields)
+            disclosed.setdefault(owner, {}).setdefault((type_name, read_id), set()).update(fields)
     events = [
         access_event(
             principal,

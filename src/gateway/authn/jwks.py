@@ -80,6 +80,7 @@ class JwksCache:
         if self._file is not None:
             document = json.loads(self._file.read_text())
         else:
+            assert self._url is not None  # Settings give exactly one of the URL and the file
             async with httpx.AsyncClient(timeout=5.0) as client:
                 response = await client.get(self._url)
                 response.raise_for_status()

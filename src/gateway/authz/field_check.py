@@ -21,6 +21,7 @@ from uuid import UUID
 import strawberry
 from strawberry.permission import BasePermission, PermissionExtension
 
+from gateway.authz.context import Context, Info
 from gateway.errors import Forbidden
 from gateway.identity import Principal, Role
 from gateway.ledger import Key
@@ -55,28 +56,34 @@ class Governed(Protocol):
     """What every governed object exposes to the policy: its key and its owner patient, both read
     from its database row (owner None when the type is not patient data)."""
 
-    pk: Key | None
-    owner: UUID | None
+    @property
+    def pk(self) -> Key | None: ...
+
+    @property
+    def owner(self) -> UUID | None: ...
 
 
 class Consented(Governed, Protocol):
     """A type a partner may read under consent: the consent's scopes (intersected with the
     token's) under which its row was loaded; None when not loaded under a consent."""
 
-    consent_scopes: tuple[str, ...] | None
+    @property
+    def consent_scopes(self) -> tuple[str, ...] | None: ...
 
 
 class Granted(Governed, Protocol):
     """A type a clinician may read under their own care or break-glass: the grant its row was
     loaded under (``conducted``, ``break-glass``, ...), as the loader's SQL computed it."""
 
-    granted: str | None
+    @property
+    def granted(self) -> str | None: ...
 
 
 class Conducted(Governed, Protocol):
     """A type with a condition on who conducted it: the clinician of its row."""
 
-    clinician_pk: UUID
+    @property
+    def clinician_pk(self) -> UUID: ...
 
 
 def _unmet(condition: Condition, source: Any, principal: Principal) -> str | None:
@@ -163,7 +170,9 @@ def decide(
     return decisions
 
 
-def check_field(context: Any, source: Governed, type_name: str, field_name: str, path: Any) -> bool:
+def check_field(
+    context: Context, source: Governed, type_name: str, field_name: str, path: Any
+) -> bool:
     """The gate's decision for one field read, recorded in the request's ledger (and explained
     when the request asks): what the interpreted executor calls for every governed field."""
     ledger = context.ledger
@@ -172,6 +181,7 @@ def check_field(context: Any, source: Governed, type_name: str, field_name: str,
         where = ".".join(str(key) for key in path.as_list())
         if reason is None:
             rule = rule_for(type_name, field_name, context.principal.role)
+            assert rule is not None  # allowed: the table has the rule that allowed it
             ledger.explain(
                 where, type_name, field_name, True, f"{rule.name} ({rule.condition.describe()})"
             )
@@ -183,8 +193,10 @@ def check_field(context: Any, source: Governed, type_name: str, field_name: str,
 class FieldPolicy(BasePermission):
     message = FORBIDDEN_MESSAGE
 
-    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
-        return check_field(info.context, source, info.path.typename, info.field_name, info.path)
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        type_name = info.path.typename
+        assert type_name is not None  # a field's path names its object type (only an index's not)
+        return check_field(info.context, source, type_name, info.field_name, info.path)
 
     def on_unauthorized(self) -> None:
         raise Forbidden(self.message)
@@ -195,7 +207,7 @@ class MutationPolicy(BasePermission):
 
     message = "Not authorized to make this change"
 
-    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         if may_call(info.field_name, info.context.principal.role):
             return True
         right = mutation_right(info.field_name)

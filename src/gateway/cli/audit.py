@@ -22,9 +22,9 @@ def audit() -> None:
 @admin_url_option
 def audit_verify(database_url: str) -> None:
     """Check the hash chain; name the first broken link (exit 1)."""
-    from gateway.audit.chain import verify_chain
+    from gateway.audit.chain import ChainReport, verify_chain
 
-    async def go():
+    async def go() -> ChainReport:
         connection = await connect(database_url)
         try:
             return await verify_chain(connection)

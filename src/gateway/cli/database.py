@@ -70,7 +70,7 @@ def seed(
     """Load deterministic synthetic data into an empty, migrated database."""
     from gateway.dev.seed import SeedPlan, seed_database
 
-    async def go() -> list[dict[str, str]]:
+    async def go() -> list[dict[str, str | None]]:
         connection = await connect(database_url)
         try:
             plan = SeedPlan(patients, clinicians, consultations, seed_value)

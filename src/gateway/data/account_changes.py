@@ -64,8 +64,9 @@ class AccountChanges:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def _changed(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        if payload.startswith(PROBE):  # a listener's own (this one's, or another replica's)
+    def _changed(self, _connection: Any, _pid: int, _channel: str, payload: object) -> None:
+        # A listener's own (this one's, or another replica's); asyncpg passes text.
+        if isinstance(payload, str) and payload.startswith(PROBE):
             if payload == self._probe:
                 self._heard.set()
             return

@@ -184,7 +184,11 @@ async def add_account(
             subject,
         ):
             raise AdminError(f"an account for issuer {issuer!r} and subject {subject!r} exists")
-        values = {"patient_id": None, "clinician_id": None, "partner_id": None}
+        values: dict[str, UUID | None] = {
+            "patient_id": None,
+            "clinician_id": None,
+            "partner_id": None,
+        }
         if column is not None:
             values[column] = party
         row = await connection.fetchrow(

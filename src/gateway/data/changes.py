@@ -166,7 +166,8 @@ class AccessChanges:
         )
         if not rows:
             raise Forbidden("Only a partner may do this")
-        return rows[0]["patient_id"]
+        patient: UUID = rows[0]["patient_id"]
+        return patient
 
     def _disclosed(self, row: Any) -> Any:
         self._ledger.record_object("ConsentRequest", row["id"], row["patient_id"])

@@ -84,9 +84,9 @@ class EventHub:
         await self._listen()
         async with self._lock:
             connection = self._connection
+            if connection is None:
+                raise ServiceUnavailable()
             try:
-                if connection is None:
-                    raise ServiceUnavailable()
                 await connection.fetchval("select 1", timeout=2)
             except (asyncpg.PostgresError, *TRANSIENT_FAULTS) as exc:
                 connection.terminate()
@@ -103,7 +103,9 @@ class EventHub:
                     queue.get_nowait()
                 queue.put_nowait(INTERRUPTED)
 
-    def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _notified(self, _connection: Any, _pid: int, _channel: str, payload: object) -> None:
+        if not isinstance(payload, str):  # asyncpg passes text; its types say only object
+            return
         try:
             message = json.loads(payload)
             key = UUID(message["consultation"])
@@ -150,7 +152,7 @@ async def follow_consultation(
                 kind = await asyncio.wait_for(queue.get(), timeout=remaining)
             except TimeoutError:
                 return
-            if kind is INTERRUPTED:
+            if not isinstance(kind, str):  # INTERRUPTED, the one object that is not a kind
                 raise ServiceUnavailable("Live events interrupted; subscribe again")
             row = await scope.next_event().consultation.load(consultation)
             if row is None:

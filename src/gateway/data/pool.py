@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from gateway.config import Settings
 from gateway.errors import ConfigurationError, ServiceUnavailable
@@ -55,9 +56,10 @@ from pg_roles r where r.rolname = current_user
 """
 
 
-async def check_application_role(connection: asyncpg.Connection) -> None:
+async def check_application_role(connection: asyncpg.Connection | PoolConnectionProxy) -> None:
     """Refuse to serve through a role that could see past row-level security."""
     row = await connection.fetchrow(ROLE_CHECK)
+    assert row is not None  # current_user is always a role of pg_roles
     problems = []
     if row["rolsuper"]:
         problems.append("is a superuser")
@@ -133,7 +135,7 @@ class Database:
             await connection.execute(statement, *args)
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _connection(self) -> AsyncIterator[PoolConnectionProxy]:
         """A pooled connection for one statement; its faults become ServiceUnavailable.
 
         A connection that breaks mid-statement can leave asyncpg's protocol state behind, so the
@@ -166,7 +168,7 @@ class Database:
         finally:
             await self._release(connection)
 
-    async def _release(self, connection: asyncpg.Connection) -> None:
+    async def _release(self, connection: PoolConnectionProxy) -> None:
         """Back to the pool. The pool resets the connection first and terminates it when that
         fails (a connection broken by a fault): the statement's outcome stands either way."""
         try:

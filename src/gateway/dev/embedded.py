@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
@@ -18,13 +19,17 @@ import asyncpg
 from gateway.data.migrate import apply_migrations, hand_over
 from gateway.errors import ConfigurationError
 
+if TYPE_CHECKING:
+    from pgserver import PostgresServer
+
 __all__ = ["OWNER", "EmbeddedPostgres", "provision", "with_credentials"]
 
 
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 class EmbeddedPostgres:
@@ -36,7 +41,7 @@ class EmbeddedPostgres:
         self.log = self.directory / "pg.log"
         self.fast = fast
         self.url: str | None = None
-        self._pgserver = None
+        self._pgserver: PostgresServer | None = None
 
     def _as_postgres(self, command: list[str]) -> list[str]:
         if os.geteuid() == 0:
@@ -124,8 +129,9 @@ class EmbeddedPostgres:
                 "no PostgreSQL found: install PostgreSQL (initdb, pg_ctl on PATH) or "
                 "`pip install consultation-gateway[embedded]`"
             ) from None
-        self._pgserver = pgserver.get_server(str(self.data), cleanup_mode="stop")
-        return self._pgserver.get_uri()
+        server = pgserver.get_server(str(self.data), cleanup_mode="stop")
+        self._pgserver = server
+        return server.get_uri()
 
     def stop(self) -> None:
         if self._pgserver is not None:

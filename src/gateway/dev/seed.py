@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -120,7 +121,7 @@ def _name(rng: random.Random) -> str:
 
 async def seed_database(
     connection: asyncpg.Connection, plan: SeedPlan, issuer: str
-) -> list[dict[str, str]]:
+) -> list[dict[str, str | None]]:
     """Insert ``plan``'s data into an empty database; return its principals."""
     if plan.patients < 1 or plan.clinicians < 1 or plan.consultations_per_patient < 0:
         raise ConfigurationError("seed: need at least one patient and one clinician")
@@ -131,7 +132,11 @@ async def seed_database(
     clinicians = [
         (_uuid(rng), f"Dr {_name(rng)}", rng.choice(_SPECIALTIES)) for _ in range(plan.clinicians)
     ]
-    patients, consultations, recordings, accounts, principals = [], [], [], [], []
+    patients: list[tuple[UUID, str, date]] = []
+    consultations: list[tuple[Any, ...]] = []
+    recordings: list[tuple[Any, ...]] = []
+    accounts: list[tuple[str, str, str, UUID | None, UUID | None, UUID | None]] = []
+    principals: list[dict[str, str | None]] = []
     for number, clinician in enumerate(clinicians, start=1):
         subject = f"clinician-{number:04d}"
         accounts.append((issuer, subject, "clinician", None, clinician[0], None))

@@ -17,10 +17,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.config import Settings
 from gateway.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from contextvars import Token
+
+    from opentelemetry.context import Context
 
 __all__ = ["Tracing", "traced"]
 
@@ -86,7 +91,9 @@ class Tracing:
         """A span for one SQL statement, named after its constant (never its text or values)."""
         return self.span(name, {"db.system": "postgresql", "db.operation.name": name}, client=True)
 
-    def start_server_span(self, scope: Mapping[str, Any], request_id: str) -> tuple[Any, object]:
+    def start_server_span(
+        self, scope: Mapping[str, Any], request_id: str
+    ) -> tuple[Any, Token[Context]]:
         method = scope["method"]
         span = self._tracer.start_span(
             method,
@@ -96,7 +103,7 @@ class Tracing:
         token = self._context.attach(self._trace.set_span_in_context(span))
         return span, token
 
-    def end_server_span(self, handle: tuple[Any, object], route: str, status: int) -> None:
+    def end_server_span(self, handle: tuple[Any, Token[Context]], route: str, status: int) -> None:
         span, token = handle
         self._context.detach(token)
         span.update_name(f"{span.name} {route}")

@@ -14,11 +14,11 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from graphql import ExecutionResult
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
 
 from gateway.authn.accounts import Authenticator
 from gateway.authz.disclosure import DisclosureStep

@@ -258,4 +258,5 @@ def _key_owned(row: Any) -> bool:
     """The row's media key names its patient and itself. The database refuses any other key
     (``recordings_storage_key_owned``); this is the second lock, checked before anything is
     disclosed or audited, so that a row pointing at another recording's media plays nothing."""
-    return row["storage_key"].startswith(f"recordings/{row['patient_id']}/{row['id']}.")
+    key: str = row["storage_key"]
+    return key.startswith(f"recordings/{row['patient_id']}/{row['id']}.")

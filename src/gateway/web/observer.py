@@ -106,16 +106,17 @@ class RequestObserver:
                 message["headers"] = [*kept, echoed]
             await send(message)
 
+        tracing = self._tracing
         span = None
-        if self._tracing is not None:
-            span = self._tracing.start_server_span(scope, record.request_id)
+        if tracing is not None:
+            span = tracing.start_server_span(scope, record.request_id)
         try:
             await self.app(scope, receive, observed_send)
         finally:
             elapsed = time.perf_counter() - started
             route = _route(scope)
-            if span is not None:
-                self._tracing.end_server_span(span, route, status)  # type: ignore[union-attr]
+            if tracing is not None and span is not None:
+                tracing.end_server_span(span, route, status)
             counted = self._counted.get((route, status))
             if counted is None:
                 counted = self._counted[(route, status)] = (

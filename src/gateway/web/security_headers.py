@@ -13,7 +13,7 @@ class SecurityHeaders:
     same-site`` in place of ``same-origin``): the playback media of a web app served from its
     own origin (app.example.org beside api.example.org), whose ``<video>`` loads them."""
 
-    HEADERS = (
+    HEADERS: tuple[tuple[bytes, bytes], ...] = (
         (b"x-content-type-options", b"nosniff"),
         (b"referrer-policy", b"no-referrer"),
         (b"x-frame-options", b"DENY"),
