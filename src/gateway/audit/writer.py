@@ -46,6 +46,7 @@ class AccessEventWriter:
             stored, ids = _compact(events)
             payload = orjson.dumps(stored, default=str).decode()
             if asks:
+                assert principal is not None  # asks are a principal's: the step passes both
                 rows = await self._fetch(
                     queries.RECORD_ACCESS_EVENTS_IF_AUTHORIZED,
                     *principal.sql_scope(),

@@ -129,7 +129,7 @@ class Loaders:
         self.clinician = self._loader("clinician", self._clinicians_by_id)
         self.partner = self._loader("partner", self._partners_by_id)
 
-    def _loader(self, name: str, batch: Batch) -> DataLoader:
+    def _loader(self, name: str, batch: Batch) -> DataLoader[Any, Any]:
         """A DataLoader whose batches go through ``fetch``."""
         self.answers[name] = {}
         self._loading[name] = {}

@@ -30,6 +30,7 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
     ValidationContext,
+    ValidationRule,
     get_named_type,
     get_nullable_type,
     is_list_type,
@@ -132,7 +133,7 @@ def document_cost(
 
 
 def _make_rule(limits: DocumentLimits) -> type[ASTValidationRule]:
-    class GatewayLimitsRule(ASTValidationRule):
+    class GatewayLimitsRule(ValidationRule):
         """Depth, aliases, directives and cost of the whole document, judged once."""
 
         def enter_document(self, node: DocumentNode, *_args: Any) -> Any:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from graphql import (
+    DefinitionNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLSchema,
@@ -158,7 +159,8 @@ class _Spreads(Visitor):
 def _operation_body(
     operation: OperationDefinitionNode, fragments: dict[str, FragmentDefinitionNode]
 ) -> str:
-    needed, pending = [], [operation]
+    needed: list[FragmentDefinitionNode] = []
+    pending: list[OperationDefinitionNode | FragmentDefinitionNode] = [operation]
     seen: set[str] = set()
     while pending:
         spreads = _Spreads()
@@ -172,7 +174,7 @@ def _operation_body(
 
 def build_manifest(files: list[Path], schema: GraphQLSchema) -> dict[str, Any]:
     """A manifest of every named operation in ``files``, each validated against ``schema``."""
-    definitions: list = []
+    definitions: list[DefinitionNode] = []
     roles_of: dict[int, list[str]] = {}
     for file in files:
         text = file.read_text()
