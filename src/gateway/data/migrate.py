@@ -152,6 +152,7 @@ async def _as_the_schemas_owner(connection: asyncpg.Connection) -> None:
     (``SET ROLE``); any other role is refused, naming the way out. An owner with BYPASSRLS is
     refused: the functions that run as their owner would skip row-level security."""
     row = await connection.fetchrow(_WHO)
+    assert row is not None  # the current database, always one row
     if not row["owner_super"] and row["owner_bypassrls"]:
         raise ConfigurationError(
             f"the schema's owner {row['owner']} has BYPASSRLS; refusing to migrate"
