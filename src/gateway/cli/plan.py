@@ -80,7 +80,9 @@ def plan_print(operation: str, manifest_path: Path, role: str | None) -> None:
                 while value is not None and value.kind == "list":
                     value = value.item
                 if value is not None and value.kind == "object":
+                    assert value.object is not None  # an object's plan has its object plan
                     pending.append(value.object)
                 elif value is not None and value.kind == "abstract":
+                    assert value.by_class is not None  # an abstract one, its runtime types'
                     pending.extend(value.by_class.values())
     click.echo(next(iter(compiled.sources.values())))

@@ -19,6 +19,7 @@ from typing import Any
 
 from graphql import (
     DocumentNode,
+    ExecutableDefinitionNode,
     FieldNode,
     FragmentDefinitionNode,
     GraphQLError,
@@ -153,6 +154,7 @@ def _directive_nodes(document: DocumentNode) -> list[Any]:
             visit(getattr(selection, "selection_set", None))
 
     for definition in document.definitions:
+        assert isinstance(definition, ExecutableDefinitionNode)  # validated: executable only
         if definition.directives:
             raise NotCompilable("a directive on an operation or fragment definition")
         visit(definition.selection_set)
@@ -233,7 +235,9 @@ class _Compiler:
             field_plan.index = index
         names = tuple(f.name for f in judged) if governed else ()
         fails = any(
-            f.value.non_null and (f.resolver is not None or f.value.fails_async) for f in judged
+            value.non_null and (f.resolver is not None or value.fails_async)
+            for f in judged
+            if (value := f.value) is not None
         )
         return ObjectPlan(object_type.name, fields, governed, names, fails)
 
@@ -362,7 +366,7 @@ def _members(leaf: Any) -> dict[int, str] | None:
 def _coercion(leaf: Any) -> Callable[[Any], Any]:
     """The leaf type's own coercion; for a Strawberry enum, its answer for each member worked
     out once (Strawberry's compares the member's value with every value, per call)."""
-    coerce = leaf.coerce_output_value
+    coerce: Callable[[Any], Any] = leaf.coerce_output_value
     wrapped = getattr(leaf, "wrapped_cls", None)
     if wrapped is None:
         return coerce

@@ -40,6 +40,7 @@ from gateway.errors import Forbidden
 __all__ = ["Deferred", "FieldPlan", "ObjectPlan", "PlanRun", "ValuePlan", "awaitable"]
 
 Path = tuple[Any, str | int] | None  # (parent path, key), as graphql-core's linked Path
+FieldPath = tuple[Path, str]  # a field's: its object's path and its response key
 
 
 def _as_list(path: Path) -> list[str | int]:
@@ -159,13 +160,13 @@ class PlanRun:
         self._nulled: set[Path] = set()
         self._background: set[asyncio.Future[Any]] = set()
         # (field, awaitable, path, the dict it fills, whether the awaitable is its completion)
-        self._queue: list[tuple[FieldPlan, Any, Path, dict[str, Any], bool]] = []
+        self._queue: list[tuple[FieldPlan, Any, FieldPath, dict[str, Any], bool]] = []
 
     async def root(self, plan: ObjectPlan, root_value: Any) -> dict[str, Any] | None:
+        result: dict[str, Any] | None
         try:
-            result = self._object(plan, root_value, None)
-            if _awaitable(result):
-                result = await result
+            completed = self._object(plan, root_value, None)
+            result = await completed if _awaitable(completed) else completed
         except GraphQLError as error:
             self._add(error, None)
             result = None
@@ -306,6 +307,7 @@ class PlanRun:
             for field_plan, pending, path, container, completed in batch:
                 key = path[1]
                 value_plan = field_plan.value
+                assert value_plan is not None  # a queued field has a value (not __typename)
                 try:
                     if completed:
                         value = await pending
@@ -341,6 +343,7 @@ class PlanRun:
                 keys.setdefault(pending.spec.loader, []).append(pending.key)
         if not keys:
             return {}
+        assert self._loaders is not None  # a deferred field is a load: there are loaders
         fetch = self._loaders.fetch
         outcomes = await asyncio.gather(
             *(fetch(loader, wanted) for loader, wanted in keys.items()), return_exceptions=True
@@ -375,14 +378,17 @@ class PlanRun:
         kwargs = field_plan.arguments(self._variables) if field_plan.arguments else {}
         if field_plan.info_parameter is not None:
             kwargs[field_plan.info_parameter] = self._info
+        resolver = field_plan.resolver
+        assert resolver is not None  # a field that is no attribute has its resolver
         if field_plan.source_parameter is not None:
             kwargs[field_plan.source_parameter] = source
-            return field_plan.resolver(**kwargs)
-        return field_plan.resolver(source, **kwargs)
+            return resolver(**kwargs)
+        return resolver(source, **kwargs)
 
     async def _complete_awaited(self, field_plan: FieldPlan, value: Any, path: Path) -> Any:
         """graphql-core's complete_awaitable_value."""
         value_plan = field_plan.value
+        assert value_plan is not None  # a resolved field has a value (not __typename)
         try:
             completed = self._complete(value_plan, field_plan, path, await value)
             if _awaitable(completed):
@@ -407,6 +413,7 @@ class PlanRun:
     def _leaf(plan: ValuePlan, value: Any) -> Any:
         """A non-null leaf value coerced (null has been handled), as graphql-core's
         complete_leaf_value: a scalar that coerces it to nothing is an error, with its words."""
+        assert plan.coerce is not None  # a leaf's plan has its coercion
         coerced = plan.coerce(value)
         if coerced is None or coerced is Undefined:
             raise TypeError(
@@ -427,8 +434,10 @@ class PlanRun:
         if kind == "leaf":
             return self._leaf(plan, value)
         if kind == "list":
+            assert plan.item is not None  # a list's plan has its item's
             return self._list(plan.item, field_plan, path, value)
         if kind == "object":
+            assert plan.object is not None  # an object's plan has its object plan
             return self._object(plan.object, value, path)
         runtime = plan.by_class.get(type(value)) if plan.by_class else None
         if runtime is None:
