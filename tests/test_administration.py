@@ -327,7 +327,7 @@ def test_a_client_id_belongs_to_one_partner(env):
     assert json.loads(renamed.stdout)["name"] == "C Renamed"
 
 
-def test_the_commands_refuse_a_database_not_migrated_as_this_gateway_expects(postgres_url):
+def test_the_commands_refuse_a_database_not_migrated_as_this_gateway_expects(env, postgres_url):
     import asyncio
 
     from gateway.data.migrate import apply_migrations, available_migrations

@@ -107,7 +107,8 @@ def test_schema_prints_the_exported_sdl():
     assert result.stdout == (ROOT / "schema.graphql").read_text()
 
 
-def test_migrate_is_idempotent_and_seed_is_deterministic(postgres_url):
+def test_migrate_is_idempotent_and_seed_is_deterministic(env, postgres_url):
+    # env: the roles the migrations grant to exist on the server (provision made them).
     outputs = []
     for _ in range(2):
         url = _fresh_database(postgres_url)
@@ -153,7 +154,7 @@ def test_an_unreachable_database_is_one_line(tmp_path):
     assert_one_line_failure(result, "cannot connect to the database")
 
 
-def test_migrate_reads_the_admin_url_from_a_mounted_secret_file(postgres_url, tmp_path):
+def test_migrate_reads_the_admin_url_from_a_mounted_secret_file(env, postgres_url, tmp_path):
     """The migration Job mounts its Secret as a file instead of an environment variable."""
     secret = tmp_path / "url"
     secret.write_text(_fresh_database(postgres_url) + "\n")

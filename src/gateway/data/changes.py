@@ -29,7 +29,7 @@ from gateway.policy.table import may_call, mutation_right
 __all__ = ["AccessChanges"]
 
 # A refusal of the database a person should read (raised with this SQLSTATE by the api
-# functions of the consent page, migrations/0014).
+# functions of the consent page, sql/consent.sql).
 _BAD_INPUT = "GW400"
 _LONGEST_STATE = 512
 _LONGEST_URI = 2048

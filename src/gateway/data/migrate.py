@@ -2,9 +2,10 @@
 
 ``migrations/NNNN_name.sql`` are applied in order, each in its own transaction, under an
 advisory lock so that concurrent runners (several pods starting) apply each one once, then the
-definitions in force (``gateway.data.definitions``: functions, triggers, policies, privileges). An applied file whose text has changed is refused, not silently skipped;
-the one exception is a text listed in ``migrations/released.sha256``: the migrations as released
-before their definitions moved to ``sql/``, whose applied record is brought up to date.
+definitions in force (``gateway.data.definitions``: functions, triggers, policies, privileges).
+An applied file whose text has changed is refused, not silently skipped; the one exception is a
+text listed in ``migrations/released.sha256``: the migrations as released before their
+definitions moved to ``sql/``, whose applied record is brought up to date.
 
 Migrations run as the schema's owner, the database's owner, a role that is neither SUPERUSER nor
 BYPASSRLS nor (on PostgreSQL 15, where it is nearly a superuser) CREATEROLE: ``gateway_owner`` in
