@@ -84,8 +84,9 @@ select md5(coalesce(string_agg(line, E'\n' order by line), '')) from (
     join pg_namespace n on n.oid = c.relnamespace
     where not t.tgisinternal and n.nspname in ('data', 'api')
     union all
-    select format('relation %s %s', c.oid::regclass,
-                  array_to_string(array(select unnest(c.relacl)::text order by 1), ','))
+    select format('relation %s %s row security %s forced %s', c.oid::regclass,
+                  array_to_string(array(select unnest(c.relacl)::text order by 1), ','),
+                  c.relrowsecurity, c.relforcerowsecurity)
     from pg_class c join pg_namespace n on n.oid = c.relnamespace
     where n.nspname in ('data', 'api')
     union all

@@ -127,18 +127,6 @@ create table data.access_events (
 );
 create index access_events_by_patient on data.access_events (patient_id, occurred_at desc);
 
-alter table data.patients enable row level security;
-alter table data.patients force row level security;
-alter table data.consultations enable row level security;
-alter table data.consultations force row level security;
-alter table data.recordings enable row level security;
-alter table data.recordings force row level security;
-alter table data.consents enable row level security;
-alter table data.consents force row level security;
-alter table data.break_glass_grants enable row level security;
-alter table data.break_glass_grants force row level security;
-alter table data.access_events enable row level security;
-alter table data.access_events force row level security;
-
 -- The functions, triggers, policies and privileges this migration made or changed are defined,
--- as they stand now, in src/gateway/data/sql/ (applied after the migrations).
+-- as they stand now, in src/gateway/data/sql/ (applied after the migrations), and so is which
+-- tables force row-level security (policies.sql).

@@ -31,13 +31,11 @@ create table data.consent_requests (
 );
 create index consent_requests_by_patient on data.consent_requests (patient_id);
 
-alter table data.consent_requests enable row level security;
-alter table data.consent_requests force row level security;
-
 -- One consent in force per patient and partner ("replaces any earlier consent"), also when two
 -- approvals (two tabs, two requests) run at once: the second waits for the first, then revokes
 -- what the first granted. (No unique index: a trail of an earlier race may hold two, and this
 -- migration must apply to it.)
 
 -- The functions, triggers, policies and privileges this migration made or changed are defined,
--- as they stand now, in src/gateway/data/sql/ (applied after the migrations).
+-- as they stand now, in src/gateway/data/sql/ (applied after the migrations), and so is which
+-- tables force row-level security (policies.sql).

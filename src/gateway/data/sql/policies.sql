@@ -1,6 +1,6 @@
 -- Row-level security on every table of patient data: layer 3 of the invariant (DESIGN.md). The
--- tables force it, so it binds the owner too (migrations 0001, 0014). Applying this file drops
--- every policy first and creates these, in the same transaction.
+-- tables force it, so it binds the owner too. Applying this file drops every policy first and
+-- creates these, in the same transaction.
 --
 -- The caller's scope is read once per statement, not once per row: api.scope_role(),
 -- api.scope_actor() and api.scope_scopes() are written as scalar sub-selects, which PostgreSQL
@@ -8,6 +8,22 @@
 -- called directly they would be inlined into per-row current_setting(...) calls.
 -- tests/test_rls_plans.py reads EXPLAIN of every patient-data table under every role and fails on
 -- a per-row call.
+
+-- The tables of patient data: nobody but a superuser reads or writes a row no policy admits.
+alter table data.patients enable row level security;
+alter table data.patients force row level security;
+alter table data.consultations enable row level security;
+alter table data.consultations force row level security;
+alter table data.recordings enable row level security;
+alter table data.recordings force row level security;
+alter table data.consents enable row level security;
+alter table data.consents force row level security;
+alter table data.consent_requests enable row level security;
+alter table data.consent_requests force row level security;
+alter table data.break_glass_grants enable row level security;
+alter table data.break_glass_grants force row level security;
+alter table data.access_events enable row level security;
+alter table data.access_events force row level security;
 
 create policy access_event_append on data.access_events for insert to gateway_app with check (true);
 
