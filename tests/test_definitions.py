@@ -11,6 +11,7 @@ import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,14 @@ from gateway.data.definitions import (
     apply_definitions,
     available_definitions,
     catalog_digest,
+    definitions_current,
     write_definitions,
 )
-from gateway.data.migrate import DEFINITIONS, apply_migrations, available_migrations
+from gateway.data.migrate import DEFINITIONS, apply_migrations, available_migrations, hand_over
 from gateway.data.queries import RECORD_ACCESS_EVENTS
 from gateway.dev.embedded import OWNER, with_credentials
 from gateway.dev.seed import SeedPlan, seed_database
+from gateway.errors import ConfigurationError
 from tests.support.released import migrate_as_released, released_migrations
 
 SQL = Path(__file__).parents[1] / "src" / "gateway" / "data" / "sql"
@@ -64,6 +67,16 @@ union all
 select 'privileges on schema ' || nspname,
        array_to_string(array(select unnest(nspacl)::text order by 1), ',')
 from pg_namespace where nspname in ('data', 'api')
+union all
+select format('rule %s on %s', r.rulename, c.oid::regclass), pg_get_ruledef(r.oid)
+from pg_rewrite r join pg_class c on c.oid = r.ev_class
+join pg_namespace n on n.oid = c.relnamespace
+where n.nspname in ('data', 'api') and c.relkind in ('r', 'p')
+union all
+select format('default privileges of %s in %s on %s', d.defaclrole::regrole,
+              d.defaclnamespace::regnamespace, d.defaclobjtype),
+       array_to_string(array(select unnest(d.defaclacl)::text order by 1), ',')
+from pg_default_acl d
 """
 
 NAMED = {
@@ -141,6 +154,8 @@ def fresh_catalog(env) -> dict[str, str]:
 
 def test_the_files_are_the_areas_and_hold_only_definitions():
     assert sorted(path.stem for path in SQL.glob("*.sql")) == sorted(AREAS)
+    for path in SQL.glob("*.sql"):  # no subtransaction, which the stale sweep would misread
+        assert not re.search(r"^\s*do\b", path.read_text(), re.I | re.M), path.name
     for path in MIGRATIONS.glob("*.sql"):  # history keeps tables, indexes and data only
         text = path.read_text()
         assert CREATED.findall(text) == [], path.name
@@ -271,6 +286,18 @@ def test_a_database_of_the_last_release_with_data_ends_with_the_same_definitions
         "alter table data.patients no force row level security",
         # an append-only trigger disabled
         "alter table data.access_events disable trigger access_events_append_only",
+        # PUBLIC (of which the application's login role is a member) reading the accounts
+        "grant select on data.accounts to public",
+        "grant usage on schema data to public",
+        # a column of the accounts to the audit reader
+        "grant select (subject) on data.accounts to gateway_audit_reader",
+        # the application calling what only the owner's triggers call
+        "grant execute on function data.access_event_chain_hash(bytea, data.access_events) "
+        "to gateway_app",
+        # every table made from now on readable by PUBLIC
+        "alter default privileges in schema data grant select on tables to public",
+        # a rule that swallows the audit trail's inserts
+        "create rule swallow as on insert to data.access_events do instead nothing",
         # a function of its own in the api schema
         "create function api.everything() returns setof data.patients language sql "
         "as $$ select * from data.patients $$",
@@ -390,9 +417,9 @@ def test_an_up_to_date_migrate_takes_no_lock_a_reader_or_a_writer_would_notice(e
 
 def test_a_migrate_behind_a_long_reader_gives_up_each_wait_and_leaves_everything_in_place(env):
     """A reader holds the patients' table (a long report). A migrate that must recreate the
-    policies waits at most its lock_timeout per attempt, so that readers queued behind it are
-    held back no longer than that, and after its last attempt fails with every definition as it
-    was; once the reader ends, the migrate goes through."""
+    policies waits at most its lock wait per attempt for all its locks, so that readers queued
+    behind it are held back no longer than that, and after its last attempt fails with every
+    definition as it was; once the reader ends, the migrate goes through."""
 
     async def work(_admin_url: str, owner_url: str) -> tuple[Any, ...]:
         connection = await _connect(owner_url)
@@ -403,16 +430,124 @@ def test_a_migrate_behind_a_long_reader_gives_up_each_wait_and_leaves_everything
             await connection.execute("update public.schema_definitions set checksum = 'older'")
             async with reader.transaction():
                 await reader.execute("select count(*) from data.patients")
-                with pytest.raises(asyncpg.LockNotAvailableError) as refused:
-                    await apply_definitions(connection, lock_timeout="50ms", attempts=3)
+                with pytest.raises(ConfigurationError) as refused:
+                    await apply_definitions(connection, lock_wait=0.05, attempts=3)
                 during = await _catalog(connection)
-            applied = await apply_definitions(connection, lock_timeout="50ms", attempts=3)
+            applied = await apply_definitions(connection, lock_wait=0.05, attempts=3)
             return refused.value, expected, during, applied, await _catalog(connection)
         finally:
             await reader.close()
             await connection.close()
 
     refused, expected, during, applied, after = _on_scratch(env, work)
-    assert "lock timeout" in str(refused)
+    assert str(refused) == (
+        "the definitions could not take their table locks in 3 attempts of 0.05 s each (a long "
+        "transaction holds one of the tables); nothing was changed: run `gateway migrate` again"
+    )
     assert during == expected  # rolled back whole: no table was ever without its policies
     assert applied is True and after == expected
+
+
+def test_the_catalog_digest_does_not_depend_on_the_search_path(env):
+    async def work(_admin_url: str, owner_url: str) -> tuple[str, str, bool]:
+        connection = await _connect(owner_url)
+        try:
+            await apply_migrations(connection)
+            plain = await catalog_digest(connection)
+            await connection.execute("set search_path = data, api, public")
+            return plain, await catalog_digest(connection), await definitions_current(connection)
+        finally:
+            await connection.close()
+
+    plain, searched, current = _on_scratch(env, work)
+    assert plain == searched and current
+
+
+def test_applying_inside_another_transaction_is_refused(env):
+    """The stale sweep knows what this transaction wrote by its transaction id; inside another
+    transaction (a savepoint) it would take everything for stale."""
+
+    async def work(_admin_url: str, owner_url: str) -> str:
+        connection = await _connect(owner_url)
+        try:
+            await apply_migrations(connection)
+            async with connection.transaction():
+                with pytest.raises(RuntimeError) as refused:
+                    await apply_definitions(connection)
+            return str(refused.value)
+        finally:
+            await connection.close()
+
+    assert _on_scratch(env, work) == (
+        "apply_definitions runs in a transaction of its own, not inside one"
+    )
+
+
+def test_a_released_migration_edited_since_is_refused_on_a_database_of_the_release(
+    env, monkeypatch
+):
+    """A database of the last release applied 0003 as released; this gateway accepts that only
+    while 0003's file holds exactly the text released.sha256 names, so that a later edit of an
+    old migration cannot slip past the databases still at the release."""
+    import gateway.data.migrate as migrate
+
+    edited = [
+        replace(m, sql=m.sql + "\ncreate table data.sneaky (id int);\n")
+        if m.version == "0003_every_role"
+        else m
+        for m in available_migrations()
+    ]
+    monkeypatch.setattr(migrate, "available_migrations", lambda: edited)
+
+    async def work(_admin_url: str, owner_url: str) -> str:
+        connection = await _connect(owner_url)
+        try:
+            await migrate_as_released(connection)
+            with pytest.raises(ConfigurationError) as refused:
+                await apply_migrations(connection)
+            return str(refused.value)
+        finally:
+            await connection.close()
+
+    assert _on_scratch(env, work) == "migration 0003_every_role was changed after it was released"
+
+
+def test_a_database_a_superuser_migrated_with_definitions_is_handed_over_whole(env):
+    """A superuser migrated the release and then this gateway (so it owns the definitions'
+    bookkeeping too); once handed over, the owner migrates alone."""
+
+    async def work(admin_url: str, owner_url: str) -> tuple[list[str], list[str], list[str]]:
+        superuser = await _connect(admin_url)
+        connection = await _connect(owner_url)
+        try:
+            await migrate_as_released(superuser)
+            first = await apply_migrations(superuser)
+            await hand_over(superuser, OWNER)
+            return first, await apply_migrations(connection), await apply_migrations(connection)
+        finally:
+            await connection.close()
+            await superuser.close()
+
+    first, handed, again = _on_scratch(env, work)
+    assert first == [DEFINITIONS] and again == []
+    # The owner's grants now come from the owner (the grantor moved with the objects): the
+    # definitions are applied once more, by the owner, whose bookkeeping it now is.
+    assert handed == [DEFINITIONS]
+
+
+def test_the_administration_commands_send_a_database_of_the_release_to_migrate(env):
+    from gateway.data.administration import check_migrated
+
+    async def work(_admin_url: str, owner_url: str) -> str:
+        connection = await _connect(owner_url)
+        try:
+            await migrate_as_released(connection)
+            with pytest.raises(ConfigurationError) as refused:
+                await check_migrated(connection)
+            return str(refused.value)
+        finally:
+            await connection.close()
+
+    assert _on_scratch(env, work) == (
+        "the database was migrated by an earlier release: run `gateway migrate` first"
+    )

@@ -24,7 +24,7 @@ from uuid import UUID
 import asyncpg
 
 from gateway.data.definitions import definitions_current
-from gateway.data.migrate import available_migrations
+from gateway.data.migrate import available_migrations, released_checksums
 from gateway.errors import ConfigurationError
 from gateway.identity import Role
 from gateway.policy import scopes as smart
@@ -88,6 +88,11 @@ async def check_migrated(connection: asyncpg.Connection) -> None:
     if pending:
         raise ConfigurationError(
             f"the database lacks migrations {', '.join(pending)}: run `gateway migrate` first"
+        )
+    released = released_checksums()
+    if any(applied[v] == released.get(v, ("", ""))[0] for v in applied):
+        raise ConfigurationError(
+            "the database was migrated by an earlier release: run `gateway migrate` first"
         )
     changed = sorted(v for v in applied if applied[v] != known[v])
     if changed:

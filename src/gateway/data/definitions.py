@@ -7,19 +7,22 @@ The numbered migrations hold what has a history (tables, columns, constraints, i
 the files here hold what is simply *the current definition*, so that the predicate a patient's
 page runs today is read in one place. Applying them makes the catalog exactly the files:
 
-- every policy on a ``data`` table is dropped and the files create them again;
+- every policy and rule on a table of ``data`` is dropped (there are no rules; a rule could
+  swallow the audit's inserts) and the files create the policies again, with row-level security;
 - functions and triggers are ``create or replace``d; one the files no longer define (its catalog
   row not rewritten by this transaction) is dropped;
-- privileges are revoked and granted again (privileges.sql).
+- every privilege anyone but the owner holds there, PUBLIC's and default privileges included, is
+  revoked, and privileges.sql grants what it grants.
 
 All of it is one transaction, so no session ever sees a table without its policies. It runs only
 when there is something to do: the files' checksum and a digest of the catalog objects they make
 are kept in ``public.schema_definitions``; when both are unchanged (the files are those applied,
 and nobody changed a definition by hand since) nothing is applied and no lock is taken. When they
-differ, the transaction takes ACCESS EXCLUSIVE on each table with policies (dropping and
-creating a policy needs it) and SHARE ROW EXCLUSIVE on each table with triggers, for the few
-milliseconds it runs; it asks for them with ``lock_timeout``, so that a long transaction holding
-one of those tables makes it give up and try again rather than queue every reader behind it.
+differ, the transaction first takes, in one statement that waits half a second at most, ACCESS
+EXCLUSIVE on each table with policies (dropping and creating a policy needs it) and SHARE ROW
+EXCLUSIVE on each other table with triggers, then runs for some tens of milliseconds; a long
+transaction holding one of those tables makes it give up, changing nothing, and try again,
+rather than queue every reader behind it (``apply_definitions``).
 
 A numbered migration that must drop or change what a definition depends on (a column a policy
 reads, a function's return type) drops that definition itself; the files then make it anew.
@@ -29,10 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
+
+from gateway.errors import ConfigurationError
 
 __all__ = [
     "AREAS",
@@ -41,6 +47,8 @@ __all__ = [
     "available_definitions",
     "catalog_digest",
     "definitions_current",
+    "lock_tables",
+    "write_definitions",
 ]
 
 # The files, in the order they are applied: each creates only what the ones before it and the
@@ -67,9 +75,11 @@ create table if not exists public.schema_definitions (
 """
 
 # Everything the files make, as the catalog shows it: function definitions (with their
-# settings), triggers, policies and the privileges on schemas, tables, columns and functions.
+# settings), triggers, policies, row-level security, rules (there are none: a rule on a table
+# could swallow the audit's inserts) and privileges, default privileges included. Read with
+# search_path = pg_catalog, so that every name comes out qualified whoever asks.
 _CATALOG = """
-select md5(coalesce(string_agg(line, E'\n' order by line), '')) from (
+select md5(coalesce(string_agg(line, E'\\n' order by line), '')) from (
     select 'function ' || pg_get_functiondef(p.oid)
            || array_to_string(array(select unnest(p.proacl)::text order by 1), ',') as line
     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
@@ -83,6 +93,11 @@ select md5(coalesce(string_agg(line, E'\n' order by line), '')) from (
     from pg_trigger t join pg_class c on c.oid = t.tgrelid
     join pg_namespace n on n.oid = c.relnamespace
     where not t.tgisinternal and n.nspname in ('data', 'api')
+    union all
+    select 'rule ' || pg_get_ruledef(r.oid) || ' ' || r.ev_enabled::text
+    from pg_rewrite r join pg_class c on c.oid = r.ev_class
+    join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname in ('data', 'api') and c.relkind in ('r', 'p')
     union all
     select format('relation %s %s row security %s forced %s', c.oid::regclass,
                   array_to_string(array(select unnest(c.relacl)::text order by 1), ','),
@@ -99,15 +114,31 @@ select md5(coalesce(string_agg(line, E'\n' order by line), '')) from (
     select format('schema %s %s', nspname,
                   array_to_string(array(select unnest(nspacl)::text order by 1), ','))
     from pg_namespace where nspname in ('data', 'api')
+    union all
+    select format('default privileges of %s in %s on %s: %s', d.defaclrole::regrole,
+                  coalesce(n.nspname, 'every schema'), d.defaclobjtype,
+                  array_to_string(array(select unnest(d.defaclacl)::text order by 1), ','))
+    from pg_default_acl d left join pg_namespace n on n.oid = d.defaclnamespace
+    where n.nspname in ('data', 'api')
+       or (d.defaclnamespace = 0 and d.defaclrole = (
+           select nspowner from pg_namespace where nspname = 'data'))
 ) catalog
 """
 
-_DROP_POLICIES = """
+_DROP_POLICIES_AND_RULES = """
 select format('drop policy %I on %I.%I', policyname, schemaname, tablename)
 from pg_policies where schemaname in ('data', 'api')
+union all
+select format('drop rule %I on %s', r.rulename, c.oid::regclass)
+from pg_rewrite r join pg_class c on c.oid = r.ev_class
+join pg_namespace n on n.oid = c.relnamespace
+where n.nspname in ('data', 'api') and c.relkind in ('r', 'p')
 """
 
 # What this transaction did not write (its catalog row keeps an older xmin) is no longer defined.
+# (Sound because the files run in the top-level transaction: apply_definitions refuses to run
+# inside another one, and the files hold no DO block, whose exception clause would make a
+# subtransaction.)
 _STALE = """
 select format('drop trigger %I on %s', t.tgname, t.tgrelid::regclass)
 from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
@@ -118,6 +149,62 @@ select format('drop routine %s', p.oid::regprocedure)
 from pg_proc p join pg_namespace n on n.oid = p.pronamespace
 where n.nspname in ('data', 'api') and p.xmin <> pg_current_xact_id()::xid
 """
+
+# Every privilege anyone but the owner holds on what is in data and api, PUBLIC's included, and
+# every default privilege there: revoked before privileges.sql grants what it grants, so that
+# nothing granted by hand survives.
+_REVOKE_EVERYTHING = """
+with grantee as (select oid, quote_ident(rolname) as name from pg_roles
+                 union all select 0, 'public'),
+objects as (
+    select case when c.relkind = 'S' then 'sequence ' else 'table ' end || c.oid::regclass as what,
+           c.relacl as acl, c.relowner as owner, null::text as col
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname in ('data', 'api') and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f')
+    union all
+    select 'table ' || c.oid::regclass, a.attacl, c.relowner, quote_ident(a.attname)
+    from pg_attribute a join pg_class c on c.oid = a.attrelid
+    join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname in ('data', 'api') and a.attacl is not null
+    union all
+    select 'routine ' || p.oid::regprocedure, p.proacl, p.proowner, null
+    from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+    where n.nspname in ('data', 'api')
+    union all
+    select 'schema ' || quote_ident(nspname), nspacl, nspowner, null
+    from pg_namespace where nspname in ('data', 'api')
+)
+select distinct format('revoke all %s on %s from %s', coalesce('(' || o.col || ')', ''), o.what,
+                       g.name)
+from objects o cross join lateral aclexplode(o.acl) x join grantee g on g.oid = x.grantee
+where x.grantee <> o.owner
+union all
+select format('alter default privileges for role %s %s revoke all on %s from %s',
+              d.defaclrole::regrole, coalesce('in schema ' || quote_ident(n.nspname), ''),
+              case d.defaclobjtype when 'r' then 'tables' when 'S' then 'sequences'
+                   when 'f' then 'functions' when 'T' then 'types' else 'schemas' end, g.name)
+from pg_default_acl d left join pg_namespace n on n.oid = d.defaclnamespace
+cross join lateral aclexplode(d.defaclacl) x join grantee g on g.oid = x.grantee
+where x.grantee <> d.defaclrole
+  and (n.nspname in ('data', 'api')
+       or (d.defaclnamespace = 0 and d.defaclrole = (
+           select nspowner from pg_namespace where nspname = 'data')))
+"""
+
+# The tables whose policies, row-level security or triggers the files make (and those that have
+# some now): what a transaction applying them locks, all at once, before anything else.
+_LOCKED_NOW = """
+select c.oid::regclass::text, c.relrowsecurity or exists (
+           select from pg_policy where polrelid = c.oid)
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where n.nspname in ('data', 'api') and c.relkind in ('r', 'p')
+  and (c.relrowsecurity or exists (select from pg_policy where polrelid = c.oid)
+       or exists (select from pg_trigger where tgrelid = c.oid and not tgisinternal))
+"""
+_POLICY_TABLE = re.compile(r"^(?:create policy \w+ on|alter table) ([\w.]+)", re.MULTILINE)
+_TRIGGER_TABLE = re.compile(
+    r"^create or replace trigger \w+\b.*?\bon ([\w.]+)", re.MULTILINE | re.DOTALL
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +232,13 @@ def available_definitions() -> Definitions:
 
 
 async def catalog_digest(connection: asyncpg.Connection) -> str:
-    digest: str = await connection.fetchval(_CATALOG)
+    """The digest of everything the files make, as the catalog shows it now."""
+    previous = await connection.fetchval("select current_setting('search_path')")
+    await connection.execute("select set_config('search_path', 'pg_catalog', false)")
+    try:
+        digest: str = await connection.fetchval(_CATALOG)
+    finally:
+        await connection.execute("select set_config('search_path', $1, false)", previous)
     return digest
 
 
@@ -165,13 +258,30 @@ async def definitions_current(
     )
 
 
+async def lock_tables(connection: asyncpg.Connection, definitions: Definitions) -> None:
+    """Take, in one go and in name order, ACCESS EXCLUSIVE on every table whose policies or
+    row-level security the files make or the catalog holds, SHARE ROW EXCLUSIVE on every other
+    table with triggers."""
+    text = "\n".join(sql for _, sql in definitions.files)
+    exclusive = set(_POLICY_TABLE.findall(text))
+    triggered = set(_TRIGGER_TABLE.findall(text))
+    for table, secured in await connection.fetch(_LOCKED_NOW):
+        (exclusive if secured else triggered).add(table)
+    triggered -= exclusive
+    for tables, mode in ((exclusive, "access exclusive"), (triggered, "share row exclusive")):
+        if tables:
+            await connection.execute(f"lock table {', '.join(sorted(tables))} in {mode} mode")
+
+
 async def write_definitions(connection: asyncpg.Connection, definitions: Definitions) -> None:
-    """The statements of one application, inside the caller's transaction."""
-    for (statement,) in await connection.fetch(_DROP_POLICIES):
+    """The statements of one application, inside the caller's transaction (a top-level one)."""
+    for (statement,) in await connection.fetch(_DROP_POLICIES_AND_RULES):
         await connection.execute(statement)
     for area, sql in definitions.files:
         if area == "privileges":  # after the sweep: its grants rewrite every function's row
             for (statement,) in await connection.fetch(_STALE):
+                await connection.execute(statement)
+            for (statement,) in await connection.fetch(_REVOKE_EVERYTHING):
                 await connection.execute(statement)
         await connection.execute(sql)
     await connection.execute(_BOOKKEEPING)
@@ -184,29 +294,47 @@ async def write_definitions(connection: asyncpg.Connection, definitions: Definit
     )
 
 
+_GAVE_WAY = (
+    asyncpg.QueryCanceledError,  # the lock wait's statement timeout
+    asyncpg.LockNotAvailableError,
+    asyncpg.DeadlockDetectedError,
+)
+
+
 async def apply_definitions(
-    connection: asyncpg.Connection,
-    *,
-    lock_timeout: str = "1s",
-    attempts: int = 10,
+    connection: asyncpg.Connection, *, lock_wait: float = 0.5, attempts: int = 10
 ) -> bool:
     """Apply the definition files unless the catalog already holds exactly them; return whether
-    they were applied. Each attempt waits at most ``lock_timeout`` for a lock (and so holds
-    readers back at most that long); after ``attempts`` the last lock timeout is raised."""
+    they were applied.
+
+    Each attempt first takes every table lock it needs in one statement that may wait at most
+    ``lock_wait`` seconds in all; readers queued behind it wait no longer than that and the few
+    milliseconds the transaction then runs. Half a second, under PostgreSQL's deadlock_timeout
+    (1 s), so that where a request holds one table and waits for another this gives up first
+    and the request goes on. After ``attempts`` it stops, having changed nothing."""
+    if connection.is_in_transaction():
+        raise RuntimeError("apply_definitions runs in a transaction of its own, not inside one")
     definitions = available_definitions()
     if await definitions_current(connection, definitions):
         return False
-    attempt = 1
-    while True:
+    for attempt in range(1, attempts + 1):
         try:
             async with connection.transaction():
                 await connection.execute(
-                    "select set_config('lock_timeout', $1, true)", lock_timeout
+                    "select set_config('statement_timeout', $1, true)", f"{lock_wait * 1000:.0f}"
+                )
+                await lock_tables(connection, definitions)
+                await connection.execute("select set_config('statement_timeout', '0', true)")
+                await connection.execute(
+                    "select set_config('lock_timeout', $1, true)", f"{lock_wait * 1000:.0f}"
                 )
                 await write_definitions(connection, definitions)
             return True
-        except asyncpg.LockNotAvailableError:
-            if attempt == attempts:
-                raise
-            await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
-            attempt += 1
+        except _GAVE_WAY:
+            if attempt < attempts:
+                await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+    raise ConfigurationError(
+        f"the definitions could not take their table locks in {attempts} attempts of "
+        f"{lock_wait:g} s each (a long transaction holds one of the tables); nothing was "
+        "changed: run `gateway migrate` again"
+    )

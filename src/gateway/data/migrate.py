@@ -80,15 +80,15 @@ def available_migrations() -> list[Migration]:
     return sorted(found, key=lambda migration: migration.version)
 
 
-def released_checksums() -> dict[str, set[str]]:
-    """The checksums of migration texts as once released and since shortened (``sha256sum``
-    lines: checksum, two spaces, file name), by version."""
+def released_checksums() -> dict[str, tuple[str, str]]:
+    """By version, the checksum of a migration's text as once released and of the text it was
+    shortened to (``migrations/released.sha256``)."""
     listing = resources.files("gateway.data") / "migrations" / "released.sha256"
-    found: dict[str, set[str]] = {}
+    found: dict[str, tuple[str, str]] = {}
     for line in listing.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
-            checksum, name = line.split()
-            found.setdefault(name.removesuffix(".sql"), set()).add(checksum)
+            released, current, name = line.split()
+            found[name.removesuffix(".sql")] = (released, current)
     return found
 
 
@@ -107,7 +107,11 @@ async def apply_migrations(connection: asyncpg.Connection) -> list[str]:
         released = released_checksums()
         for migration in available_migrations():
             if migration.version in done:
-                if done[migration.version] in released.get(migration.version, ()):
+                if done[migration.version] == released.get(migration.version, ("", ""))[0]:
+                    if migration.checksum != released[migration.version][1]:
+                        raise ConfigurationError(
+                            f"migration {migration.version} was changed after it was released"
+                        )
                     await connection.execute(
                         "update schema_migrations set checksum = $2 where version = $1",
                         migration.version,
@@ -188,7 +192,9 @@ select format('alter %s %s owner to %I',
                              when 'm' then 'materialized view' else 'table' end,
               c.oid::regclass, $1::text)
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
-where (n.nspname in ('data', 'api') or c.oid = 'public.schema_migrations'::regclass)
+where (n.nspname in ('data', 'api')
+       or c.oid = 'public.schema_migrations'::regclass
+       or c.oid = to_regclass('public.schema_definitions'))
   and c.relkind in ('r', 'p', 'v', 'm', 'S')
   and c.relowner <> (select oid from target)
   and not (c.relkind = 'S' and exists (

@@ -1,11 +1,14 @@
 -- Who may do what, all of it: the application role (gateway_app), the audit reader
--- (gateway_audit_reader) and PUBLIC. Everything is revoked first and granted again in the same
--- transaction, so that these lines are the whole of it (a grant made by hand does not survive a
--- migrate) and no session ever sees the moment between.
+-- (gateway_audit_reader) and PUBLIC. Before this file runs, the migrate revokes every privilege
+-- anyone but the owner holds on the schemas data and api and on what is in them (PUBLIC's and
+-- default privileges included), in the same transaction: these lines are the whole of it (a grant
+-- made by hand does not survive a migrate) and no session ever sees the moment between.
 
-revoke all on schema data, api from gateway_app, gateway_audit_reader;
-revoke all on all tables in schema data from gateway_app, gateway_audit_reader;
-revoke all on all functions in schema api from public, gateway_app, gateway_audit_reader;
+-- A function is made executable by PUBLIC; none of api is. (Revoking from PUBLIC on the tables
+-- changes nothing but writes each table's privileges out, the owner's alone where nobody else
+-- has any, the same on every database whatever its history.)
+revoke all on all functions in schema api from public;
+revoke all on all tables in schema data from public;
 
 grant usage on schema data, api to gateway_app;
 grant usage on schema data to gateway_audit_reader;
