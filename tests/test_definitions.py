@@ -427,7 +427,10 @@ def test_a_migrate_behind_a_long_reader_gives_up_each_wait_and_leaves_everything
         try:
             await apply_migrations(connection)
             expected = await _catalog(connection)
-            await connection.execute("update public.schema_definitions set checksum = 'older'")
+            # As after a deploy that changed the policies file:
+            await connection.execute(
+                "update public.schema_definitions set checksum = 'older', policies = 'older'"
+            )
             async with reader.transaction():
                 await reader.execute("select count(*) from data.patients")
                 with pytest.raises(ConfigurationError) as refused:
@@ -551,3 +554,50 @@ def test_the_administration_commands_send_a_database_of_the_release_to_migrate(e
     assert _on_scratch(env, work) == (
         "the database was migrated by an earlier release: run `gateway migrate` first"
     )
+
+
+@pytest.mark.parametrize(
+    ("by_hand", "readers_wait"),
+    [
+        # a function body: the policies are left in place, no reader waits
+        (
+            "create or replace function api.scope_role() returns text language sql stable "
+            "parallel safe as $$ select 'support' $$",
+            False,
+        ),
+        # a policy: it is made again, which readers of its table wait for
+        (
+            "drop policy patient_rows on data.patients; create policy patient_rows on "
+            "data.patients for select to gateway_app using (true)",
+            True,
+        ),
+    ],
+)
+def test_only_a_change_of_the_policies_makes_readers_wait(env, by_hand, readers_wait):
+    """A reader holds the patients' table in an open transaction. Putting back a function body
+    needs no lock it conflicts with: the migrate goes through beside it. Putting back a policy
+    needs ACCESS EXCLUSIVE, which waits for the reader: the migrate gives up."""
+
+    async def work(_admin_url: str, owner_url: str) -> tuple[Any, dict[str, str], dict[str, str]]:
+        connection = await _connect(owner_url)
+        reader = await _connect(owner_url)
+        try:
+            await apply_migrations(connection)
+            expected = await _catalog(connection)
+            await connection.execute(by_hand)
+            async with reader.transaction():
+                await reader.execute("select count(*) from data.patients")
+                try:
+                    outcome: Any = await apply_definitions(connection, lock_wait=0.05, attempts=2)
+                except ConfigurationError as refused:
+                    outcome = refused
+            return outcome, expected, await _catalog(connection)
+        finally:
+            await reader.close()
+            await connection.close()
+
+    outcome, expected, after = _on_scratch(env, work)
+    if readers_wait:
+        assert isinstance(outcome, ConfigurationError) and after != expected
+    else:
+        assert outcome is True and after == expected

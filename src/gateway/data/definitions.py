@@ -18,11 +18,12 @@ All of it is one transaction, so no session ever sees a table without its polici
 when there is something to do: the files' checksum and a digest of the catalog objects they make
 are kept in ``public.schema_definitions``; when both are unchanged (the files are those applied,
 and nobody changed a definition by hand since) nothing is applied and no lock is taken. When they
-differ, the transaction first takes, in one statement that waits half a second at most, ACCESS
-EXCLUSIVE on each table with policies (dropping and creating a policy needs it) and SHARE ROW
-EXCLUSIVE on each other table with triggers, then runs for some tens of milliseconds; a long
-transaction holding one of those tables makes it give up, changing nothing, and try again,
-rather than queue every reader behind it (``apply_definitions``).
+differ, the transaction first takes, in one statement that waits half a second at most, SHARE
+ROW EXCLUSIVE on each table with triggers (writes wait, reads do not) and, only when the policies
+file or the policies in the catalog differ from those applied, ACCESS EXCLUSIVE on each table
+with policies (dropping and creating a policy needs it; reads wait too); then it runs for some
+tens of milliseconds. A long transaction holding one of those tables makes it give up, changing
+nothing, and try again, rather than queue every reader behind it (``apply_definitions``).
 
 A numbered migration that must drop or change what a definition depends on (a column a policy
 reads, a function's return type) drops that definition itself; the files then make it anew.
@@ -43,9 +44,11 @@ from gateway.errors import ConfigurationError
 __all__ = [
     "AREAS",
     "Definitions",
+    "Digest",
     "apply_definitions",
     "available_definitions",
     "catalog_digest",
+    "catalog_digests",
     "definitions_current",
     "lock_tables",
     "write_definitions",
@@ -71,7 +74,8 @@ create table if not exists public.schema_definitions (
     checksum text not null,
     catalog text not null,
     applied_at timestamptz not null default now()
-)
+);
+alter table public.schema_definitions add column if not exists policies text not null default ''
 """
 
 # Everything the files make, as the catalog shows it: function definitions (with their
@@ -79,50 +83,60 @@ create table if not exists public.schema_definitions (
 # could swallow the audit's inserts) and privileges, default privileges included. Read with
 # search_path = pg_catalog, so that every name comes out qualified whoever asks.
 _CATALOG = """
-select md5(coalesce(string_agg(line, E'\\n' order by line), '')) from (
-    select 'function ' || pg_get_functiondef(p.oid)
-           || array_to_string(array(select unnest(p.proacl)::text order by 1), ',') as line
+with line(part, text) as (
+    select 'routines', 'function ' || pg_get_functiondef(p.oid)
+           || array_to_string(array(select unnest(p.proacl)::text order by 1), ',')
     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
     where n.nspname in ('data', 'api')
     union all
-    select format('policy %s on %s.%s: %s %s to %s using (%s) with check (%s)', policyname,
-                  schemaname, tablename, permissive, cmd, roles, qual, with_check)
+    select 'policies', format('policy %s on %s.%s: %s %s to %s using (%s) with check (%s)',
+                              policyname, schemaname, tablename, permissive, cmd, roles, qual,
+                              with_check)
     from pg_policies where schemaname in ('data', 'api')
     union all
-    select 'trigger ' || pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text
+    select 'routines', 'trigger ' || pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text
     from pg_trigger t join pg_class c on c.oid = t.tgrelid
     join pg_namespace n on n.oid = c.relnamespace
     where not t.tgisinternal and n.nspname in ('data', 'api')
     union all
-    select 'rule ' || pg_get_ruledef(r.oid) || ' ' || r.ev_enabled::text
+    select 'policies', 'rule ' || pg_get_ruledef(r.oid) || ' ' || r.ev_enabled::text
     from pg_rewrite r join pg_class c on c.oid = r.ev_class
     join pg_namespace n on n.oid = c.relnamespace
     where n.nspname in ('data', 'api') and c.relkind in ('r', 'p')
     union all
-    select format('relation %s %s row security %s forced %s', c.oid::regclass,
-                  array_to_string(array(select unnest(c.relacl)::text order by 1), ','),
-                  c.relrowsecurity, c.relforcerowsecurity)
+    select 'policies', format('row security on %s %s forced %s', c.oid::regclass,
+                              c.relrowsecurity, c.relforcerowsecurity)
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname in ('data', 'api') and c.relkind in ('r', 'p')
+    union all
+    select 'routines', format('relation %s %s', c.oid::regclass,
+                              array_to_string(array(select unnest(c.relacl)::text order by 1), ','))
     from pg_class c join pg_namespace n on n.oid = c.relnamespace
     where n.nspname in ('data', 'api')
     union all
-    select format('column %s.%s %s', a.attrelid::regclass, a.attname,
-                  array_to_string(array(select unnest(a.attacl)::text order by 1), ','))
+    select 'routines', format('column %s.%s %s', a.attrelid::regclass, a.attname,
+                              array_to_string(array(select unnest(a.attacl)::text order by 1), ','))
     from pg_attribute a join pg_class c on c.oid = a.attrelid
     join pg_namespace n on n.oid = c.relnamespace
     where n.nspname in ('data', 'api') and a.attacl is not null
     union all
-    select format('schema %s %s', nspname,
-                  array_to_string(array(select unnest(nspacl)::text order by 1), ','))
+    select 'routines', format('schema %s %s', nspname,
+                              array_to_string(array(select unnest(nspacl)::text order by 1), ','))
     from pg_namespace where nspname in ('data', 'api')
     union all
-    select format('default privileges of %s in %s on %s: %s', d.defaclrole::regrole,
-                  coalesce(n.nspname, 'every schema'), d.defaclobjtype,
-                  array_to_string(array(select unnest(d.defaclacl)::text order by 1), ','))
+    select 'routines', format('default privileges of %s in %s on %s: %s', d.defaclrole::regrole,
+                              coalesce(n.nspname, 'every schema'), d.defaclobjtype,
+                              array_to_string(array(select unnest(d.defaclacl)::text
+                                                    order by 1), ','))
     from pg_default_acl d left join pg_namespace n on n.oid = d.defaclnamespace
     where n.nspname in ('data', 'api')
        or (d.defaclnamespace = 0 and d.defaclrole = (
            select nspowner from pg_namespace where nspname = 'data'))
-) catalog
+)
+select md5(coalesce(string_agg(text, E'\\n' order by text), '')) as everything,
+       md5(coalesce(string_agg(text, E'\\n' order by text)
+                    filter (where part = 'policies'), '')) as policies
+from line
 """
 
 _DROP_POLICIES_AND_RULES = """
@@ -231,15 +245,43 @@ def available_definitions() -> Definitions:
     )
 
 
-async def catalog_digest(connection: asyncpg.Connection) -> str:
-    """The digest of everything the files make, as the catalog shows it now."""
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """The catalog as a digest: of everything the files make, and of the policies part alone
+    (policies, rules, row-level security), which only ACCESS EXCLUSIVE locks can change."""
+
+    everything: str
+    policies: str
+
+
+async def catalog_digests(connection: asyncpg.Connection) -> Digest:
     previous = await connection.fetchval("select current_setting('search_path')")
     await connection.execute("select set_config('search_path', 'pg_catalog', false)")
     try:
-        digest: str = await connection.fetchval(_CATALOG)
+        everything, policies = await connection.fetchrow(_CATALOG) or ("", "")
     finally:
         await connection.execute("select set_config('search_path', $1, false)", previous)
-    return digest
+    return Digest(everything, policies)
+
+
+async def catalog_digest(connection: asyncpg.Connection) -> str:
+    """The digest of everything the files make, as the catalog shows it now."""
+    return (await catalog_digests(connection)).everything
+
+
+def _policies_key(definitions: Definitions, digest: Digest) -> str:
+    """What the policies were made from and what the catalog shows of them."""
+    sql = dict(definitions.files)["policies"]
+    return hashlib.sha256(sql.encode()).hexdigest() + ":" + digest.policies
+
+
+async def _applied(connection: asyncpg.Connection) -> asyncpg.Record | None:
+    if await connection.fetchval("select to_regclass('public.schema_definitions')") is None:
+        return None
+    row: asyncpg.Record | None = await connection.fetchrow(
+        "select * from public.schema_definitions"
+    )
+    return row
 
 
 async def definitions_current(
@@ -247,10 +289,7 @@ async def definitions_current(
 ) -> bool:
     """Whether the definitions applied last are these files and the catalog still shows them."""
     definitions = definitions or available_definitions()
-    exists = await connection.fetchval("select to_regclass('public.schema_definitions')")
-    if exists is None:
-        return False
-    row = await connection.fetchrow("select checksum, catalog from public.schema_definitions")
+    row = await _applied(connection)
     return (
         row is not None
         and row["checksum"] == definitions.checksum
@@ -258,39 +297,51 @@ async def definitions_current(
     )
 
 
-async def lock_tables(connection: asyncpg.Connection, definitions: Definitions) -> None:
-    """Take, in one go and in name order, ACCESS EXCLUSIVE on every table whose policies or
-    row-level security the files make or the catalog holds, SHARE ROW EXCLUSIVE on every other
-    table with triggers."""
+async def lock_tables(
+    connection: asyncpg.Connection, definitions: Definitions, *, policies: bool = True
+) -> None:
+    """Take, in one go and in name order, the locks an application needs: SHARE ROW EXCLUSIVE
+    on every table the files make triggers on, and with ``policies`` ACCESS EXCLUSIVE instead on
+    every table whose policies or row-level security the files make or the catalog holds."""
     text = "\n".join(sql for _, sql in definitions.files)
-    exclusive = set(_POLICY_TABLE.findall(text))
     triggered = set(_TRIGGER_TABLE.findall(text))
-    for table, secured in await connection.fetch(_LOCKED_NOW):
-        (exclusive if secured else triggered).add(table)
-    triggered -= exclusive
+    exclusive: set[str] = set()
+    if policies:
+        exclusive = set(_POLICY_TABLE.findall(text))
+        for table, secured in await connection.fetch(_LOCKED_NOW):
+            (exclusive if secured else triggered).add(table)
+        triggered -= exclusive
     for tables, mode in ((exclusive, "access exclusive"), (triggered, "share row exclusive")):
         if tables:
             await connection.execute(f"lock table {', '.join(sorted(tables))} in {mode} mode")
 
 
-async def write_definitions(connection: asyncpg.Connection, definitions: Definitions) -> None:
-    """The statements of one application, inside the caller's transaction (a top-level one)."""
-    for (statement,) in await connection.fetch(_DROP_POLICIES_AND_RULES):
-        await connection.execute(statement)
+async def write_definitions(
+    connection: asyncpg.Connection, definitions: Definitions, *, policies: bool = True
+) -> None:
+    """The statements of one application, inside the caller's transaction (a top-level one).
+    Without ``policies`` the policies, rules and row-level security are left as they are (the
+    caller knows they are those of the files)."""
+    if policies:
+        for (statement,) in await connection.fetch(_DROP_POLICIES_AND_RULES):
+            await connection.execute(statement)
     for area, sql in definitions.files:
         if area == "privileges":  # after the sweep: its grants rewrite every function's row
             for (statement,) in await connection.fetch(_STALE):
                 await connection.execute(statement)
             for (statement,) in await connection.fetch(_REVOKE_EVERYTHING):
                 await connection.execute(statement)
-        await connection.execute(sql)
+        if area != "policies" or policies:
+            await connection.execute(sql)
     await connection.execute(_BOOKKEEPING)
+    digest = await catalog_digests(connection)
     await connection.execute(
-        "insert into public.schema_definitions (id, checksum, catalog) values (1, $1, $2) "
-        "on conflict (id) do update set checksum = excluded.checksum, "
-        "catalog = excluded.catalog, applied_at = now()",
+        "insert into public.schema_definitions (id, checksum, catalog, policies) "
+        "values (1, $1, $2, $3) on conflict (id) do update set checksum = excluded.checksum, "
+        "catalog = excluded.catalog, policies = excluded.policies, applied_at = now()",
         definitions.checksum,
-        await catalog_digest(connection),
+        digest.everything,
+        _policies_key(definitions, digest),
     )
 
 
@@ -317,18 +368,22 @@ async def apply_definitions(
     definitions = available_definitions()
     if await definitions_current(connection, definitions):
         return False
+    applied = await _applied(connection)
+    policies = applied is None or applied["policies"] != _policies_key(
+        definitions, await catalog_digests(connection)
+    )
     for attempt in range(1, attempts + 1):
         try:
             async with connection.transaction():
                 await connection.execute(
                     "select set_config('statement_timeout', $1, true)", f"{lock_wait * 1000:.0f}"
                 )
-                await lock_tables(connection, definitions)
+                await lock_tables(connection, definitions, policies=policies)
                 await connection.execute("select set_config('statement_timeout', '0', true)")
                 await connection.execute(
                     "select set_config('lock_timeout', $1, true)", f"{lock_wait * 1000:.0f}"
                 )
-                await write_definitions(connection, definitions)
+                await write_definitions(connection, definitions, policies=policies)
             return True
         except _GAVE_WAY:
             if attempt < attempts:
