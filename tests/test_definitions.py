@@ -41,7 +41,8 @@ MIGRATIONS = SQL.parent / "migrations"
 CATALOG = """
 select 'function ' || p.oid::regprocedure::text as name,
        pg_get_functiondef(p.oid) || ' acl ' ||
-       array_to_string(array(select unnest(p.proacl)::text order by 1), ',') as definition
+       array_to_string(array(select unnest(coalesce(
+           p.proacl, acldefault('f'::"char", p.proowner)))::text order by 1), ',') as definition
 from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname in ('data', 'api')
 union all
 select format('policy %s on %s.%s', policyname, schemaname, tablename),
@@ -54,7 +55,9 @@ from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.
 where not t.tgisinternal and n.nspname in ('data', 'api')
 union all
 select 'relation ' || c.oid::regclass::text,
-       array_to_string(array(select unnest(c.relacl)::text order by 1), ',')
+       array_to_string(array(select unnest(coalesce(c.relacl, acldefault(
+           (case c.relkind when 'S' then 's' else 'r' end)::"char", c.relowner)))::text
+           order by 1), ',')
        || format(' row security %s forced %s', c.relrowsecurity, c.relforcerowsecurity)
 from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname in ('data', 'api')
 union all
@@ -65,7 +68,8 @@ join pg_namespace n on n.oid = c.relnamespace
 where n.nspname in ('data', 'api') and a.attacl is not null
 union all
 select 'privileges on schema ' || nspname,
-       array_to_string(array(select unnest(nspacl)::text order by 1), ',')
+       array_to_string(array(select unnest(coalesce(
+           nspacl, acldefault('n'::"char", nspowner)))::text order by 1), ',')
 from pg_namespace where nspname in ('data', 'api')
 union all
 select format('rule %s on %s', r.rulename, c.oid::regclass), pg_get_ruledef(r.oid)
@@ -296,6 +300,15 @@ def test_a_database_of_the_last_release_with_data_ends_with_the_same_definitions
         "to gateway_app",
         # every table made from now on readable by PUBLIC
         "alter default privileges in schema data grant select on tables to public",
+        # a function that had PostgreSQL's own privileges, given to one more role
+        "grant execute on function data.canonical_field(text) to gateway_audit_reader",
+        # the owner's default privileges narrowed
+        "alter default privileges for role gateway_owner revoke execute on functions from public",
+        # row-level security on tables that have none: nobody would see a clinician, and
+        # api.account_for (as the owner) no account
+        "alter table data.clinicians enable row level security",
+        "alter table data.accounts enable row level security; "
+        "alter table data.accounts force row level security",
         # a rule that swallows the audit trail's inserts
         "create rule swallow as on insert to data.access_events do instead nothing",
         # a function of its own in the api schema
@@ -444,8 +457,9 @@ def test_a_migrate_behind_a_long_reader_gives_up_each_wait_and_leaves_everything
 
     refused, expected, during, applied, after = _on_scratch(env, work)
     assert str(refused) == (
-        "the definitions could not take their table locks in 3 attempts of 0.05 s each (a long "
-        "transaction holds one of the tables); nothing was changed: run `gateway migrate` again"
+        "the definitions could not take their table locks in 3 attempts of 0.05 s each (a table "
+        "lock was not free within the wait (canceling statement due to statement timeout)); "
+        "nothing was changed: run `gateway migrate` again"
     )
     assert during == expected  # rolled back whole: no table was ever without its policies
     assert applied is True and after == expected
@@ -601,3 +615,54 @@ def test_only_a_change_of_the_policies_makes_readers_wait(env, by_hand, readers_
         assert isinstance(outcome, ConfigurationError) and after != expected
     else:
         assert outcome is True and after == expected
+
+
+def test_a_policy_changed_while_a_migrate_decides_is_put_back(env, monkeypatch):
+    """Between the migrate's first look (definitions changed: a function body) and its
+    transaction, another session opens every patient. The decision to leave the policies in
+    place is taken inside the transaction, under locks that keep policies from changing, so it
+    sees the change and makes the policies again."""
+    import gateway.data.definitions as definitions
+
+    async def work(_admin_url: str, owner_url: str) -> tuple[dict[str, str], dict[str, str]]:
+        connection = await _connect(owner_url)
+        other = await _connect(owner_url)
+        try:
+            await apply_migrations(connection)
+            expected = await _catalog(connection)
+            await connection.execute(
+                "create or replace function api.scope_role() returns text language sql stable "
+                "parallel safe as $$ select 'support' $$"
+            )
+            first_look = definitions.definitions_current
+
+            async def then_race(*args: Any, **kwargs: Any) -> bool:
+                current = await first_look(*args, **kwargs)
+                await other.execute("alter policy patient_rows on data.patients using (true)")
+                return current
+
+            monkeypatch.setattr(definitions, "definitions_current", then_race)
+            assert await apply_definitions(connection) is True
+            monkeypatch.setattr(definitions, "definitions_current", first_look)
+            return expected, await _catalog(connection)
+        finally:
+            await other.close()
+            await connection.close()
+
+    expected, after = _on_scratch(env, work)
+    assert after == expected
+
+
+def test_a_database_whose_bookkeeping_predates_the_policies_key_is_applied_whole(env):
+    async def work(_admin_url: str, owner_url: str) -> tuple[bool, bool]:
+        connection = await _connect(owner_url)
+        try:
+            await apply_migrations(connection)
+            await connection.execute("alter table public.schema_definitions drop column policies")
+            await connection.execute("update public.schema_definitions set checksum = 'older'")
+            applied = await apply_definitions(connection)
+            return applied, await definitions_current(connection)
+        finally:
+            await connection.close()
+
+    assert _on_scratch(env, work) == (True, True)

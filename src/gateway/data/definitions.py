@@ -18,11 +18,12 @@ All of it is one transaction, so no session ever sees a table without its polici
 when there is something to do: the files' checksum and a digest of the catalog objects they make
 are kept in ``public.schema_definitions``; when both are unchanged (the files are those applied,
 and nobody changed a definition by hand since) nothing is applied and no lock is taken. When they
-differ, the transaction first takes, in one statement that waits half a second at most, SHARE
-ROW EXCLUSIVE on each table with triggers (writes wait, reads do not) and, only when the policies
-file or the policies in the catalog differ from those applied, ACCESS EXCLUSIVE on each table
-with policies (dropping and creating a policy needs it; reads wait too); then it runs for some
-tens of milliseconds. A long transaction holding one of those tables makes it give up, changing
+differ, the transaction first takes its locks, all its waits together half a second at most:
+ACCESS SHARE on every table (so that no policy changes while it decides), SHARE ROW EXCLUSIVE on
+each table with triggers (writes wait, reads do not) and, only when the policies file or the
+policies in the catalog differ from those applied, ACCESS EXCLUSIVE on each table with policies
+(dropping and creating a policy needs it; reads wait too); then it runs for some tens of
+milliseconds. A long transaction holding one of those tables makes it give up, changing
 nothing, and try again, rather than queue every reader behind it (``apply_definitions``).
 
 A numbered migration that must drop or change what a definition depends on (a column a policy
@@ -133,8 +134,8 @@ with line(part, text) as (
        or (d.defaclnamespace = 0 and d.defaclrole = (
            select nspowner from pg_namespace where nspname = 'data'))
 )
-select md5(coalesce(string_agg(text, E'\\n' order by text), '')) as everything,
-       md5(coalesce(string_agg(text, E'\\n' order by text)
+select md5(coalesce(string_agg(text, E'\\n' order by text collate "C"), '')) as everything,
+       md5(coalesce(string_agg(text, E'\\n' order by text collate "C")
                     filter (where part = 'policies'), '')) as policies
 from line
 """
@@ -199,26 +200,69 @@ select format('alter default privileges for role %s %s revoke all on %s from %s'
                    when 'f' then 'functions' when 'T' then 'types' else 'schemas' end, g.name)
 from pg_default_acl d left join pg_namespace n on n.oid = d.defaclnamespace
 cross join lateral aclexplode(d.defaclacl) x join grantee g on g.oid = x.grantee
-where x.grantee <> d.defaclrole
-  and (n.nspname in ('data', 'api')
-       or (d.defaclnamespace = 0 and d.defaclrole = (
-           select nspowner from pg_namespace where nspname = 'data')))
+where n.nspname in ('data', 'api')
+   or (d.defaclnamespace = 0 and x.grantee <> d.defaclrole and d.defaclrole = (
+       select nspowner from pg_namespace where nspname = 'data'))
 """
 
 # The tables whose policies, row-level security or triggers the files make (and those that have
 # some now): what a transaction applying them locks, all at once, before anything else.
-_LOCKED_NOW = """
-select c.oid::regclass::text, c.relrowsecurity or exists (
-           select from pg_policy where polrelid = c.oid)
+# Every table of data and api, and for each: whether it has policies or row-level security
+# (forced or not) and the triggers it has, as the catalog holds them now.
+_TABLES_NOW = """
+select format('%I.%I', n.nspname, c.relname) as name,
+       c.relrowsecurity or c.relforcerowsecurity
+           or exists (select from pg_policy where polrelid = c.oid) as secured,
+       array(select tgname::text from pg_trigger where tgrelid = c.oid and not tgisinternal)
+           as triggers
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where n.nspname in ('data', 'api') and c.relkind in ('r', 'p')
-  and (c.relrowsecurity or exists (select from pg_policy where polrelid = c.oid)
-       or exists (select from pg_trigger where tgrelid = c.oid and not tgisinternal))
 """
 _POLICY_TABLE = re.compile(r"^(?:create policy \w+ on|alter table) ([\w.]+)", re.MULTILINE)
-_TRIGGER_TABLE = re.compile(
-    r"^create or replace trigger \w+\b.*?\bon ([\w.]+)", re.MULTILINE | re.DOTALL
+_TRIGGER = re.compile(
+    r"^create or replace trigger (\w+)\b.*?\bon ([\w.]+)", re.MULTILINE | re.DOTALL
 )
+
+# Row-level security on a table the policies file does not name is switched off (full mode).
+_UNSECURE = """
+select format('alter table %I.%I no force row level security', n.nspname, c.relname)
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where n.nspname in ('data', 'api') and c.relkind in ('r', 'p') and c.relforcerowsecurity
+  and c.oid <> all($1::text[]::regclass[])
+union all
+select format('alter table %I.%I disable row level security', n.nspname, c.relname)
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where n.nspname in ('data', 'api') and c.relkind in ('r', 'p') and c.relrowsecurity
+  and c.oid <> all($1::text[]::regclass[])
+"""
+
+# The owner's default privileges back to PostgreSQL's own (what the revokes above left of a
+# default privilege the owner took from itself or from PUBLIC).
+_DEFAULTS_BACK = """
+select format('alter default privileges for role %s grant all on %s to %s',
+              d.defaclrole::regrole,
+              case d.defaclobjtype when 'r' then 'tables' when 'S' then 'sequences'
+                   when 'f' then 'functions' when 'T' then 'types' else 'schemas' end,
+              d.defaclrole::regrole)
+from pg_default_acl d
+where d.defaclnamespace = 0
+  and d.defaclrole = (select nspowner from pg_namespace where nspname = 'data')
+union all
+select format('alter default privileges for role %s grant %s to public', d.defaclrole::regrole,
+              case d.defaclobjtype when 'f' then 'execute on functions'
+                   else 'usage on types' end)
+from pg_default_acl d
+where d.defaclnamespace = 0 and d.defaclobjtype in ('f', 'T')
+  and d.defaclrole = (select nspowner from pg_namespace where nspname = 'data')
+"""
+_DEFAULTS_LEFT = """
+select format('%s in %s on %s', d.defaclrole::regrole,
+              coalesce(n.nspname, 'every schema'), d.defaclobjtype)
+from pg_default_acl d left join pg_namespace n on n.oid = d.defaclnamespace
+where n.nspname in ('data', 'api')
+   or (d.defaclnamespace = 0 and d.defaclrole = (
+       select nspowner from pg_namespace where nspname = 'data'))
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,12 +299,24 @@ class Digest:
 
 
 async def catalog_digests(connection: asyncpg.Connection) -> Digest:
-    previous = await connection.fetchval("select current_setting('search_path')")
-    await connection.execute("select set_config('search_path', 'pg_catalog', false)")
+    """The digests, read with the session settings that shape the catalog's text pinned (names
+    qualified and quoted only where needed), whoever asks."""
+    search_path, quoting = await connection.fetchrow(
+        "select current_setting('search_path'), current_setting('quote_all_identifiers')"
+    ) or ("", "off")
+    await connection.execute(
+        "select set_config('search_path', 'pg_catalog', false), "
+        "set_config('quote_all_identifiers', 'off', false)"
+    )
     try:
         everything, policies = await connection.fetchrow(_CATALOG) or ("", "")
     finally:
-        await connection.execute("select set_config('search_path', $1, false)", previous)
+        await connection.execute(
+            "select set_config('search_path', $1, false), "
+            "set_config('quote_all_identifiers', $2, false)",
+            search_path,
+            quoting,
+        )
     return Digest(everything, policies)
 
 
@@ -297,33 +353,81 @@ async def definitions_current(
     )
 
 
+class _GaveWay(Exception):
+    """An attempt that gave way to other sessions, having changed nothing."""
+
+
+async def _lock(connection: asyncpg.Connection, statement: str, deadline: float) -> None:
+    """Run a LOCK statement within what is left of the attempt's wait."""
+    left = deadline - asyncio.get_running_loop().time()
+    if left < 0.001:
+        raise _GaveWay("no time was left to wait for the table locks")
+    await connection.execute(
+        "select set_config('statement_timeout', $1, true)", f"{left * 1000:.0f}"
+    )
+    try:
+        await connection.execute(statement)
+    except (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError) as exc:
+        raise _GaveWay(f"a table lock was not free within the wait ({exc})") from exc
+    except asyncpg.DeadlockDetectedError as exc:
+        raise _GaveWay(f"a table lock would have deadlocked ({exc})") from exc
+    await connection.execute("select set_config('statement_timeout', '0', true)")
+
+
 async def lock_tables(
-    connection: asyncpg.Connection, definitions: Definitions, *, policies: bool = True
-) -> None:
-    """Take, in one go and in name order, the locks an application needs: SHARE ROW EXCLUSIVE
-    on every table the files make triggers on, and with ``policies`` ACCESS EXCLUSIVE instead on
-    every table whose policies or row-level security the files make or the catalog holds."""
+    connection: asyncpg.Connection, definitions: Definitions, deadline: float
+) -> tuple[bool, str]:
+    """Take the locks an application needs, all before it changes anything, every wait within
+    ``deadline``; return whether the policies must be made again and the policies' digest.
+
+    First ACCESS SHARE on every table of data and api: nobody waits for it, and while it is held
+    no policy, rule or row-level security can change (each needs ACCESS EXCLUSIVE), so that the
+    decision taken next stands. The policies are made again when the policies file or the
+    catalog's policies differ from those applied: then ACCESS EXCLUSIVE on every table whose
+    policies or row-level security the files make or the catalog holds. SHARE ROW EXCLUSIVE on
+    every other table the files make triggers on, ACCESS EXCLUSIVE on a table with a trigger the
+    files do not make (dropping it needs that)."""
+    tables = await connection.fetch(_TABLES_NOW)
+    if tables:
+        names = ", ".join(sorted(row["name"] for row in tables))
+        await _lock(connection, f"lock table {names} in access share mode", deadline)
+    applied = await _applied(connection)
+    digest = await catalog_digests(connection)
+    policies = applied is None or applied.get("policies") != _policies_key(definitions, digest)
     text = "\n".join(sql for _, sql in definitions.files)
-    triggered = set(_TRIGGER_TABLE.findall(text))
-    exclusive: set[str] = set()
-    if policies:
-        exclusive = set(_POLICY_TABLE.findall(text))
-        for table, secured in await connection.fetch(_LOCKED_NOW):
-            (exclusive if secured else triggered).add(table)
-        triggered -= exclusive
-    for tables, mode in ((exclusive, "access exclusive"), (triggered, "share row exclusive")):
-        if tables:
-            await connection.execute(f"lock table {', '.join(sorted(tables))} in {mode} mode")
+    made = set(_TRIGGER.findall(text))
+    shared = {table for _, table in made}
+    exclusive = set(_POLICY_TABLE.findall(text)) if policies else set()
+    for row in tables:
+        if any((trigger, row["name"]) not in made for trigger in row["triggers"]):
+            exclusive.add(row["name"])
+        elif row["triggers"]:
+            shared.add(row["name"])
+        if policies and row["secured"]:
+            exclusive.add(row["name"])
+    shared -= exclusive
+    for chosen, mode in ((exclusive, "access exclusive"), (shared, "share row exclusive")):
+        if chosen:
+            names = ", ".join(sorted(chosen))
+            await _lock(connection, f"lock table {names} in {mode} mode", deadline)
+    return policies, digest.policies
 
 
 async def write_definitions(
-    connection: asyncpg.Connection, definitions: Definitions, *, policies: bool = True
+    connection: asyncpg.Connection,
+    definitions: Definitions,
+    *,
+    policies: bool = True,
+    policies_digest: str | None = None,
 ) -> None:
     """The statements of one application, inside the caller's transaction (a top-level one).
-    Without ``policies`` the policies, rules and row-level security are left as they are (the
-    caller knows they are those of the files)."""
+    Without ``policies`` the policies, rules and row-level security are left as they are: the
+    caller holds the locks that keep them as ``policies_digest`` shows them."""
     if policies:
         for (statement,) in await connection.fetch(_DROP_POLICIES_AND_RULES):
+            await connection.execute(statement)
+        named = sorted(set(_POLICY_TABLE.findall(dict(definitions.files)["policies"])))
+        for (statement,) in await connection.fetch(_UNSECURE, named):
             await connection.execute(statement)
     for area, sql in definitions.files:
         if area == "privileges":  # after the sweep: its grants rewrite every function's row
@@ -331,10 +435,20 @@ async def write_definitions(
                 await connection.execute(statement)
             for (statement,) in await connection.fetch(_REVOKE_EVERYTHING):
                 await connection.execute(statement)
+            for (statement,) in await connection.fetch(_DEFAULTS_BACK):
+                await connection.execute(statement)
+            left = [row[0] for row in await connection.fetch(_DEFAULTS_LEFT)]
+            if left:
+                raise ConfigurationError(
+                    f"default privileges that are not PostgreSQL's remain ({', '.join(left)}): "
+                    "reset them (ALTER DEFAULT PRIVILEGES), then run `gateway migrate` again"
+                )
         if area != "policies" or policies:
             await connection.execute(sql)
     await connection.execute(_BOOKKEEPING)
     digest = await catalog_digests(connection)
+    if not policies and digest.policies != policies_digest:
+        raise _GaveWay("the policies changed while the definitions were applied")
     await connection.execute(
         "insert into public.schema_definitions (id, checksum, catalog, policies) "
         "values (1, $1, $2, $3) on conflict (id) do update set checksum = excluded.checksum, "
@@ -345,51 +459,42 @@ async def write_definitions(
     )
 
 
-_GAVE_WAY = (
-    asyncpg.QueryCanceledError,  # the lock wait's statement timeout
-    asyncpg.LockNotAvailableError,
-    asyncpg.DeadlockDetectedError,
-)
-
-
 async def apply_definitions(
     connection: asyncpg.Connection, *, lock_wait: float = 0.5, attempts: int = 10
 ) -> bool:
     """Apply the definition files unless the catalog already holds exactly them; return whether
     they were applied.
 
-    Each attempt first takes every table lock it needs in one statement that may wait at most
-    ``lock_wait`` seconds in all; readers queued behind it wait no longer than that and the few
+    Each attempt first takes every table lock it needs (``lock_tables``), all its waits together
+    at most ``lock_wait`` seconds; readers queued behind it wait no longer than that and the few
     milliseconds the transaction then runs. Half a second, under PostgreSQL's deadlock_timeout
     (1 s), so that where a request holds one table and waits for another this gives up first
     and the request goes on. After ``attempts`` it stops, having changed nothing."""
     if connection.is_in_transaction():
         raise RuntimeError("apply_definitions runs in a transaction of its own, not inside one")
+    if lock_wait < 0.001:
+        raise ValueError("lock_wait is at least a millisecond")
     definitions = available_definitions()
     if await definitions_current(connection, definitions):
         return False
-    applied = await _applied(connection)
-    policies = applied is None or applied["policies"] != _policies_key(
-        definitions, await catalog_digests(connection)
-    )
+    last = ""
     for attempt in range(1, attempts + 1):
         try:
             async with connection.transaction():
-                await connection.execute(
-                    "select set_config('statement_timeout', $1, true)", f"{lock_wait * 1000:.0f}"
-                )
-                await lock_tables(connection, definitions, policies=policies)
-                await connection.execute("select set_config('statement_timeout', '0', true)")
+                deadline = asyncio.get_running_loop().time() + lock_wait
+                policies, digest = await lock_tables(connection, definitions, deadline)
                 await connection.execute(
                     "select set_config('lock_timeout', $1, true)", f"{lock_wait * 1000:.0f}"
                 )
-                await write_definitions(connection, definitions, policies=policies)
+                await write_definitions(
+                    connection, definitions, policies=policies, policies_digest=digest
+                )
             return True
-        except _GAVE_WAY:
+        except (_GaveWay, asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError) as exc:
+            last = str(exc)
             if attempt < attempts:
                 await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
     raise ConfigurationError(
         f"the definitions could not take their table locks in {attempts} attempts of "
-        f"{lock_wait:g} s each (a long transaction holds one of the tables); nothing was "
-        "changed: run `gateway migrate` again"
+        f"{lock_wait:g} s each ({last}); nothing was changed: run `gateway migrate` again"
     )

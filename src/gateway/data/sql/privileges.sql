@@ -5,10 +5,14 @@
 -- made by hand does not survive a migrate) and no session ever sees the moment between.
 
 -- A function is made executable by PUBLIC; none of api is. (Revoking from PUBLIC on the tables
--- changes nothing but writes each table's privileges out, the owner's alone where nobody else
--- has any, the same on every database whatever its history.)
+-- and sequences changes nothing but writes their privileges out, the owner's alone where nobody
+-- else has any, the same on every database whatever its history.)
 revoke all on all functions in schema api from public;
 revoke all on all tables in schema data from public;
+revoke all on all sequences in schema data from public;
+-- What PostgreSQL gives every function (the triggers' functions and those of the audit trail's
+-- hashing), written out like the rest; two of them are taken back at the end.
+grant execute on all functions in schema data to public;
 
 grant usage on schema data, api to gateway_app;
 grant usage on schema data to gateway_audit_reader;
