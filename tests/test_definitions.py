@@ -666,3 +666,26 @@ def test_a_database_whose_bookkeeping_predates_the_policies_key_is_applied_whole
             await connection.close()
 
     assert _on_scratch(env, work) == (True, True)
+
+
+def test_an_application_does_not_alter_the_bookkeeping_it_finds_complete(env):
+    """The bookkeeping already has the policies column: an application writes its row and takes
+    no ACCESS EXCLUSIVE on the table (ADD COLUMN IF NOT EXISTS would, column or not), which
+    would queue every session reading it behind the migrate, another pod's first look
+    included."""
+
+    async def work(_admin_url: str, owner_url: str) -> set[str]:
+        connection = await _connect(owner_url)
+        try:
+            await apply_migrations(connection)
+            async with connection.transaction():
+                await write_definitions(connection, available_definitions())
+                rows = await connection.fetch(
+                    "select mode from pg_locks where pid = pg_backend_pid() "
+                    "and relation = 'public.schema_definitions'::regclass"
+                )
+                return {row["mode"] for row in rows}
+        finally:
+            await connection.close()
+
+    assert _on_scratch(env, work) == {"RowExclusiveLock"}

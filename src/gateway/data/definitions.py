@@ -75,8 +75,16 @@ create table if not exists public.schema_definitions (
     checksum text not null,
     catalog text not null,
     applied_at timestamptz not null default now()
-);
-alter table public.schema_definitions add column if not exists policies text not null default ''
+)
+"""
+# The column a later release added, only where it is missing: ADD COLUMN takes ACCESS EXCLUSIVE
+# on the table before IF NOT EXISTS looks, and every migrate would queue readers of it behind that.
+_POLICIES_COLUMN = (
+    "alter table public.schema_definitions add column policies text not null default ''"
+)
+_HAS_POLICIES_COLUMN = """
+select exists (select from pg_attribute where attrelid = 'public.schema_definitions'::regclass
+               and attname = 'policies' and not attisdropped)
 """
 
 # Everything the files make, as the catalog shows it: function definitions (with their
@@ -446,6 +454,8 @@ async def write_definitions(
         if area != "policies" or policies:
             await connection.execute(sql)
     await connection.execute(_BOOKKEEPING)
+    if not await connection.fetchval(_HAS_POLICIES_COLUMN):
+        await connection.execute(_POLICIES_COLUMN)
     digest = await catalog_digests(connection)
     if not policies and digest.policies != policies_digest:
         raise _GaveWay("the policies changed while the definitions were applied")
