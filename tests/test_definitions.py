@@ -90,6 +90,28 @@ NAMED = {
 }
 CREATED = re.compile(r"^\s*create\s+(?:or\s+replace\s+)?(function|policy|trigger)\b", re.I | re.M)
 GRANTED = re.compile(r"^\s*(grant|revoke)\b", re.I | re.M)
+# Row-level security switched on: only policies.sql does that (a migrate refuses a table it is on
+# for that no definition file names). A migration may lift the forcing to rewrite rows as the
+# owner, and force it again on that table (gateway.data.migrate).
+ROW_SECURITY = re.compile(r"\b(no\s+)?(enable|force)\s+row\s+level\s+security\b", re.I)
+ALTERED = re.compile(r"\balter\s+table\s+(?:if\s+exists\s+)?(?:only\s+)?([\w.\"]+)\s+$", re.I)
+COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
+
+
+def _row_security_switched_on(sql: str) -> list[str]:
+    """The clauses of ``sql`` that enable or force row-level security, comments aside, but for
+    forcing it again on a table the same text lifted it on."""
+    code = COMMENT.sub(" ", sql)
+    lifted: set[str] = set()
+    found = []
+    for match in ROW_SECURITY.finditer(code):
+        altered = ALTERED.search(code[: match.start()])
+        table = altered.group(1).lower() if altered else "?"
+        if match.group(1):
+            lifted |= {table} - {"?"}  # lifted on a table named alone
+        elif match.group(2).lower() != "force" or table not in lifted:
+            found.append(f"{' '.join(match.group(0).lower().split())} on {table}")
+    return found
 
 
 def _in_files() -> dict[str, set[str]]:
@@ -164,6 +186,15 @@ def test_the_files_are_the_areas_and_hold_only_definitions():
         text = path.read_text()
         assert CREATED.findall(text) == [], path.name
         assert GRANTED.findall(text) == [], path.name
+        assert _row_security_switched_on(text) == [], path.name
+    # (What the check finds and what it lets through.)
+    assert _row_security_switched_on(
+        "-- alter table data.x enable row level security\n"
+        "alter table data.x no force row level security; update data.x set n = 1;\n"
+        "alter table data.x force row level security;\n"
+        "alter table data.y add column n int, force row level security;\n"
+        "ALTER TABLE data.z\n  ENABLE ROW LEVEL SECURITY;"
+    ) == ["force row level security on ?", "enable row level security on data.z"]
 
 
 def test_a_fresh_database_holds_exactly_the_definitions_in_the_files(env, fresh_catalog):
@@ -304,11 +335,6 @@ def test_a_database_of_the_last_release_with_data_ends_with_the_same_definitions
         "grant execute on function data.canonical_field(text) to gateway_audit_reader",
         # the owner's default privileges narrowed
         "alter default privileges for role gateway_owner revoke execute on functions from public",
-        # row-level security on tables that have none: nobody would see a clinician, and
-        # api.account_for (as the owner) no account
-        "alter table data.clinicians enable row level security",
-        "alter table data.accounts enable row level security; "
-        "alter table data.accounts force row level security",
         # a rule that swallows the audit trail's inserts
         "create rule swallow as on insert to data.access_events do instead nothing",
         # a function of its own in the api schema
@@ -689,3 +715,55 @@ def test_an_application_does_not_alter_the_bookkeeping_it_finds_complete(env):
             await connection.close()
 
     assert _on_scratch(env, work) == {"RowExclusiveLock"}
+
+
+@pytest.mark.parametrize(
+    ("by_hand", "table", "secured"),
+    [
+        # a table made with row-level security, whose lines policies.sql lacks (as a migration
+        # written before them would make it)
+        (
+            "create table data.notes (patient_id uuid, note text); "
+            "alter table data.notes enable row level security; "
+            "alter table data.notes force row level security",
+            "data.notes",
+            (True, True),
+        ),
+        # row-level security on tables that have none: nobody would see a clinician, and
+        # api.account_for (as the owner) no account
+        ("alter table data.clinicians enable row level security", "data.clinicians", (True, False)),
+        ("alter table data.accounts force row level security", "data.accounts", (False, True)),
+    ],
+)
+def test_row_level_security_no_file_enables_is_refused_and_left_on(env, by_hand, table, secured):
+    """The attack: row-level security is switched on for a table policies.sql does not name (a
+    migration that secures a new table of patient data ahead of its policies). A migrate that put
+    that back by switching it off would open the table to whoever holds a grant on it; instead
+    the migrate refuses, naming the table, and the table keeps its row-level security and every
+    definition stays as it was."""
+
+    async def work(_admin_url: str, owner_url: str) -> tuple[Any, ...]:
+        connection = await _connect(owner_url)
+        try:
+            await apply_migrations(connection)
+            await connection.execute(by_hand)
+            before = await _catalog(connection)
+            with pytest.raises(ConfigurationError) as refused:
+                await apply_migrations(connection)
+            row = await connection.fetchrow(
+                "select relrowsecurity, relforcerowsecurity from pg_class where oid = $1::regclass",
+                table,
+            )
+            return str(refused.value), before, await _catalog(connection), tuple(row)
+        finally:
+            await connection.close()
+
+    refused, before, after, left = _on_scratch(env, work)
+    assert refused == (
+        f"row-level security is enabled or forced on {table}, but no definition file enables it "
+        "there: add the table's lines to src/gateway/data/sql/policies.sql (or, if it is not "
+        "wanted, switch it off: ALTER TABLE ... NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL "
+        "SECURITY), then run `gateway migrate` again; nothing was changed"
+    )
+    assert after == before
+    assert left == secured  # as the hand left it

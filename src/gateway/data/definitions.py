@@ -9,6 +9,8 @@ page runs today is read in one place. Applying them makes the catalog exactly th
 
 - every policy and rule on a table of ``data`` is dropped (there are no rules; a rule could
   swallow the audit's inserts) and the files create the policies again, with row-level security;
+  row-level security on a table no file enables it on is refused (``ConfigurationError``), never
+  switched off, so that a migration enabling it before policies.sql names the table fails closed;
 - functions and triggers are ``create or replace``d; one the files no longer define (its catalog
   row not rewritten by this transaction) is dropped;
 - every privilege anyone but the owner holds there, PUBLIC's and default privileges included, is
@@ -231,18 +233,19 @@ _TRIGGER = re.compile(
     r"^create or replace trigger (\w+)\b.*?\bon ([\w.]+)", re.MULTILINE | re.DOTALL
 )
 
-# Row-level security on a table the policies file does not name is switched off (full mode).
-_UNSECURE = """
-select format('alter table %I.%I no force row level security', n.nspname, c.relname)
+# Row-level security on (or forced) on a table no definition file switches it on for: refused,
+# never switched off. Switching it off would open the table to whoever holds a grant on it, and
+# the likeliest cause is a migration that switched it on for a new table whose policies.sql lines
+# are missing (fail closed).
+_SECURED_UNNAMED = """
+select n.nspname || '.' || c.relname
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
-where n.nspname in ('data', 'api') and c.relkind in ('r', 'p') and c.relforcerowsecurity
-  and c.oid <> all($1::text[]::regclass[])
-union all
-select format('alter table %I.%I disable row level security', n.nspname, c.relname)
-from pg_class c join pg_namespace n on n.oid = c.relnamespace
-where n.nspname in ('data', 'api') and c.relkind in ('r', 'p') and c.relrowsecurity
-  and c.oid <> all($1::text[]::regclass[])
+where n.nspname in ('data', 'api') and c.relkind in ('r', 'p')
+  and (c.relrowsecurity or c.relforcerowsecurity)
+  and n.nspname || '.' || c.relname <> all($1::text[])
+order by 1
 """
+_ENABLED = re.compile(r"^alter table ([\w.]+) enable row level security\b", re.MULTILINE)
 
 # The owner's default privileges back to PostgreSQL's own (what the revokes above left of a
 # default privilege the owner took from itself or from PUBLIC).
@@ -431,11 +434,18 @@ async def write_definitions(
     """The statements of one application, inside the caller's transaction (a top-level one).
     Without ``policies`` the policies, rules and row-level security are left as they are: the
     caller holds the locks that keep them as ``policies_digest`` shows them."""
+    enabled = sorted({name for _, sql in definitions.files for name in _ENABLED.findall(sql)})
+    unnamed = [row[0] for row in await connection.fetch(_SECURED_UNNAMED, enabled)]
+    if unnamed:
+        raise ConfigurationError(
+            f"row-level security is enabled or forced on {', '.join(unnamed)}, but no definition "
+            "file enables it there: add the table's lines to src/gateway/data/sql/policies.sql "
+            "(or, if it is not wanted, switch it off: ALTER TABLE ... NO FORCE ROW LEVEL "
+            "SECURITY, DISABLE ROW LEVEL SECURITY), then run `gateway migrate` again; nothing "
+            "was changed"
+        )
     if policies:
         for (statement,) in await connection.fetch(_DROP_POLICIES_AND_RULES):
-            await connection.execute(statement)
-        named = sorted(set(_POLICY_TABLE.findall(dict(definitions.files)["policies"])))
-        for (statement,) in await connection.fetch(_UNSECURE, named):
             await connection.execute(statement)
     for area, sql in definitions.files:
         if area == "privileges":  # after the sweep: its grants rewrite every function's row
