@@ -25,6 +25,7 @@ from gateway.data.definitions import (
     available_definitions,
     catalog_digest,
     definitions_current,
+    lock_tables,
     write_definitions,
 )
 from gateway.data.migrate import DEFINITIONS, apply_migrations, available_migrations, hand_over
@@ -767,3 +768,63 @@ def test_row_level_security_no_file_enables_is_refused_and_left_on(env, by_hand,
     )
     assert after == before
     assert left == secured  # as the hand left it
+
+
+# A function body changed by hand: put back without touching the policies (the light path).
+FUNCTION_BY_HAND = (
+    "create or replace function api.scope_role() returns text language sql stable "
+    "parallel safe as $$ select 'support' $$"
+)
+# The table locks this session holds in data and api, the strongest on each, names unquoted.
+HELD = """
+select n.nspname || '.' || c.relname as relation, l.mode
+from pg_locks l join pg_class c on c.oid = l.relation
+join pg_namespace n on n.oid = c.relnamespace
+where l.pid = pg_backend_pid() and n.nspname in ('data', 'api') and c.relkind in ('r', 'p')
+"""
+
+
+async def _held(connection: asyncpg.Connection) -> dict[str, str]:
+    held: dict[str, str] = {}
+    for row in await connection.fetch(HELD):
+        before = held.get(row["relation"], row["mode"])
+        held[row["relation"]] = max(row["mode"], before, key=STRENGTH.index)
+    return held
+
+
+def test_quote_all_identifiers_changes_no_lock_a_migrate_takes(env):
+    """With quote_all_identifiers on (a session's, a role's or the database's setting), every name
+    the catalog writes out is quoted. Putting back a function body still locks each table with
+    triggers SHARE ROW EXCLUSIVE, exactly as without the setting: a table is not taken for one
+    with a trigger the files do not make and locked ACCESS EXCLUSIVE, and the migrate goes
+    through beside a reader of a table with triggers; the next finds nothing to do."""
+
+    async def work(_admin_url: str, owner_url: str) -> tuple[Any, ...]:
+        connection = await _connect(owner_url)
+        reader = await _connect(owner_url)
+        try:
+            await apply_migrations(connection)
+            await connection.execute(FUNCTION_BY_HAND)
+            held, policies = {}, {}
+            for quoting in ("off", "on"):
+                await connection.execute(f"set quote_all_identifiers = {quoting}")
+                async with connection.transaction():
+                    deadline = asyncio.get_running_loop().time() + 5
+                    policies[quoting], _ = await lock_tables(
+                        connection, available_definitions(), deadline
+                    )
+                    held[quoting] = await _held(connection)
+            async with reader.transaction():
+                await reader.execute("select count(*) from data.accounts")
+                applied = await apply_definitions(connection, lock_wait=0.05, attempts=2)
+            return held, policies, applied, await apply_definitions(connection)
+        finally:
+            await reader.close()
+            await connection.close()
+
+    held, policies, applied, again = _on_scratch(env, work)
+    assert policies == {"off": False, "on": False}
+    assert held["on"] == held["off"]
+    assert held["on"]["data.accounts"] == "ShareRowExclusiveLock"
+    assert "AccessExclusiveLock" not in held["on"].values()
+    assert applied is True and again is False

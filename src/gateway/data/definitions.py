@@ -218,9 +218,11 @@ where n.nspname in ('data', 'api')
 # The tables whose policies, row-level security or triggers the files make (and those that have
 # some now): what a transaction applying them locks, all at once, before anything else.
 # Every table of data and api, and for each: whether it has policies or row-level security
-# (forced or not) and the triggers it has, as the catalog holds them now.
+# (forced or not) and the triggers it has, as the catalog holds them now. Named ``schema.table``
+# unquoted, as the files name them (format's %I would quote every name under
+# quote_all_identifiers, and no name would match); quoted only in the LOCK statements.
 _TABLES_NOW = """
-select format('%I.%I', n.nspname, c.relname) as name,
+select n.nspname || '.' || c.relname as name,
        c.relrowsecurity or c.relforcerowsecurity
            or exists (select from pg_policy where polrelid = c.oid) as secured,
        array(select tgname::text from pg_trigger where tgrelid = c.oid and not tgisinternal)
@@ -385,6 +387,11 @@ async def _lock(connection: asyncpg.Connection, statement: str, deadline: float)
     await connection.execute("select set_config('statement_timeout', '0', true)")
 
 
+def _quoted(name: str) -> str:
+    """``schema.table`` (a schema of ours: no dot in it) as a statement names it."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split(".", 1))
+
+
 async def lock_tables(
     connection: asyncpg.Connection, definitions: Definitions, deadline: float
 ) -> tuple[bool, str]:
@@ -400,7 +407,7 @@ async def lock_tables(
     files do not make (dropping it needs that)."""
     tables = await connection.fetch(_TABLES_NOW)
     if tables:
-        names = ", ".join(sorted(row["name"] for row in tables))
+        names = ", ".join(_quoted(name) for name in sorted(row["name"] for row in tables))
         await _lock(connection, f"lock table {names} in access share mode", deadline)
     applied = await _applied(connection)
     digest = await catalog_digests(connection)
@@ -419,7 +426,7 @@ async def lock_tables(
     shared -= exclusive
     for chosen, mode in ((exclusive, "access exclusive"), (shared, "share row exclusive")):
         if chosen:
-            names = ", ".join(sorted(chosen))
+            names = ", ".join(_quoted(name) for name in sorted(chosen))
             await _lock(connection, f"lock table {names} in {mode} mode", deadline)
     return policies, digest.policies
 
