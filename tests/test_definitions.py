@@ -828,3 +828,28 @@ def test_quote_all_identifiers_changes_no_lock_a_migrate_takes(env):
     assert held["on"]["data.accounts"] == "ShareRowExclusiveLock"
     assert "AccessExclusiveLock" not in held["on"].values()
     assert applied is True and again is False
+
+
+def test_a_table_with_a_rule_is_locked_before_the_rule_is_dropped(env):
+    """A rule made by hand on a table with no policy, row-level security or trigger (the
+    clinicians). Dropping it needs ACCESS EXCLUSIVE: the migrate takes that with its other locks,
+    up front and within its wait, not halfway through its transaction behind whoever reads the
+    table."""
+
+    async def work(_admin_url: str, owner_url: str) -> tuple[bool, dict[str, str]]:
+        connection = await _connect(owner_url)
+        try:
+            await apply_migrations(connection)
+            await connection.execute(
+                "create rule swallow as on insert to data.clinicians do instead nothing"
+            )
+            async with connection.transaction():
+                deadline = asyncio.get_running_loop().time() + 5
+                policies, _ = await lock_tables(connection, available_definitions(), deadline)
+                return policies, await _held(connection)
+        finally:
+            await connection.close()
+
+    policies, held = _on_scratch(env, work)
+    assert policies is True
+    assert held["data.clinicians"] == "AccessExclusiveLock"

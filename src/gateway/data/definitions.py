@@ -217,14 +217,17 @@ where n.nspname in ('data', 'api')
 
 # The tables whose policies, row-level security or triggers the files make (and those that have
 # some now): what a transaction applying them locks, all at once, before anything else.
-# Every table of data and api, and for each: whether it has policies or row-level security
-# (forced or not) and the triggers it has, as the catalog holds them now. Named ``schema.table``
+# Every table of data and api, and for each: whether it has policies, row-level security (forced
+# or not) or a rule (none a table's own: _RETURN is a view's), whose drop needs ACCESS EXCLUSIVE
+# like a policy's, and the triggers it has, as the catalog holds them now. Named ``schema.table``
 # unquoted, as the files name them (format's %I would quote every name under
 # quote_all_identifiers, and no name would match); quoted only in the LOCK statements.
 _TABLES_NOW = """
 select n.nspname || '.' || c.relname as name,
        c.relrowsecurity or c.relforcerowsecurity
-           or exists (select from pg_policy where polrelid = c.oid) as secured,
+           or exists (select from pg_policy where polrelid = c.oid)
+           or exists (select from pg_rewrite where ev_class = c.oid and rulename <> '_RETURN')
+           as secured,
        array(select tgname::text from pg_trigger where tgrelid = c.oid and not tgisinternal)
            as triggers
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
@@ -402,7 +405,8 @@ async def lock_tables(
     no policy, rule or row-level security can change (each needs ACCESS EXCLUSIVE), so that the
     decision taken next stands. The policies are made again when the policies file or the
     catalog's policies differ from those applied: then ACCESS EXCLUSIVE on every table whose
-    policies or row-level security the files make or the catalog holds. SHARE ROW EXCLUSIVE on
+    policies or row-level security the files make or the catalog holds, and on every table with a
+    rule (which is dropped). SHARE ROW EXCLUSIVE on
     every other table the files make triggers on, ACCESS EXCLUSIVE on a table with a trigger the
     files do not make (dropping it needs that)."""
     tables = await connection.fetch(_TABLES_NOW)
