@@ -334,8 +334,10 @@ def test_a_database_of_the_last_release_with_data_ends_with_the_same_definitions
         "alter default privileges in schema data grant select on tables to public",
         # a function that had PostgreSQL's own privileges, given to one more role
         "grant execute on function data.canonical_field(text) to gateway_audit_reader",
-        # the owner's default privileges narrowed
-        "alter default privileges for role gateway_owner revoke execute on functions from public",
+        # whatever the owner makes from now on, anywhere, open to the application or to PUBLIC
+        "alter default privileges grant select on tables to gateway_app",
+        "alter default privileges grant select on tables to public",
+        "alter default privileges grant execute on functions to gateway_audit_reader",
         # a rule that swallows the audit trail's inserts
         "create rule swallow as on insert to data.access_events do instead nothing",
         # a function of its own in the api schema
@@ -853,3 +855,47 @@ def test_a_table_with_a_rule_is_locked_before_the_rule_is_dropped(env):
     policies, held = _on_scratch(env, work)
     assert policies is True
     assert held["data.clinicians"] == "AccessExclusiveLock"
+
+
+@pytest.mark.parametrize(
+    "hardening",
+    [
+        # what PostgreSQL gives PUBLIC on whatever the owner makes from now on, taken away
+        "alter default privileges for role gateway_owner revoke execute on functions from public",
+        "alter default privileges for role gateway_owner revoke usage on types from public",
+        # the owner narrowing what it gives itself
+        "alter default privileges for role gateway_owner revoke truncate on tables "
+        "from gateway_owner",
+    ],
+)
+def test_a_dba_hardening_the_owners_default_privileges_keeps_it(env, hardening):
+    """A DBA narrows the owner's default privileges in every schema, PUBLIC's or its own: no
+    definition of the files, and nothing anyone gains. A migrate that applies the definitions
+    (here to put back a function body) leaves it as the DBA left it, refuses nothing, and the
+    next migrate finds nothing to do."""
+
+    async def work(_admin_url: str, owner_url: str) -> tuple[Any, ...]:
+        connection = await _connect(owner_url)
+        try:
+            await apply_migrations(connection)
+            await connection.execute(hardening)
+            defaults = "select defaclobjtype, defaclacl::text[] from pg_default_acl order by 1"
+            hardened = await connection.fetch(defaults)
+            await connection.execute(FUNCTION_BY_HAND)
+            applied = await apply_migrations(connection)
+            digest = await catalog_digest(connection)
+            return (
+                hardened,
+                applied,
+                await connection.fetch(defaults),
+                await apply_migrations(connection),
+                digest,
+                await catalog_digest(connection),
+            )
+        finally:
+            await connection.close()
+
+    hardened, applied, after, again, digest, digest_again = _on_scratch(env, work)
+    assert len(hardened) == 1
+    assert applied == [DEFINITIONS] and after == hardened
+    assert again == [] and digest_again == digest

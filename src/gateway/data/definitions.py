@@ -89,11 +89,27 @@ select exists (select from pg_attribute where attrelid = 'public.schema_definiti
                and attname = 'policies' and not attisdropped)
 """
 
+# The default privileges a migrate takes away, one row per grant: every one in data and api,
+# whoever's, and of the owner's in every schema (they reach what the migrations make in data and
+# api) every one but the owner's to itself and PUBLIC's EXECUTE on functions and USAGE on types.
+# Those two are PostgreSQL's own, which a DBA may narrow (``alter default privileges revoke
+# execute on functions from public``): nobody gains by that, and a migrate leaves it as it is.
+_DEFAULTS_SWEPT = """
+select d.defaclrole, n.nspname, d.defaclobjtype, x.grantee, x.privilege_type, x.is_grantable
+from pg_default_acl d left join pg_namespace n on n.oid = d.defaclnamespace
+cross join lateral aclexplode(d.defaclacl) x
+where n.nspname in ('data', 'api')
+   or (d.defaclnamespace = 0
+       and d.defaclrole = (select nspowner from pg_namespace where nspname = 'data')
+       and x.grantee <> d.defaclrole and (x.grantee <> 0 or d.defaclobjtype not in ('f', 'T')))
+"""
+
 # Everything the files make, as the catalog shows it: function definitions (with their
 # settings), triggers, policies, row-level security, rules (there are none: a rule on a table
-# could swallow the audit's inserts) and privileges, default privileges included. Read with
-# search_path = pg_catalog, so that every name comes out qualified whoever asks.
-_CATALOG = """
+# could swallow the audit's inserts) and privileges, the default privileges a migrate takes away
+# included. Read with search_path = pg_catalog, so that every name comes out qualified whoever
+# asks.
+_CATALOG = f"""
 with line(part, text) as (
     select 'routines', 'function ' || pg_get_functiondef(p.oid)
            || array_to_string(array(select unnest(p.proacl)::text order by 1), ',')
@@ -135,14 +151,12 @@ with line(part, text) as (
                               array_to_string(array(select unnest(nspacl)::text order by 1), ','))
     from pg_namespace where nspname in ('data', 'api')
     union all
-    select 'routines', format('default privileges of %s in %s on %s: %s', d.defaclrole::regrole,
-                              coalesce(n.nspname, 'every schema'), d.defaclobjtype,
-                              array_to_string(array(select unnest(d.defaclacl)::text
-                                                    order by 1), ','))
-    from pg_default_acl d left join pg_namespace n on n.oid = d.defaclnamespace
-    where n.nspname in ('data', 'api')
-       or (d.defaclnamespace = 0 and d.defaclrole = (
-           select nspowner from pg_namespace where nspname = 'data'))
+    select 'routines', format('default privilege of %s in %s on %s: %s to %s%s',
+                              s.defaclrole::regrole, coalesce(s.nspname, 'every schema'),
+                              s.defaclobjtype, s.privilege_type,
+                              case s.grantee when 0 then 'public' else s.grantee::regrole::text end,
+                              case when s.is_grantable then ' with grant option' else '' end)
+    from ({_DEFAULTS_SWEPT}) s
 )
 select md5(coalesce(string_agg(text, E'\\n' order by text collate "C"), '')) as everything,
        md5(coalesce(string_agg(text, E'\\n' order by text collate "C")
@@ -176,9 +190,9 @@ where n.nspname in ('data', 'api') and p.xmin <> pg_current_xact_id()::xid
 """
 
 # Every privilege anyone but the owner holds on what is in data and api, PUBLIC's included, and
-# every default privilege there: revoked before privileges.sql grants what it grants, so that
-# nothing granted by hand survives.
-_REVOKE_EVERYTHING = """
+# the default privileges a migrate takes away: revoked before privileges.sql grants what it
+# grants, so that nothing granted by hand survives.
+_REVOKE_EVERYTHING = f"""
 with grantee as (select oid, quote_ident(rolname) as name from pg_roles
                  union all select 0, 'public'),
 objects as (
@@ -203,16 +217,12 @@ select distinct format('revoke all %s on %s from %s', coalesce('(' || o.col || '
                        g.name)
 from objects o cross join lateral aclexplode(o.acl) x join grantee g on g.oid = x.grantee
 where x.grantee <> o.owner
-union all
+union
 select format('alter default privileges for role %s %s revoke all on %s from %s',
-              d.defaclrole::regrole, coalesce('in schema ' || quote_ident(n.nspname), ''),
-              case d.defaclobjtype when 'r' then 'tables' when 'S' then 'sequences'
+              s.defaclrole::regrole, coalesce('in schema ' || quote_ident(s.nspname), ''),
+              case s.defaclobjtype when 'r' then 'tables' when 'S' then 'sequences'
                    when 'f' then 'functions' when 'T' then 'types' else 'schemas' end, g.name)
-from pg_default_acl d left join pg_namespace n on n.oid = d.defaclnamespace
-cross join lateral aclexplode(d.defaclacl) x join grantee g on g.oid = x.grantee
-where n.nspname in ('data', 'api')
-   or (d.defaclnamespace = 0 and x.grantee <> d.defaclrole and d.defaclrole = (
-       select nspowner from pg_namespace where nspname = 'data'))
+from ({_DEFAULTS_SWEPT}) s join grantee g on g.oid = s.grantee
 """
 
 # The tables whose policies, row-level security or triggers the files make (and those that have
@@ -252,32 +262,12 @@ order by 1
 """
 _ENABLED = re.compile(r"^alter table ([\w.]+) enable row level security\b", re.MULTILINE)
 
-# The owner's default privileges back to PostgreSQL's own (what the revokes above left of a
-# default privilege the owner took from itself or from PUBLIC).
-_DEFAULTS_BACK = """
-select format('alter default privileges for role %s grant all on %s to %s',
-              d.defaclrole::regrole,
-              case d.defaclobjtype when 'r' then 'tables' when 'S' then 'sequences'
-                   when 'f' then 'functions' when 'T' then 'types' else 'schemas' end,
-              d.defaclrole::regrole)
-from pg_default_acl d
-where d.defaclnamespace = 0
-  and d.defaclrole = (select nspowner from pg_namespace where nspname = 'data')
-union all
-select format('alter default privileges for role %s grant %s to public', d.defaclrole::regrole,
-              case d.defaclobjtype when 'f' then 'execute on functions'
-                   else 'usage on types' end)
-from pg_default_acl d
-where d.defaclnamespace = 0 and d.defaclobjtype in ('f', 'T')
-  and d.defaclrole = (select nspowner from pg_namespace where nspname = 'data')
-"""
-_DEFAULTS_LEFT = """
-select format('%s in %s on %s', d.defaclrole::regrole,
-              coalesce(n.nspname, 'every schema'), d.defaclobjtype)
-from pg_default_acl d left join pg_namespace n on n.oid = d.defaclnamespace
-where n.nspname in ('data', 'api')
-   or (d.defaclnamespace = 0 and d.defaclrole = (
-       select nspowner from pg_namespace where nspname = 'data'))
+# What the revokes above left of the default privileges a migrate takes away (nothing, unless a
+# revoke did not take).
+_DEFAULTS_LEFT = f"""
+select distinct format('%s in %s on %s', s.defaclrole::regrole,
+                       coalesce(s.nspname, 'every schema'), s.defaclobjtype)
+from ({_DEFAULTS_SWEPT}) s
 """
 
 
@@ -464,12 +454,10 @@ async def write_definitions(
                 await connection.execute(statement)
             for (statement,) in await connection.fetch(_REVOKE_EVERYTHING):
                 await connection.execute(statement)
-            for (statement,) in await connection.fetch(_DEFAULTS_BACK):
-                await connection.execute(statement)
             left = [row[0] for row in await connection.fetch(_DEFAULTS_LEFT)]
             if left:
                 raise ConfigurationError(
-                    f"default privileges that are not PostgreSQL's remain ({', '.join(left)}): "
+                    f"default privileges a migrate takes away remain ({', '.join(left)}): "
                     "reset them (ALTER DEFAULT PRIVILEGES), then run `gateway migrate` again"
                 )
         if area != "policies" or policies:
