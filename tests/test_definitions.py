@@ -899,3 +899,39 @@ def test_a_dba_hardening_the_owners_default_privileges_keeps_it(env, hardening):
     assert len(hardened) == 1
     assert applied == [DEFINITIONS] and after == hardened
     assert again == [] and digest_again == digest
+
+
+def test_another_roles_default_privileges_in_data_are_refused_with_what_to_run(env):
+    """A superuser gave the application, by default, every table the audit reader makes in data.
+    The owner cannot take that away (only that role's members and superusers may change its
+    default privileges): the migrate refuses, changing nothing, and says what a superuser must
+    run; once that has run, the migrate has nothing left to do."""
+
+    async def work(admin_url: str, owner_url: str) -> tuple[str, list[str]]:
+        connection = await _connect(owner_url)
+        superuser = await _connect(admin_url)
+        try:
+            await apply_migrations(connection)
+            await superuser.execute(
+                "alter default privileges for role gateway_audit_reader in schema data "
+                "grant select on tables to gateway_app"
+            )
+            with pytest.raises(ConfigurationError) as refused:
+                await apply_migrations(connection)
+            await superuser.execute(
+                "alter default privileges for role gateway_audit_reader in schema data "
+                "revoke all on tables from gateway_app"
+            )
+            return str(refused.value), await apply_migrations(connection)
+        finally:
+            await superuser.close()
+            await connection.close()
+
+    refused, then = _on_scratch(env, work)
+    assert refused == (
+        "default privileges of another role remain in data or api, which only a superuser (or a "
+        "member of that role) may take away: as a superuser, run `alter default privileges for "
+        "role gateway_audit_reader in schema data revoke all on tables from gateway_app;`, then "
+        "run `gateway migrate` again; nothing was changed"
+    )
+    assert then == []

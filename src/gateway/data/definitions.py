@@ -189,10 +189,9 @@ from pg_proc p join pg_namespace n on n.oid = p.pronamespace
 where n.nspname in ('data', 'api') and p.xmin <> pg_current_xact_id()::xid
 """
 
-# Every privilege anyone but the owner holds on what is in data and api, PUBLIC's included, and
-# the default privileges a migrate takes away: revoked before privileges.sql grants what it
-# grants, so that nothing granted by hand survives.
-_REVOKE_EVERYTHING = f"""
+# Every privilege anyone but the owner holds on what is in data and api, PUBLIC's included:
+# revoked before privileges.sql grants what it grants, so that nothing granted by hand survives.
+_REVOKE_EVERYTHING = """
 with grantee as (select oid, quote_ident(rolname) as name from pg_roles
                  union all select 0, 'public'),
 objects as (
@@ -217,12 +216,22 @@ select distinct format('revoke all %s on %s from %s', coalesce('(' || o.col || '
                        g.name)
 from objects o cross join lateral aclexplode(o.acl) x join grantee g on g.oid = x.grantee
 where x.grantee <> o.owner
-union
-select format('alter default privileges for role %s %s revoke all on %s from %s',
+"""
+# And the default privileges a migrate takes away, each with whether this session may: only a
+# member of the role whose default privileges they are may change them, or a superuser
+# (PostgreSQL 15 asks for membership, later releases for its privileges: USAGE covers both).
+_REVOKE_DEFAULTS = f"""
+with grantee as (select oid, quote_ident(rolname) as name from pg_roles
+                 union all select 0, 'public')
+select distinct
+       format('alter default privileges for role %s %s revoke all on %s from %s',
               s.defaclrole::regrole, coalesce('in schema ' || quote_ident(s.nspname), ''),
               case s.defaclobjtype when 'r' then 'tables' when 'S' then 'sequences'
                    when 'f' then 'functions' when 'T' then 'types' else 'schemas' end, g.name)
+           as statement,
+       pg_has_role(s.defaclrole, 'USAGE') as allowed
 from ({_DEFAULTS_SWEPT}) s join grantee g on g.oid = s.grantee
+order by 1
 """
 
 # The tables whose policies, row-level security or triggers the files make (and those that have
@@ -425,6 +434,23 @@ async def lock_tables(
     return policies, digest.policies
 
 
+async def _revoke_defaults(connection: asyncpg.Connection) -> None:
+    """Take away the default privileges a migrate takes away; refuse, before any, when some are
+    another role's, which the owner may not change (PostgreSQL's own error would not say what
+    to do)."""
+    revokes = await connection.fetch(_REVOKE_DEFAULTS)
+    refused = [row["statement"] for row in revokes if not row["allowed"]]
+    if refused:
+        raise ConfigurationError(
+            "default privileges of another role remain in data or api, which only a superuser "
+            "(or a member of that role) may take away: as a superuser, run "
+            + " ".join(f"`{statement};`" for statement in refused)
+            + ", then run `gateway migrate` again; nothing was changed"
+        )
+    for row in revokes:
+        await connection.execute(row["statement"])
+
+
 async def write_definitions(
     connection: asyncpg.Connection,
     definitions: Definitions,
@@ -454,6 +480,7 @@ async def write_definitions(
                 await connection.execute(statement)
             for (statement,) in await connection.fetch(_REVOKE_EVERYTHING):
                 await connection.execute(statement)
+            await _revoke_defaults(connection)
             left = [row[0] for row in await connection.fetch(_DEFAULTS_LEFT)]
             if left:
                 raise ConfigurationError(
