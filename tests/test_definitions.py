@@ -334,6 +334,18 @@ def test_a_database_of_the_last_release_with_data_ends_with_the_same_definitions
         "alter default privileges in schema data grant select on tables to public",
         # a function that had PostgreSQL's own privileges, given to one more role
         "grant execute on function data.canonical_field(text) to gateway_audit_reader",
+        # the owner narrowing its own privileges: a table's, a sequence's, a function's, a
+        # schema's (a trigger's creation needs TRIGGER on its table, a function's CREATE on its
+        # schema)
+        "revoke insert on data.clinicians from gateway_owner",
+        "revoke trigger on data.accounts from gateway_owner",
+        "revoke usage on sequence data.access_events_id_seq from gateway_owner",
+        "revoke execute on function api.scope_role() from gateway_owner",
+        "revoke create on schema api from gateway_owner",
+        # ... on a function of its own, which the files do not define: given back, still dropped
+        "create function api.everything_else() returns setof data.accounts language sql "
+        "as $$ select * from data.accounts $$; "
+        "revoke execute on function api.everything_else() from gateway_owner",
         # whatever the owner makes from now on, anywhere, open to the application or to PUBLIC
         "alter default privileges grant select on tables to gateway_app",
         "alter default privileges grant select on tables to public",

@@ -14,7 +14,8 @@ page runs today is read in one place. Applying them makes the catalog exactly th
 - functions and triggers are ``create or replace``d; one the files no longer define (its catalog
   row not rewritten by this transaction) is dropped;
 - every privilege anyone but the owner holds there, PUBLIC's and default privileges included, is
-  revoked, and privileges.sql grants what it grants.
+  revoked, what the owner took from itself is given back, and privileges.sql grants what it
+  grants.
 
 All of it is one transaction, so no session ever sees a table without its policies. It runs only
 when there is something to do: the files' checksum and a digest of the catalog objects they make
@@ -174,7 +175,8 @@ join pg_namespace n on n.oid = c.relnamespace
 where n.nspname in ('data', 'api') and c.relkind in ('r', 'p')
 """
 
-# What this transaction did not write (its catalog row keeps an older xmin) is no longer defined.
+# What this transaction did not write (its catalog row keeps an older xmin) is no longer defined;
+# nor is a function whose row is still the one the owner's grant above wrote ($1: oid:ctid).
 # (Sound because the files run in the top-level transaction: apply_definitions refuses to run
 # inside another one, and the files hold no DO block, whose exception clause would make a
 # subtransaction.)
@@ -186,7 +188,39 @@ where not t.tgisinternal and n.nspname in ('data', 'api')
 union all
 select format('drop routine %s', p.oid::regprocedure)
 from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-where n.nspname in ('data', 'api') and p.xmin <> pg_current_xact_id()::xid
+where n.nspname in ('data', 'api')
+  and (p.xmin <> pg_current_xact_id()::xid or p.oid::text || ':' || p.ctid::text = any($1::text[]))
+"""
+
+# What the owner took from itself on what it owns in data and api (``revoke insert on data.x from
+# gateway_owner``), to be given back before the files run, which need some of it (a trigger's
+# creation TRIGGER on its table, a function's replacement EXECUTE on it and CREATE on its
+# schema). Only where something is missing, so that no other catalog row is rewritten: the stale
+# sweep tells the functions the files made by the rows this transaction wrote.
+_OWNER_NARROWED = """
+with owner as (select nspowner as oid from pg_namespace where nspname = 'data'),
+owned as (
+    select case when c.relkind = 'S' then 'sequence ' else 'table ' end || c.oid::regclass as what,
+           c.relacl as acl, (case when c.relkind = 'S' then 's' else 'r' end)::"char" as kind,
+           null::oid as routine
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname in ('data', 'api') and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f')
+      and c.relowner = (select oid from owner)
+    union all
+    select 'routine ' || p.oid::regprocedure, p.proacl, 'f', p.oid
+    from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+    where n.nspname in ('data', 'api') and p.proowner = (select oid from owner)
+    union all
+    select 'schema ' || quote_ident(nspname), nspacl, 'n', null
+    from pg_namespace where nspname in ('data', 'api') and nspowner = (select oid from owner)
+)
+select format('grant all on %s to %s', o.what, w.oid::regrole) as statement, o.routine
+from owned o cross join owner w
+where exists (select privilege_type from aclexplode(acldefault(o.kind, w.oid)) x
+              where x.grantee = w.oid
+              except
+              select privilege_type from aclexplode(coalesce(o.acl, acldefault(o.kind, w.oid))) x
+              where x.grantee = w.oid)
 """
 
 # Every privilege anyone but the owner holds on what is in data and api, PUBLIC's included:
@@ -434,6 +468,21 @@ async def lock_tables(
     return policies, digest.policies
 
 
+async def _owner_back(connection: asyncpg.Connection) -> list[str]:
+    """Give the owner back what it took from itself; return the rows (oid:ctid) of the functions
+    that rewrote, for the stale sweep."""
+    narrowed = await connection.fetch(_OWNER_NARROWED)
+    for row in narrowed:
+        await connection.execute(row["statement"])
+    routines = [row["routine"] for row in narrowed if row["routine"] is not None]
+    rows: list[str] = await connection.fetchval(
+        "select coalesce(array_agg(oid::text || ':' || ctid::text), '{}') from pg_proc "
+        "where oid = any($1::oid[])",
+        routines,
+    )
+    return rows
+
+
 async def _revoke_defaults(connection: asyncpg.Connection) -> None:
     """Take away the default privileges a migrate takes away; refuse, before any, when some are
     another role's, which the owner may not change (PostgreSQL's own error would not say what
@@ -471,12 +520,13 @@ async def write_definitions(
             "SECURITY, DISABLE ROW LEVEL SECURITY), then run `gateway migrate` again; nothing "
             "was changed"
         )
+    regranted = await _owner_back(connection)
     if policies:
         for (statement,) in await connection.fetch(_DROP_POLICIES_AND_RULES):
             await connection.execute(statement)
     for area, sql in definitions.files:
         if area == "privileges":  # after the sweep: its grants rewrite every function's row
-            for (statement,) in await connection.fetch(_STALE):
+            for (statement,) in await connection.fetch(_STALE, regranted):
                 await connection.execute(statement)
             for (statement,) in await connection.fetch(_REVOKE_EVERYTHING):
                 await connection.execute(statement)
