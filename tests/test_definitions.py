@@ -947,3 +947,68 @@ def test_another_roles_default_privileges_in_data_are_refused_with_what_to_run(e
         "run `gateway migrate` again; nothing was changed"
     )
     assert then == []
+
+
+def test_taking_the_locks_leaves_the_statement_timeout_as_it_was(env):
+    """Each LOCK runs under a statement_timeout of what is left of the wait; afterwards the
+    transaction's own timeout is back (it was set to none: the rest of the application ran
+    without the timeout its session asked for)."""
+
+    async def work(_admin_url: str, owner_url: str) -> str:
+        connection = await _connect(owner_url)
+        try:
+            await apply_migrations(connection)
+            async with connection.transaction():
+                await connection.execute("set local statement_timeout = '42s'")
+                deadline = asyncio.get_running_loop().time() + 5
+                await lock_tables(connection, available_definitions(), deadline)
+                timeout: str = await connection.fetchval("show statement_timeout")
+                return timeout
+        finally:
+            await connection.close()
+
+    assert _on_scratch(env, work) == "42s"
+
+
+def test_a_migrate_an_operator_cancels_stops_and_is_not_tried_again(env):
+    """A migrate waits for its locks behind a reader; an operator cancels it (pg_cancel_backend).
+    That is no lock wait giving way: the migrate stops at once with the cancel, changing
+    nothing, rather than trying again and again."""
+
+    async def work(_admin_url: str, owner_url: str) -> tuple[Any, ...]:
+        connection = await _connect(owner_url)
+        reader = await _connect(owner_url)
+        operator = await _connect(owner_url)
+        try:
+            await apply_migrations(connection)
+            expected = await _catalog(connection)
+            await connection.execute(  # as after a deploy that changed the policies file
+                "update public.schema_definitions set checksum = 'older', policies = 'older'"
+            )
+            pid = connection.get_server_pid()
+            loop = asyncio.get_running_loop()
+            async with reader.transaction():
+                await reader.execute("select count(*) from data.patients")
+                started = loop.time()
+                migrate = asyncio.create_task(
+                    apply_definitions(connection, lock_wait=2.0, attempts=3)
+                )
+                waiting = "select exists (select from pg_locks where pid = $1 and not granted)"
+                for _ in range(150):  # until it waits for a lock (1.5 s at most)
+                    if await operator.fetchval(waiting, pid):
+                        break
+                    await asyncio.sleep(0.01)
+                await operator.execute("select pg_cancel_backend($1)", pid)
+                with pytest.raises(asyncpg.QueryCanceledError) as stopped:
+                    await migrate
+                took = loop.time() - started
+            return str(stopped.value), took, expected, await _catalog(connection)
+        finally:
+            await operator.close()
+            await reader.close()
+            await connection.close()
+
+    stopped, took, expected, after = _on_scratch(env, work)
+    assert stopped == "canceling statement due to user request"
+    assert took < 2.0  # within the first attempt's wait
+    assert after == expected

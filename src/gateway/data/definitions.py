@@ -407,20 +407,38 @@ class _GaveWay(Exception):
 
 
 async def _lock(connection: asyncpg.Connection, statement: str, deadline: float) -> None:
-    """Run a LOCK statement within what is left of the attempt's wait."""
-    left = deadline - asyncio.get_running_loop().time()
+    """Run a LOCK statement within what is left of the attempt's wait, then put the
+    transaction's statement_timeout back."""
+    loop = asyncio.get_running_loop()
+    left = deadline - loop.time()
     if left < 0.001:
         raise _GaveWay("no time was left to wait for the table locks")
+    before: str = await connection.fetchval("select current_setting('statement_timeout')")
     await connection.execute(
         "select set_config('statement_timeout', $1, true)", f"{left * 1000:.0f}"
     )
+    started = loop.time()
     try:
         await connection.execute(statement)
-    except (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError) as exc:
+    except asyncpg.QueryCanceledError as exc:
+        if not _timed_out(exc, loop.time() - started, left):
+            raise  # somebody's cancel (an operator's pg_cancel_backend) stops the migrate
+        raise _GaveWay(f"a table lock was not free within the wait ({exc})") from exc
+    except asyncpg.LockNotAvailableError as exc:
         raise _GaveWay(f"a table lock was not free within the wait ({exc})") from exc
     except asyncpg.DeadlockDetectedError as exc:
         raise _GaveWay(f"a table lock would have deadlocked ({exc})") from exc
-    await connection.execute("select set_config('statement_timeout', '0', true)")
+    await connection.execute("select set_config('statement_timeout', $1, true)", before)
+
+
+def _timed_out(exc: asyncpg.QueryCanceledError, waited: float, timeout: float) -> bool:
+    """Whether a canceled statement was canceled by its statement_timeout rather than by somebody
+    (both are SQLSTATE 57014): by the message, or where the server's messages are translated, by
+    the wait having lasted the whole timeout."""
+    message = str(exc)
+    if "statement timeout" in message:
+        return True
+    return "user request" not in message and waited >= timeout
 
 
 def _quoted(name: str) -> str:
@@ -565,7 +583,8 @@ async def apply_definitions(
     at most ``lock_wait`` seconds; readers queued behind it wait no longer than that and the few
     milliseconds the transaction then runs. Half a second, under PostgreSQL's deadlock_timeout
     (1 s), so that where a request holds one table and waits for another this gives up first
-    and the request goes on. After ``attempts`` it stops, having changed nothing."""
+    and the request goes on. After ``attempts`` it stops, having changed nothing. A cancel
+    (an operator's ``pg_cancel_backend``) is no wait given up: it stops the migrate at once."""
     if connection.is_in_transaction():
         raise RuntimeError("apply_definitions runs in a transaction of its own, not inside one")
     if lock_wait < 0.001:
