@@ -1012,3 +1012,25 @@ def test_a_migrate_an_operator_cancels_stops_and_is_not_tried_again(env):
     assert stopped == "canceling statement due to user request"
     assert took < 2.0  # within the first attempt's wait
     assert after == expected
+
+
+def test_a_failed_digest_inside_a_transaction_raises_its_own_error(env, monkeypatch):
+    """The digest's query fails inside a transaction (here a statement that divides by zero):
+    the error raised is that one, not the one putting the session's settings back would raise
+    in the aborted transaction; the rollback puts them back."""
+    import gateway.data.definitions as definitions
+
+    async def work(_admin_url: str, owner_url: str) -> tuple[type[BaseException], str]:
+        connection = await _connect(owner_url)
+        try:
+            await connection.execute("set search_path = public")
+            monkeypatch.setattr(definitions, "_CATALOG", "select 1 / 0 as everything, 0")
+            with pytest.raises(asyncpg.PostgresError) as failed:
+                async with connection.transaction():
+                    await definitions.catalog_digests(connection)
+            search_path: str = await connection.fetchval("show search_path")
+            return failed.type, search_path
+        finally:
+            await connection.close()
+
+    assert _on_scratch(env, work) == (asyncpg.DivisionByZeroError, "public")

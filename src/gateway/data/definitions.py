@@ -357,15 +357,24 @@ async def catalog_digests(connection: asyncpg.Connection) -> Digest:
         "select set_config('search_path', 'pg_catalog', false), "
         "set_config('quote_all_identifiers', 'off', false)"
     )
-    try:
-        everything, policies = await connection.fetchrow(_CATALOG) or ("", "")
-    finally:
+
+    async def put_back() -> None:
         await connection.execute(
             "select set_config('search_path', $1, false), "
             "set_config('quote_all_identifiers', $2, false)",
             search_path,
             quoting,
         )
+
+    try:
+        everything, policies = await connection.fetchrow(_CATALOG) or ("", "")
+    except BaseException:
+        # Inside a transaction the error aborted it: a statement now would fail and hide this
+        # error, and the transaction's rollback puts the settings back.
+        if not connection.is_in_transaction():
+            await put_back()
+        raise
+    await put_back()
     return Digest(everything, policies)
 
 
