@@ -291,7 +291,7 @@ _TRIGGER = re.compile(
     r"^create or replace trigger (\w+)\b.*?\bon ([\w.]+)", re.MULTILINE | re.DOTALL
 )
 
-# Row-level security on (or forced) on a table no definition file switches it on for: refused,
+# Row-level security enabled or forced on a table no definition file enables it on: refused,
 # never switched off. Switching it off would open the table to whoever holds a grant on it, and
 # the likeliest cause is a migration that switched it on for a new table whose policies.sql lines
 # are missing (fail closed).
@@ -466,9 +466,9 @@ async def lock_tables(
     decision taken next stands. The policies are made again when the policies file or the
     catalog's policies differ from those applied: then ACCESS EXCLUSIVE on every table whose
     policies or row-level security the files make or the catalog holds, and on every table with a
-    rule (which is dropped). SHARE ROW EXCLUSIVE on
-    every other table the files make triggers on, ACCESS EXCLUSIVE on a table with a trigger the
-    files do not make (dropping it needs that)."""
+    rule (which is dropped). SHARE ROW EXCLUSIVE on every other table the files make triggers on,
+    ACCESS EXCLUSIVE on a table with a trigger the files do not make (dropping it needs that).
+    Tables are named unquoted, as the files name them, and quoted in the LOCK statements."""
     tables = await connection.fetch(_TABLES_NOW)
     if tables:
         names = ", ".join(_quoted(name) for name in sorted(row["name"] for row in tables))
@@ -497,7 +497,7 @@ async def lock_tables(
 
 async def _owner_back(connection: asyncpg.Connection) -> list[str]:
     """Give the owner back what it took from itself; return the rows (oid:ctid) of the functions
-    that rewrote, for the stale sweep."""
+    whose catalog rows that rewrote, for the stale sweep."""
     narrowed = await connection.fetch(_OWNER_NARROWED)
     for row in narrowed:
         await connection.execute(row["statement"])
