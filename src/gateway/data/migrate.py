@@ -133,6 +133,8 @@ async def apply_migrations(connection: asyncpg.Connection) -> list[str]:
             applied_now.append(migration.version)
         if await apply_definitions(connection):
             applied_now.append(DEFINITIONS)
+        # The audit trail's months ahead (migration 0021); the nightly CronJob makes them too.
+        await connection.execute("select data.create_access_event_partitions(3)")
     finally:
         await connection.execute("reset role")
         await connection.execute("select pg_advisory_unlock($1)", _LOCK_KEY)
@@ -185,14 +187,15 @@ async def _as_the_schemas_owner(connection: asyncpg.Connection) -> None:
 _OWNED = """
 with target as (select oid from pg_roles where rolname = $1)
 select format('alter schema %I owner to %I', nspname, $1::text)
-from pg_namespace where nspname in ('data', 'api') and nspowner <> (select oid from target)
+from pg_namespace where nspname in ('data', 'api', 'audit_partitions')
+  and nspowner <> (select oid from target)
 union all
 select format('alter %s %s owner to %I',
               case c.relkind when 'S' then 'sequence' when 'v' then 'view'
                              when 'm' then 'materialized view' else 'table' end,
               c.oid::regclass, $1::text)
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
-where (n.nspname in ('data', 'api')
+where (n.nspname in ('data', 'api', 'audit_partitions')
        or c.oid = 'public.schema_migrations'::regclass
        or c.oid = to_regclass('public.schema_definitions'))
   and c.relkind in ('r', 'p', 'v', 'm', 'S')

@@ -260,3 +260,121 @@ create or replace trigger audit_field_sets_append_only before update or delete o
 
 create or replace trigger audit_field_sets_no_truncate before truncate on data.audit_field_sets
     for each statement execute function data.refuse_audit_change();
+
+-- The monthly partitions of data.access_events (migration 0021), made ahead: this month's and
+-- the next p_months_ahead (at most 24), each where it is missing. A partition is made as a table
+-- of its own and then attached, which takes SHARE UPDATE EXCLUSIVE on the trail (writers and
+-- readers go on) rather than the ACCESS EXCLUSIVE a CREATE TABLE ... PARTITION OF takes; a lock
+-- not granted within a second gives up (the next run makes it). Runs as the owner: the migrate
+-- calls it, and so does the nightly CronJob as the audit reader, which may call nothing else
+-- that writes. Returns the partitions made.
+create or replace function data.create_access_event_partitions(p_months_ahead integer default 3)
+    returns setof text
+    language plpgsql volatile security definer
+    set search_path = pg_catalog, data
+    set lock_timeout = '1s'
+    as $$
+declare
+    month timestamptz := date_trunc('month', now() at time zone 'UTC') at time zone 'UTC';
+    next_month timestamptz;
+    name text;
+begin
+    if p_months_ahead is null or p_months_ahead < 0 or p_months_ahead > 24 then
+        raise exception 'months ahead must be between 0 and 24, not %', p_months_ahead
+            using errcode = 'invalid_parameter_value';
+    end if;
+    for i in 0 .. p_months_ahead loop
+        next_month := (month at time zone 'UTC' + interval '1 month') at time zone 'UTC';
+        name := 'access_events_' || to_char(month at time zone 'UTC', 'YYYY_MM');
+        if not exists (
+            select from pg_inherits i
+            join pg_class c on c.oid = i.inhrelid
+            join pg_namespace n on n.oid = c.relnamespace
+            where i.inhparent = 'data.access_events'::regclass
+              and n.nspname = 'audit_partitions' and c.relname = name
+        ) and not exists (
+            select from data.audit_archives a where a.partition_name = name
+        ) then
+            execute format('create table audit_partitions.%I (like data.access_events '
+                           'including defaults including constraints)', name);
+            execute format('alter table data.access_events attach partition audit_partitions.%I '
+                           'for values from (%L) to (%L)', name, month, next_month);
+            return next name;
+        end if;
+        month := next_month;
+    end loop;
+    -- A month's own truncate is refused too: statement triggers are not passed on to the
+    -- partitions (row triggers are: update and delete are refused in every month).
+    for name in
+        select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid
+        where i.inhparent = 'data.access_events'::regclass
+          and not exists (select from pg_trigger t
+                          where t.tgrelid = c.oid and t.tgname = 'access_events_no_truncate')
+    loop
+        execute format('create trigger access_events_no_truncate before truncate on '
+                       'audit_partitions.%I for each statement '
+                       'execute function data.refuse_audit_change()', name);
+    end loop;
+end
+$$;
+
+-- A verification's checkpoint: the last position of a chain it found intact (chain 0: the
+-- events before the chains, by seq). Refused unless that position holds that hash, in the
+-- trail or at the end of an archived run, so that a checkpoint can only name a real event.
+-- The nightly verify (as the audit reader) records them; the next one starts there.
+create or replace function data.record_audit_checkpoint(
+    p_chain integer, p_position bigint, p_hash bytea
+) returns void
+    language plpgsql volatile security definer
+    set search_path = pg_catalog, data
+    as $$
+declare
+    month text;
+    found boolean := exists (
+        select from data.audit_archives a, jsonb_array_elements(a.runs) r
+        where (r ->> 'chain')::integer = p_chain and (r ->> 'last')::bigint = p_position
+          and r ->> 'hash' = encode(p_hash, 'hex'));
+begin
+    -- The months themselves, not the trail: the trail forces row-level security, which binds
+    -- this function (its owner has no policy); the months do not, and only their owner reads
+    -- them.
+    for month in
+        select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid
+        where i.inhparent = 'data.access_events'::regclass
+    loop
+        exit when found;
+        execute format(
+            'select exists (select from audit_partitions.%I e where '
+            '(e.chain_id = $1 and e.chain_seq = $2 and e.hash = $3) or '
+            '($1 = 0 and e.chain_id is null and e.seq = $2 and e.hash = $3))', month)
+            into found using p_chain, p_position, p_hash;
+    end loop;
+    if not found then
+        raise exception 'no event at chain % position % has that hash', p_chain, p_position
+            using errcode = 'invalid_parameter_value';
+    end if;
+    insert into data.audit_checkpoints (chain_id, chain_seq, hash)
+    values (p_chain, p_position, p_hash)
+    on conflict (chain_id) do update
+        set chain_seq = excluded.chain_seq, hash = excluded.hash, verified_at = now();
+end
+$$;
+
+-- An archive's row is written once; only its deletion (retention) may be recorded after.
+create or replace function data.refuse_archive_change() returns trigger
+    language plpgsql
+    as $$
+begin
+    if tg_op = 'UPDATE' and old.deleted_at is null and new.deleted_at is not null
+       and (to_jsonb(new) - 'deleted_at') = (to_jsonb(old) - 'deleted_at') then
+        return new;
+    end if;
+    raise exception 'audit_archives is append-only' using errcode = 'insufficient_privilege';
+end
+$$;
+
+create or replace trigger audit_archives_append_only before update or delete on data.audit_archives
+    for each row execute function data.refuse_archive_change();
+
+create or replace trigger audit_archives_no_truncate before truncate on data.audit_archives
+    for each statement execute function data.refuse_audit_change();

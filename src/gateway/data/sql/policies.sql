@@ -27,6 +27,12 @@ alter table data.access_events force row level security;
 
 create policy access_event_append on data.access_events for insert to gateway_app with check (true);
 
+-- The owner (current_user: the migrate applies this file as the owner) appends the operators'
+-- own events: account and partner changes, the archive's (gateway.data.administration,
+-- gateway.audit.archive). It reads none.
+create policy access_event_operator_append on data.access_events for insert to current_user
+    with check (role = 'operator');
+
 -- data.access_events forces row-level security (0001): the reader sees every event, through a
 -- policy of its own that allows reading only.
 create policy access_event_audit_read on data.access_events

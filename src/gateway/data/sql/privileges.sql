@@ -35,6 +35,17 @@ grant execute on all functions in schema api to gateway_app;
 -- nothing else.
 grant select on data.access_events, data.audit_field_sets, data.audit_chain_head,
     data.audit_chains to gateway_audit_reader;
+-- The archive catalog and the checkpoints (migration 0021): which months are archived and where
+-- (the access log says so), and where the last verification stopped. The nightly CronJob, as the
+-- audit reader, also makes the months ahead and records its checkpoints, through the two
+-- functions that do only that (audit.sql).
+revoke all on schema audit_partitions from public;  -- the months: through data.access_events
+grant select on data.audit_archives to gateway_app, gateway_audit_reader;
+grant select on data.audit_checkpoints, data.restored_access_events to gateway_audit_reader;
+revoke all on function data.create_access_event_partitions(integer) from public;
+revoke all on function data.record_audit_checkpoint(integer, bigint, bytea) from public;
+grant execute on function data.create_access_event_partitions(integer),
+    data.record_audit_checkpoint(integer, bigint, bytea) to gateway_audit_reader;
 
 -- Only the owner's triggers call these.
 revoke all on function data.advance_chain_head() from public;
