@@ -266,7 +266,7 @@ gateway = run_gateway
 
 def test_audit_verify_passes_on_the_real_log_and_names_the_row_a_superuser_altered(env, client):
     client.execute("{ consultations { edges { node { id } } } }", env.token(env.patients()[0][0]))
-    intact = gateway("audit", "verify", "--database-url", env.admin_url)
+    intact = gateway("audit", "verify", "--full", "--database-url", env.admin_url)
     assert intact.returncode == 0, intact.stderr
     assert intact.stdout.startswith("audit chain intact: ")
     assert int(intact.stdout.split(": ")[1].split()[0]) > 0
@@ -284,7 +284,7 @@ def test_audit_verify_passes_on_the_real_log_and_names_the_row_a_superuser_alter
 
     row = _admin(env, lambda c: tamper(c, "someone-else"))
     try:
-        broken = gateway("audit", "verify", "--database-url", env.admin_url)
+        broken = gateway("audit", "verify", "--full", "--database-url", env.admin_url)
     finally:
         _admin(env, lambda c: tamper(c, row["original"]))
     assert broken.returncode == 1
@@ -292,7 +292,7 @@ def test_audit_verify_passes_on_the_real_log_and_names_the_row_a_superuser_alter
         f"gateway: audit chain broken at chain {row['chain_id']} position {row['chain_seq']} "
         f"(event id {row['id']}): contents were altered\n"
     )
-    assert gateway("audit", "verify", "--database-url", env.admin_url).returncode == 0
+    assert gateway("audit", "verify", "--full", "--database-url", env.admin_url).returncode == 0
 
 
 @pytest.mark.parametrize(
@@ -337,7 +337,7 @@ def test_a_compact_record_is_covered_by_its_chain_hash(env, client, change):
 
     row = _admin(env, alter)
     try:
-        broken = gateway("audit", "verify", "--database-url", env.admin_url)
+        broken = gateway("audit", "verify", "--full", "--database-url", env.admin_url)
     finally:
         _admin(env, lambda c: _restore(c, row["id"], row["ids"], row["sets"], row["counts"]))
     assert broken.returncode == 1
@@ -345,7 +345,7 @@ def test_a_compact_record_is_covered_by_its_chain_hash(env, client, change):
         f"gateway: audit chain broken at chain {row['chain_id']} position {row['chain_seq']} "
         f"(event id {row['id']}): contents were altered\n"
     )
-    assert gateway("audit", "verify", "--database-url", env.admin_url).returncode == 0
+    assert gateway("audit", "verify", "--full", "--database-url", env.admin_url).returncode == 0
 
 
 async def _restore(connection, event, ids, sets, counts) -> None:
@@ -397,13 +397,13 @@ def test_a_field_set_changed_after_the_fact_breaks_every_event_that_names_it(env
 
     row = _admin(env, rewrite)
     try:
-        broken = gateway("audit", "verify", "--database-url", env.admin_url)
+        broken = gateway("audit", "verify", "--full", "--database-url", env.admin_url)
     finally:
         _admin(env, lambda c: restore(c, row["id"], row["original"]))
     assert broken.returncode == 1
     assert broken.stderr.startswith("gateway: audit chain broken at chain ")
     assert broken.stderr.endswith(": contents were altered\n")
-    assert gateway("audit", "verify", "--database-url", env.admin_url).returncode == 0
+    assert gateway("audit", "verify", "--full", "--database-url", env.admin_url).returncode == 0
 
 
 def test_audit_verify_notices_events_deleted_from_the_end_of_a_chain(env):
@@ -429,7 +429,7 @@ def test_audit_verify_notices_events_deleted_from_the_end_of_a_chain(env):
 
     removed = _admin(env, remove_last)
     try:
-        result = gateway("audit", "verify", "--database-url", env.admin_url)
+        result = gateway("audit", "verify", "--full", "--database-url", env.admin_url)
     finally:
         _admin(env, restore)
     assert result.returncode == 1
@@ -437,7 +437,7 @@ def test_audit_verify_notices_events_deleted_from_the_end_of_a_chain(env):
         f"gateway: audit chain broken after chain {removed['chain_id']} position "
         f"{removed['chain_seq'] - 1}: events were removed\n"
     )
-    assert gateway("audit", "verify", "--database-url", env.admin_url).returncode == 0
+    assert gateway("audit", "verify", "--full", "--database-url", env.admin_url).returncode == 0
 
 
 def test_audit_verify_notices_an_event_removed_from_the_middle_of_a_chain(env, client):
@@ -467,7 +467,7 @@ def test_audit_verify_notices_an_event_removed_from_the_middle_of_a_chain(env, c
 
     removed = _admin(env, remove_middle)
     try:
-        result = gateway("audit", "verify", "--database-url", env.admin_url)
+        result = gateway("audit", "verify", "--full", "--database-url", env.admin_url)
     finally:
         _admin(env, restore)
     assert result.returncode == 1
@@ -565,7 +565,7 @@ def test_concurrent_batches_each_append_one_contiguous_run_of_a_chain_of_their_o
         ),
     )
     assert all(h["last_seq"] == (h["newest"] or 0) for h in heads)
-    verified = gateway("audit", "verify", "--database-url", env.admin_url)
+    verified = gateway("audit", "verify", "--full", "--database-url", env.admin_url)
     assert verified.returncode == 0, verified.stderr
 
 
@@ -1365,7 +1365,7 @@ def test_events_stored_one_entry_per_object_read_as_the_grouped_ones(env, client
     exported = [to_audit_event(row)["entity"] for row in rows]
     assert exported[0] == exported[1] == exported[2]
     assert len(exported[0]) == 1 + len(consultations)  # the patient, then each consultation
-    verified = run_gateway("audit", "verify", "--database-url", env.admin_url)
+    verified = run_gateway("audit", "verify", "--full", "--database-url", env.admin_url)
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 

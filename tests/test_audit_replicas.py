@@ -105,5 +105,5 @@ def test_two_replicas_answer_every_concurrent_page_and_keep_every_chain_whole(en
         ),
     )
     assert chains > 1
-    verified = run_gateway("audit", "verify", "--database-url", env.admin_url)
+    verified = run_gateway("audit", "verify", "--full", "--database-url", env.admin_url)
     assert verified.returncode == 0, verified.stderr

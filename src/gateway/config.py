@@ -16,7 +16,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
 from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -243,6 +250,12 @@ class Settings(BaseSettings):
     """region of the bucket"""
     media_presign_seconds: int = Field(default=60, ge=1, le=900)
     """lifetime of a presigned redirect (1-900)"""
+    audit_archive_root: Path | None = None
+    """folder of the audit trail's archived months (`gateway audit archive`); none: the media
+    store's bucket under `audit-archive/` when `GATEWAY_MEDIA_STORE=s3`"""
+    audit_retention: str = Field(default="6y", pattern=r"^[1-9][0-9]{0,3}(y|mo)$")
+    """how long an archived month is kept after it ends, in years (`6y`) or months (`72mo`);
+    `gateway audit archive` deletes older archives and audits each deletion"""
     log_format: Literal["json", "console"] = Field(
         default="json",
     )
@@ -332,6 +345,10 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def audit_retention_months(self) -> int:
+        return retention_months(self.audit_retention)
+
+    @property
     def traces_endpoint(self) -> str | None:
         """Where spans are exported, or None when tracing is off."""
         if self.otlp_traces_endpoint:
@@ -376,6 +393,32 @@ def env_name(field: str) -> str:
     if field in _STANDARD_NAMES or field in _STANDARD_NAMES.values():
         return _STANDARD_NAMES.get(field, field)
     return f"GATEWAY_{field.upper()}"
+
+
+def retention_months(value: str) -> int:
+    """``GATEWAY_AUDIT_RETENTION`` in months: ``6y`` is 72, ``18mo`` is 18."""
+    return int(value[:-1]) * 12 if value.endswith("y") else int(value[:-2])
+
+
+class _Some(BaseSettings):
+    model_config = Settings.model_config
+
+
+def load_settings_of(*names: str) -> Any:
+    """Only the settings named (fields of ``Settings``, validated as it validates them), from the
+    process environment: for a command that needs those and no more, such as `gateway audit
+    archive`, which must not ask for the server's."""
+    fields: Any = {
+        name: (Settings.model_fields[name].annotation, Settings.model_fields[name])
+        for name in names
+    }
+    model = create_model("SomeSettings", __base__=_Some, **fields)
+    try:
+        secrets_dir = os.environ.get("GATEWAY_SECRETS_DIR")
+        return model(_secrets_dir=secrets_dir) if secrets_dir else model()
+    except ValidationError as exc:
+        problems = [_problem(error) for error in exc.errors(include_url=False)]
+        raise ConfigurationError(_report(problems)) from None
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

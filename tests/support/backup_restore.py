@@ -355,7 +355,7 @@ def run_scenario(seconds: float = 9.0, patients: int = 0, consultations: int = 0
         ]
         present = [o.request_id for o in after if o.request_id in recorded]
         late = asyncio.run(_events_after(restored.url(database), target))
-        verify = run_gateway("audit", "verify", "--database-url", restored.url(database))
+        verify = run_gateway("audit", "verify", "--full", "--database-url", restored.url(database))
         return Report(
             answered_before=len(before),
             sent_after=len(after),

@@ -363,7 +363,7 @@ def run_scenario(replication: str, hold: float = 2.0, role_timeout: str = "") ->
         answered = [o for o in load.outcomes if o.status == 200]
         recorded = asyncio.run(recorded_events(new_primary, [o.request_id for o in answered]))
         missing = [o for o in answered if not o.events <= recorded.get(o.request_id, set())]
-        verify = run_gateway("audit", "verify", "--database-url", new_primary, timeout=60)
+        verify = run_gateway("audit", "verify", "--full", "--database-url", new_primary, timeout=60)
         return Report(
             replication,
             load.outcomes,

@@ -20,14 +20,26 @@ the next link; removing events from its end disagrees with the head.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
 import asyncpg
 
-__all__ = ["GENESIS", "ChainReport", "chain_genesis", "event_hash", "verify_chain"]
+__all__ = [
+    "GENESIS",
+    "ChainReport",
+    "ChainWalk",
+    "Link",
+    "chain_genesis",
+    "event_hash",
+    "event_link",
+    "run_link",
+    "verify_chain",
+]
 
 GENESIS = hashlib.sha256(b"consultation-gateway audit").digest()
 
@@ -36,11 +48,25 @@ _COLUMNS = """id, seq, chain_id, chain_seq, occurred_at, request_id, kind, issue
        object_sets, object_counts, object_ids, prev_hash, hash"""
 _FIRST_CHAIN = f"""
 select {_COLUMNS} from data.access_events
-where chain_id is null and seq is not null order by seq
+where chain_id is null and seq is not null and seq > $1 order by seq
 """
 _CHAINED = f"""
 select {_COLUMNS} from data.access_events
 where chain_id is not null order by chain_id, chain_seq
+"""
+_ONE_CHAIN = f"""
+select {_COLUMNS} from data.access_events
+where chain_id = $1 and chain_seq > $2 order by chain_seq
+"""
+_HEADS = """
+select 0 as chain, last_seq, last_hash from data.audit_chain_head where id = 1
+union all
+select id, last_seq, last_hash from data.audit_chains
+"""
+_ARCHIVED_RUNS = """
+select a.partition_name, a.location, a.deleted_at is not null as deleted, r.run
+from data.audit_archives a, jsonb_array_elements(a.runs) r(run)
+order by a.period_start
 """
 
 
@@ -92,17 +118,210 @@ def event_hash(prev: bytes, row: Any) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-async def verify_chain(connection: asyncpg.Connection) -> ChainReport:
-    """Walk every chain in order; report the first broken link."""
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One step of a chain: an event (``first == last``), or a run of archived events whose
+    inside was verified when they were archived (its hashes at its two edges). Chain 0 is the
+    chain of the events before the chains, positioned by ``seq``."""
+
+    chain: int
+    first: int
+    last: int
+    prev_hash: bytes
+    hash: bytes
+    where: str
+    altered: bool = False
+
+
+Tails = dict[int, tuple[int, bytes]]
+"""Per chain, the last position verified and its hash."""
+
+
+def genesis_tails(chains: Iterable[int]) -> Tails:
+    return {chain: (0, GENESIS if chain == 0 else chain_genesis(chain)) for chain in chains}
+
+
+def event_link(row: Any, field_sets: dict[int, tuple[str, list[str]]], where: str = "") -> Link:
+    """The event's step, with whether its own hash matches its contents."""
+    row = _groups_text(row, field_sets)
+    chained = row["chain_id"] is not None
+    chain, position = (row["chain_id"], row["chain_seq"]) if chained else (0, row["seq"])
+    label = f"chain {chain} position {position}" if chained else f"seq {position}"
+    prev, stored = bytes(row["prev_hash"]), bytes(row["hash"])
+    return Link(
+        chain,
+        position,
+        position,
+        prev,
+        stored,
+        f"{label} (event id {row['id']}{where})",
+        altered=event_hash(prev, row) != stored,
+    )
+
+
+def run_link(run: dict[str, Any], where: str) -> Link:
+    """An archived run, as ``data.audit_archives.runs`` and an archive's header hold it."""
+    return Link(
+        int(run["chain"]),
+        int(run["first"]),
+        int(run["last"]),
+        bytes.fromhex(run["prev_hash"]),
+        bytes.fromhex(run["hash"]),
+        where,
+    )
+
+
+def _position(chain: int, position: int) -> str:
+    return f"chain {chain} position {position}" if chain else f"seq {position}"
+
+
+class ChainWalk:
+    """Links in order of chain and position, each following the last, each chain ending at its
+    head row: the first break found is the report. A chain is held against its head when the
+    walk leaves it (so a chain's end is reported before the next chain's links). Links at or
+    before a chain's starting tail are skipped (a checkpoint's past)."""
+
+    def __init__(self, tails: Tails, heads: Tails) -> None:
+        self.start = dict(tails)
+        self.tails = dict(tails)
+        self.heads = heads
+        self.events = 0
+        self.broken: str | None = None
+        self._unchecked = sorted(tails)
+
+    def step(self, link: Link) -> bool:
+        """Walk one link; False once the chain is broken."""
+        if self.broken is not None:
+            return False
+        if link.chain not in self.tails:
+            self.broken = f"broken at {link.where}: no such chain"
+            return False
+        if not self._left_behind(link.chain):
+            return False
+        last, previous = self.tails[link.chain]
+        start = self.start[link.chain][0]
+        if link.first <= start:  # before the checkpoint the walk starts from
+            if link.last > start == last:  # an archived run the checkpoint lies in: trusted
+                self.tails[link.chain] = (link.last, link.hash)
+                self.events += link.last - last
+            return True
+        if link.first != last + 1:
+            self.broken = f"broken at {_position(link.chain, last + 1)}: event missing"
+            return False
+        if link.prev_hash != previous:
+            follows = f"position {last}" if link.chain else f"seq {last}"
+            self.broken = f"broken at {link.where}: does not follow {follows}"
+            return False
+        if link.altered:
+            self.broken = f"broken at {link.where}: contents were altered"
+            return False
+        self.tails[link.chain] = (link.last, link.hash)
+        self.events += link.last - link.first + 1
+        return True
+
+    def _left_behind(self, chain: int) -> bool:
+        """Hold every chain before ``chain`` against its head; False at the first that differs."""
+        while self._unchecked and self._unchecked[0] < chain:
+            done = self._unchecked.pop(0)
+            tail = self.tails[done]
+            if self.heads.get(done) != tail:
+                self.broken = f"broken after {_position(done, tail[0])}: events were removed"
+                return False
+        return True
+
+    def end(self) -> ChainReport:
+        """The report, every chain held against its head row."""
+        if self.broken is None:
+            self._left_behind(1 << 62)
+        if self.broken is not None:
+            return ChainReport(False, self.events, self.broken)
+        return ChainReport(True, self.events, f"audit chain intact: {self.events} events")
+
+
+async def merged(sources: list[AsyncIterator[Link]]) -> AsyncIterator[Link]:
+    """The links of several sources, each in order of chain and position, in that order."""
+    heap: list[tuple[int, int, int, Link]] = []
+    for index, source in enumerate(sources):
+        first = await anext(source, None)
+        if first is not None:
+            heapq.heappush(heap, (first.chain, first.first, index, first))
+    while heap:
+        _, _, index, link = heapq.heappop(heap)
+        yield link
+        following = await anext(sources[index], None)
+        if following is not None:
+            heapq.heappush(heap, (following.chain, following.first, index, following))
+
+
+async def heads(connection: asyncpg.Connection) -> Tails:
+    """Each chain's head row; chain 0's (``audit_chain_head``) always, one that matches no walk
+    when its row is missing."""
+    found = {
+        row["chain"]: (row["last_seq"], bytes(row["last_hash"]))
+        for row in await connection.fetch(_HEADS)
+    }
+    return {0: (-1, b"(no head row)"), **found}
+
+
+async def live_links(
+    connection: asyncpg.Connection, field_sets: dict[int, tuple[str, list[str]]], since: Tails
+) -> AsyncIterator[Link]:
+    """The trail's events after ``since`` (per chain), in order of chain and position."""
+    async for row in connection.cursor(_FIRST_CHAIN, since.get(0, (0, b""))[0], prefetch=1000):
+        yield event_link(row, field_sets)
+    if all(position == 0 for chain, (position, _) in since.items() if chain):
+        async for row in connection.cursor(_CHAINED, prefetch=1000):
+            yield event_link(row, field_sets)
+        return
+    for chain in sorted(c for c in since if c):
+        async for row in connection.cursor(_ONE_CHAIN, chain, since[chain][0], prefetch=1000):
+            yield event_link(row, field_sets)
+
+
+async def archived_runs(connection: asyncpg.Connection) -> list[tuple[str, str, bool, Link]]:
+    """Every archived run: (partition, location, deleted, its link), by period."""
+    return [
+        (
+            row["partition_name"],
+            row["location"],
+            row["deleted"],
+            run_link(json.loads(row["run"]), f"archive {row['partition_name']}"),
+        )
+        for row in await connection.fetch(_ARCHIVED_RUNS)
+    ]
+
+
+async def _iterate(links: Iterable[Link]) -> AsyncIterator[Link]:
+    for link in links:
+        yield link
+
+
+async def verify_chain(connection: asyncpg.Connection, since: Tails | None = None) -> ChainReport:
+    """Walk every chain in order, the archived months by the runs their catalog rows hold (each
+    verified when it was archived); report the first broken link. With ``since`` (per chain, a
+    position and its hash: a checkpoint), start there."""
+    return (await walk_trail(connection, since))[0]
+
+
+async def walk_trail(
+    connection: asyncpg.Connection, since: Tails | None = None
+) -> tuple[ChainReport, Tails]:
+    """``verify_chain``'s report, and where each chain ended (the next checkpoint)."""
     async with connection.transaction(isolation="repeatable_read", readonly=True):
-        first = await _first_chain(connection)
-        if not first.intact:
-            return first
-        chained = await _chained(connection)
-    if not chained.intact:
-        return ChainReport(False, first.events + chained.events, chained.message)
-    total = first.events + chained.events
-    return ChainReport(True, total, f"audit chain intact: {total} events")
+        now = await heads(connection)
+        tails = genesis_tails(now)
+        if since:
+            tails.update({chain: tail for chain, tail in since.items() if chain in tails})
+        runs = sorted(
+            (link for _, _, _, link in await archived_runs(connection)),
+            key=lambda link: (link.chain, link.first),
+        )
+        walk = ChainWalk(tails, now)
+        field_sets = await _field_sets(connection)
+        async for link in merged([_iterate(runs), live_links(connection, field_sets, tails)]):
+            if not walk.step(link):
+                break
+        return walk.end(), walk.tails
 
 
 def _groups_text(row: Any, field_sets: dict[int, tuple[str, list[str]]]) -> Any:
@@ -131,61 +350,3 @@ def _groups_text(row: Any, field_sets: dict[int, tuple[str, list[str]]]) -> Any:
 async def _field_sets(connection: asyncpg.Connection) -> dict[int, tuple[str, list[str]]]:
     rows = await connection.fetch("select id, type_name, fields from data.audit_field_sets")
     return {row["id"]: (row["type_name"], list(row["fields"])) for row in rows}
-
-
-async def _first_chain(connection: asyncpg.Connection) -> ChainReport:
-    """The events before the chains, one chain by ``seq``, against ``audit_chain_head``."""
-    head = await connection.fetchrow(
-        "select last_seq, last_hash from data.audit_chain_head where id = 1"
-    )
-    previous, expected_seq, count = GENESIS, 1, 0
-    field_sets = await _field_sets(connection)
-    async for row in connection.cursor(_FIRST_CHAIN, prefetch=1000):
-        row = _groups_text(row, field_sets)
-        where = f"seq {row['seq']} (event id {row['id']})"
-        if row["seq"] != expected_seq:
-            return ChainReport(False, count, f"broken at seq {expected_seq}: event missing")
-        if bytes(row["prev_hash"]) != previous:
-            return ChainReport(
-                False, count, f"broken at {where}: does not follow seq {expected_seq - 1}"
-            )
-        if event_hash(previous, row) != bytes(row["hash"]):
-            return ChainReport(False, count, f"broken at {where}: contents were altered")
-        previous, expected_seq, count = bytes(row["hash"]), expected_seq + 1, count + 1
-    if head is None or head["last_seq"] != count or bytes(head["last_hash"]) != previous:
-        return ChainReport(False, count, f"broken after seq {count}: events were removed")
-    return ChainReport(True, count, "")
-
-
-async def _chained(connection: asyncpg.Connection) -> ChainReport:
-    """Every chain of ``audit_chains``, by position, against its head row."""
-    heads = {
-        row["id"]: (row["last_seq"], bytes(row["last_hash"]))
-        for row in await connection.fetch("select id, last_seq, last_hash from data.audit_chains")
-    }
-    tails = {chain: (0, chain_genesis(chain)) for chain in heads}
-    count = 0
-    field_sets = await _field_sets(connection)
-    async for row in connection.cursor(_CHAINED, prefetch=1000):
-        row = _groups_text(row, field_sets)
-        chain, position = row["chain_id"], row["chain_seq"]
-        where = f"chain {chain} position {position} (event id {row['id']})"
-        if chain not in tails:
-            return ChainReport(False, count, f"broken at {where}: no such chain")
-        last, previous = tails[chain]
-        if position != last + 1:
-            return ChainReport(
-                False, count, f"broken at chain {chain} position {last + 1}: event missing"
-            )
-        if bytes(row["prev_hash"]) != previous:
-            return ChainReport(False, count, f"broken at {where}: does not follow position {last}")
-        if event_hash(previous, row) != bytes(row["hash"]):
-            return ChainReport(False, count, f"broken at {where}: contents were altered")
-        tails[chain] = (position, bytes(row["hash"]))
-        count += 1
-    for chain, tail in sorted(tails.items()):
-        if heads[chain] != tail:
-            return ChainReport(
-                False, count, f"broken after chain {chain} position {tail[0]}: events were removed"
-            )
-    return ChainReport(True, count, "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC
 from typing import Any
 
@@ -21,6 +22,7 @@ _INTERACTION = "http://hl7.org/fhir/restful-interaction"
 _READ = {"system": _INTERACTION, "code": "read", "display": "read"}
 _CREATE = {"system": _INTERACTION, "code": "create", "display": "create"}
 _UPDATE = {"system": _INTERACTION, "code": "update", "display": "update"}
+_DELETE = {"system": _INTERACTION, "code": "delete", "display": "delete"}
 _OUTCOME = {
     "disclosure": "0",
     "media": "0",
@@ -31,6 +33,9 @@ _OUTCOME = {
     "break-glass-opened": "0",
     "account-changed": "0",
     "partner-changed": "0",
+    "audit-archived": "0",
+    "audit-archive-deleted": "0",
+    "audit-restored": "0",
 }
 # Changes of access: (subtype, action) of each; every other kind is a read.
 _CHANGE = {
@@ -39,6 +44,11 @@ _CHANGE = {
     "break-glass-opened": (_CREATE, "C"),
     "account-changed": (_UPDATE, "U"),
     "partner-changed": (_UPDATE, "U"),
+    # The trail's own months (gateway.audit.archive): moved to the archive, deleted past
+    # retention, restored for a query.
+    "audit-archived": (_UPDATE, "U"),
+    "audit-archive-deleted": (_DELETE, "D"),
+    "audit-restored": (_CREATE, "C"),
 }
 _REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 _ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
@@ -46,9 +56,25 @@ _ROLE_SYSTEM = "urn:consultation-gateway:role"
 
 
 _ADMINISTRATION = {"account-changed", "partner-changed"}
+_ARCHIVE = {"audit-archived", "audit-archive-deleted", "audit-restored"}
 
 
-def _changed(row: Record) -> dict[str, Any]:
+def _archive(row: Record | Mapping[str, Any]) -> dict[str, Any]:
+    """The archived month an operator's archive, deletion or restore is about: its file."""
+    detail = orjson.loads(row["detail"]) if isinstance(row["detail"], str) else row["detail"]
+    return {
+        "what": {
+            "identifier": {
+                "system": "urn:consultation-gateway:audit-archive",
+                "value": detail["location"],
+            }
+        },
+        "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
+        "name": detail["partition"],
+    }
+
+
+def _changed(row: Record | Mapping[str, Any]) -> dict[str, Any]:
     """The account or partner an operator's change is about, and the action."""
     detail = orjson.loads(row["detail"]) if isinstance(row["detail"], str) else row["detail"]
     changed = detail["after"]
@@ -63,7 +89,8 @@ def _changed(row: Record) -> dict[str, Any]:
     }
 
 
-def to_audit_event(row: Record) -> dict[str, Any]:
+def to_audit_event(row: Record | Mapping[str, Any]) -> dict[str, Any]:
+    """One event (a row of the trail, or of an archive) as a FHIR R4 AuditEvent."""
     objects = expand_objects(stored_objects(row))
     break_glass = row["break_glass_reason"]
     subtype, action = _CHANGE.get(row["kind"], (_READ, "R"))
@@ -95,6 +122,8 @@ def to_audit_event(row: Record) -> dict[str, Any]:
         entities.append(entity)
     if row["kind"] in _ADMINISTRATION:
         entities.append(_changed(row))
+    if row["kind"] in _ARCHIVE:
+        entities.append(_archive(row))
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": str(row["seq"]),
@@ -142,6 +171,9 @@ def to_audit_event(row: Record) -> dict[str, Any]:
             "break-glass-opened": "break-glass opened",
             "account-changed": "account changed by an operator",
             "partner-changed": "partner changed by an operator",
+            "audit-archived": "a month of the audit trail archived by an operator",
+            "audit-archive-deleted": "an archived month deleted past its retention",
+            "audit-restored": "an archived month restored for a query by an operator",
         }[row["kind"]]
     if break_glass:
         event["purposeOfEvent"][0]["text"] = f"break-glass: {break_glass}"

@@ -1,0 +1,96 @@
+"""Where archived months of the audit trail are kept: a folder, or the media object store.
+
+``GATEWAY_AUDIT_ARCHIVE_ROOT`` names a folder (development, or a mounted volume); without it, and
+with ``GATEWAY_MEDIA_STORE=s3``, the archives go to the media bucket under ``audit-archive/``
+(the ``s3`` extra). Each file is written once under its partition's name; a file already there
+with other bytes is never overwritten.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.errors import ConfigurationError
+
+__all__ = ["ArchiveStore", "FolderStore", "S3Store", "archive_store"]
+
+PREFIX = "audit-archive/"
+
+
+class ArchiveStore(Protocol):
+    def location(self, name: str) -> str: ...
+    def put(self, name: str, source: Path) -> None: ...
+    def fetch(self, name: str, target: Path) -> None: ...
+    def delete(self, name: str) -> None: ...
+
+
+class FolderStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def location(self, name: str) -> str:
+        return str((self.root / name).resolve())
+
+    def put(self, name: str, source: Path) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        partial = self.root / f".{name}.partial"
+        shutil.copyfile(source, partial)
+        partial.replace(self.root / name)
+
+    def fetch(self, name: str, target: Path) -> None:
+        try:
+            shutil.copyfile(self.root / name, target)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.location(name)} is missing") from None
+
+    def delete(self, name: str) -> None:
+        (self.root / name).unlink(missing_ok=True)
+
+
+class S3Store:
+    """An S3-compatible bucket through boto3 (``pip install consultation-gateway[s3]``)."""
+
+    def __init__(
+        self, bucket: str, *, endpoint_url: str | None = None, region: str | None = None
+    ) -> None:
+        try:
+            import boto3
+        except ImportError:  # pragma: no cover - the extra is installed where s3 is configured
+            raise ConfigurationError(
+                "the audit archive in S3 needs boto3: pip install 'consultation-gateway[s3]'"
+            ) from None
+        self.bucket = bucket
+        self.client: Any = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+
+    def location(self, name: str) -> str:
+        return f"s3://{self.bucket}/{PREFIX}{name}"
+
+    def put(self, name: str, source: Path) -> None:
+        self.client.upload_file(str(source), self.bucket, PREFIX + name)
+
+    def fetch(self, name: str, target: Path) -> None:
+        try:
+            self.client.download_file(self.bucket, PREFIX + name, str(target))
+        except Exception as exc:
+            raise FileNotFoundError(f"{self.location(name)}: {exc}") from None
+
+    def delete(self, name: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=PREFIX + name)
+
+
+def archive_store(settings: Any) -> ArchiveStore:
+    """The store the settings name (``Settings``, or ``load_settings_of`` those fields)."""
+    if settings.audit_archive_root is not None:
+        return FolderStore(settings.audit_archive_root)
+    if settings.media_store == "s3" and settings.media_s3_bucket:
+        return S3Store(
+            settings.media_s3_bucket,
+            endpoint_url=settings.media_s3_endpoint_url,
+            region=settings.media_s3_region,
+        )
+    raise ConfigurationError(
+        "the audit archive needs a place: set GATEWAY_AUDIT_ARCHIVE_ROOT (a folder), or "
+        "GATEWAY_MEDIA_STORE=s3 with GATEWAY_MEDIA_S3_BUCKET"
+    )
