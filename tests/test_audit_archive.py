@@ -25,6 +25,7 @@ import pytest
 from gateway import create_app
 from tests.conftest import _prepare
 from tests.support.audit_history import append_history
+from tests.support.backup_restore import CREDENTIALS, ObjectStore
 from tests.support.gateway_process import run_gateway
 from tests.support.server import GraphQLClient, serving
 
@@ -54,14 +55,11 @@ def _gateway(*args: str, **environ: str) -> Any:
     return run_gateway(*args, env=environ)
 
 
-@pytest.fixture(scope="module")
-def trail(env, tmp_path_factory):
-    """(environment, archive folder, expected events by id): a trail of four past months of
-    copies and this month's real events."""
+def _make_trail(env, media: Path, offsets: tuple[int, ...], per_month: int) -> Any:
+    """A database of its own with real events of this month and ``per_month`` copies of them in
+    each month ``offsets`` from this one: (environment, expected events by id, server URL)."""
     server_url = env.admin_url.rsplit("/", 1)[0] + "/postgres"
-    made = asyncio.run(
-        _prepare(server_url, env.identity, Path(tmp_path_factory.mktemp("archive-media")))
-    )
+    made = asyncio.run(_prepare(server_url, env.identity, media))
     with serving(create_app(made.settings())) as server:
         client = GraphQLClient(server.url)
         for subject, _ in made.patients()[:3]:
@@ -75,26 +73,33 @@ def trail(env, tmp_path_factory):
             "from data.access_events where kind = 'disclosure'"
         )
         assert templates
-        months = [_month(offset) for offset in (-4, -3, -2, -1)]
         owner = await connection.fetchval(
             "select nspowner::regrole::text from pg_namespace where nspname = 'data'"
         )
         await connection.execute(f"set role {owner}")  # the months are the owner's, as migrate's
-        for start in months:
-            name = f"access_events_{start:%Y_%m}"
-            end = _month(months.index(start) - 3)
+        for offset in offsets:
             await connection.execute(
-                f"create table if not exists audit_partitions.{name} partition of "
-                f"data.access_events for values from ('{start.isoformat()}') "
-                f"to ('{end.isoformat()}')"
+                f"create table if not exists audit_partitions.access_events_{_month(offset):%Y_%m}"
+                f" partition of data.access_events for values from "
+                f"('{_month(offset).isoformat()}') to ('{_month(offset + 1).isoformat()}')"
             )
         await connection.execute("reset role")
         patients = [patient for _, patient in made.patients()]
-        await append_history(connection, templates, months, PER_MONTH, patients)
+        months = [_month(offset) for offset in offsets]
+        await append_history(connection, templates, months, per_month, patients)
         rows = await connection.fetch("select id, seq, patient_id, hash from data.access_events")
         return {row["id"]: dict(row) for row in rows}
 
-    expected = _sql(made.admin_url, build)
+    return made, _sql(made.admin_url, build), server_url
+
+
+@pytest.fixture(scope="module")
+def trail(env, tmp_path_factory):
+    """(environment, archive folder, expected events by id): a trail of four past months of
+    copies and this month's real events."""
+    made, expected, server_url = _make_trail(
+        env, Path(tmp_path_factory.mktemp("archive-media")), (-4, -3, -2, -1), PER_MONTH
+    )
     yield made, Path(tmp_path_factory.mktemp("audit-archive")), expected
     asyncio.run(_drop(server_url, made.admin_url))
 
@@ -327,3 +332,47 @@ def test_a_month_still_being_written_is_not_archived(trail):
         f"gateway: --before {_month(1):%Y-%m-%d} is after the start of this month "
         f"({_month(0):%Y-%m-%d}): a month is archived once it has ended\n"
     )
+
+
+def test_the_archive_goes_to_the_media_object_store_and_verifies_from_there(env, tmp_path):
+    """With GATEWAY_MEDIA_STORE=s3 (an S3-compatible server: moto's), a month is archived to the
+    media bucket under audit-archive/, verify --full reads it from there, and an object
+    rewritten in the bucket is named by its s3:// address (exit 1)."""
+    made, expected, server_url = _make_trail(env, tmp_path / "media", (-2,), 30)
+    store = ObjectStore(tmp_path)
+    try:
+        store.client().create_bucket(Bucket="media")
+        s3 = {
+            **CREDENTIALS,
+            "GATEWAY_MEDIA_STORE": "s3",
+            "GATEWAY_MEDIA_S3_BUCKET": "media",
+            "GATEWAY_MEDIA_S3_ENDPOINT_URL": store.url,
+        }
+        url = made.admin_url
+        name = f"access_events_{_month(-2):%Y_%m}"
+        done = _gateway(
+            "audit", "archive", "--before", f"{_month(-1):%Y-%m-%d}", "--database-url", url,
+            **s3,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(
+            f"archived {name}: 30 events, "
+        ) and done.stdout.rstrip().endswith(f"at s3://media/audit-archive/{name}.jsonl.gz")
+        key = f"audit-archive/{name}.jsonl.gz"
+        assert key in [
+            item["Key"] for item in store.client().list_objects_v2(Bucket="media")["Contents"]
+        ]
+        full = _gateway("audit", "verify", "--full", "--database-url", url, **s3)
+        assert full.returncode == 0, full.stderr
+        assert full.stdout.startswith(f"audit chain intact: {len(expected) + 1} events")
+        original = store.client().get_object(Bucket="media", Key=key)["Body"].read()
+        store.client().put_object(Bucket="media", Key=key, Body=original[:-40])
+        broken = _gateway("audit", "verify", "--full", "--database-url", url, **s3)
+        assert broken.returncode == 1
+        assert broken.stderr == (
+            f"gateway: audit chain broken at archive s3://media/{key}: "
+            "its bytes differ from those archived (digest)\n"
+        )
+    finally:
+        store.stop()
+        asyncio.run(_drop(server_url, made.admin_url))
