@@ -497,6 +497,58 @@ drop(
     T_CHAIN,
 )
 
+I = "sql: the trail's months, archive and checkpoints"
+T_MONTHS = ("tests/test_audit_partitions.py", "tests/test_audit_archive.py")
+drop(
+    "checkpoint-any-hash",
+    I,
+    S_AUDIT,
+    "    if not found then\n        raise exception 'no event at chain % position % has that hash'",
+    "    if false then\n        raise exception 'no event at chain % position % has that hash'",
+    "a checkpoint past an altered event is recorded: the nightly verify starts after it",
+    T_MONTHS,
+)
+drop(
+    "months-truncatable",
+    I,
+    S_AUDIT,
+    "          and not exists (select from pg_trigger t\n"
+    "                          where t.tgrelid = c.oid and t.tgname = 'access_events_no_truncate')",
+    "          and false",
+    "a month of the trail can be truncated by its owner: a month of events gone in one statement",
+    T_MONTHS,
+)
+drop(
+    "months-ahead-unbounded",
+    I,
+    S_AUDIT,
+    "    if p_months_ahead is null or p_months_ahead < 0 or p_months_ahead > 24 then",
+    "    if p_months_ahead is null then",
+    "the nightly job's role can make months without end (thousands of tables)",
+    T_MONTHS,
+)
+drop(
+    "archive-row-rewritable",
+    I,
+    S_AUDIT,
+    "        if old.deleted_at is null and new.deleted_at is not null\n"
+    "           and (to_jsonb(new) - 'deleted_at') = (to_jsonb(old) - 'deleted_at') then",
+    "        if true then",
+    "an archive's location or digest can be rewritten: a forged file then verifies",
+    T_MONTHS,
+)
+drop(
+    "months-made-none",
+    I,
+    S_AUDIT,
+    "            execute format('alter table data.access_events attach partition "
+    "audit_partitions.%I '\n"
+    "                           'for values from (%L) to (%L)', name, month, next_month);",
+    "            perform month, next_month;",
+    "no month is made ahead: at the turn of the month every event, and every disclosure, fails",
+    T_MONTHS,
+)
+
 # --- the access log, consents, changes of access ------------------------------------------------
 D = "sql: access log, consents"
 T_LOG = (*T_SQL, "tests/test_access_log_views.py")

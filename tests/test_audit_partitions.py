@@ -231,3 +231,87 @@ def test_the_months_ahead_are_bounded(env, months):
         return str(refused.value)
 
     assert _on_scratch(env, work) == f"months ahead must be between 0 and 24, not {months}"
+
+
+def test_a_checkpoint_names_a_real_event_and_an_archive_row_only_gains_its_deletion(env):
+    """Attack: a stolen audit-reader credential records a checkpoint past an event it altered,
+    so that the nightly verify would start after it. The checkpoint is refused unless that
+    position holds that hash. Attack: the owner's session rewrites where an archive is (or its
+    digest); refused: an archive's row is written once, and only its deletion is marked after."""
+
+    async def work(superuser, owner) -> dict[str, Any]:
+        await _released_trail_of_months(superuser, owner)
+        await apply_migrations(owner)
+        out: dict[str, Any] = {}
+        real = await superuser.fetchrow(
+            "select chain_id, chain_seq, hash from data.access_events "
+            "where chain_id is not null order by seq limit 1"
+        )
+        for label, digest in (("forged", b"\x00" * 32), ("real", real["hash"])):
+            try:
+                async with superuser.transaction():
+                    await superuser.execute("set local role gateway_audit_reader")
+                    await superuser.execute(
+                        "select data.record_audit_checkpoint($1, $2, $3)",
+                        real["chain_id"],
+                        real["chain_seq"],
+                        digest,
+                    )
+                out[label] = "ok"
+            except asyncpg.PostgresError as exc:
+                out[label] = str(exc)
+        out["recorded"] = await superuser.fetch(
+            "select chain_id, chain_seq from data.audit_checkpoints"
+        )
+        await owner.execute(
+            "insert into data.audit_archives (partition_name, period_start, period_end, "
+            "location, sha256, bytes, events, runs) values ('access_events_2001_01', "
+            "'2001-01-01', '2001-02-01', '/archive/a.jsonl.gz', 'ab', 1, 0, '[]')"
+        )
+        for statement in (
+            "update data.audit_archives set location = '/elsewhere'",
+            "update data.audit_archives set sha256 = 'cd', deleted_at = now()",
+            "delete from data.audit_archives",
+            "truncate data.audit_archives cascade",
+            "update data.audit_archives set deleted_at = now()",
+        ):
+            try:
+                out[statement] = await owner.execute(statement)
+            except asyncpg.PostgresError as exc:
+                out[statement] = str(exc)
+        return out
+
+    out = _on_scratch(env, work)
+    assert out["forged"].startswith("no event at chain ")
+    assert out["forged"].endswith(" has that hash")
+    assert out["real"] == "ok"
+    assert len(out["recorded"]) == 1
+    for statement in (
+        "update data.audit_archives set location = '/elsewhere'",
+        "update data.audit_archives set sha256 = 'cd', deleted_at = now()",
+        "delete from data.audit_archives",
+        "truncate data.audit_archives cascade",
+    ):
+        assert out[statement] == "audit_archives is append-only", statement
+    assert out["update data.audit_archives set deleted_at = now()"] == "UPDATE 1"
+
+
+def test_a_missing_month_ahead_is_made_and_attached_and_a_second_run_makes_none(env):
+    async def work(_superuser, owner) -> tuple[list[str], list[str], bool]:
+        await apply_migrations(owner)
+        last = f"access_events_{_month(3):%Y_%m}"
+        await owner.execute(
+            f"alter table data.access_events detach partition audit_partitions.{last}"
+        )
+        await owner.execute(f"drop table audit_partitions.{last}")
+        made = [r[0] for r in await owner.fetch("select data.create_access_event_partitions(3)")]
+        again = [r[0] for r in await owner.fetch("select data.create_access_event_partitions(3)")]
+        attached = await owner.fetchval(
+            "select exists (select from pg_inherits i join pg_class c on c.oid = i.inhrelid "
+            "where i.inhparent = 'data.access_events'::regclass and c.relname = $1)",
+            last,
+        )
+        return made, again, attached
+
+    made, again, attached = _on_scratch(env, work)
+    assert made == [f"access_events_{_month(3):%Y_%m}"] and again == [] and attached

@@ -365,9 +365,11 @@ create or replace function data.refuse_archive_change() returns trigger
     language plpgsql
     as $$
 begin
-    if tg_op = 'UPDATE' and old.deleted_at is null and new.deleted_at is not null
-       and (to_jsonb(new) - 'deleted_at') = (to_jsonb(old) - 'deleted_at') then
-        return new;
+    if tg_op = 'UPDATE' then
+        if old.deleted_at is null and new.deleted_at is not null
+           and (to_jsonb(new) - 'deleted_at') = (to_jsonb(old) - 'deleted_at') then
+            return new;
+        end if;
     end if;
     raise exception 'audit_archives is append-only' using errcode = 'insufficient_privilege';
 end
@@ -377,4 +379,4 @@ create or replace trigger audit_archives_append_only before update or delete on 
     for each row execute function data.refuse_archive_change();
 
 create or replace trigger audit_archives_no_truncate before truncate on data.audit_archives
-    for each statement execute function data.refuse_audit_change();
+    for each statement execute function data.refuse_archive_change();
