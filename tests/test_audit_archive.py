@@ -312,6 +312,9 @@ def test_a_month_is_restored_for_the_auditor_then_deleted_past_retention(trail, 
         ),
     )
     assert deletions == 2
+    # the month restored above went with its archive
+    left = _sql(url, lambda c: c.fetchval("select count(*) from data.restored_access_events"))
+    assert left == 0
     full = _gateway("audit", "verify", "--full", "--database-url", url, "--archive-root", root)
     assert full.returncode == 0, full.stderr
     exported = _gateway(

@@ -302,9 +302,9 @@ async def delete_expired(
     operator: str,
     now: datetime | None = None,
 ) -> list[str]:
-    """Delete every archive whose month ended more than ``retention_months`` ago: its file, then
-    its catalog row marked deleted (its runs stay: the chains go on from them), each with an
-    ``audit-archive-deleted`` event. Returns the partitions' names."""
+    """Delete every archive whose month ended more than ``retention_months`` ago: its file and
+    any restored copy, its catalog row marked deleted (its runs stay: the chains go on from
+    them), each with an ``audit-archive-deleted`` event. Returns the partitions' names."""
     now = now or datetime.now(UTC)
     total = now.year * 12 + now.month - 1 - retention_months
     cutoff = datetime(total // 12, total % 12 + 1, 1, tzinfo=UTC)
@@ -317,9 +317,14 @@ async def delete_expired(
     for row in rows:
         name = row["partition_name"]
         async with connection.transaction():
-            await connection.execute(
-                "update data.audit_archives set deleted_at = now() where partition_name = $1",
+            archive = await connection.fetchval(
+                "update data.audit_archives set deleted_at = now() where partition_name = $1 "
+                "returning id",
                 name,
+            )
+            # A restored copy goes with its archive: nothing outlives the retention.
+            await connection.execute(
+                "delete from data.restored_access_events where archive_id = $1", archive
             )
             await _record(
                 connection,
