@@ -60,6 +60,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 
+from bench.cpu import postmaster_pid
 from bench.run import (
     DURABILITY,
     OPERATIONS,
@@ -376,7 +377,7 @@ async def write_archive(admin: asyncpg.Connection, month: datetime) -> dict[str,
     name = partition_name(month)
     path = HERE / "archives" / f"{name}.jsonl.gz"
     end = (month + timedelta(days=32)).replace(day=1)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     async with admin.transaction(isolation="repeatable_read", readonly=True):
         field_sets = await _field_sets(admin)
         writer = ArchiveWriter(
@@ -392,7 +393,7 @@ async def write_archive(admin: asyncpg.Connection, month: datetime) -> dict[str,
         async for row in admin.cursor(ARCHIVE_ROWS.format(name=name), prefetch=2000):
             writer.write(row)
         header = writer.close()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     plain = 0
     with gzip.open(path, "rb") as source:
         while chunk := source.read(1 << 20):
@@ -402,26 +403,34 @@ async def write_archive(admin: asyncpg.Connection, month: datetime) -> dict[str,
         "archive_bytes": path.stat().st_size,
         "uncompressed_bytes": plain,
         "write_seconds": seconds,
+        "write_cpu_seconds": cpu,
     }
 
 
-async def timed_verify(admin: asyncpg.Connection, since: Any = None) -> dict[str, Any]:
-    """verify_chain as the nightly CronJob's role, timed; retried once after a minute if it
-    fails to run (another engineer may be editing the module)."""
+async def timed_verify(
+    admin: asyncpg.Connection, postgres: int, since: Any = None
+) -> dict[str, Any]:
+    """verify_chain as the nightly CronJob's role, timed (wall, and the CPU of this process and
+    of PostgreSQL's processes); retried once after a minute if it fails to run (another engineer
+    may be editing the module)."""
+    from bench.cpu import cpu_seconds
     from gateway.audit.chain import verify_chain
 
     for attempt in range(2):
         await admin.execute("set role gateway_audit_reader")
         try:
-            started = time.perf_counter()
+            started, cpu, db = time.perf_counter(), time.process_time(), cpu_seconds(postgres)
             report = await verify_chain(admin, since)
             seconds = time.perf_counter() - started
+            cpu, db = time.process_time() - cpu, cpu_seconds(postgres) - db
             return {
                 "intact": report.intact,
                 "events": report.events,
                 "message": report.message,
                 "seconds": seconds,
                 "events_per_second": report.events / seconds if seconds else float("nan"),
+                "client_cpu_seconds": cpu,
+                "postgres_cpu_seconds": db,
             }
         except Exception as exc:
             if attempt:
@@ -579,7 +588,9 @@ def report(result: dict[str, Any]) -> str:
         return (
             f"{name}: {v['events']} events in {v['seconds']:.1f} s, "
             f"{v['events_per_second']:.0f} events/s, "
-            f"{1e6 / v['events_per_second']:.0f} s per million; {v['message']}"
+            f"{1e6 / v['events_per_second']:.0f} s per million (CPU per million: verifier "
+            f"{v['client_cpu_seconds'] / v['events'] * 1e6:.0f} s, PostgreSQL "
+            f"{v['postgres_cpu_seconds'] / v['events'] * 1e6:.0f} s); {v['message']}"
             + ("" if v["intact"] else " (NOT INTACT)")
         )
 
@@ -619,11 +630,12 @@ def report(result: dict[str, Any]) -> str:
         ],
     )  # fmt: skip
     before, after = result["load_average_before"], result["load_average_after"]
+    phases = ", ".join(f"{k} {v / 60:.1f}" for k, v in result["phase_seconds"].items())
     lines += [
         "",
-        f"run took {result['elapsed_seconds'] / 60:.1f} min; load average (1, 5, 15 min) before "
-        f"{before[0]:.2f} {before[1]:.2f} {before[2]:.2f}, after {after[0]:.2f} {after[1]:.2f} "
-        f"{after[2]:.2f} (anything else running moves the times)",
+        f"run took {result['elapsed_seconds'] / 60:.1f} min (minutes: {phases}); load average "
+        f"(1, 5, 15 min) before {before[0]:.2f} {before[1]:.2f} {before[2]:.2f}, after "
+        f"{after[0]:.2f} {after[1]:.2f} {after[2]:.2f} (anything else running moves the times)",
     ]
     return "\n".join(lines)
 
@@ -657,16 +669,20 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     cluster = EmbeddedPostgres(HERE, fast=False)
     server_url = cluster.start()
     placement = "not pinned"
+    phases: dict[str, float] = {}
+    result["phase_seconds"] = phases
     if (os.cpu_count() or 1) > 1 and shutil.which("taskset"):
-        from bench.cpu import pin, postmaster_pid
+        from bench.cpu import pin
 
         os.sched_setaffinity(0, {0})
         pin(postmaster_pid(cluster.data), "1")
         placement = "this process (gateway, client, generator, verify) on core 0, PostgreSQL on 1"
     try:
+        phase = time.perf_counter()
         admin_url, app_url = await prepare_database(
             server_url, args.patients, args.clinicians, 50, identity.issuer
         )
+        phases["prepare"] = time.perf_counter() - phase
         admin = await asyncpg.connect(admin_url)
         names = (
             "server_version", *DURABILITY, "shared_buffers", "max_wal_size", "wal_compression",
@@ -725,7 +741,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             for kind in KINDS:  # warm-up: plans, caches, pools, field sets
                 for index in range(20):
                     await gateway.send(kind, index)
+            phase = time.perf_counter()
             measured = await measure_kinds(gateway, admin, timer, args)
+            phases["requests"] = time.perf_counter() - phase
         result["kinds"] = {kind: m["summary"] for kind, m in measured.items()}
         share = {k: v / sum(mix.values()) for k, v in mix.items()}
         result["events_per_request_mix"] = sum(
@@ -734,6 +752,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
         # 3. A year.
         patients = [row[0] for row in await admin.fetch("select id from data.patients")]
+        phase = time.perf_counter()
         pool, event_mix = mixed_templates(measured, mix, 20000)
         result["event_mix"] = event_mix
         result["event_mix_text"] = ", ".join(f"{k} {v:.1%}" for k, v in event_mix.items())
@@ -756,6 +775,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             year["months"].append(
                 {"partition": partition_name(month), "events": written, "generate_seconds": seconds}
             )
+        phases["year_generate"] = time.perf_counter() - phase
+        phase = time.perf_counter()
         for entry, month in zip(year["months"], months, strict=True):
             await admin.execute(f"vacuum (analyze) audit_partitions.{entry['partition']}")
             entry |= await sizes(admin, entry["partition"])
@@ -766,10 +787,14 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 f"{_bytes(entry['archive_bytes'])} in {entry['write_seconds']:.1f} s",
                 flush=True,
             )
+        phases["year_archives"] = time.perf_counter() - phase
         await admin.execute("checkpoint")
-        year["verify_full"] = await timed_verify(admin)
+        phase = time.perf_counter()
+        postgres = postmaster_pid(cluster.data)
+        year["verify_full"] = await timed_verify(admin, postgres)
         print(f"verify (whole trail): {year['verify_full']}", flush=True)
-        year["verify_incremental"] = await timed_verify(admin, checkpoint)
+        year["verify_incremental"] = await timed_verify(admin, postgres, checkpoint)
+        phases["verify"] = time.perf_counter() - phase
         print(f"verify (from the checkpoint): {year['verify_incremental']}", flush=True)
         entries = year["months"]
         year |= {
