@@ -21,6 +21,7 @@ from gateway.config import Settings
 from gateway.guards.document_limits import DocumentLimits, LimitsExtension
 from gateway.guards.rate_limits import RateLimiter, RateLimitExtension
 from resolvers.access_log import AccessedObject, AccessEvent
+from resolvers.archived_period import ArchivedPeriod
 from resolvers.break_glass import BreakGlassGrant
 from resolvers.clinician import Clinician
 from resolvers.consent import Consent, ConsentRequest
@@ -41,6 +42,7 @@ __all__ = ["build_schema"]
 _GOVERNED: tuple[type[Governed], ...] = (
     AccessEvent,
     AccessedObject,
+    ArchivedPeriod,
     Clinician,
     Consent,
     ConsentRequest,

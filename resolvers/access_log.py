@@ -14,6 +14,7 @@ from gateway.audit.events import expand_objects
 from gateway.authz.context import Info
 from gateway.authz.field_check import policy_field
 from gateway.ids import encode_global_id, encode_sequence_cursor
+from resolvers.archived_period import ArchivedPeriod
 from resolvers.consultation import Consultation, PageInfo
 from resolvers.enums import Role
 
@@ -113,6 +114,14 @@ class AccessEventEdge:
 class AccessEventConnection:
     edges: list[AccessEventEdge]
     page_info: PageInfo
+
+    @strawberry.field(
+        description="The months whose accesses were moved to the audit archive, newest first: "
+        "their accesses are not among the edges, whatever the page or filter. Each says where "
+        "its records are."
+    )
+    async def archived_periods(self, info: Info) -> list[ArchivedPeriod]:
+        return ArchivedPeriod.many(await info.context.loaders.archived_periods())
 
     @classmethod
     def from_rows(cls, rows: list[Record], first: int, after: bool) -> AccessEventConnection:

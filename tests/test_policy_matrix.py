@@ -27,6 +27,7 @@ from gateway.ids import decode_global_id, decode_sequence_cursor, encode_global_
 from gateway.policy.table import POLICY
 from tests.support import policy_spec
 from tests.support.actors import new_clinician
+from tests.support.archives import DELETED, record_deleted
 from tests.support.policy_spec import CASES, ROLES, expected
 
 ALL_SCOPES = "patient/Consultation.rs patient/Recording.rs patient/Patient.rs"
@@ -215,6 +216,8 @@ async def _setup(env) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def world(env, client):
     world = asyncio.run(_setup(env))
+    # A month of the trail archived and since deleted: what ArchivedPeriod's cases read.
+    record_deleted(env, DELETED)
     # T reads her record once, so that she (and auditors) have access events about her.
     client.execute(
         "{ consultations { edges { node { id reason } } } }", env.token(world["people"]["T"])
@@ -292,6 +295,19 @@ def _observe(env, client, world, type_name: str, role: str, case: str):
                 _errors_at(body, ["log", "edges", index, "node", "objects", 0]),
                 body,
             )
+    elif type_name == "ArchivedPeriod":
+        body = client.execute(
+            f"{{ accessLog(first: 0) {{ archivedPeriods {{ {selection} }} }} }}", token
+        )
+        periods = body["data"]["accessLog"]["archivedPeriods"]
+        index = next(
+            (i for i, p in enumerate(periods) if p["from"] == DELETED.start.isoformat()), None
+        )
+        if index is None:
+            result = (None, {}, body)
+        else:
+            at = ["accessLog", "archivedPeriods", index]
+            result = (periods[index], _errors_at(body, at), body)
     elif type_name == "Consent":
         body = client.execute(f"{{ consents {{ {selection} }} }}", token)
         consents = body["data"]["consents"]
@@ -469,6 +485,21 @@ async def _stored(connection, env, world, type_name: str, role: str, case: str, 
                 {"__typename": "AccessedObject", "id": encode_global_id(o["type"], o["id"])}
                 for o in objects
             ],
+        }
+    if type_name == "ArchivedPeriod":
+        row = await connection.fetchrow(
+            "select * from data.audit_archives where partition_name = $1", DELETED.name
+        )
+        deleted = f"Deleted on {row['deleted_at']:%Y-%m-%d} after the retention period"
+        # The file's location only to those who may read it (auditors).
+        where = f"{deleted} (it was at {row['location']})." if role == "auditor" else f"{deleted}."
+        return {
+            "from": _at(row["period_start"]),
+            "until": _at(row["period_end"]),
+            "archivedAt": _at(row["archived_at"]),
+            "deletedAt": _at(row["deleted_at"]),
+            "location": row["location"],
+            "where": where,
         }
     if type_name == "Consent":
         row = await connection.fetchrow(

@@ -43,6 +43,15 @@ ROWS = {
         "partner": set(),
         "auditor": EVERY,
     },
+    # A month of the log moved to the audit archive: not patient data, told to whoever reads a
+    # log (issue 26).
+    "ArchivedPeriod": {
+        "patient": EVERY,
+        "clinician": set(),
+        "support": set(),
+        "partner": set(),
+        "auditor": EVERY,
+    },
     "Consent": {
         "patient": {"own"},
         "clinician": set(),
@@ -125,6 +134,14 @@ FIELDS: dict[str, dict[str, set[str] | dict[str, set[str]]]] = {
     "AccessedObject": {
         **{field: {"patient", "auditor"} for field in ("type", "id", "fields")},
         "consultation": {"patient"},
+    },
+    # Where the archive's file is: the auditor's to know; a patient asks the privacy office.
+    "ArchivedPeriod": {
+        **{
+            field: {"patient", "auditor"}
+            for field in ("from", "until", "archivedAt", "deletedAt", "where")
+        },
+        "location": {"auditor"},
     },
     "Consent": {
         field: {"patient"}

@@ -29,6 +29,7 @@ NOT_PATIENT_ROWS = {
     "CLINICIANS_BY_ID": "the clinician directory, not patient data",
     "PARTNERS_BY_ID": "the partner directory, not patient data",
     "ALL_PARTNERS": "the partner directory, not patient data",
+    "ARCHIVED_PERIODS": "the audit archive's catalog of months, not patient data",
     "RECORD_ACCESS_EVENTS": "writes the audit trail; returns nothing",
     "RECORD_ACCESS_EVENTS_IF_AUTHORIZED": "the exit check's questions and the audit write; "
     "returns the patient IDs it found foreign",

@@ -5,11 +5,11 @@ for (type, field, caller's role) in the policy table, checks that the row is wit
 row scope as the row itself shows (the caller's own, or loaded under the caller's consent, care or
 break-glass), checks the rule's condition, and denies everything the table does not grant.
 Whichever executor asks (Strawberry and graphql-core through ``FieldPolicy`` and the fast path,
-a compiled plan for all of an object's fields at once) and the media endpoint, the decision is
-this function's, and it is recorded through ``Ledger.record_field`` with the owner taken from the
-row. On its own it refuses a foreign patient's row handed to a resolver by a loader that forgot
-its predicate. ``MutationPolicy`` guards each mutation by the table's list of who may make that
-change.
+a compiled plan for all of an object's fields at once), the media endpoint, or a field that
+repeats another's value (``readable``), the decision is this function's, and it is recorded
+through ``Ledger.record_field`` with the owner taken from the row. On its own it refuses a
+foreign patient's row handed to a resolver by a loader that forgot its predicate.
+``MutationPolicy`` guards each mutation by the table's list of who may make that change.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ __all__ = [
     "decide",
     "policy_field",
     "policy_mutation",
+    "readable",
 ]
 
 FORBIDDEN_MESSAGE = "Not authorized to read this field"
@@ -188,6 +189,17 @@ def check_field(
         else:
             ledger.explain(where, type_name, field_name, False, reason)
     return ledger.record_field(type_name, source.pk, source.owner, field_name, reason)
+
+
+def readable(context: Context, source: Governed, type_name: str, field_name: str) -> bool:
+    """Whether the gate lets the caller read ``field_name`` of ``source``, for a field whose
+    value another field repeats where the table grants it (``ArchivedPeriod.where`` names the
+    ``location`` to the roles that may read it): an allowed read is recorded as the field's own
+    would be; a refusal is not recorded as a denial, since the field itself was not asked for."""
+    allowed = decide(context.principal, source, type_name, (field_name,))[0] is None
+    if allowed:
+        context.ledger.record_field(type_name, source.pk, source.owner, field_name, None)
+    return allowed
 
 
 class FieldPolicy(BasePermission):

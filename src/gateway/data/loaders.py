@@ -308,3 +308,11 @@ class Loaders:
         for row in rows[:first]:
             record("AccessEvent", row["seq"], row["patient_id"])
         return rows
+
+    async def archived_periods(self) -> list[Record]:
+        """The months of the audit trail moved to the archive (``gateway audit archive``), newest
+        first, deleted ones included: what the access log no longer holds. Not patient data;
+        only a role that reads the log sees them."""
+        if not self._sees("ArchivedPeriod"):
+            return []
+        return await self._fetch(queries.ARCHIVED_PERIODS)

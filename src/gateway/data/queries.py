@@ -1,12 +1,12 @@
 """Every SQL statement the gateway sends at request time, as named constants.
 
-Each calls a function of schema ``api`` (migrations/), which sets the caller's scope for row-level
-security and carries the caller's visibility predicate. Scoped loader statements take
-($1 role, $2 actor, $3 token scopes, ...) and return each row's columns followed by the grant it
-was seen under (``consent_scopes``, ``break_glass_reason``, and ``granted``: own, conducted,
-break-glass, everyone or consent, which the field check holds against the caller's row scope).
-Values always travel as ``$n`` parameters; a test prepares every statement here against the real
-database.
+Each that reads patient data calls a function of schema ``api`` (migrations/), which sets the
+caller's scope for row-level security and carries the caller's visibility predicate. Scoped
+loader statements take ($1 role, $2 actor, $3 token scopes, ...) and return each row's columns
+followed by the grant it was seen under (``consent_scopes``, ``break_glass_reason``, and
+``granted``: own, conducted, break-glass, everyone or consent, which the field check holds against
+the caller's row scope). Values always travel as ``$n`` parameters; a test prepares every
+statement here against the real database.
 """
 
 from __future__ import annotations
@@ -44,6 +44,12 @@ CLINICIANS_BY_ID = "select * from api.clinicians_by_id($1::uuid[])"
 PARTNERS_BY_ID = "select * from api.partners_by_id($1::uuid[])"
 ALL_PARTNERS = "select * from api.all_partners()"
 ACCESS_EVENTS_PAGE = "select * from api.access_events_page($1, $2, $3::text[], $4, $5, $6, $7)"
+# The months of the trail archived (migration 0021), newest first: no patient data, read from
+# the table itself (gateway_app may select it; it has no row-level security).
+ARCHIVED_PERIODS = (
+    "select id, period_start, period_end, archived_at, deleted_at, location "
+    "from data.audit_archives order by period_start desc"
+)
 CONSENTS_OF = "select (x.consent).*, x.partner_name from api.consents_of($1, $2) x"
 GRANT_CONSENT = "select * from api.grant_consent($1::jsonb, $2, $3, $4, $5::text[], $6)"
 REVOKE_CONSENT = "select * from api.revoke_consent($1::jsonb, $2, $3, $4)"

@@ -143,6 +143,10 @@ ACCESS_EVENT = (
     "objects",
     "patientId",
 )
+# A month of the trail moved to the audit archive (``accessLog.archivedPeriods``): not patient
+# data. Where its file is (``location``) is the auditors' alone: ``where`` names it only to a role
+# granted ``location`` (``field_check.readable``); a patient is told whom to ask.
+ARCHIVED_PERIOD = ("from", "until", "archivedAt", "deletedAt", "where")
 DIRECTORY = ("id", "displayName", "specialty")
 
 POLICY: tuple[TypePolicy, ...] = (
@@ -196,6 +200,13 @@ POLICY: tuple[TypePolicy, ...] = (
         grants={
             Role.PATIENT: grant(RowScope.OWN, "type", "id", "fields", "consultation"),
             Role.AUDITOR: grant(RowScope.EVERYONE, "type", "id", "fields"),
+        },
+    ),
+    TypePolicy(
+        "ArchivedPeriod",
+        grants={
+            Role.PATIENT: grant(RowScope.EVERYONE, ARCHIVED_PERIOD),
+            Role.AUDITOR: grant(RowScope.EVERYONE, ARCHIVED_PERIOD, "location"),
         },
     ),
     TypePolicy(
