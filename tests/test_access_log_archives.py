@@ -4,9 +4,10 @@ Each month moved to the audit archive is one of ``accessLog.archivedPeriods``, n
 a plain sentence of where its records are: to a patient, that they are kept in the audit archive
 and whom to ask, never where the file is (``location`` is refused them); to an auditor, the file
 itself; a month deleted past retention says when. Over real HTTP on both executors (the compiled
-side by hash, served by its plan). The months are rows of the catalog recorded by the superuser
-(``tests.support.archives``); expectations are read from the catalog as superuser or written out
-here.
+side by hash, served by its plan), and as the web app asks on the production path (MyAccessLog by
+hash to a gateway that accepts the repository's manifest only). The months are rows of the
+catalog recorded by the superuser (``tests.support.archives``); expectations are read from the
+catalog as superuser or written out here.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 
 from tests.support.archives import DELETED, KEPT, ArchivedMonth, archived
 from tests.support.database import as_admin
-from tests.support.executors import trusted
+from tests.support.executors import app_manifest_gateway, send_operation, trusted
 
 PATIENT = 4
 AUDITOR = "auditor-0001"
@@ -136,3 +137,27 @@ def test_a_role_that_does_not_read_the_log_is_told_of_no_month(env, gateway, mon
         subject = env.clinicians()[0][0]
     body = gateway.execute(LOG, env.token(subject))
     assert body == {"data": {"accessLog": {"edges": [], "archivedPeriods": []}}}
+
+
+def test_the_web_apps_access_log_asks_for_the_months_on_the_production_path(env, months):
+    token = _patient_token(env)
+    with app_manifest_gateway(env) as production:
+        status, body, served = send_operation(
+            production,
+            "MyAccessLog",
+            token,
+            {"first": 5, "emergency": True, "withArchivedPeriods": True},
+        )
+        assert (status, served) == (200, ["plan"]), body
+        periods = body["data"]["accessLog"]["archivedPeriods"]
+        assert periods[_index(body, KEPT)] == {"from": _at(KEPT.start), "deletedAt": None}
+        assert periods[_index(body, DELETED)] == {
+            "from": _at(DELETED.start),
+            "deletedAt": _at(DELETED.deleted_at),
+        }
+        # A further page leaves them out: the app reads them once, when the log opens.
+        status, body, served = send_operation(
+            production, "MyAccessLog", token, {"first": 5, "byOthers": True}
+        )
+        assert (status, served) == (200, ["plan"]), body
+        assert "archivedPeriods" not in body["data"]["accessLog"]

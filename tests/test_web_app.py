@@ -42,6 +42,7 @@ from tests.support.actors import (
     new_patient,
     partner_token,
 )
+from tests.support.archives import DELETED, KEPT_FOR_THE_APP, archived
 from tests.support.browser import (
     ARTIFACTS,
     BrowserVisit,
@@ -89,6 +90,7 @@ SITE_CSP = (
 # two origins of one site, as app.example.org and api.example.org are.
 SITE = "example.localhost"
 PATIENT_PLAYS, OTHER_PATIENT, SITE_PATIENT, LOGGED_PATIENT, CONSENTING_PATIENT = 2, 5, 3, 8, 9
+ARCHIVE_PATIENT = 10
 
 
 class WebAppVisit(BrowserVisit):
@@ -670,6 +672,53 @@ def test_who_saw_my_record_shows_the_break_glass_read_first_in_plain_words(
     assert f"your consultation “{reason}” on " in summary_line
     assert others and "You" not in others and others[0] == "Dr Fresh, clinician"
     assert visit.operations()[-3:] == ["MyAccessLog", "MyAccessLog", "MyAccessLog"]
+
+
+def test_who_saw_my_record_names_each_archived_month_in_one_plain_line(env, browser, dev_gateway):
+    """Months moved to the audit archive are no longer in the list: below it, under "Older
+    accesses", one line each says so, newest first, the month in words; a month deleted past
+    retention says when. The app asks for them once, when the log opens."""
+    subject, _ = patient(env, ARCHIVE_PATIENT)
+    with archived(env, KEPT_FOR_THE_APP, DELETED):
+        catalog = admin(
+            env,
+            lambda c: c.fetch(
+                "select period_start, deleted_at from data.audit_archives "
+                "order by period_start desc"
+            ),
+        )
+        with visiting(browser, (dev_gateway.url,), WebAppVisit) as visit:
+            page = visit.page
+            open_replays(visit, dev_gateway.app_url, subject)
+            page.get_by_role("link", name="Who saw my record").click()
+            page.locator("#archived-list li").first.wait_for(timeout=30_000)
+            status = page.locator("#access-log-status")
+            wait_until(lambda: status.inner_text().startswith(("Showing", "Nobody")))
+            lines = page.get_by_role("list", name="Older accesses").get_by_role("listitem")
+            shown = lines.all_inner_texts()
+            heading = page.get_by_role("heading", name="Older accesses", level=2).is_visible()
+            visit.assert_clean()
+
+    assert heading
+    months = [f"Accesses from {row['period_start']:%B %Y} " for row in catalog]
+    assert len(shown) == len(months), shown
+    assert all(line.startswith(month) for line, month in zip(shown, months, strict=True)), shown
+    assert (
+        "Accesses from March 2001 are archived: the records of this month are kept in the audit "
+        "archive; ask the privacy office to see them."
+    ) in shown
+    deleted = next(line for line in shown if line.startswith("Accesses from January 2001 "))
+    assert deleted.startswith("Accesses from January 2001 were deleted on ")
+    assert deleted.endswith("2007, after the retention period."), deleted
+    log = [
+        json.loads(e.body)
+        for e in visit.exchanges
+        if e.method == "POST"
+        and urlsplit(e.url).path == "/graphql"
+        and json.loads(e.body)["extensions"]["persistedQuery"]["sha256Hash"]
+        == OPERATIONS["MyAccessLog"]
+    ]
+    assert [body["variables"].get("withArchivedPeriods", False) for body in log] == [True, False]
 
 
 def test_revoking_a_partners_consent_updates_the_list_and_the_partner_sees_nothing(

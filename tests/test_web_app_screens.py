@@ -23,6 +23,7 @@ import pytest
 from gateway.ids import encode_global_id
 from gateway.policy import scopes
 from tests.support.actors import Grants, gid, new_clinician, new_partner
+from tests.support.archives import DELETED, record_deleted
 from tests.support.browser import (
     ARTIFACTS,
     assert_png,
@@ -65,9 +66,11 @@ def gateway(env):
 
 @pytest.fixture(scope="module")
 def world(env, client):
-    """The patient's record as the screens show it: a break-glass read by a clinician, an
-    active consent to a partner, and a partner's link asking for consent."""
+    """The patient's record as the screens show it: a break-glass read by a clinician, a month
+    of the trail deleted past retention (the log's last line), an active consent to a partner,
+    and a partner's link asking for consent."""
     grants = Grants(env)
+    record_deleted(env, DELETED)
     subject, patient_id = env.patients()[PATIENT]
     clinician_subject, clinician_id = new_clinician(env, "screens")
     grants.open_break_glass(clinician_id, patient_id)

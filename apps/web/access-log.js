@@ -1,6 +1,7 @@
 // Who saw my record: the patient's access log in plain words. Emergency (break-glass) accesses
 // first, with the reason the clinician gave; then others' accesses, newest first, a page at a
-// time; the patient's own reads only when they ask for them (one switch).
+// time; the patient's own reads only when they ask for them (one switch); last, one line for each
+// month moved to the audit archive, whose accesses the list no longer holds.
 
 import { h, say, time } from "./dom.js";
 
@@ -21,6 +22,12 @@ export function who(event) {
 }
 
 const DATE = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+// A period starts on the first instant of a month in UTC: named in UTC, whatever the time zone.
+const MONTH = new Intl.DateTimeFormat(undefined, {
+  month: "long",
+  year: "numeric",
+  timeZone: "UTC",
+});
 
 // your consultation “Back pain” on 3 Mar 2026 (or less, when less is known).
 export function consultationWords(consultation) {
@@ -109,6 +116,19 @@ export function what(event) {
   return lines.length ? lines : ["Read your record"];
 }
 
+// Accesses from September 2026 are archived: ... (or were deleted, after the retention period).
+export function archivedWords(period) {
+  const month = MONTH.format(new Date(period.from));
+  if (period.deletedAt) {
+    const deleted = DATE.format(new Date(period.deletedAt));
+    return `Accesses from ${month} were deleted on ${deleted}, after the retention period.`;
+  }
+  return (
+    `Accesses from ${month} are archived: the records of this month are kept in the audit ` +
+    "archive; ask the privacy office to see them."
+  );
+}
+
 function card(event) {
   const reason = event.breakGlassReason;
   return h(
@@ -131,6 +151,8 @@ export class AccessLogView {
     this.status = document.getElementById("access-log-status");
     this.more = document.getElementById("access-log-more");
     this.own = document.getElementById("access-log-own");
+    this.archivedBox = document.getElementById("archived");
+    this.archivedList = document.getElementById("archived-list");
     this.more.addEventListener("click", () => this.loadMore(true).catch(onError));
     this.own.addEventListener("change", () => this.reload().catch(onError));
     this.reset();
@@ -144,6 +166,8 @@ export class AccessLogView {
     this.list.replaceChildren();
     this.emergencyList.replaceChildren();
     this.emergencyBox.hidden = true;
+    this.archivedList.replaceChildren();
+    this.archivedBox.hidden = true;
     this.after = null;
     this.more.hidden = true;
     say(this.status, "");
@@ -157,6 +181,7 @@ export class AccessLogView {
     const data = await this.gateway.run("MyAccessLog", {
       first: EMERGENCY_SHOWN,
       emergency: true,
+      withArchivedPeriods: true,
     });
     if (opened !== this.opened) {
       return;
@@ -164,6 +189,11 @@ export class AccessLogView {
     const emergencies = data.accessLog.edges.map((edge) => edge.node).filter(Boolean);
     this.emergencyList.replaceChildren(...emergencies.map(card));
     this.emergencyBox.hidden = emergencies.length === 0;
+    const archived = data.accessLog.archivedPeriods || [];
+    this.archivedList.replaceChildren(
+      ...archived.map((period) => h("li", {}, archivedWords(period))),
+    );
+    this.archivedBox.hidden = archived.length === 0;
     if (generation === this.generation) {
       await this.loadMore(false); // else the switch changed meanwhile, and reloaded the list
     }
