@@ -455,6 +455,7 @@ def projections(result: dict[str, Any], mix: dict[str, float], live_months: int)
     verify_rate = year["verify_full"].get("events_per_second") or float("nan")
     incremental_rate = year["verify_incremental"].get("events_per_second") or float("nan")
     write_ms = sum(share[k] * kinds[k]["write_ms_per_request"] for k in share)
+    archive_rate = year["archive_events_per_second_median"]
     out = []
     for rate in RATES:
         events_per_day = rate * 86400 * events_per_request
@@ -472,6 +473,7 @@ def projections(result: dict[str, Any], mix: dict[str, float], live_months: int)
                 "archive_bytes_per_year": events_per_day * 365.25 * archive_bytes_per_event,
                 "verify_seconds_per_day_full_walk": events_per_day / verify_rate,
                 "verify_seconds_per_day_incremental": events_per_day / incremental_rate,
+                "archive_seconds_per_month": events_per_day * DAYS_PER_MONTH / archive_rate,
                 "audit_writes_in_flight": rate * write_ms / 1000,
             }
         )
@@ -502,6 +504,8 @@ def _bytes(value: float) -> str:
 def _duration(seconds: float) -> str:
     if seconds != seconds:  # nan
         return "n/a"
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f} d"
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
     if seconds >= 60:
@@ -599,7 +603,9 @@ def report(result: dict[str, Any]) -> str:
         f"({year['bytes_per_event_median']:.0f} B/event), archive "
         f"{_bytes(year['archive_bytes_median'])} ({year['archive_bytes_per_event_median']:.0f} "
         f"B/event, {year['compression_median']:.1f}x smaller than the JSON, "
-        f"{year['disk_to_archive_median']:.1f}x smaller than on disk)",
+        f"{year['disk_to_archive_median']:.1f}x smaller than on disk); archive written at "
+        f"{year['archive_events_per_second_median']:.0f} events/s (CPU "
+        f"{year['archive_cpu_seconds_per_million_median']:.0f} s per million)",
         verify_line("verify_chain, whole trail", full),
         verify_line("verify_chain, from a checkpoint before the last month", incremental),
         "",
@@ -611,7 +617,7 @@ def report(result: dict[str, Any]) -> str:
         (
             "req/s", "events/s", "DB/day", "DB/month", "DB/year",
             f"DB live ({result['live_months']} mo)", "archive/year", "verify/day (walk)",
-            "verify/day (incr.)", "writes in flight",
+            "verify/day (incr.)", "archive/month", "writes in flight",
         ),
         [
             (
@@ -624,6 +630,7 @@ def report(result: dict[str, Any]) -> str:
                 _bytes(p["archive_bytes_per_year"]),
                 _duration(p["verify_seconds_per_day_full_walk"]),
                 _duration(p["verify_seconds_per_day_incremental"]),
+                _duration(p["archive_seconds_per_month"]),
                 f"{p['audit_writes_in_flight']:.2f}",
             )
             for p in result["projections"]
@@ -809,6 +816,12 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             ),
             "disk_to_archive_median": statistics.median(
                 m["total"] / m["archive_bytes"] for m in entries
+            ),
+            "archive_events_per_second_median": statistics.median(
+                m["events"] / m["write_seconds"] for m in entries
+            ),
+            "archive_cpu_seconds_per_million_median": statistics.median(
+                m["write_cpu_seconds"] / m["events"] * 1e6 for m in entries
             ),
             "partitions_per_year": 12,
             "trail_events": await admin.fetchval("select count(*) from data.access_events"),
