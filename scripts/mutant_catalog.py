@@ -497,11 +497,11 @@ drop(
     T_CHAIN,
 )
 
-I = "sql: the trail's months, archive and checkpoints"
+K = "sql: the trail's months, archive and checkpoints"
 T_MONTHS = ("tests/test_audit_partitions.py", "tests/test_audit_archive.py")
 drop(
     "checkpoint-any-hash",
-    I,
+    K,
     S_AUDIT,
     "    if not found then\n        raise exception 'no event at chain % position % has that hash'",
     "    if false then\n        raise exception 'no event at chain % position % has that hash'",
@@ -510,7 +510,7 @@ drop(
 )
 drop(
     "months-truncatable",
-    I,
+    K,
     S_AUDIT,
     "          and not exists (select from pg_trigger t\n"
     "                          where t.tgrelid = c.oid and t.tgname = 'access_events_no_truncate')",
@@ -520,7 +520,7 @@ drop(
 )
 drop(
     "months-ahead-unbounded",
-    I,
+    K,
     S_AUDIT,
     "    if p_months_ahead is null or p_months_ahead < 0 or p_months_ahead > 24 then",
     "    if p_months_ahead is null then",
@@ -529,7 +529,7 @@ drop(
 )
 drop(
     "archive-row-rewritable",
-    I,
+    K,
     S_AUDIT,
     "        if old.deleted_at is null and new.deleted_at is not null\n"
     "           and (to_jsonb(new) - 'deleted_at') = (to_jsonb(old) - 'deleted_at') then",
@@ -539,7 +539,7 @@ drop(
 )
 drop(
     "months-made-none",
-    I,
+    K,
     S_AUDIT,
     "            execute format('alter table data.access_events attach partition "
     "audit_partitions.%I '\n"
