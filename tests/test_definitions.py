@@ -321,6 +321,8 @@ def test_a_database_of_the_last_release_with_data_ends_with_the_same_definitions
         "relation data.audit_archives_pkey",
         "relation data.audit_checkpoints",
         "relation data.audit_checkpoints_pkey",
+        "relation data.restored_access_events",
+        "relation data.restored_access_events_by_patient",
         "trigger audit_archives_append_only on data.audit_archives",
         "trigger audit_archives_no_truncate on data.audit_archives",
     }

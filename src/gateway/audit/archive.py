@@ -146,6 +146,9 @@ async def _archive_one(
     with tempfile.TemporaryDirectory(prefix="gateway-audit-archive-") as work:
         written, fetched = Path(work) / file_name, Path(work) / "fetched"
         async with connection.transaction():
+            # One archive of a month at a time (SHARE does not exclude itself), and no event
+            # added to it meanwhile.
+            await connection.execute("select pg_advisory_xact_lock(hashtext($1))", name)
             await connection.execute(f"lock table audit_partitions.{name} in share mode")
             field_sets = await _field_sets(connection)
             writer = ArchiveWriter(

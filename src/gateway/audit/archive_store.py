@@ -2,8 +2,9 @@
 
 ``GATEWAY_AUDIT_ARCHIVE_ROOT`` names a folder (development, or a mounted volume); without it, and
 with ``GATEWAY_MEDIA_STORE=s3``, the archives go to the media bucket under ``audit-archive/``
-(the ``s3`` extra). Each file is written once under its partition's name; a file already there
-with other bytes is never overwritten.
+(the ``s3`` extra). Each file is named after its month; archiving a month again (after a run that
+failed before its commit) writes the file again. One archive of a month runs at a time (an
+advisory lock in ``gateway.audit.archive``).
 """
 
 from __future__ import annotations

@@ -247,6 +247,9 @@ def audit_export(
         connection = await connect(database_url)
         try:
             async with connection.transaction(isolation="repeatable_read", readonly=True):
+                # First, so that no month can be archived and dropped between the catalog read
+                # and the trail's (the snapshot starts here).
+                await connection.execute("lock table data.access_events in access share mode")
                 archived = await connection.fetch(
                     "select partition_name, location, deleted_at from data.audit_archives "
                     "where period_end > $1 order by period_start",
@@ -276,5 +279,10 @@ def audit_export(
         finally:
             await connection.close()
 
-    count = run(go())
+    from gateway.audit.archive_file import ArchiveError
+
+    try:
+        count = run(go())
+    except (ArchiveError, FileNotFoundError) as exc:
+        fail(f"export: {exc}")
     click.echo(f"exported {count} events", err=True)

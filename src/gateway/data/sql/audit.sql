@@ -271,7 +271,7 @@ create or replace trigger audit_field_sets_no_truncate before truncate on data.a
 create or replace function data.create_access_event_partitions(p_months_ahead integer default 3)
     returns setof text
     language plpgsql volatile security definer
-    set search_path = pg_catalog, data
+    set search_path = pg_catalog, data, pg_temp
     set lock_timeout = '1s'
     as $$
 declare
@@ -326,7 +326,7 @@ create or replace function data.record_audit_checkpoint(
     p_chain integer, p_position bigint, p_hash bytea
 ) returns void
     language plpgsql volatile security definer
-    set search_path = pg_catalog, data
+    set search_path = pg_catalog, data, pg_temp
     as $$
 declare
     month text;
