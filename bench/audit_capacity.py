@@ -371,28 +371,13 @@ def mixed_templates(
 
 
 async def write_archive(admin: asyncpg.Connection, month: datetime) -> dict[str, Any]:
-    from gateway.audit.archive_file import ArchiveWriter
-    from gateway.audit.chain import _field_sets
+    from gateway.audit.archive import write_month
 
     name = partition_name(month)
     path = HERE / "archives" / f"{name}.jsonl.gz"
-    end = (month + timedelta(days=32)).replace(day=1)
     started, cpu = time.perf_counter(), time.process_time()
     async with admin.transaction(isolation="repeatable_read", readonly=True):
-        field_sets = await _field_sets(admin)
-        writer = ArchiveWriter(
-            path,
-            {
-                "partition": name,
-                "period_start": month.isoformat(),
-                "period_end": end.isoformat(),
-                "field_sets": {str(k): list(v) for k, v in sorted(field_sets.items())},
-                "written_at": datetime.now(UTC).isoformat(),
-            },
-        )
-        async for row in admin.cursor(ARCHIVE_ROWS.format(name=name), prefetch=2000):
-            writer.write(row)
-        header = writer.close()
+        header = await write_month(admin, name, path)  # what `gateway audit archive` writes
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     plain = 0
     with gzip.open(path, "rb") as source:

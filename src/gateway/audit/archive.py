@@ -54,6 +54,7 @@ __all__ = [
     "export_live",
     "restore",
     "verify_full",
+    "write_month",
 ]
 
 _MONTH = re.compile(r"^access_events_(\d{4})_(\d{2})$")
@@ -150,20 +151,7 @@ async def _archive_one(
             # added to it meanwhile.
             await connection.execute("select pg_advisory_xact_lock(hashtext($1))", name)
             await connection.execute(f"lock table audit_partitions.{name} in share mode")
-            field_sets = await _field_sets(connection)
-            writer = ArchiveWriter(
-                written,
-                {
-                    "partition": name,
-                    "period_start": start.isoformat(),
-                    "period_end": end.isoformat(),
-                    "field_sets": {str(k): list(v) for k, v in sorted(field_sets.items())},
-                    "written_at": datetime.now(UTC).isoformat(),
-                },
-            )
-            async for row in connection.cursor(_ROWS.format(name=name), prefetch=2000):
-                writer.write(row)
-            header = writer.close()
+            header = await write_month(connection, name, written)
             digest = _sha256(written)
             store.put(file_name, written)
             store.fetch(file_name, fetched)
@@ -204,6 +192,26 @@ async def _archive_one(
             )
             await connection.execute(f"drop table audit_partitions.{name}")
         return Archived(name, location, header["events"], written.stat().st_size, digest)
+
+
+async def write_month(connection: asyncpg.Connection, name: str, path: Path) -> dict[str, Any]:
+    """Write the month ``audit_partitions.<name>`` to ``path`` as an archive file (inside the
+    caller's transaction); return its header."""
+    start, end = _period(name)
+    field_sets = await _field_sets(connection)
+    writer = ArchiveWriter(
+        path,
+        {
+            "partition": name,
+            "period_start": start.isoformat(),
+            "period_end": end.isoformat(),
+            "field_sets": {str(k): list(v) for k, v in sorted(field_sets.items())},
+            "written_at": datetime.now(UTC).isoformat(),
+        },
+    )
+    async for row in connection.cursor(_ROWS.format(name=name), prefetch=2000):
+        writer.write(row)
+    return writer.close()
 
 
 def _file_links(reader: ArchiveReader, where: str) -> Iterator[Link]:
