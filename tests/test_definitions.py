@@ -308,7 +308,7 @@ def test_a_database_of_the_last_release_with_data_ends_with_the_same_definitions
         "function data.access_event_hash(bytea,data.access_events)",
     }
     # and what the later migrations (0021: the trail's partitions, archive catalog and
-    # checkpoints) and their definitions added.
+    # checkpoints; 0022: the checkpoints kept, each a row) and their definitions added.
     added = set(result["upgraded"]) - set(result["released"])
     assert added == {
         "function data.create_access_event_partitions(integer)",
@@ -321,6 +321,11 @@ def test_a_database_of_the_last_release_with_data_ends_with_the_same_definitions
         "relation data.audit_archives_pkey",
         "relation data.audit_checkpoints",
         "relation data.audit_checkpoints_pkey",
+        "relation data.audit_checkpoints_id_seq",
+        "relation data.audit_checkpoints_by_chain",
+        "function data.refuse_checkpoint_change()",
+        "trigger audit_checkpoints_append_only on data.audit_checkpoints",
+        "trigger audit_checkpoints_no_truncate on data.audit_checkpoints",
         "relation data.restored_access_events",
         "relation data.restored_access_events_by_patient",
         "trigger audit_archives_append_only on data.audit_archives",
@@ -460,6 +465,7 @@ def test_applying_changed_definitions_locks_the_tables_with_policies_or_triggers
             for table in (
                 "data.accounts",
                 "data.audit_archives",
+                "data.audit_checkpoints",
                 "data.audit_field_sets",
                 "data.partners",
             )
@@ -616,7 +622,8 @@ def test_a_database_a_superuser_migrated_with_definitions_is_handed_over_whole(e
             await superuser.close()
 
     first, handed, again = _on_scratch(env, work)
-    assert first == ["0021_audit_partitions", DEFINITIONS] and again == []
+    assert first == ["0021_audit_partitions", "0022_audit_months_alone", DEFINITIONS]
+    assert again == []
     # The owner's grants now come from the owner (the grantor moved with the objects): the
     # definitions are applied once more, by the owner, whose bookkeeping it now is.
     assert handed == [DEFINITIONS]
@@ -636,7 +643,8 @@ def test_the_administration_commands_send_a_database_of_the_release_to_migrate(e
             await connection.close()
 
     assert _on_scratch(env, work) == (
-        "the database lacks migrations 0021_audit_partitions: run `gateway migrate` first"
+        "the database lacks migrations 0021_audit_partitions, 0022_audit_months_alone: run "
+        "`gateway migrate` first"
     )
 
 

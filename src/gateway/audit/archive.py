@@ -1,13 +1,21 @@
 """Archiving months of the audit trail, deleting archives past retention, restoring one, and
 verifying the whole trail with its archives.
 
-``archive_before`` takes each month (partition) that ended on or before a date, oldest first, in
-one transaction per month that first takes SHARE on the partition (no event can be added to it
-meanwhile): writes its file (``gateway.audit.archive_file``), puts it in the store, fetches it
-back and checks it (its digest, every event's hash and link, its count and runs against the
-partition's), then records it in ``data.audit_archives``, writes an ``audit-archived`` event,
-and detaches and drops the partition. A month whose check fails is left in place. The verify
-walk goes on across the edge through the archive's runs (``gateway.audit.chain``).
+``archive_before`` takes each month (partition) that ended on or before a date, and at least
+``GRACE`` ago by the database's clock, oldest first, in one transaction per month that first
+takes SHARE on the partition (no event can be added to it meanwhile): writes its file
+(``gateway.audit.archive_file``), puts it in the store, fetches it back and checks it (its
+digest, every event's hash and link, its count and runs against the partition's, and every
+checkpoint recorded in it: an event rewritten after it was verified is not archived), then
+records it in ``data.audit_archives``, writes an ``audit-archived`` event and closes the month
+(a constraint no row meets, so a late writer is refused, not lost). A month whose check fails is
+left in place, and so are the months after it (those archived are always the oldest).
+
+Then, apart (``drop_archived``), each archived month is detached (CONCURRENTLY: the trail's
+writers go on) and dropped; a month whose drop cannot get its locks is left for the next run.
+Meanwhile the readers take an archived month from its archive, not from its partition
+(``gateway.audit.chain.LIVE``). The verify walk goes on across the edge through the archive's
+runs (``gateway.audit.chain``).
 """
 
 from __future__ import annotations
@@ -17,31 +25,34 @@ import json
 import re
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 import asyncpg
 import orjson
 
-from gateway.audit.archive_file import ArchiveError, ArchiveReader, ArchiveWriter, event_order
+from gateway.audit.archive_file import (
+    ArchiveError,
+    ArchiveReader,
+    ArchiveWriter,
+    Runs,
+    event_order,
+)
 from gateway.audit.archive_store import ArchiveStore
 from gateway.audit.chain import (
+    LIVE,
     ChainReport,
-    ChainWalk,
-    Link,
+    Held,
     Tails,
     _field_sets,
     _groups_text,
-    archived_runs,
     event_link,
-    genesis_tails,
-    heads,
-    live_links,
-    merged,
+    walk_from,
 )
+from gateway.audit.checkpoints import held_checkpoints
 from gateway.audit.fhir import to_audit_event
 from gateway.errors import ConfigurationError
 
@@ -49,6 +60,7 @@ __all__ = [
     "Archived",
     "archive_before",
     "delete_expired",
+    "drop_archived",
     "events_of_archive",
     "export_archived",
     "export_live",
@@ -74,10 +86,19 @@ from audit_partitions.{name}
 order by case when chain_id is not null then chain_id when seq is not null then 0 else -1 end,
          coalesce(chain_seq, seq, id)
 """
-_RUNS_IN = """
-select r.run from data.audit_archives a, jsonb_array_elements(a.runs) r(run)
-where a.partition_name = $1
+_ARCHIVED_PARTITIONS = """
+select c.relname, coalesce(i.inhdetachpending, false) as pending
+from pg_class c
+join pg_namespace n on n.oid = c.relnamespace
+join data.audit_archives a on a.partition_name = c.relname
+left join pg_inherits i on i.inhrelid = c.oid
+where n.nspname = 'audit_partitions' and c.relkind = 'r'
+order by c.relname
 """
+GRACE = timedelta(hours=1)
+"""How long after its end (by the database's clock) a month may be archived: a transaction that
+began before midnight may still be writing its events."""
+_LOCK_ATTEMPTS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,22 +142,44 @@ async def _record(
 
 
 async def archive_before(
-    connection: asyncpg.Connection, store: ArchiveStore, before: datetime, operator: str
-) -> list[Archived]:
-    """Archive every month that ended on or before ``before`` (at most the start of the current
-    month: a month still being written is refused), oldest first."""
-    this_month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    connection: asyncpg.Connection,
+    store: ArchiveStore,
+    before: datetime,
+    operator: str,
+    *,
+    grace: timedelta = GRACE,
+    drop_wait: str = "60s",
+) -> tuple[list[Archived], list[str], list[str]]:
+    """Archive every month that ended on or before ``before`` and at least ``GRACE`` ago (by the
+    database's clock), oldest first, then drop the months archived (``drop_archived``): (the
+    months archived, those dropped, those whose drop waits for the next run)."""
+    now = await connection.fetchval("select clock_timestamp()")
+    this_month = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     if before > this_month:
         raise ConfigurationError(
             f"--before {before:%Y-%m-%d} is after the start of this month "
-            f"({this_month:%Y-%m-%d}): a month is archived once it has ended"
+            f"({this_month:%Y-%m-%d}, by the database's clock): a month is archived once it "
+            "has ended"
         )
-    names = [row[0] for row in await connection.fetch(_PARTITIONS)]
+    archived = {row[0] for row in await connection.fetch(_ARCHIVED_PARTITIONS)}
+    names = [row[0] for row in await connection.fetch(_PARTITIONS) if row[0] not in archived]
     done = []
     for name in names:
-        if _period(name)[1] <= before:
+        end = _period(name)[1]
+        if end > before:
+            break
+        if now - end < grace:
+            raise ConfigurationError(
+                f"{name} ended at {end:%Y-%m-%d %H:%M} UTC, less than {grace} ago by the "
+                "database's clock (a transaction begun before then may still be writing to "
+                f"it): archive it after {end + grace:%Y-%m-%d %H:%M} UTC"
+            )
+        try:
             done.append(await _archive_one(connection, store, name, operator))
-    return done
+        except ArchiveError as exc:
+            raise ArchiveError(f"{exc} ({name} stays in the database)") from None
+    dropped, left = await drop_archived(connection, drop_wait)
+    return done, dropped, left
 
 
 async def _archive_one(
@@ -151,13 +194,18 @@ async def _archive_one(
             # added to it meanwhile.
             await connection.execute("select pg_advisory_xact_lock(hashtext($1))", name)
             await connection.execute(f"lock table audit_partitions.{name} in share mode")
+            if await connection.fetchval(
+                "select exists (select from data.audit_archives where partition_name = $1)", name
+            ):
+                raise ArchiveError(f"{name} was archived meanwhile (another run)")
             header = await write_month(connection, name, written)
             digest = _sha256(written)
             store.put(file_name, written)
             store.fetch(file_name, fetched)
             if _sha256(fetched) != digest:
                 raise ArchiveError(f"{store.location(file_name)} reads back other bytes")
-            report = _check_file(fetched, header["runs"], header["events"])
+            held = await held_checkpoints(connection)
+            report = _check_file(fetched, header["runs"], header["events"], held)
             if report is not None:
                 raise ArchiveError(f"{store.location(file_name)} read back: {report}")
             location = store.location(file_name)
@@ -186,12 +234,60 @@ async def _archive_one(
                     "events": header["events"],
                 },
             )
-            await connection.execute("set local lock_timeout = '5s'")
-            await connection.execute(
-                f"alter table data.access_events detach partition audit_partitions.{name}"
+            # Closed: an event a late transaction adds to the month is refused (its request
+            # fails), never kept only in a partition about to be dropped. ACCESS EXCLUSIVE on
+            # this month alone: the trail's writers, on this month's partition, are not held.
+            await _with_short_locks(
+                connection,
+                f"alter table audit_partitions.{name} add constraint {name}_archived "
+                "check (false) not valid",
             )
-            await connection.execute(f"drop table audit_partitions.{name}")
         return Archived(name, location, header["events"], written.stat().st_size, digest)
+
+
+async def _with_short_locks(connection: asyncpg.Connection, statement: str) -> None:
+    """Run ``statement`` (in the caller's transaction) waiting at most a second at a time for
+    its locks, so that the queries queued behind it wait no longer; retried."""
+    for attempt in range(_LOCK_ATTEMPTS):
+        try:
+            async with connection.transaction():  # a savepoint: a timeout undoes only this
+                await connection.execute("set local lock_timeout = '1s'")
+                await connection.execute(statement)
+                await connection.execute("set local lock_timeout = 0")
+            return
+        except asyncpg.LockNotAvailableError:
+            if attempt == _LOCK_ATTEMPTS - 1:
+                raise
+
+
+async def drop_archived(
+    connection: asyncpg.Connection, wait: str = "60s"
+) -> tuple[list[str], list[str]]:
+    """Detach (CONCURRENTLY: the trail's writers go on) and drop every month archived whose
+    partition is still there: (those dropped, those left for the next run because their locks
+    did not come within ``wait``, a PostgreSQL interval)."""
+    dropped, left = [], []
+    for row in await connection.fetch(_ARCHIVED_PARTITIONS):
+        name = row["relname"]
+        attached = await connection.fetchval(
+            "select exists (select from pg_inherits where inhrelid = $1::regclass)",
+            f"audit_partitions.{name}",
+        )
+        try:
+            await connection.execute("select set_config('lock_timeout', $1, false)", wait)
+            if attached:
+                mode = "finalize" if row["pending"] else "concurrently"
+                await connection.execute(
+                    f"alter table data.access_events detach partition "
+                    f"audit_partitions.{name} {mode}"
+                )
+            await connection.execute(f"drop table audit_partitions.{name}")
+            dropped.append(name)
+        except asyncpg.LockNotAvailableError:
+            left.append(name)
+        finally:
+            await connection.execute("reset lock_timeout")
+    return dropped, left
 
 
 async def write_month(connection: asyncpg.Connection, name: str, path: Path) -> dict[str, Any]:
@@ -214,96 +310,84 @@ async def write_month(connection: asyncpg.Connection, name: str, path: Path) -> 
     return writer.close()
 
 
-def _file_links(reader: ArchiveReader, where: str) -> Iterator[Link]:
-    field_sets = {int(k): (v[0], list(v[1])) for k, v in reader.header["field_sets"].items()}
-    for event in reader.events():
-        if event_order(event)[0] >= 0:
-            yield event_link(event, field_sets, where)
-
-
-def _check_file(path: Path, runs: list[dict[str, Any]], events: int) -> str | None:
-    """Every event's hash and link inside the file, its runs and count as expected."""
+def _check_file(
+    path: Path, runs: list[dict[str, Any]], events: int, held: Held | None = None
+) -> str | None:
+    """Every event's hash and its link to the one before it in the file, its runs (as its
+    events make them) and count as expected, and every checkpoint (``held``) it holds; what is
+    wrong, or None."""
+    held = held or {}
     try:
         reader = ArchiveReader(path)
         if reader.header["runs"] != runs or reader.header["events"] != events:
-            return "its header differs from the partition"
+            return "its header differs from the catalog"
+        field_sets = {int(k): (v[0], list(v[1])) for k, v in reader.header["field_sets"].items()}
+        found = Runs()
         inside: dict[int, tuple[int, bytes]] = {}
-        for link in _file_links(reader, ""):
+        for event in reader.events():
+            found.add(event)
+            if event_order(event)[0] < 0:
+                continue
+            link = event_link(event, field_sets)
+            where = link.where.strip()
             last = inside.get(link.chain)
             if link.altered:
-                return f"{link.where.strip()}: contents were altered"
+                return f"{where}: contents were altered"
             if last is not None and last[0] + 1 == link.first and last[1] != link.prev_hash:
-                return f"{link.where.strip()}: does not follow the event before it"
+                return f"{where}: does not follow the event before it"
+            checkpoint = held.get((link.chain, link.first))
+            if checkpoint is not None and checkpoint[0] != link.hash:
+                return (
+                    f"{where}: differs from the checkpoint recorded {checkpoint[1]} (the trail "
+                    "was rewritten after it was verified)"
+                )
             inside[link.chain] = (link.last, link.hash)
+        if found.runs != runs:
+            return "its events do not make the runs it records"
     except ArchiveError as exc:
         return str(exc)
     return None
 
 
-async def _archive_links(
-    connection: asyncpg.Connection, store: ArchiveStore, name: str, sha256: str, work: Path
-) -> AsyncIterator[Link]:
-    """The events of one archived month, from its file, after checking its digest and header
-    against the catalog; a file that fails is one broken link, naming the file."""
-    file_name = f"{name}.jsonl.gz"
-    path = work / file_name
-    where = f" in {store.location(file_name)}"
-    catalog = [json.loads(row[0]) for row in await connection.fetch(_RUNS_IN, name)]
-    try:
-        store.fetch(file_name, path)
-        if _sha256(path) != sha256:
-            raise ArchiveError("its bytes differ from those archived (digest)")
-        reader = ArchiveReader(path)
-        if reader.header["runs"] != catalog:
-            raise ArchiveError("its runs differ from the catalog's")
-        for link in _file_links(reader, where):
-            yield link
-    except (ArchiveError, FileNotFoundError) as exc:
-        yield Link(-1, 0, 0, b"", b"", f"archive {store.location(file_name)}: {exc}")
-    finally:
-        path.unlink(missing_ok=True)
-
-
 async def verify_full(
     connection: asyncpg.Connection, store: ArchiveStore | None
 ) -> tuple[ChainReport, Tails]:
-    """Every chain from its start: the archived months from their files (those deleted under
-    retention by their catalog runs), then the trail."""
+    """Every archived month's file, one at a time (its digest against the catalog, then
+    ``_check_file`` against the catalog's runs and every checkpoint), then every chain from its
+    start across the archived months' runs and the trail, each event and run ending at a
+    checkpoint held against it."""
     async with connection.transaction(isolation="repeatable_read", readonly=True):
-        now = await heads(connection)
+        held = await held_checkpoints(connection)
         archives = await connection.fetch(
-            "select partition_name, sha256, deleted_at is not null as deleted "
-            "from data.audit_archives order by period_start"
+            "select partition_name, location, sha256, events, runs::text as runs "
+            "from data.audit_archives where deleted_at is null order by period_start"
         )
-        deleted_runs = sorted(
-            (link for _, _, deleted, link in await archived_runs(connection) if deleted),
-            key=lambda link: (link.chain, link.first),
-        )
-        field_sets = await _field_sets(connection)
-        tails = genesis_tails(now)
-        walk = ChainWalk(tails, now)
         with tempfile.TemporaryDirectory(prefix="gateway-audit-verify-") as work:
-            sources = [_links(deleted_runs), live_links(connection, field_sets, tails)]
             for row in archives:
-                if not row["deleted"]:
-                    if store is None:
-                        raise ConfigurationError("verifying archived months needs their store")
-                    sources.append(
-                        _archive_links(
-                            connection, store, row["partition_name"], row["sha256"], Path(work)
-                        )
-                    )
-            async for link in merged(sources):
-                if link.chain < 0:
-                    return ChainReport(False, walk.events, f"broken at {link.where}"), walk.tails
-                if not walk.step(link):
-                    break
-        return walk.end(), walk.tails
+                if store is None:
+                    raise ConfigurationError("verifying archived months needs their store")
+                problem = _check_archived(store, row, held, Path(work))
+                if problem is not None:
+                    return ChainReport(False, 0, f"broken at archive {problem}"), {}
+        return await walk_from(connection, None, held)
 
 
-async def _links(links: list[Link]) -> AsyncIterator[Link]:
-    for link in links:
-        yield link
+def _check_archived(store: ArchiveStore, row: Any, held: Held, work: Path) -> str | None:
+    """One archived month's file, fetched and checked; what is wrong (naming the file), or
+    None."""
+    file_name = f"{row['partition_name']}.jsonl.gz"
+    path = work / file_name
+    where = store.location(file_name)
+    try:
+        store.fetch(file_name, path)
+        if _sha256(path) != row["sha256"]:
+            return f"{where}: its bytes differ from those archived (digest)"
+        problem = _check_file(path, json.loads(row["runs"]), row["events"], held)
+        return None if problem is None else f"{where}: {problem}"
+    except ArchiveError as exc:
+        return f"{where}: {exc}"
+    finally:
+        path.unlink(missing_ok=True)
 
 
 async def delete_expired(
@@ -313,10 +397,14 @@ async def delete_expired(
     operator: str,
     now: datetime | None = None,
 ) -> list[str]:
-    """Delete every archive whose month ended more than ``retention_months`` ago: its file and
-    any restored copy, its catalog row marked deleted (its runs stay: the chains go on from
-    them), each with an ``audit-archive-deleted`` event. Returns the partitions' names."""
-    now = now or datetime.now(UTC)
+    """Delete every archive whose month ended more than ``retention_months`` ago (by the
+    database's clock): first its catalog row is marked deleted (its runs stay: the chains go on
+    from them), any restored copy removed and an ``audit-archive-deleted`` event written, in one
+    transaction; only once that is committed is its file deleted (a file is never gone while its
+    month is listed as archived). A file an earlier run left is deleted too. Refused, before
+    anything is deleted, where a file is not in this store (its catalog location differs):
+    the file deleted must be the one archived. Returns the partitions' names."""
+    now = now or await connection.fetchval("select clock_timestamp()")
     total = now.year * 12 + now.month - 1 - retention_months
     cutoff = datetime(total // 12, total % 12 + 1, 1, tzinfo=UTC)
     rows = await connection.fetch(
@@ -324,6 +412,7 @@ async def delete_expired(
         "where deleted_at is null and period_end <= $1 order by period_start",
         cutoff,
     )
+    _in_this_store(store, rows)
     deleted = []
     for row in rows:
         name = row["partition_name"]
@@ -347,9 +436,34 @@ async def delete_expired(
                     "retention_months": retention_months,
                 },
             )
-            store.delete(f"{name}.jsonl.gz")
         deleted.append(name)
+    for row in await connection.fetch(
+        "select partition_name, location from data.audit_archives where deleted_at is not null"
+    ):
+        file_name = f"{row['partition_name']}.jsonl.gz"
+        if store.location(file_name) == row["location"]:
+            try:
+                store.delete(file_name)
+            except ArchiveError as exc:
+                raise ArchiveError(
+                    f"{exc} ({row['partition_name']} is marked deleted; the next run deletes "
+                    "its file)"
+                ) from None
     return deleted
+
+
+def _in_this_store(store: ArchiveStore, rows: list[Any]) -> None:
+    elsewhere = [
+        f"{row['partition_name']} (at {row['location']})"
+        for row in rows
+        if store.location(f"{row['partition_name']}.jsonl.gz") != row["location"]
+    ]
+    if elsewhere:
+        raise ConfigurationError(
+            f"past the retention but not in this store: {', '.join(elsewhere)}; nothing was "
+            "deleted: run with the store they were archived to (--archive-root, or the "
+            "settings of that time)"
+        )
 
 
 def events_of_archive(path: Path) -> Iterator[dict[str, Any]]:
@@ -469,7 +583,7 @@ async def export_live(
     query = (
         "select e.*, data.event_objects(e) as resolved_objects from data.access_events e "
         "where occurred_at >= $1 and seq is not null and ($2::uuid is null or patient_id = $2) "
-        "order by seq"
+        f"and {LIVE} order by seq"
     )
     count = 0
     async for row in connection.cursor(query, since, patient, prefetch=1000):

@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-__all__ = ["COLUMNS", "FORMAT", "ArchiveError", "ArchiveReader", "ArchiveWriter", "event_order"]
+__all__ = [
+    "COLUMNS",
+    "FORMAT",
+    "ArchiveError",
+    "ArchiveReader",
+    "ArchiveWriter",
+    "Runs",
+    "event_order",
+]
 
 FORMAT = "consultation-gateway/audit-archive"
 VERSION = 1
@@ -120,7 +128,7 @@ class ArchiveWriter:
         self._events_path = path.with_name(path.name + ".events")
         self._events = gzip.open(self._events_path, "wb", compresslevel=6)  # noqa: SIM115
         self._digest = hashlib.sha256()
-        self._runs = _Runs()
+        self._runs = Runs()
         self.count = 0
 
     def write(self, row: Any) -> None:
@@ -157,7 +165,10 @@ class ArchiveWriter:
         return header
 
 
-class _Runs:
+class Runs:
+    """The runs of positions rows make, per chain, with the hashes at their edges (rows in
+    ``event_order``)."""
+
     def __init__(self) -> None:
         self.runs: list[dict[str, Any]] = []
 

@@ -4,15 +4,19 @@
 with ``GATEWAY_MEDIA_STORE=s3``, the archives go to the media bucket under ``audit-archive/``
 (the ``s3`` extra). Each file is named after its month; archiving a month again (after a run that
 failed before its commit) writes the file again. One archive of a month runs at a time (an
-advisory lock in ``gateway.audit.archive``).
+advisory lock in ``gateway.audit.archive``). A file missing, or the store failing, is an
+``ArchiveError`` naming the file and what the store said.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from gateway.audit.archive_file import ArchiveError
 from gateway.errors import ConfigurationError
 
 __all__ = ["ArchiveStore", "FolderStore", "S3Store", "archive_store"]
@@ -44,7 +48,9 @@ class FolderStore:
         try:
             shutil.copyfile(self.root / name, target)
         except FileNotFoundError:
-            raise FileNotFoundError(f"{self.location(name)} is missing") from None
+            raise ArchiveError(f"{self.location(name)} is missing") from None
+        except OSError as exc:
+            raise ArchiveError(f"{self.location(name)}: {exc.strerror or exc}") from None
 
     def delete(self, name: str) -> None:
         (self.root / name).unlink(missing_ok=True)
@@ -69,16 +75,33 @@ class S3Store:
         return f"s3://{self.bucket}/{PREFIX}{name}"
 
     def put(self, name: str, source: Path) -> None:
-        self.client.upload_file(str(source), self.bucket, PREFIX + name)
+        with self._failing(name, "cannot be written"):
+            self.client.upload_file(str(source), self.bucket, PREFIX + name)
 
     def fetch(self, name: str, target: Path) -> None:
-        try:
+        with self._failing(name, "cannot be read"):
             self.client.download_file(self.bucket, PREFIX + name, str(target))
-        except Exception as exc:
-            raise FileNotFoundError(f"{self.location(name)}: {exc}") from None
 
     def delete(self, name: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=PREFIX + name)
+        with self._failing(name, "cannot be deleted"):
+            self.client.delete_object(Bucket=self.bucket, Key=PREFIX + name)
+
+    @contextmanager
+    def _failing(self, name: str, what: str) -> Iterator[None]:
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            yield
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if error.get("Code") in ("404", "NoSuchKey"):
+                raise ArchiveError(f"{self.location(name)} is missing") from None
+            raise ArchiveError(
+                f"{self.location(name)} {what}: {error.get('Code')} {error.get('Message', '')}"
+            ) from None
+        except (BotoCoreError, Boto3Error) as exc:
+            raise ArchiveError(f"{self.location(name)} {what}: {exc}") from None
 
 
 def archive_store(settings: Any) -> ArchiveStore:

@@ -31,14 +31,18 @@ import asyncpg
 
 __all__ = [
     "GENESIS",
+    "LIVE",
     "ChainReport",
     "ChainWalk",
+    "Held",
     "Link",
     "chain_genesis",
     "event_hash",
     "event_link",
     "run_link",
     "verify_chain",
+    "walk_from",
+    "walk_trail",
 ]
 
 GENESIS = hashlib.sha256(b"consultation-gateway audit").digest()
@@ -46,17 +50,21 @@ GENESIS = hashlib.sha256(b"consultation-gateway audit").digest()
 _COLUMNS = """id, seq, chain_id, chain_seq, occurred_at, request_id, kind, issuer, subject, role,
        actor_id, patient_id, client_id, break_glass_reason, objects, detail, object_groups,
        object_sets, object_counts, object_ids, prev_hash, hash"""
+# The months still in the database: a month archived is read from its archive (its runs), even
+# while its partition waits to be dropped (``gateway.audit.archive``). The months are archived
+# oldest first, so those archived are exactly those before the last archived one's end.
+LIVE = "occurred_at >= (select coalesce(max(period_end), '-infinity') from data.audit_archives)"
 _FIRST_CHAIN = f"""
 select {_COLUMNS} from data.access_events
-where chain_id is null and seq is not null and seq > $1 order by seq
+where chain_id is null and seq is not null and seq > $1 and {LIVE} order by seq
 """
 _CHAINED = f"""
 select {_COLUMNS} from data.access_events
-where chain_id is not null order by chain_id, chain_seq
+where chain_id is not null and {LIVE} order by chain_id, chain_seq
 """
 _ONE_CHAIN = f"""
 select {_COLUMNS} from data.access_events
-where chain_id = $1 and chain_seq > $2 order by chain_seq
+where chain_id = $1 and chain_seq > $2 and {LIVE} order by chain_seq
 """
 _HEADS = """
 select 0 as chain, last_seq, last_hash from data.audit_chain_head where id = 1
@@ -136,6 +144,9 @@ class Link:
 Tails = dict[int, tuple[int, bytes]]
 """Per chain, the last position verified and its hash."""
 
+Held = dict[tuple[int, int], tuple[bytes, str]]
+"""Checkpoints recorded: (chain, position) to the hash there and when and by whom."""
+
 
 def genesis_tails(chains: Iterable[int]) -> Tails:
     return {chain: (0, GENESIS if chain == 0 else chain_genesis(chain)) for chain in chains}
@@ -179,12 +190,15 @@ class ChainWalk:
     """Links in order of chain and position, each following the last, each chain ending at its
     head row: the first break found is the report. A chain is held against its head when the
     walk leaves it (so a chain's end is reported before the next chain's links). Links at or
-    before a chain's starting tail are skipped (a checkpoint's past)."""
+    before a chain's starting tail are skipped (a checkpoint's past). An event walked at a
+    recorded checkpoint's position (``held``), or a run ending there, must have the checkpoint's
+    hash: else the trail was rewritten after it was verified."""
 
-    def __init__(self, tails: Tails, heads: Tails) -> None:
+    def __init__(self, tails: Tails, heads: Tails, held: Held | None = None) -> None:
         self.start = dict(tails)
         self.tails = dict(tails)
         self.heads = heads
+        self.held = held or {}
         self.events = 0
         self.broken: str | None = None
         self._unchecked = sorted(tails)
@@ -214,6 +228,13 @@ class ChainWalk:
             return False
         if link.altered:
             self.broken = f"broken at {link.where}: contents were altered"
+            return False
+        checkpoint = self.held.get((link.chain, link.last))
+        if checkpoint is not None and checkpoint[0] != link.hash:
+            self.broken = (
+                f"broken at {link.where}: differs from the checkpoint recorded {checkpoint[1]} "
+                "(the trail was rewritten after it was verified)"
+            )
             return False
         self.tails[link.chain] = (link.last, link.hash)
         self.events += link.last - link.first + 1
@@ -304,24 +325,31 @@ async def verify_chain(connection: asyncpg.Connection, since: Tails | None = Non
 
 
 async def walk_trail(
-    connection: asyncpg.Connection, since: Tails | None = None
+    connection: asyncpg.Connection, since: Tails | None = None, held: Held | None = None
 ) -> tuple[ChainReport, Tails]:
     """``verify_chain``'s report, and where each chain ended (the next checkpoint)."""
     async with connection.transaction(isolation="repeatable_read", readonly=True):
-        now = await heads(connection)
-        tails = genesis_tails(now)
-        if since:
-            tails.update({chain: tail for chain, tail in since.items() if chain in tails})
-        runs = sorted(
-            (link for _, _, _, link in await archived_runs(connection)),
-            key=lambda link: (link.chain, link.first),
-        )
-        walk = ChainWalk(tails, now)
-        field_sets = await _field_sets(connection)
-        async for link in merged([_iterate(runs), live_links(connection, field_sets, tails)]):
-            if not walk.step(link):
-                break
-        return walk.end(), walk.tails
+        return await walk_from(connection, since, held)
+
+
+async def walk_from(
+    connection: asyncpg.Connection, since: Tails | None, held: Held | None
+) -> tuple[ChainReport, Tails]:
+    """``walk_trail`` in the caller's (repeatable read) transaction."""
+    now = await heads(connection)
+    tails = genesis_tails(now)
+    if since:
+        tails.update({chain: tail for chain, tail in since.items() if chain in tails})
+    runs = sorted(
+        (link for _, _, _, link in await archived_runs(connection)),
+        key=lambda link: (link.chain, link.first),
+    )
+    walk = ChainWalk(tails, now, held)
+    field_sets = await _field_sets(connection)
+    async for link in merged([_iterate(runs), live_links(connection, field_sets, tails)]):
+        if not walk.step(link):
+            break
+    return walk.end(), walk.tails
 
 
 def _groups_text(row: Any, field_sets: dict[int, tuple[str, list[str]]]) -> Any:

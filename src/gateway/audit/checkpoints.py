@@ -1,24 +1,45 @@
-"""Where the last verification of each chain stopped (``data.audit_checkpoints``).
+"""Where verifications of each chain stopped (``data.audit_checkpoints``).
 
-`gateway audit verify` starts each chain at its checkpoint and, when it finds the trail intact,
-records where it ended, through ``data.record_audit_checkpoint`` (which refuses a position that
-does not hold that hash): so the nightly run reads only the day's events. `--full` reads
-everything, and records its checkpoints too. A checkpoint is trusted for what lies before it:
-an event altered there is found by the next `--full`.
+`gateway audit verify` starts each chain at its furthest checkpoint and, when it finds the trail
+intact, records where it ended, through ``data.record_audit_checkpoint`` (which refuses a
+position that does not hold that hash, or one behind the furthest): so the nightly run reads
+only the day's events. Every checkpoint stays (a row each, who recorded it and when). A
+checkpoint is trusted for what lies before it by the incremental verify; ``--full`` holds every
+checkpoint against the event at its position, and archiving a month holds those in the month
+(``Held``), so an event altered before a checkpoint is found, whether still in the database or
+about to be archived.
 """
 
 from __future__ import annotations
 
 import asyncpg
 
-from gateway.audit.chain import Tails
+from gateway.audit.chain import Held, Tails
 
-__all__ = ["checkpoints", "record_checkpoints"]
+__all__ = ["checkpoints", "held_checkpoints", "record_checkpoints"]
 
 
 async def checkpoints(connection: asyncpg.Connection) -> Tails:
-    rows = await connection.fetch("select chain_id, chain_seq, hash from data.audit_checkpoints")
+    """Each chain's furthest checkpoint."""
+    rows = await connection.fetch(
+        "select distinct on (chain_id) chain_id, chain_seq, hash from data.audit_checkpoints "
+        "order by chain_id, chain_seq desc"
+    )
     return {row["chain_id"]: (row["chain_seq"], bytes(row["hash"])) for row in rows}
+
+
+async def held_checkpoints(connection: asyncpg.Connection) -> Held:
+    """Every checkpoint ever recorded: (chain, position) to (hash, when and by whom)."""
+    rows = await connection.fetch(
+        "select chain_id, chain_seq, hash, verified_at, recorded_by from data.audit_checkpoints"
+    )
+    return {
+        (row["chain_id"], row["chain_seq"]): (
+            bytes(row["hash"]),
+            f"{row['verified_at']:%Y-%m-%d %H:%M:%S} UTC by {row['recorded_by']}",
+        )
+        for row in rows
+    }
 
 
 async def record_checkpoints(connection: asyncpg.Connection, tails: Tails) -> None:

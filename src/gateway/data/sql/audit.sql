@@ -320,8 +320,11 @@ $$;
 
 -- A verification's checkpoint: the last position of a chain it found intact (chain 0: the
 -- events before the chains, by seq). Refused unless that position holds that hash, in the
--- trail or at the end of an archived run, so that a checkpoint can only name a real event.
--- The nightly verify (as the audit reader) records them; the next one starts there.
+-- trail or at the end of an archived run, so that a checkpoint can only name a real event; and
+-- refused behind the chain's furthest checkpoint, so that a checkpoint only moves forward. Each
+-- is a row of its own (who recorded it, when), never changed: `gateway audit verify --full`
+-- holds every one against the events it passes, and the archive against the month it archives.
+-- The nightly verify (as the audit reader) records them; the next one starts at the furthest.
 create or replace function data.record_audit_checkpoint(
     p_chain integer, p_position bigint, p_hash bytea
 ) returns void
@@ -330,11 +333,25 @@ create or replace function data.record_audit_checkpoint(
     as $$
 declare
     month text;
+    furthest bigint;
     found boolean := exists (
         select from data.audit_archives a, jsonb_array_elements(a.runs) r
         where (r ->> 'chain')::integer = p_chain and (r ->> 'last')::bigint = p_position
           and r ->> 'hash' = encode(p_hash, 'hex'));
 begin
+    -- One checkpoint of a chain at a time, so that two verifications cannot pass each other.
+    perform pg_advisory_xact_lock(hashtext('data.audit_checkpoints'), p_chain);
+    select max(chain_seq) into furthest from data.audit_checkpoints where chain_id = p_chain;
+    if furthest is not null and p_position < furthest then
+        raise exception 'chain % is checked to position %: a checkpoint only moves forward',
+            p_chain, furthest using errcode = 'invalid_parameter_value';
+    end if;
+    if furthest = p_position and not exists (
+        select from data.audit_checkpoints
+        where chain_id = p_chain and chain_seq = p_position and hash = p_hash) then
+        raise exception 'chain % position % differs from its checkpoint', p_chain, p_position
+            using errcode = 'invalid_parameter_value';
+    end if;
     -- The months themselves, not the trail: the trail forces row-level security, which binds
     -- this function (its owner has no policy); the months do not, and only their owner reads
     -- them.
@@ -353,12 +370,28 @@ begin
         raise exception 'no event at chain % position % has that hash', p_chain, p_position
             using errcode = 'invalid_parameter_value';
     end if;
-    insert into data.audit_checkpoints (chain_id, chain_seq, hash)
-    values (p_chain, p_position, p_hash)
-    on conflict (chain_id) do update
-        set chain_seq = excluded.chain_seq, hash = excluded.hash, verified_at = now();
+    if furthest is distinct from p_position then
+        insert into data.audit_checkpoints (chain_id, chain_seq, hash)
+        values (p_chain, p_position, p_hash);
+    end if;
 end
 $$;
+
+-- A checkpoint is never changed or removed (migration 0022).
+create or replace function data.refuse_checkpoint_change() returns trigger
+    language plpgsql
+    as $$
+begin
+    raise exception 'audit_checkpoints is append-only' using errcode = 'insufficient_privilege';
+end
+$$;
+
+create or replace trigger audit_checkpoints_append_only
+    before update or delete on data.audit_checkpoints
+    for each row execute function data.refuse_checkpoint_change();
+
+create or replace trigger audit_checkpoints_no_truncate before truncate on data.audit_checkpoints
+    for each statement execute function data.refuse_checkpoint_change();
 
 -- An archive's row is written once; only its deletion (retention) may be recorded after.
 create or replace function data.refuse_archive_change() returns trigger
