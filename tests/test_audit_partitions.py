@@ -296,6 +296,82 @@ def test_a_checkpoint_names_a_real_event_and_an_archive_row_only_gains_its_delet
     assert out["update data.audit_archives set deleted_at = now()"] == "UPDATE 1"
 
 
+def test_a_checkpoint_only_moves_forward_and_every_one_is_kept(env):
+    """Attack: a stolen audit-reader credential moves a chain's checkpoint back (so that a
+    rewrite it then hides would be read as checked), or the owner's session removes or changes
+    the checkpoints on record. Refused: a checkpoint behind the chain's furthest, a different
+    hash at the furthest's position, and any update, delete or truncate. Each checkpoint is a
+    row of its own, with the login that recorded it."""
+
+    async def work(superuser, owner) -> dict[str, Any]:
+        await _released_trail_of_months(superuser, owner)
+        await apply_migrations(owner)
+        out: dict[str, Any] = {}
+        first, second = await superuser.fetch(
+            "select chain_id, chain_seq, hash from data.access_events "
+            "where chain_id = (select chain_id from data.access_events where chain_id is not null "
+            "group by chain_id having count(*) >= 2 order by chain_id limit 1) "
+            "order by chain_seq limit 2"
+        )
+
+        async def record(row: Any, digest: bytes | None = None) -> str:
+            try:
+                async with superuser.transaction():
+                    await superuser.execute("set local role gateway_audit_reader")
+                    await superuser.execute(
+                        "select data.record_audit_checkpoint($1, $2, $3)",
+                        row["chain_id"],
+                        row["chain_seq"],
+                        digest or row["hash"],
+                    )
+                return "ok"
+            except asyncpg.PostgresError as exc:
+                return str(exc)
+
+        out["second"] = await record(second)
+        out["back"] = await record(first)
+        out["same"] = await record(second)
+        out["other hash"] = await record(second, first["hash"])
+        out["rows"] = [
+            dict(row)
+            for row in await superuser.fetch(
+                "select chain_id, chain_seq, recorded_by from data.audit_checkpoints"
+            )
+        ]
+        for statement in (
+            "update data.audit_checkpoints set chain_seq = chain_seq + 1",
+            "delete from data.audit_checkpoints",
+            "truncate data.audit_checkpoints",
+        ):
+            try:
+                out[statement] = await owner.execute(statement)
+            except asyncpg.PostgresError as exc:
+                out[statement] = str(exc)
+        out["chain"], out["positions"] = (
+            second["chain_id"],
+            (
+                first["chain_seq"],
+                second["chain_seq"],
+            ),
+        )
+        return out
+
+    out = _on_scratch(env, work)
+    chain, (_, second) = out["chain"], out["positions"]
+    assert out["second"] == "ok" and out["same"] == "ok"
+    assert out["back"] == (
+        f"chain {chain} is checked to position {second}: a checkpoint only moves forward"
+    )
+    assert out["other hash"] == f"chain {chain} position {second} differs from its checkpoint"
+    assert out["rows"] == [{"chain_id": chain, "chain_seq": second, "recorded_by": "postgres"}]
+    for statement in (
+        "update data.audit_checkpoints set chain_seq = chain_seq + 1",
+        "delete from data.audit_checkpoints",
+        "truncate data.audit_checkpoints",
+    ):
+        assert out[statement] == "audit_checkpoints is append-only", statement
+
+
 def test_a_missing_month_ahead_is_made_and_attached_and_a_second_run_makes_none(env):
     async def work(_superuser, owner) -> tuple[list[str], list[str], bool]:
         await apply_migrations(owner)

@@ -23,7 +23,7 @@ import asyncpg
 
 from gateway.audit.chain import _field_sets, _groups_text, event_hash
 
-__all__ = ["append_history", "month_start"]
+__all__ = ["append_history", "month_start", "rewrite_chain"]
 
 _COLUMNS = (
     "request_id, kind, issuer, subject, role, actor_id, patient_id, client_id, "
@@ -124,3 +124,44 @@ async def _insert(connection: asyncpg.Connection, rows: list[dict[str, Any]]) ->
 
 def _cast(name: str) -> str:
     return "::jsonb" if name in ("objects", "detail", "object_groups") else ""
+
+
+async def rewrite_chain(
+    connection: asyncpg.Connection, chain: int, position: int, subject: str
+) -> None:
+    """As a superuser who can switch the triggers off: change the subject of the event at
+    ``position`` of ``chain``, recompute the hashes of it and every later event of the chain
+    (across months) and the chain's head row, so that the chain is whole again from its start:
+    the rewrite a checkpoint is there to find."""
+    field_sets = await _field_sets(connection)
+    async with connection.transaction():
+        await connection.execute("set local session_replication_role = replica")
+        rows = await connection.fetch(
+            "select id, occurred_at, seq, chain_id, chain_seq, request_id, kind, issuer, "
+            "subject, role, actor_id, patient_id, client_id, break_glass_reason, "
+            "objects::text as objects, detail::text as detail, "
+            "object_groups::text as object_groups, object_sets, object_counts, object_ids, "
+            "prev_hash from data.access_events where chain_id = $1 and chain_seq >= $2 "
+            "order by chain_seq",
+            chain,
+            position,
+        )
+        previous = bytes(rows[0]["prev_hash"])
+        for row in rows:
+            event = dict(row)
+            if row["chain_seq"] == position:
+                event["subject"] = subject
+            digest = event_hash(previous, _groups_text(event, field_sets))
+            await connection.execute(
+                "update data.access_events set subject = $2, prev_hash = $3, hash = $4 "
+                "where id = $1 and occurred_at = $5",
+                row["id"],
+                event["subject"],
+                previous,
+                digest,
+                row["occurred_at"],
+            )
+            previous = digest
+        await connection.execute(
+            "update data.audit_chains set last_hash = $2 where id = $1", chain, previous
+        )
