@@ -21,6 +21,7 @@ runs (``gateway.audit.chain``).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import re
 import tempfile
@@ -29,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import asyncpg
 import orjson
@@ -384,8 +385,8 @@ def _check_archived(store: ArchiveStore, row: Any, held: Held, work: Path) -> st
             return f"{where}: its bytes differ from those archived (digest)"
         problem = _check_file(path, json.loads(row["runs"]), row["events"], held)
         return None if problem is None else f"{where}: {problem}"
-    except ArchiveError as exc:
-        return f"{where}: {exc}"
+    except ArchiveError as exc:  # from the store: it names the file
+        return str(exc)
     finally:
         path.unlink(missing_ok=True)
 
@@ -396,14 +397,15 @@ async def delete_expired(
     retention_months: int,
     operator: str,
     now: datetime | None = None,
-) -> list[str]:
+) -> tuple[list[str], list[str]]:
     """Delete every archive whose month ended more than ``retention_months`` ago (by the
     database's clock): first its catalog row is marked deleted (its runs stay: the chains go on
     from them), any restored copy removed and an ``audit-archive-deleted`` event written, in one
     transaction; only once that is committed is its file deleted (a file is never gone while its
     month is listed as archived). A file an earlier run left is deleted too. Refused, before
     anything is deleted, where a file is not in this store (its catalog location differs):
-    the file deleted must be the one archived. Returns the partitions' names."""
+    the file deleted must be the one archived. Returns the partitions deleted, and those whose
+    file an earlier run left and this one deleted."""
     now = now or await connection.fetchval("select clock_timestamp()")
     total = now.year * 12 + now.month - 1 - retention_months
     cutoff = datetime(total // 12, total % 12 + 1, 1, tzinfo=UTC)
@@ -437,19 +439,21 @@ async def delete_expired(
                 },
             )
         deleted.append(name)
+    swept = []
     for row in await connection.fetch(
         "select partition_name, location from data.audit_archives where deleted_at is not null"
     ):
         file_name = f"{row['partition_name']}.jsonl.gz"
         if store.location(file_name) == row["location"]:
             try:
-                store.delete(file_name)
+                if store.delete(file_name) and row["partition_name"] not in deleted:
+                    swept.append(row["partition_name"])
             except ArchiveError as exc:
                 raise ArchiveError(
                     f"{exc} ({row['partition_name']} is marked deleted; the next run deletes "
                     "its file)"
                 ) from None
-    return deleted
+    return deleted, swept
 
 
 def _in_this_store(store: ArchiveStore, rows: list[Any]) -> None:
@@ -558,21 +562,41 @@ async def export_archived(
     output: TextIO,
 ) -> int:
     """Write one archived month's events (from ``since``, of ``patient`` if given) as FHIR
-    AuditEvents, by seq, after checking the file against its digest; return how many."""
+    AuditEvents, by seq, after checking the file against its digest; return how many.
+
+    The file holds each chain in order of position, which is the order of seq within a chain
+    (a chain's next event is written after its last commits): each chain's events go to a file
+    of their own, and those are merged by seq, so a month of any size needs no more memory than
+    a line per chain."""
     with tempfile.TemporaryDirectory(prefix="gateway-audit-export-") as work:
         path = Path(work) / f"{name}.jsonl.gz"
         await fetch_checked(connection, store, name, path)
-        events = [
-            event
-            for event in events_of_archive(path)
-            if event["occurred_at"] >= since
-            and event["seq"] is not None
-            and (patient is None or event["patient_id"] == patient)
-        ]
-    events.sort(key=lambda event: event["seq"])
-    for event in events:
-        output.write(orjson.dumps(to_audit_event(event)).decode() + "\n")
-    return len(events)
+        chains: dict[int, BinaryIO] = {}
+        last: dict[int, int] = {}
+        try:
+            for event in events_of_archive(path):
+                seq = event["seq"]
+                if seq is None or event["occurred_at"] < since:
+                    continue
+                if patient is not None and event["patient_id"] != patient:
+                    continue
+                chain = event_order(event)[0]
+                if seq <= last.get(chain, -1):
+                    raise ArchiveError(f"{name}: chain {chain} is not in the order of seq")
+                last[chain] = seq
+                if chain not in chains:
+                    chains[chain] = open(Path(work) / f"chain-{chain}", "w+b")  # noqa: SIM115, ASYNC230
+                chains[chain].write(b"%d " % seq + orjson.dumps(to_audit_event(event)) + b"\n")
+            for spill in chains.values():
+                spill.seek(0)
+            count = 0
+            for line in heapq.merge(*chains.values(), key=lambda line: int(line.split(b" ", 1)[0])):
+                output.write(line.split(b" ", 1)[1].decode())
+                count += 1
+        finally:
+            for spill in chains.values():
+                spill.close()
+    return count
 
 
 async def export_live(

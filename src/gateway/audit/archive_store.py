@@ -19,16 +19,22 @@ from typing import Any, Protocol
 from gateway.audit.archive_file import ArchiveError
 from gateway.errors import ConfigurationError
 
-__all__ = ["ArchiveStore", "FolderStore", "S3Store", "archive_store"]
+__all__ = ["ArchiveStore", "FolderStore", "MissingArchive", "S3Store", "archive_store"]
 
 PREFIX = "audit-archive/"
+
+
+class MissingArchive(ArchiveError):
+    """The store has no such file."""
 
 
 class ArchiveStore(Protocol):
     def location(self, name: str) -> str: ...
     def put(self, name: str, source: Path) -> None: ...
     def fetch(self, name: str, target: Path) -> None: ...
-    def delete(self, name: str) -> None: ...
+    def delete(self, name: str) -> bool:
+        """Delete the file if it is there; whether it was."""
+        ...
 
 
 class FolderStore:
@@ -48,12 +54,18 @@ class FolderStore:
         try:
             shutil.copyfile(self.root / name, target)
         except FileNotFoundError:
-            raise ArchiveError(f"{self.location(name)} is missing") from None
+            raise MissingArchive(f"{self.location(name)} is missing") from None
         except OSError as exc:
             raise ArchiveError(f"{self.location(name)}: {exc.strerror or exc}") from None
 
-    def delete(self, name: str) -> None:
-        (self.root / name).unlink(missing_ok=True)
+    def delete(self, name: str) -> bool:
+        try:
+            (self.root / name).unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise ArchiveError(f"{self.location(name)} cannot be deleted: {exc.strerror}") from None
+        return True
 
 
 class S3Store:
@@ -82,9 +94,15 @@ class S3Store:
         with self._failing(name, "cannot be read"):
             self.client.download_file(self.bucket, PREFIX + name, str(target))
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str) -> bool:
+        try:
+            with self._failing(name, "cannot be deleted"):
+                self.client.head_object(Bucket=self.bucket, Key=PREFIX + name)
+        except MissingArchive:
+            return False
         with self._failing(name, "cannot be deleted"):
             self.client.delete_object(Bucket=self.bucket, Key=PREFIX + name)
+        return True
 
     @contextmanager
     def _failing(self, name: str, what: str) -> Iterator[None]:
@@ -96,11 +114,17 @@ class S3Store:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             if error.get("Code") in ("404", "NoSuchKey"):
-                raise ArchiveError(f"{self.location(name)} is missing") from None
+                raise MissingArchive(f"{self.location(name)} is missing") from None
             raise ArchiveError(
-                f"{self.location(name)} {what}: {error.get('Code')} {error.get('Message', '')}"
+                f"{self.location(name)} {what}: {error.get('Code')}: {error.get('Message', '')}"
             ) from None
         except (BotoCoreError, Boto3Error) as exc:
+            cause = exc.__context__  # boto3's transfer errors wrap the store's answer
+            if isinstance(cause, ClientError):
+                error = cause.response.get("Error", {})
+                raise ArchiveError(
+                    f"{self.location(name)} {what}: {error.get('Code')}: {error.get('Message', '')}"
+                ) from None
             raise ArchiveError(f"{self.location(name)} {what}: {exc}") from None
 
 

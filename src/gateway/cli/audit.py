@@ -101,8 +101,8 @@ def audit_verify(
                 except asyncpg.LockNotAvailableError as exc:
                     # The months are made ahead: tomorrow's run makes them; verify goes on.
                     click.echo(
-                        f"gateway: warning: the months ahead were not made ({exc}); "
-                        "the next run makes them",
+                        f"gateway: warning: the months ahead were not made ({exc}: another "
+                        "session holds a lock on data.access_events); the next run makes them",
                         err=True,
                     )
             if full:
@@ -170,28 +170,31 @@ def audit_archive(database_url: str, before: Any, archive_root: Path | None, ope
     from gateway.audit.archive import archive_before, delete_expired
     from gateway.audit.archive_file import ArchiveError
     from gateway.config import load_settings_of, retention_months
+    from gateway.errors import ConfigurationError
 
     store = _store(archive_root)
     retention = retention_months(load_settings_of("audit_retention").audit_retention)
 
-    async def go() -> tuple[list[Any], list[str], list[str], list[str]]:
+    async def go() -> tuple[list[Any], list[str], list[str], Any, str | None]:
         connection = await connect(database_url)
         try:
-            archived, dropped, left = await archive_before(
-                connection, store, before.replace(tzinfo=UTC), operator
-            )
-            return (
-                archived,
-                dropped,
-                left,
-                await delete_expired(connection, store, retention, operator),
-            )
-        except ArchiveError as exc:
-            fail(f"archive: {exc}")
+            try:
+                archived, dropped, left = await archive_before(
+                    connection, store, before.replace(tzinfo=UTC), operator
+                )
+            except ArchiveError as exc:
+                fail(f"archive: {exc}")
+            try:  # what was archived is reported even when the retention is refused
+                expired = await delete_expired(connection, store, retention, operator)
+                return archived, dropped, left, expired, None
+            except ArchiveError as exc:
+                return archived, dropped, left, ([], []), f"retention: {exc}"
+            except ConfigurationError as exc:
+                return archived, dropped, left, ([], []), f"retention: {exc.message}"
         finally:
             await connection.close()
 
-    archived, dropped, left, deleted = run(go())
+    archived, dropped, left, (deleted, swept), refused = run(go())
     for done in archived:
         click.echo(
             f"archived {done.partition}: {done.events} events, {done.bytes} bytes, "
@@ -205,9 +208,14 @@ def audit_archive(database_url: str, before: Any, archive_root: Path | None, ope
             "minute and is dropped by the next run (meanwhile it is read from its archive)",
             err=True,
         )
+    months = f"{retention} month" + ("s" if retention != 1 else "")
     for name in deleted:
-        click.echo(f"deleted {name}: past the retention of {retention} months")
-    if not archived and not deleted and not dropped and not left:
+        click.echo(f"deleted {name}: past the retention of {months}")
+    for name in swept:
+        click.echo(f"deleted the file of {name}, which an earlier run left (marked deleted then)")
+    if refused is not None:
+        fail(refused)
+    if not (archived or dropped or left or deleted or swept):
         click.echo("nothing to archive")
 
 
