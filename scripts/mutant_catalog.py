@@ -498,7 +498,11 @@ drop(
 )
 
 K = "sql: the trail's months, archive and checkpoints"
-T_MONTHS = ("tests/test_audit_partitions.py", "tests/test_audit_archive.py")
+T_MONTHS = (
+    "tests/test_audit_partitions.py",
+    "tests/test_audit_archive.py",
+    "tests/test_audit_archive_safety.py",
+)
 drop(
     "checkpoint-any-hash",
     K,
@@ -546,6 +550,35 @@ drop(
     "                           'for values from (%L) to (%L)', name, month, next_month);",
     "            perform month, next_month;",
     "no month is made ahead: at the turn of the month every event, and every disclosure, fails",
+    T_MONTHS,
+)
+
+drop(
+    "checkpoint-backward",
+    K,
+    S_AUDIT,
+    "    if furthest is not null and p_position < furthest then",
+    "    if false then",
+    "a checkpoint moves back: a stolen reader credential makes a rewrite look checked",
+    T_MONTHS,
+)
+drop(
+    "checkpoint-other-hash",
+    K,
+    S_AUDIT,
+    "    if furthest = p_position and not exists (",
+    "    if false and not exists (",
+    "a checkpoint's position is recorded again with another hash, as if nothing had changed",
+    T_MONTHS,
+)
+drop(
+    "checkpoints-changeable",
+    K,
+    S_AUDIT,
+    "    raise exception 'audit_checkpoints is append-only' using errcode = "
+    "'insufficient_privilege';",
+    "    return coalesce(new, old);",
+    "the checkpoints on record can be changed or removed: --full no longer holds them",
     T_MONTHS,
 )
 

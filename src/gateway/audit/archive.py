@@ -36,6 +36,7 @@ import asyncpg
 import orjson
 
 from gateway.audit.archive_file import (
+    COLUMNS,
     ArchiveError,
     ArchiveReader,
     ArchiveWriter,
@@ -529,27 +530,10 @@ async def restore(
     return int(row["events"])
 
 
+# data.restored_access_events: the archive's columns but those only the hash walk needs.
 _RESTORED = (
     "archive_id",
-    "id",
-    "occurred_at",
-    "seq",
-    "request_id",
-    "kind",
-    "issuer",
-    "subject",
-    "role",
-    "actor_id",
-    "patient_id",
-    "client_id",
-    "break_glass_reason",
-    "objects",
-    "object_groups",
-    "object_ids",
-    "detail",
-    "chain_id",
-    "chain_seq",
-    "hash",
+    *(name for name in COLUMNS if name not in ("prev_hash", "object_sets", "object_counts")),
 )
 
 
