@@ -8,7 +8,7 @@ On durable PostgreSQL (fsync, synchronous_commit, full_page_writes on) in a clus
 tests/data/migrations-as-released.tar.gz), seeded, with real events written by the release's own
 function and then ``--events`` copies of them spread over ``--months`` past months
 (``tests.support.audit_history``: valid chains), all in the release's one unpartitioned table.
-Then ``gateway migrate``'s own ``apply_migrations`` runs 0021 and the definitions, timed; the
+Then ``gateway migrate``'s own ``apply_migrations`` runs 0021, 0022 and the definitions, timed; the
 trail is compared before and after (every column of every event) and verified. While 0021 runs
 it holds the old table: every audit write, and so every disclosure, waits for it. The figure is
 that wait, per million events.
