@@ -8,7 +8,8 @@ a year of monthly partitions, its archives and its verification, and projections
                                                       # 12 x 5,000 events
 
 On durable PostgreSQL (fsync, synchronous_commit and full_page_writes on: the report prints them
-as the server reports them) in a cluster of its own (bench/.work/audit_capacity), seeded as
+as the server reports them) in a cluster of its own, made anew each run
+(bench/.work/audit_capacity), seeded as
 bench.run seeds, with the gateway in production mode in this process (the bench's settings, the
 requests over its ASGI interface, as bench.profile sends them):
 
@@ -32,9 +33,14 @@ requests over its ASGI interface, as bench.profile sends them):
    selects them) and the compression; then ``gateway.audit.chain.verify_chain`` over the whole
    trail (as ``gateway_audit_reader``), timed, and again from the chains' heads before the last
    month (a checkpoint: the nightly verify's incremental walk).
-4. **Projections** at 10, 100 and 1,000 requests/s of the mix: the database's bytes per day,
+4. **The archive command**: ``gateway.audit.archive.archive_before`` on the oldest month (what
+   ``gateway audit archive`` runs: write, put in a folder, read back and check every event,
+   record, close, detach concurrently, drop), timed with the CPU of both sides; then
+   ``verify_full`` with that month read from its file.
+5. **Projections** at 10, 100 and 1,000 requests/s of the mix: the database's bytes per day,
    month and year and for the ``--live-months`` kept live, the archives' bytes per year, the
-   verify time per day of traffic, and the audit writes in flight. These are arithmetic on the
+   verify time per day of traffic, the archive command's time per month, and the audit writes
+   in flight. These are arithmetic on the
    measured figures, not measurements.
 
 Prints the tables and writes ``bench/out/audit_capacity.json``.
@@ -398,25 +404,13 @@ async def timed_verify(
     """verify_chain as the nightly CronJob's role, timed (wall, and the CPU of this process and
     of PostgreSQL's processes); retried once after a minute if it fails to run (another engineer
     may be editing the module)."""
-    from bench.cpu import cpu_seconds
     from gateway.audit.chain import verify_chain
 
     for attempt in range(2):
         await admin.execute("set role gateway_audit_reader")
         try:
-            started, cpu, db = time.perf_counter(), time.process_time(), cpu_seconds(postgres)
-            report = await verify_chain(admin, since)
-            seconds = time.perf_counter() - started
-            cpu, db = time.process_time() - cpu, cpu_seconds(postgres) - db
-            return {
-                "intact": report.intact,
-                "events": report.events,
-                "message": report.message,
-                "seconds": seconds,
-                "events_per_second": report.events / seconds if seconds else float("nan"),
-                "client_cpu_seconds": cpu,
-                "postgres_cpu_seconds": db,
-            }
+            report, figures = await _timed(postgres, verify_chain(admin, since))
+            return _verified(report, figures)
         except Exception as exc:
             if attempt:
                 return {"error": repr(exc)}
@@ -432,40 +426,48 @@ async def timed_archive(
 ) -> dict[str, Any]:
     """``gateway audit archive`` of the oldest month (what the command runs), timed, and
     ``gateway audit verify --full`` after it, its archive read from the folder."""
-    from bench.cpu import cpu_seconds
     from gateway.audit.archive import archive_before, verify_full
     from gateway.audit.archive_store import FolderStore
 
     store = FolderStore(HERE / "archives" / "store")
-    started, cpu, db = time.perf_counter(), time.process_time(), cpu_seconds(postgres)
-    archived, dropped, left = await archive_before(admin, store, months[1], "bench")
-    seconds = time.perf_counter() - started
-    cpu, db = time.process_time() - cpu, cpu_seconds(postgres) - db
+    (archived, dropped, left), figures = await _timed(
+        postgres, archive_before(admin, store, months[1], "bench")
+    )
     events = sum(done.events for done in archived)
-    out: dict[str, Any] = {
+    (report, _), verify_figures = await _timed(postgres, verify_full(admin, store))
+    return {
         "months": [done.partition for done in archived],
         "dropped": dropped,
         "left": left,
         "events": events,
-        "seconds": seconds,
-        "events_per_second": events / seconds if seconds else float("nan"),
-        "client_cpu_seconds": cpu,
-        "postgres_cpu_seconds": db,
+        **figures,
+        "events_per_second": events / figures["seconds"] if figures["seconds"] else float("nan"),
+        "verify_full": _verified(report, verify_figures),
     }
+
+
+async def _timed(postgres: int, work: Any) -> tuple[Any, dict[str, float]]:
+    """``work``'s result, and its wall time and the CPU of this process and of PostgreSQL's."""
+    from bench.cpu import cpu_seconds
+
     started, cpu, db = time.perf_counter(), time.process_time(), cpu_seconds(postgres)
-    report, _ = await verify_full(admin, store)
-    seconds = time.perf_counter() - started
-    cpu, db = time.process_time() - cpu, cpu_seconds(postgres) - db
-    out["verify_full"] = {
+    result = await work
+    return result, {
+        "seconds": time.perf_counter() - started,
+        "client_cpu_seconds": time.process_time() - cpu,
+        "postgres_cpu_seconds": cpu_seconds(postgres) - db,
+    }
+
+
+def _verified(report: Any, figures: dict[str, float]) -> dict[str, Any]:
+    seconds = figures["seconds"]
+    return {
         "intact": report.intact,
         "events": report.events,
         "message": report.message,
-        "seconds": seconds,
+        **figures,
         "events_per_second": report.events / seconds if seconds else float("nan"),
-        "client_cpu_seconds": cpu,
-        "postgres_cpu_seconds": db,
     }
-    return out
 
 
 # -- projections ------------------------------------------------------------------------------
@@ -711,6 +713,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"commit": commit(), "load_average_before": os.getloadavg()}
     HERE.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(HERE / "archives", ignore_errors=True)
+    shutil.rmtree(HERE / "pg", ignore_errors=True)  # a trail of this run's only
     (HERE / "archives").mkdir()
     identity = DevIdentity.load_or_create(WORK / "identity")
     cluster = EmbeddedPostgres(HERE, fast=False)

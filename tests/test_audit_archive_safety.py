@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 
 from gateway.audit.archive import archive_before, drop_archived
+from gateway.audit.archive_file import ArchiveError
 from gateway.audit.archive_store import FolderStore
 from gateway.audit.chain import verify_chain
 from gateway.errors import ConfigurationError
@@ -261,3 +262,52 @@ def test_a_month_is_archived_only_its_grace_after_its_end_by_the_databases_clock
         "00:00 UTC"
     )
     assert not list(folder.glob("*.jsonl.gz")) if folder.exists() else True
+
+
+def test_a_month_made_again_after_its_archive_is_neither_archived_nor_dropped(trail):
+    """Failure: a month already archived (and dropped) is made again by hand, and events are
+    written to it. Its name is in the catalog, but its events are in no archive: the archive
+    refuses to run (naming it) rather than take it for one it closed and drop it."""
+    env, folder = trail
+    month = f"access_events_{_month(-3):%Y_%m}"
+
+    async def work() -> dict[str, Any]:
+        connection = await asyncpg.connect(env.admin_url)
+        try:
+            store = FolderStore(folder)
+            first = await archive_before(connection, store, _month(-2), "test-officer")
+            templates = await connection.fetch(
+                "select patient_id, request_id, kind, issuer, subject, role, actor_id, "
+                "client_id, break_glass_reason, objects::text as objects, detail::text as detail, "
+                "object_groups::text as object_groups, object_sets, object_counts, object_ids "
+                "from data.access_events where kind = 'disclosure' limit 3"
+            )
+            owner = await connection.fetchval(
+                "select nspowner::regrole::text from pg_namespace where nspname = 'data'"
+            )
+            await connection.execute(f"set role {owner}")
+            await connection.execute(
+                f"create table audit_partitions.{month} partition of data.access_events for "
+                f"values from ('{_month(-3).isoformat()}') to ('{_month(-2).isoformat()}')"
+            )
+            await connection.execute("reset role")
+            patients = [row[0] for row in templates]
+            await append_history(connection, templates, [_month(-3)], 4, patients)
+            with pytest.raises(ArchiveError) as refused:
+                await archive_before(connection, store, _month(-2), "test-officer")
+            return {
+                "first": [a.partition for a in first[0]],
+                "refused": str(refused.value),
+                "kept": await connection.fetchval(f"select count(*) from audit_partitions.{month}"),
+            }
+        finally:
+            await connection.close()
+
+    out = asyncio.run(work())
+    assert out["first"] == [month]
+    assert out["refused"] == (
+        f"audit_partitions holds months already archived that their archive did not close: "
+        f"{month} (archived at {(folder / f'{month}.jsonl.gz').resolve()}); their events are in "
+        "no archive: nothing was archived or dropped"
+    )
+    assert out["kept"] == 4

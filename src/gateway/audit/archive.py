@@ -88,8 +88,12 @@ from audit_partitions.{name}
 order by case when chain_id is not null then chain_id when seq is not null then 0 else -1 end,
          coalesce(chain_seq, seq, id)
 """
+# The months archived whose tables are still there: ``closed`` when the archive closed them (its
+# constraint): only those are dropped.
 _ARCHIVED_PARTITIONS = """
-select c.relname, coalesce(i.inhdetachpending, false) as pending
+select c.relname, coalesce(i.inhdetachpending, false) as pending, a.location,
+       exists (select from pg_constraint k
+               where k.conrelid = c.oid and k.conname = c.relname || '_archived') as closed
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
 join data.audit_archives a on a.partition_name = c.relname
@@ -163,7 +167,15 @@ async def archive_before(
             f"({this_month:%Y-%m-%d}, by the database's clock): a month is archived once it "
             "has ended"
         )
-    archived = {row[0] for row in await connection.fetch(_ARCHIVED_PARTITIONS)}
+    rows = await connection.fetch(_ARCHIVED_PARTITIONS)
+    unclosed = [f"{r['relname']} (archived at {r['location']})" for r in rows if not r["closed"]]
+    if unclosed:  # a month archived, then made again by hand: its events are in no archive
+        raise ArchiveError(
+            "audit_partitions holds months already archived that their archive did not close: "
+            f"{', '.join(unclosed)}; their events are in no archive: nothing was archived or "
+            "dropped"
+        )
+    archived = {row["relname"] for row in rows}
     names = [row[0] for row in await connection.fetch(_PARTITIONS) if row[0] not in archived]
     done = []
     for name in names:
@@ -271,6 +283,8 @@ async def drop_archived(
     dropped, left = [], []
     for row in await connection.fetch(_ARCHIVED_PARTITIONS):
         name = row["relname"]
+        if not row["closed"]:
+            continue  # not what its archive closed: archive_before refuses it
         attached = await connection.fetchval(
             "select exists (select from pg_inherits where inhrelid = $1::regclass)",
             f"audit_partitions.{name}",
