@@ -173,8 +173,8 @@ def test_an_object_store_that_refuses_the_archive_is_one_line_and_the_month_stay
     # One line: the object, and what the store said.
     assert failed.stderr == (
         f"gateway: archive: s3://no-such-bucket/audit-archive/{name}.jsonl.gz cannot be "
-        f"written: NoSuchBucket: The specified bucket does not exist ({name} stays in the "
-        "database)\n"
+        f"written: NoSuchBucket: The specified bucket does not exist ({name} and the months "
+        "after it stay in the database)\n"
     )
     assert name in _partitions(url)
     assert _catalog(url, name) is None

@@ -21,7 +21,7 @@ import pytest
 from gateway.audit.archive import archive_before, drop_archived
 from gateway.audit.archive_file import ArchiveError
 from gateway.audit.archive_store import FolderStore
-from gateway.audit.chain import verify_chain
+from gateway.audit.chain import lock_trail, verify_chain, walk_from
 from gateway.errors import ConfigurationError
 from tests.support.audit_history import append_history, rewrite_chain
 from tests.test_audit_archive import PER_MONTH, _drop, _gateway, _make_trail, _month, _sql
@@ -104,6 +104,12 @@ def test_an_event_rewritten_before_a_checkpoint_is_not_archived_and_full_names_i
         "--archive-root", str(folder),
     )  # fmt: skip
     assert refused.returncode == 2, refused.stdout
+    # The month before it, untouched, was archived and dropped first, and is reported.
+    before = f"access_events_{_month(-3):%Y_%m}"
+    assert [line.split(":")[0] for line in refused.stdout.splitlines()] == [
+        f"archived {before}",
+        f"dropped {before} from the database",
+    ]
     line = refused.stderr.splitlines()
     assert len(line) == 1
     assert line[0].startswith(
@@ -112,8 +118,8 @@ def test_an_event_rewritten_before_a_checkpoint_is_not_archived_and_full_names_i
         "recorded "
     )
     assert line[0].endswith(
-        f" by postgres (the trail was rewritten after it was verified) ({month} stays in the "
-        "database)"
+        f" by postgres (the trail was rewritten after it was verified) ({month} and the months "
+        "after it stay in the database)"
     )
     state = _sql(
         url,
@@ -139,10 +145,12 @@ def test_an_archived_month_waiting_for_its_drop_is_read_from_its_archive_and_clo
     CONCURRENTLY waits for it to end). Meanwhile: another writer's event commits at once (the
     drop queues no one); the trail verifies with every event once (the month from its archive,
     not also from its partition); an event a late transaction adds to the month is refused, not
-    kept where it would be dropped; the next run drops the month."""
+    kept where it would be dropped. The month after it, archived in the same run, does not start
+    its detach (the trail may have only one pending): both are left, and the next run drops
+    both, the pending one first."""
     env, folder = trail
     url = env.admin_url
-    month = f"access_events_{_month(-3):%Y_%m}"
+    month, second = f"access_events_{_month(-3):%Y_%m}", f"access_events_{_month(-2):%Y_%m}"
     insert = (
         "insert into data.access_events (request_id, kind, issuer, subject, role, detail) "
         "values ($1, 'audit-restored', 'urn:gateway:cli', 'test', 'operator', "
@@ -160,7 +168,7 @@ def test_an_archived_month_waiting_for_its_drop_is_read_from_its_archive_and_clo
             await writer.execute(insert, "open-writer")
             running = asyncio.create_task(
                 archive_before(
-                    archiver, FolderStore(folder), _month(-2), "test-officer", drop_wait="4s"
+                    archiver, FolderStore(folder), _month(-1), "test-officer", drop_wait="4s"
                 )
             )
             await asyncio.sleep(1.5)  # archived by now; its drop waits for the open writer
@@ -206,22 +214,22 @@ def test_an_archived_month_waiting_for_its_drop_is_read_from_its_archive_and_clo
         return out
 
     out = asyncio.run(work())
-    assert out["archived"] == [month]
-    assert out["dropped"] == [] and out["left"] == [month]
+    assert out["archived"] == [month, second]
+    assert out["dropped"] == [] and out["left"] == [month, second]
     assert out["waiting"]
-    # Every event once: those before, the archive's own event, the two writers' (one still
-    # open, not yet visible).
+    # Every event once: those before, the archive's own two events, the two writers' (one
+    # still open, not yet visible).
     assert out["verified"].intact, out["verified"].message
-    assert out["verified"].events == out["before"] + 2
+    assert out["verified"].events == out["before"] + 3
     # and exported once: from the archive, not also from the month's table.
-    assert len(out["exported"]) == len(set(out["exported"])) == out["seqs"] + 2
+    assert len(out["exported"]) == len(set(out["exported"])) == out["seqs"] + 3
     assert out["late"].startswith('no partition of relation "access_events" found for row\n')
     assert out["late here"].startswith(
         f'new row for relation "{month}" violates check constraint "{month}_archived"\n'
     )
-    assert out["finally"] == ([month], [])
-    assert month not in out["partitions"]
-    assert out["after"].intact and out["after"].events == out["before"] + 3
+    assert out["finally"] == ([month, second], [])
+    assert month not in out["partitions"] and second not in out["partitions"]
+    assert out["after"].intact and out["after"].events == out["before"] + 4
 
 
 async def _count(url: str, where: str = "true") -> int:
@@ -311,3 +319,77 @@ def test_a_month_made_again_after_its_archive_is_neither_archived_nor_dropped(tr
         "no archive: nothing was archived or dropped"
     )
     assert out["kept"] == 4
+
+
+def test_a_verify_under_way_keeps_the_months_it_has_yet_to_read(trail):
+    """A verify's transaction began (its snapshot: no month archived yet), then a month is
+    archived and its drop tried. The drop waits for the verify (which locked the trail first)
+    instead of taking away a month the verify's snapshot still counts as live: the verify ends
+    intact, not with a false "event missing"; the next run drops the month."""
+    env, folder = trail
+    month = f"access_events_{_month(-3):%Y_%m}"
+
+    async def work() -> dict[str, Any]:
+        verifier, archiver = [await asyncpg.connect(env.admin_url) for _ in range(2)]
+        try:
+            walk = verifier.transaction(isolation="repeatable_read", readonly=True)
+            await walk.start()
+            await lock_trail(verifier)
+            await verifier.fetchval("select count(*) from data.audit_archives")  # the snapshot
+            _, dropped, left = await archive_before(
+                archiver, FolderStore(folder), _month(-2), "test-officer", drop_wait="1s"
+            )
+            report, _ = await walk_from(verifier, None, None)
+            await walk.commit()
+            return {
+                "dropped": dropped,
+                "left": left,
+                "report": report,
+                "then": await drop_archived(archiver),
+            }
+        finally:
+            await verifier.close()
+            await archiver.close()
+
+    out = asyncio.run(work())
+    assert out["dropped"] == [] and out["left"] == [month]
+    assert out["report"].intact, out["report"].message
+    assert out["then"] == ([month], [])
+
+
+def test_a_month_a_long_reader_holds_is_not_closed_and_stays(trail, monkeypatch):
+    """A long transaction reads the month (a verify or an export over every month) while the
+    archive would close it: closing waits a second at a time, then gives up naming the month;
+    nothing is written, the month stays live and open (two attempts here, thirty in a run)."""
+    import gateway.audit.archive as archive
+
+    monkeypatch.setattr(archive, "_LOCK_ATTEMPTS", 2)
+    env, folder = trail
+    month = f"access_events_{_month(-3):%Y_%m}"
+
+    async def work() -> dict[str, Any]:
+        reader, archiver = [await asyncpg.connect(env.admin_url) for _ in range(2)]
+        try:
+            async with reader.transaction():
+                await reader.fetchval(f"select count(*) from audit_partitions.{month}")
+                with pytest.raises(ArchiveError) as stopped:
+                    await archive_before(archiver, FolderStore(folder), _month(-2), "test")
+            return {
+                "message": str(stopped.value),
+                "catalog": await archiver.fetchval("select count(*) from data.audit_archives"),
+                "closed": await archiver.fetchval(
+                    "select count(*) from pg_constraint where conname = $1", f"{month}_archived"
+                ),
+            }
+        finally:
+            await reader.close()
+            await archiver.close()
+
+    out = asyncio.run(work())
+    assert out["message"] == (
+        f"{month} could not be closed: a transaction reading it held it for 2 attempts of a "
+        f"second (pg_stat_activity names it) ({month} and the months after it stay in the "
+        "database)"
+    )
+    assert out["catalog"] == 0 and out["closed"] == 0
+    assert not folder.exists() or not list(folder.iterdir())

@@ -52,6 +52,7 @@ from gateway.audit.chain import (
     _field_sets,
     _groups_text,
     event_link,
+    lock_trail,
     walk_from,
 )
 from gateway.audit.checkpoints import held_checkpoints
@@ -59,6 +60,7 @@ from gateway.audit.fhir import to_audit_event
 from gateway.errors import ConfigurationError
 
 __all__ = [
+    "ArchiveStopped",
     "Archived",
     "archive_before",
     "delete_expired",
@@ -176,24 +178,41 @@ async def archive_before(
             "dropped"
         )
     archived = {row["relname"] for row in rows}
-    names = [row[0] for row in await connection.fetch(_PARTITIONS) if row[0] not in archived]
-    done = []
-    for name in names:
+    names = [
+        row[0]
+        for row in await connection.fetch(_PARTITIONS)
+        if row[0] not in archived and _period(row[0])[1] <= before
+    ]
+    for name in names:  # all checked before any is archived
         end = _period(name)[1]
-        if end > before:
-            break
         if now - end < grace:
             raise ConfigurationError(
                 f"{name} ended at {end:%Y-%m-%d %H:%M} UTC, less than {grace} ago by the "
                 "database's clock (a transaction begun before then may still be writing to "
                 f"it): archive it after {end + grace:%Y-%m-%d %H:%M} UTC"
             )
+    done: list[Archived] = []
+    failure = None
+    for name in names:
         try:
             done.append(await _archive_one(connection, store, name, operator))
         except ArchiveError as exc:
-            raise ArchiveError(f"{exc} ({name} stays in the database)") from None
+            failure = f"{exc} ({name} and the months after it stay in the database)"
+            break
     dropped, left = await drop_archived(connection, drop_wait)
+    if failure is not None:
+        raise ArchiveStopped(failure, done, dropped, left)
     return done, dropped, left
+
+
+class ArchiveStopped(ArchiveError):
+    """A month could not be archived: what was archived and dropped before it."""
+
+    def __init__(
+        self, message: str, archived: list[Archived], dropped: list[str], left: list[str]
+    ) -> None:
+        super().__init__(message)
+        self.archived, self.dropped, self.left = archived, dropped, left
 
 
 async def _archive_one(
@@ -201,6 +220,7 @@ async def _archive_one(
 ) -> Archived:
     start, end = _period(name)
     file_name = f"{name}.jsonl.gz"
+    await _close(connection, name)
     with tempfile.TemporaryDirectory(prefix="gateway-audit-archive-") as work:
         written, fetched = Path(work) / file_name, Path(work) / "fetched"
         async with connection.transaction():
@@ -248,30 +268,37 @@ async def _archive_one(
                     "events": header["events"],
                 },
             )
-            # Closed: an event a late transaction adds to the month is refused (its request
-            # fails), never kept only in a partition about to be dropped. ACCESS EXCLUSIVE on
-            # this month alone: the trail's writers, on this month's partition, are not held.
-            await _with_short_locks(
-                connection,
-                f"alter table audit_partitions.{name} add constraint {name}_archived "
-                "check (false) not valid",
-            )
         return Archived(name, location, header["events"], written.stat().st_size, digest)
 
 
-async def _with_short_locks(connection: asyncpg.Connection, statement: str) -> None:
-    """Run ``statement`` (in the caller's transaction) waiting at most a second at a time for
-    its locks, so that the queries queued behind it wait no longer; retried."""
-    for attempt in range(_LOCK_ATTEMPTS):
+async def _close(connection: asyncpg.Connection, name: str) -> None:
+    """Close the month, first and in a transaction of its own: a constraint no row meets, so
+    that an event a late transaction adds to it is refused (its request fails), never kept only
+    in a table about to be dropped. ACCESS EXCLUSIVE on this month alone (the trail's writers, on
+    this month's table, are not held), waiting a second at a time so that no query queues behind
+    it for longer, retried; a month already closed (an archive that failed after) stays so."""
+    closed = (
+        "select exists (select from pg_constraint where conrelid = $1::regclass and conname = $2)"
+    )
+    for _ in range(_LOCK_ATTEMPTS):
+        if await connection.fetchval(closed, f"audit_partitions.{name}", f"{name}_archived"):
+            return
         try:
-            async with connection.transaction():  # a savepoint: a timeout undoes only this
+            async with connection.transaction():
                 await connection.execute("set local lock_timeout = '1s'")
-                await connection.execute(statement)
-                await connection.execute("set local lock_timeout = 0")
+                await connection.execute(
+                    f"alter table audit_partitions.{name} add constraint {name}_archived "
+                    "check (false) not valid"
+                )
             return
         except asyncpg.LockNotAvailableError:
-            if attempt == _LOCK_ATTEMPTS - 1:
-                raise
+            continue
+        except asyncpg.DuplicateObjectError:  # another run closed it meanwhile
+            return
+    raise ArchiveError(
+        f"{name} could not be closed: a transaction reading it held it for "
+        f"{_LOCK_ATTEMPTS} attempts of a second (pg_stat_activity names it)"
+    )
 
 
 async def drop_archived(
@@ -280,11 +307,15 @@ async def drop_archived(
     """Detach (CONCURRENTLY: the trail's writers go on) and drop every month archived whose
     partition is still there: (those dropped, those left for the next run because their locks
     did not come within ``wait``, a PostgreSQL interval)."""
-    dropped, left = [], []
-    for row in await connection.fetch(_ARCHIVED_PARTITIONS):
+    dropped: list[str] = []
+    # Closed by their archive only; the one a detach left pending first (the trail may have only
+    # one pending at a time, so no other starts until it is finished).
+    rows = sorted(
+        (row for row in await connection.fetch(_ARCHIVED_PARTITIONS) if row["closed"]),
+        key=lambda row: (not row["pending"], row["relname"]),
+    )
+    for index, row in enumerate(rows):
         name = row["relname"]
-        if not row["closed"]:
-            continue  # not what its archive closed: archive_before refuses it
         attached = await connection.fetchval(
             "select exists (select from pg_inherits where inhrelid = $1::regclass)",
             f"audit_partitions.{name}",
@@ -299,11 +330,12 @@ async def drop_archived(
                 )
             await connection.execute(f"drop table audit_partitions.{name}")
             dropped.append(name)
-        except asyncpg.LockNotAvailableError:
-            left.append(name)
+        except (asyncpg.LockNotAvailableError, asyncpg.ObjectNotInPrerequisiteStateError):
+            # waiting (or another run's detach pending): this one and the rest, next run
+            return dropped, [r["relname"] for r in rows[index:]]
         finally:
             await connection.execute("reset lock_timeout")
-    return dropped, left
+    return dropped, []
 
 
 async def write_month(connection: asyncpg.Connection, name: str, path: Path) -> dict[str, Any]:
@@ -373,6 +405,7 @@ async def verify_full(
     start across the archived months' runs and the trail, each event and run ending at a
     checkpoint held against it."""
     async with connection.transaction(isolation="repeatable_read", readonly=True):
+        await lock_trail(connection)
         held = await held_checkpoints(connection)
         archives = await connection.fetch(
             "select partition_name, location, sha256, events, runs::text as runs "
@@ -394,6 +427,8 @@ def _check_archived(store: ArchiveStore, row: Any, held: Held, work: Path) -> st
     file_name = f"{row['partition_name']}.jsonl.gz"
     path = work / file_name
     where = store.location(file_name)
+    if where != row["location"]:
+        return f"{row['location']}: not in this store (it would be read from {where})"
     try:
         store.fetch(file_name, path)
         if _sha256(path) != row["sha256"]:
@@ -436,9 +471,11 @@ async def delete_expired(
         async with connection.transaction():
             archive = await connection.fetchval(
                 "update data.audit_archives set deleted_at = now() where partition_name = $1 "
-                "returning id",
+                "and deleted_at is null returning id",
                 name,
             )
+            if archive is None:  # another run deleted it meanwhile
+                continue
             # A restored copy goes with its archive: nothing outlives the retention.
             await connection.execute(
                 "delete from data.restored_access_events where archive_id = $1", archive
@@ -508,6 +545,11 @@ async def fetch_checked(
         raise ConfigurationError(
             f"{name} was deleted on {row['deleted_at']:%Y-%m-%d} (retention): nothing to read"
         )
+    if store.location(f"{name}.jsonl.gz") != row["location"]:
+        raise ArchiveError(
+            f"{name} is archived at {row['location']}, not in this store (it would be read "
+            f"from {store.location(f'{name}.jsonl.gz')}): run with the store it was archived to"
+        )
     store.fetch(f"{name}.jsonl.gz", target)
     if _sha256(target) != row["sha256"]:
         raise ArchiveError(f"{row['location']}: its bytes differ from those archived (digest)")
@@ -526,6 +568,11 @@ async def restore(
         if problem is not None:
             raise ArchiveError(f"{row['location']}: {problem}")
         async with connection.transaction():
+            # Not deleted under retention meanwhile (its mark waits for this to commit).
+            if await connection.fetchval(
+                "select deleted_at from data.audit_archives where id = $1 for share", row["id"]
+            ):
+                raise ConfigurationError(f"{name} was deleted under retention meanwhile")
             await connection.execute(
                 "delete from data.restored_access_events where archive_id = $1", row["id"]
             )

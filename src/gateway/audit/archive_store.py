@@ -45,10 +45,15 @@ class FolderStore:
         return str((self.root / name).resolve())
 
     def put(self, name: str, source: Path) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        partial = self.root / f".{name}.partial"
-        shutil.copyfile(source, partial)
-        partial.replace(self.root / name)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            partial = self.root / f".{name}.partial"
+            shutil.copyfile(source, partial)
+            partial.replace(self.root / name)
+        except OSError as exc:
+            raise ArchiveError(
+                f"{self.location(name)} cannot be written: {exc.strerror or exc}"
+            ) from None
 
     def fetch(self, name: str, target: Path) -> None:
         try:

@@ -39,6 +39,7 @@ __all__ = [
     "chain_genesis",
     "event_hash",
     "event_link",
+    "lock_trail",
     "run_link",
     "verify_chain",
     "walk_from",
@@ -329,7 +330,15 @@ async def walk_trail(
 ) -> tuple[ChainReport, Tails]:
     """``verify_chain``'s report, and where each chain ended (the next checkpoint)."""
     async with connection.transaction(isolation="repeatable_read", readonly=True):
+        await lock_trail(connection)
         return await walk_from(connection, since, held)
+
+
+async def lock_trail(connection: asyncpg.Connection) -> None:
+    """First in a repeatable-read transaction (before its snapshot): no archived month is
+    detached, and so dropped, until it ends (DETACH CONCURRENTLY waits for the trail's lockers),
+    so the catalog and the months it reads agree."""
+    await connection.execute("lock table only data.access_events in access share mode")
 
 
 async def walk_from(

@@ -167,7 +167,7 @@ def audit_archive(database_url: str, before: Any, archive_root: Path | None, ope
     the database; then delete archives past GATEWAY_AUDIT_RETENTION. Both audited."""
     from datetime import UTC
 
-    from gateway.audit.archive import archive_before, delete_expired
+    from gateway.audit.archive import ArchiveStopped, archive_before, delete_expired
     from gateway.audit.archive_file import ArchiveError
     from gateway.config import load_settings_of, retention_months
     from gateway.errors import ConfigurationError
@@ -182,6 +182,8 @@ def audit_archive(database_url: str, before: Any, archive_root: Path | None, ope
                 archived, dropped, left = await archive_before(
                     connection, store, before.replace(tzinfo=UTC), operator
                 )
+            except ArchiveStopped as exc:  # what was done before the month that failed
+                return exc.archived, exc.dropped, exc.left, ([], []), f"archive: {exc}"
             except ArchiveError as exc:
                 fail(f"archive: {exc}")
             try:  # what was archived is reported even when the retention is refused
