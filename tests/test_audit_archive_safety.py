@@ -42,6 +42,29 @@ def _partitions(connection: asyncpg.Connection) -> Any:
     )
 
 
+async def _more_history(connection: asyncpg.Connection, offset: int, events: int) -> None:
+    """A month ``offset`` months from this one made (as the owner, as migrate makes them) and
+    ``events`` copies of real disclosures appended to it, their chains continued."""
+    templates = await connection.fetch(
+        "select patient_id, request_id, kind, issuer, subject, role, actor_id, client_id, "
+        "break_glass_reason, objects::text as objects, detail::text as detail, "
+        "object_groups::text as object_groups, object_sets, object_counts, object_ids "
+        "from data.access_events where kind = 'disclosure' limit 5"
+    )
+    owner = await connection.fetchval(
+        "select nspowner::regrole::text from pg_namespace where nspname = 'data'"
+    )
+    await connection.execute(f"set role {owner}")
+    await connection.execute(
+        f"create table audit_partitions.access_events_{_month(offset):%Y_%m} partition of "
+        f"data.access_events for values from ('{_month(offset).isoformat()}') "
+        f"to ('{_month(offset + 1).isoformat()}')"
+    )
+    await connection.execute("reset role")
+    patients = [row[0] for row in templates if row[0] is not None]
+    await append_history(connection, templates, [_month(offset)], events, patients)
+
+
 def test_an_event_rewritten_before_a_checkpoint_is_not_archived_and_full_names_it(trail):
     """Attack: after the nightly verify recorded its checkpoints, a superuser rewrites an event
     of last month that lies before one (its subject), recomputes the hashes of every later event
@@ -56,24 +79,7 @@ def test_an_event_rewritten_before_a_checkpoint_is_not_archived_and_full_names_i
     async def rewrite(connection: asyncpg.Connection) -> dict[str, Any]:
         # More events after the checkpoints (last month), so that the checkpoints lie inside
         # the months archived, not at the ends of their runs.
-        templates = await connection.fetch(
-            "select patient_id, request_id, kind, issuer, subject, role, actor_id, client_id, "
-            "break_glass_reason, objects::text as objects, detail::text as detail, "
-            "object_groups::text as object_groups, object_sets, object_counts, object_ids "
-            "from data.access_events where kind = 'disclosure' limit 5"
-        )
-        owner = await connection.fetchval(
-            "select nspowner::regrole::text from pg_namespace where nspname = 'data'"
-        )
-        await connection.execute(f"set role {owner}")
-        await connection.execute(
-            f"create table audit_partitions.access_events_{_month(-1):%Y_%m} partition of "
-            f"data.access_events for values from ('{_month(-1).isoformat()}') "
-            f"to ('{_month(0).isoformat()}')"
-        )
-        await connection.execute("reset role")
-        patients = [row[0] for row in templates if row[0] is not None]
-        await append_history(connection, templates, [_month(-1)], PER_MONTH, patients)
+        await _more_history(connection, -1, PER_MONTH)
         # A checkpoint in the month two months back, with an event of its chain before it there.
         target = await connection.fetchrow(
             "select c.chain_id, c.chain_seq as checkpoint, min(e.chain_seq) as victim "
@@ -284,23 +290,7 @@ def test_a_month_made_again_after_its_archive_is_neither_archived_nor_dropped(tr
         try:
             store = FolderStore(folder)
             first = await archive_before(connection, store, _month(-2), "test-officer")
-            templates = await connection.fetch(
-                "select patient_id, request_id, kind, issuer, subject, role, actor_id, "
-                "client_id, break_glass_reason, objects::text as objects, detail::text as detail, "
-                "object_groups::text as object_groups, object_sets, object_counts, object_ids "
-                "from data.access_events where kind = 'disclosure' limit 3"
-            )
-            owner = await connection.fetchval(
-                "select nspowner::regrole::text from pg_namespace where nspname = 'data'"
-            )
-            await connection.execute(f"set role {owner}")
-            await connection.execute(
-                f"create table audit_partitions.{month} partition of data.access_events for "
-                f"values from ('{_month(-3).isoformat()}') to ('{_month(-2).isoformat()}')"
-            )
-            await connection.execute("reset role")
-            patients = [row[0] for row in templates]
-            await append_history(connection, templates, [_month(-3)], 4, patients)
+            await _more_history(connection, -3, 4)
             with pytest.raises(ArchiveError) as refused:
                 await archive_before(connection, store, _month(-2), "test-officer")
             return {
