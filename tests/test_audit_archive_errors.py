@@ -276,3 +276,32 @@ def test_a_month_archived_before_a_refused_retention_is_reported(env, tmp_path):
         assert _catalog(url, name)["deleted_at"] is None
     finally:
         asyncio.run(_drop(server_url, made.admin_url))
+
+
+def test_an_archive_read_from_another_store_is_refused_naming_both(fresh, tmp_path):
+    """Failure: restore and verify are given another store than the month was archived to (a
+    new --archive-root, settings changed since). Reading a file of the same name there would
+    check someone else's bytes against the catalog: both refuse, naming where the month was
+    archived and where it would have been read."""
+    url, first, other = fresh, tmp_path / "first", tmp_path / "other"
+    name = _partition(-3)
+    assert _archive(url, first).returncode == 0
+    archived, there = (first / f"{name}.jsonl.gz").resolve(), (other / f"{name}.jsonl.gz").resolve()
+
+    restored = _gateway(
+        "audit", "restore", f"{_month(-3):%Y-%m}", "--database-url", url,
+        "--archive-root", str(other), "--operator", "test-officer",
+    )  # fmt: skip
+    assert restored.returncode == 2
+    assert restored.stderr == (
+        f"gateway: restore: {name} is archived at {archived}, not in this store (it would be "
+        f"read from {there}): run with the store it was archived to\n"
+    )
+    verified = _gateway(
+        "audit", "verify", "--full", "--database-url", url, "--archive-root", str(other)
+    )
+    assert verified.returncode == 1
+    assert verified.stderr == (
+        f"gateway: audit chain broken at archive {archived}: not in this store (it would be "
+        f"read from {there})\n"
+    )

@@ -2,13 +2,13 @@
 verifying the whole trail with its archives.
 
 ``archive_before`` takes each month (partition) that ended on or before a date, and at least
-``GRACE`` ago by the database's clock, oldest first, in one transaction per month that first
-takes SHARE on the partition (no event can be added to it meanwhile): writes its file
-(``gateway.audit.archive_file``), puts it in the store, fetches it back and checks it (its
-digest, every event's hash and link, its count and runs against the partition's, and every
-checkpoint recorded in it: an event rewritten after it was verified is not archived), then
-records it in ``data.audit_archives``, writes an ``audit-archived`` event and closes the month
-(a constraint no row meets, so a late writer is refused, not lost). A month whose check fails is
+``GRACE`` ago by the database's clock, oldest first. Each month is first closed in a short
+transaction of its own (``_close``: a constraint no row meets, so a late writer is refused, not
+lost); then, in one transaction under SHARE on the partition, its file is written
+(``gateway.audit.archive_file``), put in the store, fetched back and checked (its digest, every
+event's hash and link, its count and runs against the partition's, and every checkpoint recorded
+in it: an event rewritten after it was verified is not archived), recorded in
+``data.audit_archives`` and an ``audit-archived`` event written. A month whose check fails is
 left in place, and so are the months after it (those archived are always the oldest).
 
 Then, apart (``drop_archived``), each archived month is detached (CONCURRENTLY: the trail's
@@ -427,7 +427,7 @@ def _check_archived(store: ArchiveStore, row: Any, held: Held, work: Path) -> st
     file_name = f"{row['partition_name']}.jsonl.gz"
     path = work / file_name
     where = store.location(file_name)
-    if where != row["location"]:
+    if _elsewhere(store, row):
         return f"{row['location']}: not in this store (it would be read from {where})"
     try:
         store.fetch(file_name, path)
@@ -496,7 +496,7 @@ async def delete_expired(
         "select partition_name, location from data.audit_archives where deleted_at is not null"
     ):
         file_name = f"{row['partition_name']}.jsonl.gz"
-        if store.location(file_name) == row["location"]:
+        if not _elsewhere(store, row):
             try:
                 if store.delete(file_name) and row["partition_name"] not in deleted:
                     swept.append(row["partition_name"])
@@ -508,11 +508,16 @@ async def delete_expired(
     return deleted, swept
 
 
+def _elsewhere(store: ArchiveStore, row: Any) -> str | None:
+    """Where ``store`` would put a catalog row's file, when that is not where it was archived
+    (another folder or bucket than the run's): the file there is not the one archived."""
+    here = store.location(f"{row['partition_name']}.jsonl.gz")
+    return here if here != row["location"] else None
+
+
 def _in_this_store(store: ArchiveStore, rows: list[Any]) -> None:
     elsewhere = [
-        f"{row['partition_name']} (at {row['location']})"
-        for row in rows
-        if store.location(f"{row['partition_name']}.jsonl.gz") != row["location"]
+        f"{row['partition_name']} (at {row['location']})" for row in rows if _elsewhere(store, row)
     ]
     if elsewhere:
         raise ConfigurationError(
@@ -545,10 +550,10 @@ async def fetch_checked(
         raise ConfigurationError(
             f"{name} was deleted on {row['deleted_at']:%Y-%m-%d} (retention): nothing to read"
         )
-    if store.location(f"{name}.jsonl.gz") != row["location"]:
+    if here := _elsewhere(store, row):
         raise ArchiveError(
             f"{name} is archived at {row['location']}, not in this store (it would be read "
-            f"from {store.location(f'{name}.jsonl.gz')}): run with the store it was archived to"
+            f"from {here}): run with the store it was archived to"
         )
     store.fetch(f"{name}.jsonl.gz", target)
     if _sha256(target) != row["sha256"]:

@@ -16,16 +16,20 @@ import asyncpg
 
 from gateway.audit.chain import Held, Tails
 
-__all__ = ["checkpoints", "held_checkpoints", "record_checkpoints"]
+__all__ = ["checkpoints", "furthest", "held_checkpoints", "record_checkpoints"]
 
 
 async def checkpoints(connection: asyncpg.Connection) -> Tails:
     """Each chain's furthest checkpoint."""
-    rows = await connection.fetch(
-        "select distinct on (chain_id) chain_id, chain_seq, hash from data.audit_checkpoints "
-        "order by chain_id, chain_seq desc"
-    )
-    return {row["chain_id"]: (row["chain_seq"], bytes(row["hash"])) for row in rows}
+    return furthest(await held_checkpoints(connection))
+
+
+def furthest(held: Held) -> Tails:
+    """Each chain's furthest checkpoint among ``held``."""
+    tails: Tails = {}
+    for (chain, position), (digest, _) in sorted(held.items()):
+        tails[chain] = (position, digest)
+    return tails
 
 
 async def held_checkpoints(connection: asyncpg.Connection) -> Held:

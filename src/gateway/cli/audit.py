@@ -88,7 +88,7 @@ def audit_verify(
 
     from gateway.audit.archive import verify_full
     from gateway.audit.chain import ChainReport, walk_trail
-    from gateway.audit.checkpoints import checkpoints, held_checkpoints, record_checkpoints
+    from gateway.audit.checkpoints import furthest, held_checkpoints, record_checkpoints
 
     async def go() -> ChainReport:
         connection = await connect(database_url)
@@ -112,9 +112,8 @@ def audit_verify(
                 store = _store(archive_root) if needs_store else None
                 report, tails = await verify_full(connection, store)
             else:
-                report, tails = await walk_trail(
-                    connection, await checkpoints(connection), await held_checkpoints(connection)
-                )
+                held = await held_checkpoints(connection)
+                report, tails = await walk_trail(connection, furthest(held), held)
             if report.intact:
                 await record_checkpoints(connection, tails)
             return report
