@@ -86,17 +86,6 @@ RATES = (10, 100, 1000)
 DAYS_PER_MONTH = 365.25 / 12
 HERE = WORK / "audit_capacity"
 
-# The rows of a month as ``gateway audit archive`` selects them (gateway.audit.archive), in
-# gateway.audit.archive_file.event_order.
-ARCHIVE_ROWS = """
-select id, occurred_at, request_id, kind, issuer, subject, role, actor_id, patient_id,
-       detail::text as detail, client_id, break_glass_reason, objects::text as objects, seq,
-       prev_hash, hash, chain_id, chain_seq, object_groups::text as object_groups, object_ids,
-       object_sets, object_counts
-from audit_partitions.{name}
-order by case when chain_id is not null then chain_id when seq is not null then 0 else -1 end,
-         coalesce(chain_seq, seq, id)
-"""
 # The templates append_history copies: every column it reads, the JSON as text.
 TEMPLATES = """
 select id, request_id, kind, issuer, subject, role, actor_id, patient_id, client_id,
@@ -313,11 +302,12 @@ async def measure_kinds(
 
 async def archive_sample(admin: asyncpg.Connection, kind: str, ids: list[int]) -> int:
     """The compressed bytes of one kind's events in an archive file of their own."""
+    from gateway.audit.archive import MONTH_ROWS
     from gateway.audit.archive_file import ArchiveWriter
 
     path = HERE / "archives" / f"sample_{kind}.jsonl.gz"
     writer = ArchiveWriter(path, {"partition": f"sample_{kind}"})
-    query = ARCHIVE_ROWS.format(name="x").replace(
+    query = MONTH_ROWS.format(name="x").replace(
         "from audit_partitions.x", "from data.access_events where id = any($1::bigint[])"
     )
     async with admin.transaction():

@@ -60,6 +60,7 @@ from gateway.audit.fhir import to_audit_event
 from gateway.errors import ConfigurationError
 
 __all__ = [
+    "MONTH_ROWS",
     "ArchiveStopped",
     "Archived",
     "archive_before",
@@ -81,11 +82,12 @@ join pg_namespace n on n.oid = c.relnamespace
 where i.inhparent = 'data.access_events'::regclass and n.nspname = 'audit_partitions'
 order by c.relname
 """
-_ROWS = """
+# A month's rows as an archive file holds them (gateway.audit.archive_file), in its order.
+MONTH_ROWS = """
 select id, occurred_at, request_id, kind, issuer, subject, role, actor_id, patient_id,
        detail::text as detail, client_id, break_glass_reason, objects::text as objects, seq,
-       prev_hash, hash, chain_id, chain_seq, object_groups::text as object_groups, object_ids,
-       object_sets, object_counts
+       prev_hash, hash, chain_id, chain_seq, object_groups::text as object_groups,
+       object_ids::text[] as object_ids, object_sets, object_counts
 from audit_partitions.{name}
 order by case when chain_id is not null then chain_id when seq is not null then 0 else -1 end,
          coalesce(chain_seq, seq, id)
@@ -353,8 +355,12 @@ async def write_month(connection: asyncpg.Connection, name: str, path: Path) -> 
             "written_at": datetime.now(UTC).isoformat(),
         },
     )
-    async for row in connection.cursor(_ROWS.format(name=name), prefetch=2000):
-        writer.write(row)
+    try:
+        async for row in connection.cursor(MONTH_ROWS.format(name=name), prefetch=2000):
+            writer.write(row)
+    except BaseException:
+        writer.discard()
+        raise
     return writer.close()
 
 

@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
+import re
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
+
+import orjson
 
 __all__ = [
     "COLUMNS",
@@ -98,48 +101,86 @@ def _encode(name: str, value: Any) -> Any:
     return value
 
 
+_CHUNK = 1 << 20  # bytes of lines handed to the compressing thread at once
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+_UUIDS = re.compile(r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12},)*")
+
+
 def _decode(name: str, value: Any) -> Any:
     if value is None:
         return None
     if name == "occurred_at":
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        if not isinstance(value, str) or not _TIME.fullmatch(value):
+            raise ValueError(f"not a time as archived: {value!r}")
+        return datetime.fromisoformat(value)
     if name in ("prev_hash", "hash"):
         return bytes.fromhex(value)
     if name in ("actor_id", "patient_id"):
         return UUID(value)
-    if name == "object_ids":
-        return [UUID(item) for item in value]
+    if name == "object_ids":  # kept as their text (as uuid[] prints it), checked: a month holds
+        # tens of millions of them, and every reader takes the text (gateway.audit.chain.event_hash)
+        if not isinstance(value, list) or (value and not _UUIDS.fullmatch(",".join(value) + ",")):
+            raise ValueError("object_ids are not uuids as archived")
+        return value
     return value
 
 
 def _line(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    return orjson.dumps(value) + b"\n"
 
 
 class ArchiveWriter:
     """Writes the file to ``path`` as rows come (any number, in ``event_order``; ``objects``,
     ``detail`` and ``object_groups`` as text): the events first, to a part of their own, then
     the header, which needs their count and runs, is put before them. The file is three gzip
-    members, header, events, trailer: one stream to any gzip reader."""
+    members, header, events, trailer: one stream to any gzip reader.
+
+    The events' lines are digested and compressed a megabyte at a time in a thread of their own
+    (hashlib and zlib let go of the GIL), one chunk at a time and in order, while the next rows
+    are encoded: writing a month costs about what the slower of the two costs, not both. Call
+    ``close`` at the end, or ``discard`` on a failure."""
 
     def __init__(self, path: Path, header: dict[str, Any]) -> None:
         self.path = path
         self.header = header
         self._events_path = path.with_name(path.name + ".events")
-        self._events = gzip.open(self._events_path, "wb", compresslevel=6)  # noqa: SIM115
+        # Level 4: on the bench's months 1.2 % larger than level 6 in 63 % of its time.
+        self._events = gzip.open(self._events_path, "wb", compresslevel=4)  # noqa: SIM115
         self._digest = hashlib.sha256()
         self._runs = Runs()
         self.count = 0
+        self._pending = bytearray()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="audit-archive-gzip")
+        self._compressing: Future[None] | None = None
 
     def write(self, row: Any) -> None:
-        line = _line({name: _encode(name, row[name]) for name in COLUMNS})
-        self._digest.update(line)
-        self._events.write(line)
+        self._pending += _line({name: _encode(name, row[name]) for name in COLUMNS})
+        if len(self._pending) >= _CHUNK:
+            self._hand_over()
         self._runs.add(row)
         self.count += 1
 
+    def _hand_over(self) -> None:
+        if self._compressing is not None:
+            self._compressing.result()  # the chunk before (and its error, if it failed)
+        chunk, self._pending = bytes(self._pending), bytearray()
+        self._compressing = self._thread.submit(self._compress, chunk)
+
+    def _compress(self, chunk: bytes) -> None:
+        self._digest.update(chunk)
+        self._events.write(chunk)
+
+    def discard(self) -> None:
+        """Stop after a failure (the caller removes the files)."""
+        self._thread.shutdown(cancel_futures=True)
+        self._events.close()
+
     def close(self) -> dict[str, Any]:
         """Finish the file; return its header."""
+        self._hand_over()
+        assert self._compressing is not None
+        self._compressing.result()
+        self._thread.shutdown()
         self._events.close()
         header = {
             "format": FORMAT,
@@ -193,8 +234,8 @@ class Runs:
 
 def _parse(line: bytes, number: int) -> Any:
     try:
-        return json.loads(line)
-    except ValueError:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
         raise ArchiveError(f"line {number} is not JSON") from None
 
 

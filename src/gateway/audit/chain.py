@@ -123,8 +123,16 @@ def event_hash(prev: bytes, row: Any) -> bytes:
     ids = row.get("object_ids")
     if ids is not None:  # since migration 0016: the groups as text, the ids as 16 bytes each
         data += f"{_field(row['object_groups'])}{16 * len(ids)}:".encode()
-        data += b"".join(object_id.bytes for object_id in ids)
+        data += _id_bytes(ids)
     return hashlib.sha256(data).digest()
+
+
+def _id_bytes(ids: list[Any]) -> bytes:
+    """The ids' 16 bytes each: uuids as the database gives them, or their text as an archive
+    holds it (``gateway.audit.archive_file``: checked there as uuids in canonical form)."""
+    if ids and isinstance(ids[0], str):
+        return bytes.fromhex("".join(ids).replace("-", ""))
+    return b"".join(object_id.bytes for object_id in ids)
 
 
 @dataclass(frozen=True, slots=True)
