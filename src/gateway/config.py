@@ -253,6 +253,10 @@ class Settings(BaseSettings):
     audit_archive_root: Path | None = None
     """folder of the audit trail's archived months (`gateway audit archive`); none: the media
     store's bucket under `audit-archive/` when `GATEWAY_MEDIA_STORE=s3`"""
+    audit_anchor: str | None = None
+    """where `gateway audit verify` keeps the chains' heads outside the database, a folder or
+    `s3://bucket/prefix` (writable by the verify job alone, versions kept): each run starts
+    from them and writes the heads it verified; none: the trail is verified against itself"""
     audit_retention: str = Field(default="6y", pattern=r"^[1-9][0-9]{0,3}(y|mo)$")
     """how long an archived month is kept after it ends, in years (`6y`) or months (`72mo`);
     `gateway audit archive` deletes older archives and audits each deletion"""

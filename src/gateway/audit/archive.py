@@ -392,7 +392,7 @@ def _check_file(
             checkpoint = held.get((link.chain, link.first))
             if checkpoint is not None and checkpoint[0] != link.hash:
                 return (
-                    f"{where}: differs from the checkpoint recorded {checkpoint[1]} (the trail "
+                    f"{where}: differs from the checkpoint {checkpoint[1]} (the trail "
                     "was rewritten after it was verified)"
                 )
             inside[link.chain] = (link.last, link.hash)
@@ -404,15 +404,15 @@ def _check_file(
 
 
 async def verify_full(
-    connection: asyncpg.Connection, store: ArchiveStore | None
+    connection: asyncpg.Connection, store: ArchiveStore | None, anchored: Held | None = None
 ) -> tuple[ChainReport, Tails]:
     """Every archived month's file, one at a time (its digest against the catalog, then
     ``_check_file`` against the catalog's runs and every checkpoint), then every chain from its
     start across the archived months' runs and the trail, each event and run ending at a
-    checkpoint held against it."""
+    checkpoint (or an anchored head, ``anchored``) held against it."""
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         await lock_trail(connection)
-        held = await held_checkpoints(connection)
+        held = {**await held_checkpoints(connection), **(anchored or {})}
         archives = await connection.fetch(
             "select partition_name, location, sha256, events, runs::text as runs "
             "from data.audit_archives where deleted_at is null order by period_start"

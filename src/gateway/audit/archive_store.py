@@ -77,7 +77,12 @@ class S3Store:
     """An S3-compatible bucket through boto3 (``pip install consultation-gateway[s3]``)."""
 
     def __init__(
-        self, bucket: str, *, endpoint_url: str | None = None, region: str | None = None
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        prefix: str = PREFIX,
     ) -> None:
         try:
             import boto3
@@ -85,28 +90,28 @@ class S3Store:
             raise ConfigurationError(
                 "the audit archive in S3 needs boto3: pip install 'consultation-gateway[s3]'"
             ) from None
-        self.bucket = bucket
+        self.bucket, self.prefix = bucket, prefix
         self.client: Any = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
 
     def location(self, name: str) -> str:
-        return f"s3://{self.bucket}/{PREFIX}{name}"
+        return f"s3://{self.bucket}/{self.prefix}{name}"
 
     def put(self, name: str, source: Path) -> None:
         with self._failing(name, "cannot be written"):
-            self.client.upload_file(str(source), self.bucket, PREFIX + name)
+            self.client.upload_file(str(source), self.bucket, self.prefix + name)
 
     def fetch(self, name: str, target: Path) -> None:
         with self._failing(name, "cannot be read"):
-            self.client.download_file(self.bucket, PREFIX + name, str(target))
+            self.client.download_file(self.bucket, self.prefix + name, str(target))
 
     def delete(self, name: str) -> bool:
         try:
             with self._failing(name, "cannot be deleted"):
-                self.client.head_object(Bucket=self.bucket, Key=PREFIX + name)
+                self.client.head_object(Bucket=self.bucket, Key=self.prefix + name)
         except MissingArchive:
             return False
         with self._failing(name, "cannot be deleted"):
-            self.client.delete_object(Bucket=self.bucket, Key=PREFIX + name)
+            self.client.delete_object(Bucket=self.bucket, Key=self.prefix + name)
         return True
 
     @contextmanager

@@ -154,7 +154,8 @@ Tails = dict[int, tuple[int, bytes]]
 """Per chain, the last position verified and its hash."""
 
 Held = dict[tuple[int, int], tuple[bytes, str]]
-"""Checkpoints recorded: (chain, position) to the hash there and when and by whom."""
+"""Checkpoints: (chain, position) to the hash there and what recorded it ("recorded <when> by
+<whom>", "anchored <when> at <where>")."""
 
 
 def genesis_tails(chains: Iterable[int]) -> Tails:
@@ -241,7 +242,7 @@ class ChainWalk:
         checkpoint = self.held.get((link.chain, link.last))
         if checkpoint is not None and checkpoint[0] != link.hash:
             self.broken = (
-                f"broken at {link.where}: differs from the checkpoint recorded {checkpoint[1]} "
+                f"broken at {link.where}: differs from the checkpoint {checkpoint[1]} "
                 "(the trail was rewritten after it was verified)"
             )
             return False
@@ -253,8 +254,14 @@ class ChainWalk:
         """Hold every chain before ``chain`` against its head; False at the first that differs."""
         while self._unchecked and self._unchecked[0] < chain:
             done = self._unchecked.pop(0)
-            tail = self.tails[done]
-            if self.heads.get(done) != tail:
+            tail, head = self.tails[done], self.heads.get(done)
+            if head is not None and head[0] == tail[0] and head[1] != tail[1]:
+                self.broken = (  # no event after an anchored head, and the head row rewritten
+                    f"broken at {_position(done, tail[0])}: the chain's head row differs from "
+                    "the hash verified there (the trail was rewritten after it was verified)"
+                )
+                return False
+            if head != tail:
                 self.broken = f"broken after {_position(done, tail[0])}: events were removed"
                 return False
         return True
@@ -356,7 +363,7 @@ async def walk_from(
     now = await heads(connection)
     tails = genesis_tails(now)
     if since:
-        tails.update({chain: tail for chain, tail in since.items() if chain in tails})
+        tails.update(since)  # a chain verified before and now gone: its events were removed
     runs = sorted(
         (link for _, _, _, link in await archived_runs(connection)),
         key=lambda link: (link.chain, link.first),

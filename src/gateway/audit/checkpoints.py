@@ -33,14 +33,14 @@ def furthest(held: Held) -> Tails:
 
 
 async def held_checkpoints(connection: asyncpg.Connection) -> Held:
-    """Every checkpoint ever recorded: (chain, position) to (hash, when and by whom)."""
+    """Every checkpoint ever recorded: (chain, position) to (hash, "recorded <when> by <whom>")."""
     rows = await connection.fetch(
         "select chain_id, chain_seq, hash, verified_at, recorded_by from data.audit_checkpoints"
     )
     return {
         (row["chain_id"], row["chain_seq"]): (
             bytes(row["hash"]),
-            f"{row['verified_at']:%Y-%m-%d %H:%M:%S} UTC by {row['recorded_by']}",
+            f"recorded {row['verified_at']:%Y-%m-%d %H:%M:%S} UTC by {row['recorded_by']}",
         )
         for row in rows
     }

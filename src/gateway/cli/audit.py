@@ -77,20 +77,50 @@ def _operator_option(function: Callable[..., Any]) -> Callable[..., Any]:
     default=None,
     help="First make the trail's months ahead (this one and the next N): the nightly job's.",
 )
+@click.option(
+    "--anchor",
+    "anchor_at",
+    default=None,
+    help="Where the chains' heads are kept outside the database, a folder or s3://bucket/prefix "
+    "(default GATEWAY_AUDIT_ANCHOR; none: the trail is verified against itself).",
+)
+@click.option(
+    "--first-anchor",
+    is_flag=True,
+    help="Write the first anchor where there is none (refused where there is one).",
+)
 def audit_verify(
-    database_url: str, full: bool, archive_root: Path | None, months_ahead: int | None
+    database_url: str,
+    full: bool,
+    archive_root: Path | None,
+    months_ahead: int | None,
+    anchor_at: str | None,
+    first_anchor: bool,
 ) -> None:
-    """Check the hash chains since the last checkpoint (--full: everything, archives too); name
-    the first broken link (exit 1); record the new checkpoints."""
+    """Check the hash chains since the last checkpoint (--full: everything, archives too), from
+    the anchor's heads when there is one; name the first broken link (exit 1); record the new
+    checkpoints and write the anchor."""
     import time
 
     import asyncpg
 
+    from gateway.audit.anchor import anchor_store, read_anchor, write_anchor
     from gateway.audit.archive import verify_full
     from gateway.audit.chain import ChainReport, walk_trail
     from gateway.audit.checkpoints import furthest, held_checkpoints, record_checkpoints
+    from gateway.config import load_settings_of
+    from gateway.errors import ConfigurationError
+
+    anchored = "; not anchored outside the database (GATEWAY_AUDIT_ANCHOR)"
 
     async def go() -> ChainReport:
+        nonlocal anchored
+        settings = load_settings_of("audit_anchor", "media_s3_endpoint_url", "media_s3_region")
+        where = anchor_at or settings.audit_anchor
+        if first_anchor and not where:
+            raise ConfigurationError("--first-anchor needs --anchor or GATEWAY_AUDIT_ANCHOR")
+        store = anchor_store(where, settings) if where else None
+        anchor = read_anchor(store, first=first_anchor) if store is not None else None
         connection = await connect(database_url)
         try:
             if months_ahead is not None:
@@ -109,13 +139,21 @@ def audit_verify(
                 needs_store = await connection.fetchval(
                     "select exists (select from data.audit_archives where deleted_at is null)"
                 )
-                store = _store(archive_root) if needs_store else None
-                report, tails = await verify_full(connection, store)
+                archives = _store(archive_root) if needs_store else None
+                report, tails = await verify_full(
+                    connection, archives, anchor.held() if anchor else None
+                )
             else:
                 held = await held_checkpoints(connection)
-                report, tails = await walk_trail(connection, furthest(held), held)
+                since = furthest(held)
+                if anchor is not None:  # its heads, not the database's checkpoints
+                    since, held = {**since, **anchor.heads}, {**held, **anchor.held()}
+                report, tails = await walk_trail(connection, since, held)
             if report.intact:
                 await record_checkpoints(connection, tails)
+                if store is not None:
+                    first = " (the first)" if anchor is None else ""
+                    anchored = f"; anchored{first} at {write_anchor(store, tails)}"
             return report
         finally:
             await connection.close()
@@ -128,7 +166,7 @@ def audit_verify(
     seconds = time.monotonic() - started
     rate = f", {report.events / seconds:,.0f} events/s" if report.events else ""
     scope = "everything, archives included" if full else "since the last checkpoint"
-    click.echo(f"{report.message} ({scope}; {seconds:.2f} s{rate})")
+    click.echo(f"{report.message} ({scope}; {seconds:.2f} s{rate}{anchored})")
 
 
 @audit.command("partitions")

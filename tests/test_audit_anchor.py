@@ -1,0 +1,338 @@
+"""The chains' heads kept outside the database (``gateway audit verify --anchor``,
+GATEWAY_AUDIT_ANCHOR): the rewrites a superuser can make consistent inside the database (the
+events, the chains' head rows and the checkpoints together) pass a verification against the
+database alone, and are named by one against the anchor.
+
+Each test has a database of its own (``_make_trail``: real events of this month and a past month
+of copies), the anchor a folder of its own, and runs the command as the CronJob does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.support.audit_history import append_history, rewrite_chain
+from tests.support.backup_restore import CREDENTIALS, ObjectStore
+from tests.test_audit_archive import _drop, _gateway, _make_trail, _month, _sql
+
+
+@pytest.fixture
+def trail(env, tmp_path):
+    """(environment, anchor folder)."""
+    made, _, server_url = _make_trail(env, tmp_path / "media", (-1,), 200)
+    yield made, tmp_path / "anchor"
+    asyncio.run(_drop(server_url, made.admin_url))
+
+
+async def _heads(connection: asyncpg.Connection) -> dict[int, tuple[int, str]]:
+    rows = await connection.fetch(
+        "select id, last_seq, last_hash from data.audit_chains where last_seq > 0"
+    )
+    return {row["id"]: (row["last_seq"], bytes(row["last_hash"]).hex()) for row in rows}
+
+
+def _anchored(folder: Path) -> dict[int, tuple[int, str]]:
+    document = json.loads((folder / "anchor.json").read_text())
+    assert document["format"] == "consultation-gateway/audit-anchor"
+    return {head["chain"]: (head["position"], head["hash"]) for head in document["heads"]}
+
+
+def _verify(url: str, *args: str, **environ: str) -> Any:
+    return _gateway("audit", "verify", "--database-url", url, *args, **environ)
+
+
+async def _append(connection: asyncpg.Connection, events: int) -> None:
+    """``events`` more copies of real disclosures, this month, their chains continued."""
+    templates = await connection.fetch(
+        "select patient_id, request_id, kind, issuer, subject, role, actor_id, client_id, "
+        "break_glass_reason, objects::text as objects, detail::text as detail, "
+        "object_groups::text as object_groups, object_sets, object_counts, object_ids "
+        "from data.access_events where kind = 'disclosure' limit 5"
+    )
+    patients = [row[0] for row in templates if row[0] is not None]
+    await append_history(connection, templates, [_month(0)], events, patients)
+
+
+async def _checkpoints_rewritten(connection: asyncpg.Connection, chain: int) -> None:
+    """As a superuser, the chain's checkpoints replaced by one at its (rewritten) head."""
+    async with connection.transaction():
+        await connection.execute("set local session_replication_role = replica")
+        await connection.execute("delete from data.audit_checkpoints where chain_id = $1", chain)
+        await connection.execute(
+            "insert into data.audit_checkpoints (chain_id, chain_seq, hash) "
+            "select id, last_seq, last_hash from data.audit_chains where id = $1",
+            chain,
+        )
+
+
+def _chain_of(url: str) -> tuple[int, int]:
+    """The chain with the most events, and its head's position."""
+    row = _sql(
+        url,
+        lambda c: c.fetchrow(
+            "select id, last_seq from data.audit_chains order by last_seq desc, id limit 1"
+        ),
+    )
+    return row["id"], row["last_seq"]
+
+
+def test_a_rewrite_made_whole_in_the_database_is_named_against_the_anchor(trail):
+    """Attack: after a verification wrote its anchor, a superuser rewrites an earlier event (its
+    subject), recomputes the hashes of every later event of its chain and its head row, and
+    replaces the chain's checkpoints to match: verifying against the database alone finds
+    nothing. Expected: against the anchor, the first event after the anchored head does not
+    follow it (exit 1); ``--full`` names the event at the anchored position; the anchor is not
+    overwritten by a failed run."""
+    env, folder = trail
+    url = env.admin_url
+    first = _verify(
+        url, "--first-anchor", GATEWAY_AUDIT_ANCHOR=str(folder)
+    )  # the CronJob's way: its setting
+    assert first.returncode == 0, first.stderr
+    location = (folder / "anchor.json").resolve()
+    assert first.stdout.rstrip().endswith(f"; anchored (the first) at {location})")
+    assert _anchored(folder) == _sql(url, _heads)
+    chain, anchored = _chain_of(url)
+
+    _sql(url, lambda c: _append(c, 300))  # the day's traffic after the verification
+    later = _verify(url, "--anchor", str(folder))
+    assert later.returncode == 0, later.stderr
+    assert later.stdout.rstrip().endswith(f"; anchored at {location})")
+    assert _anchored(folder) == _sql(url, _heads)
+    anchored = _anchored(folder)[chain][0]
+    _sql(url, lambda c: _append(c, 300))
+    anchor_bytes = (folder / "anchor.json").read_bytes()
+
+    async def attack(connection: asyncpg.Connection) -> int:
+        await rewrite_chain(connection, chain, anchored - 5, "someone-else")
+        await _checkpoints_rewritten(connection, chain)
+        return await connection.fetchval(
+            "select id from data.access_events where chain_id = $1 and chain_seq = $2",
+            chain,
+            anchored + 1,
+        )
+
+    after = _sql(url, attack)
+    at_anchor = _sql(
+        url,
+        lambda c: c.fetchval(
+            "select id from data.access_events where chain_id = $1 and chain_seq = $2",
+            chain,
+            anchored,
+        ),
+    )
+
+    alone = _verify(url)  # the database alone: whole again
+    assert alone.returncode == 0, alone.stderr
+    assert "not anchored outside the database (GATEWAY_AUDIT_ANCHOR)" in alone.stdout
+    alone_full = _verify(url, "--full")
+    assert alone_full.returncode == 0, alone_full.stderr
+
+    refused = _verify(url, "--anchor", str(folder))
+    assert refused.returncode == 1, refused.stdout
+    assert refused.stderr == (
+        f"gateway: audit chain broken at chain {chain} position {anchored + 1} (event id "
+        f"{after}): does not follow position {anchored}\n"
+    )
+    full = _verify(url, "--full", "--anchor", str(folder))
+    assert full.returncode == 1, full.stdout
+    assert full.stderr.startswith(
+        f"gateway: audit chain broken at chain {chain} position {anchored} (event id "
+        f"{at_anchor}): differs from the checkpoint anchored "
+    )
+    assert full.stderr.endswith(
+        f" UTC at {location} (the trail was rewritten after it was verified)\n"
+    )
+    assert (folder / "anchor.json").read_bytes() == anchor_bytes
+
+
+def test_a_head_rewritten_with_nothing_after_it_is_named(trail):
+    """Attack: the last event a verification anchored rewritten (no event after it), the head
+    row and the checkpoints made to match. Expected: the chain's head row differs from the hash
+    verified there (exit 1)."""
+    env, folder = trail
+    url = env.admin_url
+    assert _verify(url, "--anchor", str(folder), "--first-anchor").returncode == 0
+    chain, head = _chain_of(url)
+
+    async def attack(connection: asyncpg.Connection) -> None:
+        await rewrite_chain(connection, chain, head, "someone-else")
+        await _checkpoints_rewritten(connection, chain)
+
+    _sql(url, attack)
+    assert _verify(url).returncode == 0
+    refused = _verify(url, "--anchor", str(folder))
+    assert refused.returncode == 1, refused.stdout
+    assert refused.stderr == (
+        f"gateway: audit chain broken at chain {chain} position {head}: the chain's head row "
+        "differs from the hash verified there (the trail was rewritten after it was verified)\n"
+    )
+
+
+def test_events_cut_from_a_chains_end_are_named(trail):
+    """Attack: the last three events of a chain deleted, its head row set back to the event
+    before them and its checkpoints to match (what a restore from an older backup also leaves).
+    Expected: events were removed after the anchored head (exit 1)."""
+    env, folder = trail
+    url = env.admin_url
+    assert _verify(url, "--anchor", str(folder), "--first-anchor").returncode == 0
+    chain, head = _chain_of(url)
+
+    async def attack(connection: asyncpg.Connection) -> None:
+        async with connection.transaction():
+            await connection.execute("set local session_replication_role = replica")
+            await connection.execute(
+                "delete from data.access_events where chain_id = $1 and chain_seq > $2",
+                chain,
+                head - 3,
+            )
+            await connection.execute(
+                "update data.audit_chains c set last_seq = e.chain_seq, last_hash = e.hash "
+                "from data.access_events e where c.id = $1 and e.chain_id = $1 "
+                "and e.chain_seq = $2",
+                chain,
+                head - 3,
+            )
+        await _checkpoints_rewritten(connection, chain)
+
+    _sql(url, attack)
+    assert _verify(url).returncode == 0
+    refused = _verify(url, "--anchor", str(folder))
+    assert refused.returncode == 1, refused.stdout
+    assert refused.stderr == (
+        f"gateway: audit chain broken after chain {chain} position {head}: events were removed\n"
+    )
+
+
+def test_an_anchor_that_is_not_one_is_refused_and_left_as_it_is(trail):
+    """Attack: the anchor replaced by a file no verification wrote (so that verify would start
+    afresh, from the database's checkpoints). Expected: refused naming it (exit 2); nothing is
+    recorded and the file stays as found."""
+    env, folder = trail
+    url = env.admin_url
+    folder.mkdir()
+    (folder / "anchor.json").write_text('{"format": "something else", "version": 1}\n')
+    checkpoints = _sql(url, lambda c: c.fetchval("select count(*) from data.audit_checkpoints"))
+    refused = _verify(url, "--anchor", str(folder))
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        f"gateway: {(folder / 'anchor.json').resolve()} is not an audit anchor (ValueError: "
+        "format 'something else' version 1); it was written by no verification: put back the "
+        "one the store's versions keep\n"
+    )
+    assert (folder / "anchor.json").read_text() == '{"format": "something else", "version": 1}\n'
+    assert checkpoints == _sql(
+        url, lambda c: c.fetchval("select count(*) from data.audit_checkpoints")
+    )
+
+
+def test_a_chain_removed_whole_is_named(trail):
+    """Attack: one chain's events, head row and checkpoints all deleted, as if it never was.
+    Expected: the anchored chain's events were removed (exit 1)."""
+    env, folder = trail
+    url = env.admin_url
+    assert _verify(url, "--anchor", str(folder), "--first-anchor").returncode == 0
+    chain, head = _chain_of(url)
+
+    async def attack(connection: asyncpg.Connection) -> None:
+        async with connection.transaction():
+            await connection.execute("set local session_replication_role = replica")
+            for table, column in (
+                ("access_events", "chain_id"),
+                ("audit_checkpoints", "chain_id"),
+                ("audit_chains", "id"),
+            ):
+                await connection.execute(f"delete from data.{table} where {column} = $1", chain)
+
+    _sql(url, attack)
+    assert _verify(url).returncode == 0
+    refused = _verify(url, "--anchor", str(folder))
+    assert refused.returncode == 1, refused.stdout
+    assert refused.stderr == (
+        f"gateway: audit chain broken after chain {chain} position {head}: events were removed\n"
+    )
+
+
+def test_the_anchor_in_an_object_store_is_read_and_written_there(trail, tmp_path):
+    """GATEWAY_AUDIT_ANCHOR=s3://bucket/prefix (an S3-compatible server: moto's; its endpoint
+    the media store's setting): the first run writes the anchor there, the next reads it and
+    moves it on, and a rewrite is named against it; a bucket that is not there is named (exit
+    2), nothing verified without it."""
+    env, _ = trail
+    url = env.admin_url
+    store = ObjectStore(tmp_path)
+    try:
+        store.client().create_bucket(Bucket="anchors")
+        s3 = {
+            **CREDENTIALS,
+            "GATEWAY_MEDIA_S3_ENDPOINT_URL": store.url,
+            "GATEWAY_AUDIT_ANCHOR": "s3://anchors/consultation/trail/",
+        }
+        first = _verify(url, "--first-anchor", **s3)
+        assert first.returncode == 0, first.stderr
+        location = "s3://anchors/consultation/trail/anchor.json"
+        assert first.stdout.rstrip().endswith(f"; anchored (the first) at {location})")
+
+        def anchored() -> dict[int, tuple[int, str]]:
+            body = store.client().get_object(Bucket="anchors", Key="consultation/trail/anchor.json")
+            document = json.loads(body["Body"].read())
+            return {h["chain"]: (h["position"], h["hash"]) for h in document["heads"]}
+
+        assert anchored() == _sql(url, _heads)
+        _sql(url, lambda c: _append(c, 50))
+        later = _verify(url, **s3)
+        assert later.returncode == 0, later.stderr
+        assert later.stdout.rstrip().endswith(f"; anchored at {location})")
+        assert anchored() == _sql(url, _heads)
+        chain, head = _chain_of(url)
+
+        async def attack(connection: asyncpg.Connection) -> None:
+            await rewrite_chain(connection, chain, head, "someone-else")
+            await _checkpoints_rewritten(connection, chain)
+
+        _sql(url, attack)
+        refused = _verify(url, **s3)
+        assert refused.returncode == 1, refused.stdout
+        assert refused.stderr == (
+            f"gateway: audit chain broken at chain {chain} position {head}: the chain's head "
+            "row differs from the hash verified there (the trail was rewritten after it was "
+            "verified)\n"
+        )
+        missing = _verify(url, **{**s3, "GATEWAY_AUDIT_ANCHOR": "s3://no-such-bucket/trail"})
+        assert missing.returncode == 2
+        assert missing.stderr.startswith(
+            "gateway: there is no audit anchor at s3://no-such-bucket/trail/anchor.json: "
+        )
+    finally:
+        store.stop()
+
+
+def test_a_missing_anchor_is_refused_and_a_first_one_written_only_once(trail):
+    """Attack: the anchor deleted from its store, so that verify would start afresh from the
+    database's checkpoints. Expected: refused naming where it should be (exit 2), nothing
+    recorded; ``--first-anchor`` writes the first one, and is refused once there is one."""
+    env, folder = trail
+    url = env.admin_url
+    location = (folder / "anchor.json").resolve()
+    missing = _verify(url, "--anchor", str(folder))
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        f"gateway: there is no audit anchor at {location}: the first verification against it "
+        "writes it with --first-anchor; after that, a missing anchor was removed (put back the "
+        "one the store's versions keep)\n"
+    )
+    assert _sql(url, lambda c: c.fetchval("select count(*) from data.audit_checkpoints")) == 0
+    assert _verify(url, "--anchor", str(folder), "--first-anchor").returncode == 0
+    again = _verify(url, "--anchor", str(folder), "--first-anchor")
+    assert again.returncode == 2
+    assert again.stderr.startswith(f"gateway: an audit anchor is already at {location} (written ")
+    assert again.stderr.endswith("): --first-anchor would start the trail's verification afresh\n")
+    alone = _verify(url, "--first-anchor")
+    assert alone.returncode == 2
+    assert alone.stderr == "gateway: --first-anchor needs --anchor or GATEWAY_AUDIT_ANCHOR\n"
