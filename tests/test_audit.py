@@ -852,7 +852,9 @@ def test_verify_walks_both_kinds_of_chain_and_counts_every_event(chains):
         ),
         (
             "update data.audit_chain_head set last_hash = '\\x00'",
-            lambda rows: (3, "broken after seq 3: events were removed"),
+            lambda rows: (
+                3, "broken at seq 3: the chain's head row differs from the hash verified there"
+            ),
         ),
         (
             "delete from data.audit_chain_head",

@@ -256,9 +256,9 @@ class ChainWalk:
             done = self._unchecked.pop(0)
             tail, head = self.tails[done], self.heads.get(done)
             if head is not None and head[0] == tail[0] and head[1] != tail[1]:
-                self.broken = (  # no event after an anchored head, and the head row rewritten
+                self.broken = (  # the head row rewritten (after an anchored head, no event)
                     f"broken at {_position(done, tail[0])}: the chain's head row differs from "
-                    "the hash verified there (the trail was rewritten after it was verified)"
+                    "the hash verified there"
                 )
                 return False
             if head != tail:
