@@ -17,6 +17,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from gateway.audit.anchor import read_anchor, write_anchor
+from gateway.audit.archive_store import FolderStore
+from gateway.audit.chain import chain_genesis
 from tests.support.audit_history import append_history, rewrite_chain
 from tests.support.backup_restore import CREDENTIALS, ObjectStore
 from tests.test_audit_archive import _drop, _gateway, _make_trail, _month, _sql
@@ -335,3 +338,173 @@ def test_a_missing_anchor_is_refused_and_a_first_one_written_only_once(trail):
     alone = _verify(url, "--first-anchor")
     assert alone.returncode == 2
     assert alone.stderr == "gateway: --first-anchor needs --anchor or GATEWAY_AUDIT_ANCHOR\n"
+
+
+@pytest.mark.parametrize("cut", ["end", "whole"])
+def test_full_holds_every_chain_to_its_anchored_head_and_keeps_the_anchor(trail, cut):
+    """Attack: a chain's last three events cut (its head row and checkpoints set back to match),
+    or the chain removed whole, then ``--full`` run, which walks from the start and would write
+    the shorter chain as the next anchor. Expected: the chain ends before its anchored head:
+    events were removed (exit 1); the anchor is left as it was."""
+    env, folder = trail
+    url = env.admin_url
+    assert _verify(url, "--anchor", str(folder), "--first-anchor").returncode == 0
+    chain, head = _chain_of(url)
+    anchor_bytes = (folder / "anchor.json").read_bytes()
+
+    async def attack(connection: asyncpg.Connection) -> None:
+        async with connection.transaction():
+            await connection.execute("set local session_replication_role = replica")
+            if cut == "end":
+                await connection.execute(
+                    "delete from data.access_events where chain_id = $1 and chain_seq > $2",
+                    chain,
+                    head - 3,
+                )
+                await connection.execute(
+                    "update data.audit_chains c set last_seq = e.chain_seq, last_hash = e.hash "
+                    "from data.access_events e where c.id = $1 and e.chain_id = $1 "
+                    "and e.chain_seq = $2",
+                    chain,
+                    head - 3,
+                )
+            else:
+                for table, column in (
+                    ("access_events", "chain_id"),
+                    ("audit_checkpoints", "chain_id"),
+                    ("audit_chains", "id"),
+                ):
+                    await connection.execute(f"delete from data.{table} where {column} = $1", chain)
+        if cut == "end":
+            await _checkpoints_rewritten(connection, chain)
+
+    _sql(url, attack)
+    assert _verify(url, "--full").returncode == 0  # the database alone
+    refused = _verify(url, "--full", "--anchor", str(folder))
+    assert refused.returncode == 1, refused.stdout
+    expected = (
+        f"broken after chain {chain} position {head - 3}: events were removed (the anchor "
+        f"holds chain {chain} position {head})"
+        if cut == "end"
+        else f"broken after chain {chain} position 0: events were removed"
+    )
+    assert refused.stderr == f"gateway: audit chain {expected}\n"
+    assert (folder / "anchor.json").read_bytes() == anchor_bytes
+
+
+def test_a_month_removed_behind_a_forged_deleted_archive_is_named(trail):
+    """Attack: a chain's events deleted and a catalog row forged for them, an archive "deleted
+    under retention" whose run covers them to a made-up head (the head row set to it), so that
+    the walk trusts the run and no file is read. Expected: the catalog holds an archive marked
+    deleted that no anchored verification saw archived (exit 1), incremental and ``--full``."""
+    env, folder = trail
+    url = env.admin_url
+    assert _verify(url, "--anchor", str(folder), "--first-anchor").returncode == 0
+    chain, head = _chain_of(url)
+    forged = "ab" * 32
+    runs = json.dumps(
+        [
+            {
+                "chain": chain,
+                "first": 1,
+                "last": head + 1,
+                "prev_hash": chain_genesis(chain).hex(),
+                "hash": forged,
+            }
+        ]
+    )
+
+    async def attack(connection: asyncpg.Connection) -> None:
+        async with connection.transaction():
+            await connection.execute("set local session_replication_role = replica")
+            await connection.execute("delete from data.access_events where chain_id = $1", chain)
+            await connection.execute(
+                "delete from data.audit_checkpoints where chain_id = $1", chain
+            )
+            await connection.execute(
+                "update data.audit_chains set last_seq = $2, last_hash = $3 where id = $1",
+                chain,
+                head + 1,
+                bytes.fromhex(forged),
+            )
+            await connection.execute(
+                "insert into data.audit_archives (partition_name, period_start, period_end, "
+                "location, sha256, bytes, events, runs, deleted_at) values "
+                "('access_events_1999_01', '1999-01-01Z', '1999-02-01Z', 'x', 'x', 0, $1, "
+                "$2::jsonb, now())",
+                head + 1,
+                runs,
+            )
+
+    _sql(url, attack)
+    for mode in ((), ("--full",)):
+        refused = _verify(url, *mode, "--anchor", str(folder))
+        assert refused.returncode == 1, refused.stdout
+        assert refused.stderr == (
+            "gateway: audit chain broken at archive access_events_1999_01: marked deleted, but "
+            "no anchored verification saw it archived\n"
+        )
+
+
+def test_a_month_archived_after_the_anchor_is_checked_from_its_file(trail, tmp_path):
+    """A month archived after the last anchored run: its runs cover anchored heads, and the
+    walk from the anchor trusts them, so the next anchored run checks its file first (from the
+    archive store; without one it stops, exit 2). A file rewritten is named (exit 1); the file
+    put back, the run passes and the anchor holds the archive. Attack: the catalog row then
+    deleted, as if the month had never been archived: named (exit 1)."""
+    env, folder = trail
+    url = env.admin_url
+    archives = tmp_path / "audit-archive"
+    assert _verify(url, "--anchor", str(folder), "--first-anchor").returncode == 0
+    name = f"access_events_{_month(-1):%Y_%m}"
+    done = _gateway(
+        "audit", "archive", "--before", f"{_month(0):%Y-%m-%d}", "--database-url", url,
+        "--archive-root", str(archives),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+    no_store = _verify(url, "--anchor", str(folder))
+    assert no_store.returncode == 2
+    assert no_store.stderr.startswith("gateway: the audit archive needs a place: ")
+
+    path = archives / f"{name}.jsonl.gz"
+    original = path.read_bytes()
+    path.write_bytes(original[:-40])
+    try:
+        broken = _verify(url, "--anchor", str(folder), "--archive-root", str(archives))
+    finally:
+        path.write_bytes(original)
+    assert broken.returncode == 1
+    assert broken.stderr == (
+        f"gateway: audit chain broken at archive {path.resolve()}: its bytes differ from those "
+        "archived (digest)\n"
+    )
+    passed = _verify(url, "--anchor", str(folder), "--archive-root", str(archives))
+    assert passed.returncode == 0, passed.stderr
+    document = json.loads((folder / "anchor.json").read_text())
+    assert [a["partition"] for a in document["archives"]] == [name]
+
+    async def attack(connection: asyncpg.Connection) -> None:
+        async with connection.transaction():
+            await connection.execute("set local session_replication_role = replica")
+            await connection.execute("delete from data.audit_archives")
+
+    _sql(url, attack)
+    refused = _verify(url, "--anchor", str(folder))
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        f"gateway: audit chain broken at archive {name}: anchored, but no longer in the catalog\n"
+    )
+
+
+def test_an_anchor_written_meanwhile_further_on_is_kept(tmp_path):
+    """A long ``--full`` ends after a nightly run wrote its anchor further on: the anchor keeps
+    each chain's furthest head and every archive either saw, so it never moves back."""
+    store = FolderStore(tmp_path)
+    catalog = [{"partition_name": "access_events_2026_01", "sha256": "aa"}]
+    write_anchor(store, {1: (10, b"\x01" * 32), 2: (5, b"\x02" * 32)}, catalog)
+    write_anchor(store, {1: (8, b"\x03" * 32), 2: (7, b"\x04" * 32), 3: (0, b"")}, [])
+    anchor = read_anchor(store)
+    assert anchor is not None
+    assert anchor.heads == {1: (10, b"\x01" * 32), 2: (7, b"\x04" * 32)}
+    assert anchor.archives == {"access_events_2026_01": "aa"}

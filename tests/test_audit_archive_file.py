@@ -130,6 +130,12 @@ def test_an_empty_month_writes_a_whole_file(tmp_path):
             "line 3 holds a malformed value (object_ids are not uuids as archived)",
         ),
         (
+            lambda events: events[1].update(
+                object_ids=[",".join(events[1]["object_ids"][:2]), *events[1]["object_ids"][2:]]
+            ),
+            "line 3 holds a malformed value (object_ids are not uuids as archived)",
+        ),
+        (
             lambda events: events[1].update(object_ids=[7]),
             "line 3 holds a malformed value (sequence item 0: expected str instance, int found)",
         ),
@@ -142,7 +148,14 @@ def test_an_empty_month_writes_a_whole_file(tmp_path):
             "line 4 holds a malformed value (not a time as archived: '2026-03-01T00:00:03Z')",
         ),
     ],
-    ids=["ids-uppercase", "id-not-uuid", "id-not-text", "time-other-format", "time-no-micros"],
+    ids=[
+        "ids-uppercase",
+        "id-not-uuid",
+        "two-ids-in-one",
+        "id-not-text",
+        "time-other-format",
+        "time-no-micros",
+    ],
 )
 def test_a_value_not_as_archived_is_refused_naming_its_line(tmp_path, change, refusal):
     """Attack: the file rewritten with a value in another form (the same uuid in capitals, a

@@ -4,12 +4,16 @@ Inside the database, a superuser (who can switch the trail's triggers off) or th
 can rewrite events, the chains' head rows and the checkpoints together, each hash recomputed:
 nothing left in the database shows it. With an anchor (``GATEWAY_AUDIT_ANCHOR``: a folder, or
 ``s3://bucket/prefix``), verify reads the heads the last verification found from there (not
-from the database), starts each chain at them, and holds the events there to them (``--full``
-walks to them from the start); once the trail verifies, it writes the heads it found, for the
-next run. A rewrite of anything a verification saw then shows: the event after an anchored head
-does not follow it, or (no event after it) the chain's head row differs from it, or (``--full``)
-the event at the anchored position does. A trail restored from a backup older than the anchor
-shows as events removed: the audit events lost with it.
+from the database), starts each chain at them (``--full`` walks to them from the start and holds
+the event there to them), and requires each chain to reach them; once the trail verifies, it
+writes the heads it found and the archive catalog it saw, for the next run. A rewrite of
+anything a verification saw then shows: the event after an anchored head does not follow it, or
+(no event after it) the chain's head row differs from it, or (``--full``) the event at the
+anchored position does, or the chain ends before it. The catalog is held to the anchor's (no
+anchored archive gone or changed, none deleted that no anchored run saw), and a month archived
+since is checked from its file before the walk trusts its runs (``gateway.audit.archive.verify``).
+A trail restored from a backup older than the anchor shows as events removed: the audit events
+lost with it.
 
 The anchor is as safe as its store: writable by the verify job alone, its versions kept (S3
 Versioning with Object Lock), so that an old anchor cannot be put back (docs/OPERATIONS.md).
@@ -39,6 +43,8 @@ NAME = "anchor.json"
 @dataclass(frozen=True, slots=True)
 class Anchor:
     heads: Tails
+    archives: dict[str, str]
+    """The archived months the anchored run saw (deleted ones too): partition to sha256."""
     written_at: str
     location: str
 
@@ -46,6 +52,30 @@ class Anchor:
         """The heads as checkpoints: the hash each position had, and where that is written."""
         label = f"anchored {self.written_at} at {self.location}"
         return {(chain, at): (digest, label) for chain, (at, digest) in self.heads.items()}
+
+    def catalog(self, rows: list[Any]) -> tuple[str | None, list[Any]]:
+        """The archive catalog (``data.audit_archives`` rows: ``partition_name``, ``sha256``,
+        ``deleted``) against the anchor: what is wrong with it, and the months archived since
+        (their runs are trusted by the walk: the caller checks their files). An archive the
+        anchor saw must still be there as it was; one it did not see cannot have been deleted
+        already (retention deletes years-old archives, which every nightly run has seen): else a
+        month's events were removed and their catalog row forged to cover the gap."""
+        present = {row["partition_name"]: row for row in rows}
+        for name, digest in sorted(self.archives.items()):
+            row = present.get(name)
+            if row is None:
+                return f"archive {name}: anchored, but no longer in the catalog", []
+            if row["sha256"] != digest:
+                return f"archive {name}: its catalog row differs from the anchored one", []
+        new = [row for name, row in sorted(present.items()) if name not in self.archives]
+        for row in new:
+            if row["deleted"]:
+                return (
+                    f"archive {row['partition_name']}: marked deleted, but no anchored "
+                    "verification saw it archived",
+                    [],
+                )
+        return None, new
 
 
 def anchor_store(where: str, settings: Any) -> ArchiveStore:
@@ -92,6 +122,7 @@ def read_anchor(store: ArchiveStore, *, first: bool = False) -> Anchor | None:
                 int(head["chain"]): (int(head["position"]), bytes.fromhex(head["hash"]))
                 for head in value["heads"]
             }
+            archives = {str(a["partition"]): str(a["sha256"]) for a in value["archives"]}
             written_at = str(value["written_at"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigurationError(
@@ -103,20 +134,34 @@ def read_anchor(store: ArchiveStore, *, first: bool = False) -> Anchor | None:
             f"an audit anchor is already at {location} (written {written_at}): --first-anchor "
             "would start the trail's verification afresh"
         )
-    return Anchor(heads, written_at, location)
+    return Anchor(heads, archives, written_at, location)
 
 
-def write_anchor(store: ArchiveStore, tails: Tails) -> str:
-    """Write where each chain's verified walk ended (positions past 0) as the anchor; its
-    location."""
+def write_anchor(store: ArchiveStore, tails: Tails, catalog: list[Any]) -> str:
+    """Write where each chain's verified walk ended (positions past 0) and the archive catalog
+    it saw as the anchor; its location. An anchor written meanwhile by a run that went further
+    (a nightly run during a long ``--full``) keeps its further heads and the archives it saw."""
+    heads = {chain: tail for chain, tail in tails.items() if tail[0] > 0}
+    archives = {row["partition_name"]: row["sha256"] for row in catalog}
+    try:
+        meanwhile = read_anchor(store)
+    except ConfigurationError:  # none, or not one: this run's stands
+        meanwhile = None
+    if meanwhile is not None:
+        for chain, tail in meanwhile.heads.items():
+            if tail[0] > heads.get(chain, (0, b""))[0]:
+                heads[chain] = tail
+        archives = {**meanwhile.archives, **archives}
     document = {
         "format": FORMAT,
         "version": VERSION,
         "written_at": f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC",
         "heads": [
             {"chain": chain, "position": position, "hash": digest.hex()}
-            for chain, (position, digest) in sorted(tails.items())
-            if position > 0
+            for chain, (position, digest) in sorted(heads.items())
+        ],
+        "archives": [
+            {"partition": name, "sha256": digest} for name, digest in sorted(archives.items())
         ],
     }
     with tempfile.TemporaryDirectory(prefix="gateway-audit-anchor-") as work:

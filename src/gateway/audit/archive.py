@@ -26,7 +26,7 @@ import json
 import re
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +35,7 @@ from typing import Any, BinaryIO, TextIO
 import asyncpg
 import orjson
 
+from gateway.audit.anchor import Anchor
 from gateway.audit.archive_file import (
     COLUMNS,
     ArchiveError,
@@ -55,7 +56,7 @@ from gateway.audit.chain import (
     lock_trail,
     walk_from,
 )
-from gateway.audit.checkpoints import held_checkpoints
+from gateway.audit.checkpoints import furthest, held_checkpoints
 from gateway.audit.fhir import to_audit_event
 from gateway.errors import ConfigurationError
 
@@ -70,6 +71,7 @@ __all__ = [
     "export_archived",
     "export_live",
     "restore",
+    "verify",
     "verify_full",
     "write_month",
 ]
@@ -94,6 +96,12 @@ order by case when chain_id is not null then chain_id when seq is not null then 
 """
 # The months archived whose tables are still there: ``closed`` when the archive closed them (its
 # constraint): only those are dropped.
+# The archive catalog as verify reads it (deleted archives too: the walk takes their runs).
+_CATALOG = """
+select partition_name, location, sha256, events, runs::text as runs,
+       deleted_at is not null as deleted
+from data.audit_archives order by period_start
+"""
 _ARCHIVED_PARTITIONS = """
 select c.relname, coalesce(i.inhdetachpending, false) as pending, a.location,
        exists (select from pg_constraint k
@@ -404,27 +412,55 @@ def _check_file(
 
 
 async def verify_full(
-    connection: asyncpg.Connection, store: ArchiveStore | None, anchored: Held | None = None
+    connection: asyncpg.Connection, store: ArchiveStore | None
 ) -> tuple[ChainReport, Tails]:
-    """Every archived month's file, one at a time (its digest against the catalog, then
-    ``_check_file`` against the catalog's runs and every checkpoint), then every chain from its
-    start across the archived months' runs and the trail, each event and run ending at a
-    checkpoint (or an anchored head, ``anchored``) held against it."""
+    """``verify(full=True)`` without an anchor: every archived month's file and every chain
+    from its start."""
+    report, tails, _ = await verify(connection, full=True, archives=lambda: store)
+    return report, tails
+
+
+async def verify(
+    connection: asyncpg.Connection,
+    *,
+    full: bool,
+    anchor: Anchor | None = None,
+    archives: Callable[[], ArchiveStore | None] | None = None,
+) -> tuple[ChainReport, Tails, list[Any]]:
+    """The trail verified in one snapshot (the trail locked first: no month dropped under it):
+    (the report, where each chain's walk ended, the archive catalog it saw).
+
+    Each chain starts at its furthest checkpoint, or (``full``) at its start; with an
+    ``anchor``, at the anchor's heads, which are also held as checkpoints and as the least each
+    chain must reach, and the catalog is held to the archives the anchor saw. The archived
+    months' files are checked one at a time (the digest against the catalog, then
+    ``_check_file`` against its runs and every checkpoint): with ``full`` every one not deleted,
+    else those archived since the anchor (the walk trusts their runs), from ``archives()``."""
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         await lock_trail(connection)
-        held = {**await held_checkpoints(connection), **(anchored or {})}
-        archives = await connection.fetch(
-            "select partition_name, location, sha256, events, runs::text as runs "
-            "from data.audit_archives where deleted_at is null order by period_start"
-        )
-        with tempfile.TemporaryDirectory(prefix="gateway-audit-verify-") as work:
-            for row in archives:
-                if store is None:
-                    raise ConfigurationError("verifying archived months needs their store")
-                problem = _check_archived(store, row, held, Path(work))
-                if problem is not None:
-                    return ChainReport(False, 0, f"broken at archive {problem}"), {}
-        return await walk_from(connection, None, held)
+        held = await held_checkpoints(connection)
+        catalog = await connection.fetch(_CATALOG)
+        since = None if full else furthest(held)
+        check = [row for row in catalog if not row["deleted"]] if full else []
+        if anchor is not None:
+            problem, new = anchor.catalog(catalog)
+            if problem is not None:
+                return ChainReport(False, 0, f"broken at {problem}"), {}, catalog
+            held = {**held, **anchor.held()}
+            if not full:
+                since, check = {**(since or {}), **anchor.heads}, new
+        if check:
+            store = archives() if archives is not None else None
+            if store is None:
+                raise ConfigurationError("verifying archived months needs their store")
+            with tempfile.TemporaryDirectory(prefix="gateway-audit-verify-") as work:
+                for row in check:
+                    problem = _check_archived(store, row, held, Path(work))
+                    if problem is not None:
+                        return ChainReport(False, 0, f"broken at archive {problem}"), {}, catalog
+        floors = anchor.heads if anchor is not None else None
+        report, tails = await walk_from(connection, since, held, floors)
+        return report, tails, catalog
 
 
 def _check_archived(store: ArchiveStore, row: Any, held: Held, work: Path) -> str | None:

@@ -18,6 +18,7 @@ whose bytes differ is refused before it is read.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import re
@@ -106,6 +107,12 @@ _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 _UUIDS = re.compile(r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12},)*")
 
 
+def _uuids(ids: list[Any]) -> bool:
+    """Each a uuid's text, lower case, as PostgreSQL prints it (a comma inside one is not)."""
+    joined = ",".join(ids)  # TypeError for one that is not text
+    return not ids or (len(joined) == 37 * len(ids) - 1 and bool(_UUIDS.fullmatch(joined + ",")))
+
+
 def _decode(name: str, value: Any) -> Any:
     if value is None:
         return None
@@ -119,7 +126,7 @@ def _decode(name: str, value: Any) -> Any:
         return UUID(value)
     if name == "object_ids":  # kept as their text (as uuid[] prints it), checked: a month holds
         # tens of millions of them, and every reader takes the text (gateway.audit.chain.event_hash)
-        if not isinstance(value, list) or (value and not _UUIDS.fullmatch(",".join(value) + ",")):
+        if not isinstance(value, list) or not _uuids(value):
             raise ValueError("object_ids are not uuids as archived")
         return value
     return value
@@ -173,15 +180,20 @@ class ArchiveWriter:
     def discard(self) -> None:
         """Stop after a failure (the caller removes the files)."""
         self._thread.shutdown(cancel_futures=True)
-        self._events.close()
+        with contextlib.suppress(OSError):  # the failure may have been the file's own
+            self._events.close()
 
     def close(self) -> dict[str, Any]:
         """Finish the file; return its header."""
-        self._hand_over()
-        assert self._compressing is not None
-        self._compressing.result()
-        self._thread.shutdown()
-        self._events.close()
+        try:
+            self._hand_over()
+            assert self._compressing is not None
+            self._compressing.result()
+            self._thread.shutdown()
+            self._events.close()
+        except BaseException:
+            self.discard()
+            raise
         header = {
             "format": FORMAT,
             "version": VERSION,

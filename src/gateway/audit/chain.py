@@ -202,13 +202,17 @@ class ChainWalk:
     walk leaves it (so a chain's end is reported before the next chain's links). Links at or
     before a chain's starting tail are skipped (a checkpoint's past). An event walked at a
     recorded checkpoint's position (``held``), or a run ending there, must have the checkpoint's
-    hash: else the trail was rewritten after it was verified."""
+    hash: else the trail was rewritten after it was verified. A chain must reach at least its
+    ``floors`` position (an anchored head): else events were removed from its end."""
 
-    def __init__(self, tails: Tails, heads: Tails, held: Held | None = None) -> None:
+    def __init__(
+        self, tails: Tails, heads: Tails, held: Held | None = None, floors: Tails | None = None
+    ) -> None:
         self.start = dict(tails)
         self.tails = dict(tails)
         self.heads = heads
         self.held = held or {}
+        self.floors = floors or {}
         self.events = 0
         self.broken: str | None = None
         self._unchecked = sorted(tails)
@@ -263,6 +267,13 @@ class ChainWalk:
                 return False
             if head != tail:
                 self.broken = f"broken after {_position(done, tail[0])}: events were removed"
+                return False
+            floor = self.floors.get(done)
+            if floor is not None and tail[0] < floor[0]:
+                self.broken = (
+                    f"broken after {_position(done, tail[0])}: events were removed (the "
+                    f"anchor holds {_position(done, floor[0])})"
+                )
                 return False
         return True
 
@@ -357,18 +368,22 @@ async def lock_trail(connection: asyncpg.Connection) -> None:
 
 
 async def walk_from(
-    connection: asyncpg.Connection, since: Tails | None, held: Held | None
+    connection: asyncpg.Connection,
+    since: Tails | None,
+    held: Held | None,
+    floors: Tails | None = None,
 ) -> tuple[ChainReport, Tails]:
-    """``walk_trail`` in the caller's (repeatable read) transaction."""
+    """``walk_trail`` in the caller's (repeatable read) transaction; every chain of ``floors``
+    walked (a chain gone is one whose events were removed) to at least its position there."""
     now = await heads(connection)
-    tails = genesis_tails(now)
+    tails = genesis_tails(now.keys() | (floors or {}).keys())
     if since:
         tails.update(since)  # a chain verified before and now gone: its events were removed
     runs = sorted(
         (link for _, _, _, link in await archived_runs(connection)),
         key=lambda link: (link.chain, link.first),
     )
-    walk = ChainWalk(tails, now, held)
+    walk = ChainWalk(tails, now, held, floors)
     field_sets = await _field_sets(connection)
     async for link in merged([_iterate(runs), live_links(connection, field_sets, tails)]):
         if not walk.step(link):

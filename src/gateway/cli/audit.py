@@ -105,9 +105,9 @@ def audit_verify(
     import asyncpg
 
     from gateway.audit.anchor import anchor_store, read_anchor, write_anchor
-    from gateway.audit.archive import verify_full
-    from gateway.audit.chain import ChainReport, walk_trail
-    from gateway.audit.checkpoints import furthest, held_checkpoints, record_checkpoints
+    from gateway.audit.archive import verify
+    from gateway.audit.chain import ChainReport
+    from gateway.audit.checkpoints import record_checkpoints
     from gateway.config import load_settings_of
     from gateway.errors import ConfigurationError
 
@@ -135,25 +135,14 @@ def audit_verify(
                         "session holds a lock on data.access_events); the next run makes them",
                         err=True,
                     )
-            if full:
-                needs_store = await connection.fetchval(
-                    "select exists (select from data.audit_archives where deleted_at is null)"
-                )
-                archives = _store(archive_root) if needs_store else None
-                report, tails = await verify_full(
-                    connection, archives, anchor.held() if anchor else None
-                )
-            else:
-                held = await held_checkpoints(connection)
-                since = furthest(held)
-                if anchor is not None:  # its heads, not the database's checkpoints
-                    since, held = {**since, **anchor.heads}, {**held, **anchor.held()}
-                report, tails = await walk_trail(connection, since, held)
+            report, tails, catalog = await verify(
+                connection, full=full, anchor=anchor, archives=lambda: _store(archive_root)
+            )
             if report.intact:
                 await record_checkpoints(connection, tails)
                 if store is not None:
                     first = " (the first)" if anchor is None else ""
-                    anchored = f"; anchored{first} at {write_anchor(store, tails)}"
+                    anchored = f"; anchored{first} at {write_anchor(store, tails, catalog)}"
             return report
         finally:
             await connection.close()
