@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
-from gateway.audit.anchor import read_anchor, write_anchor
+from gateway.audit.anchor import archive_identity, read_anchor, write_anchor
 from gateway.audit.archive_store import FolderStore
 from gateway.audit.chain import chain_genesis
 from tests.support.audit_history import append_history, rewrite_chain
@@ -95,7 +96,7 @@ def test_a_rewrite_made_whole_in_the_database_is_named_against_the_anchor(trail)
     env, folder = trail
     url = env.admin_url
     first = _verify(
-        url, "--first-anchor", GATEWAY_AUDIT_ANCHOR=str(folder)
+        url, "--full", "--first-anchor", GATEWAY_AUDIT_ANCHOR=str(folder)
     )  # the CronJob's way: its setting
     assert first.returncode == 0, first.stderr
     location = (folder / "anchor.json").resolve()
@@ -161,7 +162,7 @@ def test_a_head_rewritten_with_nothing_after_it_is_named(trail):
     verified there (exit 1)."""
     env, folder = trail
     url = env.admin_url
-    assert _verify(url, "--anchor", str(folder), "--first-anchor").returncode == 0
+    assert _verify(url, "--anchor", str(folder), "--full", "--first-anchor").returncode == 0
     chain, head = _chain_of(url)
 
     async def attack(connection: asyncpg.Connection) -> None:
@@ -184,7 +185,7 @@ def test_events_cut_from_a_chains_end_are_named(trail):
     Expected: events were removed after the anchored head (exit 1)."""
     env, folder = trail
     url = env.admin_url
-    assert _verify(url, "--anchor", str(folder), "--first-anchor").returncode == 0
+    assert _verify(url, "--anchor", str(folder), "--full", "--first-anchor").returncode == 0
     chain, head = _chain_of(url)
 
     async def attack(connection: asyncpg.Connection) -> None:
@@ -240,7 +241,7 @@ def test_a_chain_removed_whole_is_named(trail):
     Expected: the anchored chain's events were removed (exit 1)."""
     env, folder = trail
     url = env.admin_url
-    assert _verify(url, "--anchor", str(folder), "--first-anchor").returncode == 0
+    assert _verify(url, "--anchor", str(folder), "--full", "--first-anchor").returncode == 0
     chain, head = _chain_of(url)
 
     async def attack(connection: asyncpg.Connection) -> None:
@@ -277,7 +278,7 @@ def test_the_anchor_in_an_object_store_is_read_and_written_there(trail, tmp_path
             "GATEWAY_MEDIA_S3_ENDPOINT_URL": store.url,
             "GATEWAY_AUDIT_ANCHOR": "s3://anchors/consultation/trail/",
         }
-        first = _verify(url, "--first-anchor", **s3)
+        first = _verify(url, "--full", "--first-anchor", **s3)
         assert first.returncode == 0, first.stderr
         location = "s3://anchors/consultation/trail/anchor.json"
         assert first.stdout.rstrip().endswith(f"; anchored (the first) at {location})")
@@ -315,7 +316,7 @@ def test_the_anchor_in_an_object_store_is_read_and_written_there(trail, tmp_path
         store.stop()
 
 
-def test_a_missing_anchor_is_refused_and_a_first_one_written_only_once(trail):
+def test_a_missing_anchor_is_refused_and_a_first_one_written_only_once(trail, tmp_path):
     """Attack: the anchor deleted from its store, so that verify would start afresh from the
     database's checkpoints. Expected: refused naming where it should be (exit 2), nothing
     recorded; ``--first-anchor`` writes the first one, and is refused once there is one."""
@@ -326,16 +327,22 @@ def test_a_missing_anchor_is_refused_and_a_first_one_written_only_once(trail):
     assert missing.returncode == 2
     assert missing.stderr == (
         f"gateway: there is no audit anchor at {location}: the first verification against it "
-        "writes it with --first-anchor; after that, a missing anchor was removed (put back the "
-        "one the store's versions keep)\n"
+        "writes it with --full --first-anchor; after that, a missing anchor was removed (put back "
+        "the one the store's versions keep)\n"
     )
     assert _sql(url, lambda c: c.fetchval("select count(*) from data.audit_checkpoints")) == 0
-    assert _verify(url, "--anchor", str(folder), "--first-anchor").returncode == 0
-    again = _verify(url, "--anchor", str(folder), "--first-anchor")
+    assert _verify(url, "--anchor", str(folder), "--full", "--first-anchor").returncode == 0
+    again = _verify(url, "--anchor", str(folder), "--full", "--first-anchor")
     assert again.returncode == 2
     assert again.stderr.startswith(f"gateway: an audit anchor is already at {location} (written ")
     assert again.stderr.endswith("): --first-anchor would start the trail's verification afresh\n")
-    alone = _verify(url, "--first-anchor")
+    not_full = _verify(url, "--anchor", str(tmp_path / "other"), "--first-anchor")
+    assert not_full.returncode == 2
+    assert not_full.stderr == (
+        "gateway: --first-anchor needs --full: the first anchor is written once every event and "
+        "every archived month has been verified\n"
+    )
+    alone = _verify(url, "--full", "--first-anchor")
     assert alone.returncode == 2
     assert alone.stderr == "gateway: --first-anchor needs --anchor or GATEWAY_AUDIT_ANCHOR\n"
 
@@ -348,7 +355,7 @@ def test_full_holds_every_chain_to_its_anchored_head_and_keeps_the_anchor(trail,
     events were removed (exit 1); the anchor is left as it was."""
     env, folder = trail
     url = env.admin_url
-    assert _verify(url, "--anchor", str(folder), "--first-anchor").returncode == 0
+    assert _verify(url, "--anchor", str(folder), "--full", "--first-anchor").returncode == 0
     chain, head = _chain_of(url)
     anchor_bytes = (folder / "anchor.json").read_bytes()
 
@@ -399,7 +406,7 @@ def test_a_month_removed_behind_a_forged_deleted_archive_is_named(trail):
     deleted that no anchored verification saw archived (exit 1), incremental and ``--full``."""
     env, folder = trail
     url = env.admin_url
-    assert _verify(url, "--anchor", str(folder), "--first-anchor").returncode == 0
+    assert _verify(url, "--anchor", str(folder), "--full", "--first-anchor").returncode == 0
     chain, head = _chain_of(url)
     forged = "ab" * 32
     runs = json.dumps(
@@ -455,7 +462,7 @@ def test_a_month_archived_after_the_anchor_is_checked_from_its_file(trail, tmp_p
     env, folder = trail
     url = env.admin_url
     archives = tmp_path / "audit-archive"
-    assert _verify(url, "--anchor", str(folder), "--first-anchor").returncode == 0
+    assert _verify(url, "--anchor", str(folder), "--full", "--first-anchor").returncode == 0
     name = f"access_events_{_month(-1):%Y_%m}"
     done = _gateway(
         "audit", "archive", "--before", f"{_month(0):%Y-%m-%d}", "--database-url", url,
@@ -484,6 +491,50 @@ def test_a_month_archived_after_the_anchor_is_checked_from_its_file(trail, tmp_p
     document = json.loads((folder / "anchor.json").read_text())
     assert [a["partition"] for a in document["archives"]] == [name]
 
+    async def forge(connection: asyncpg.Connection, change: str, *args: Any) -> None:
+        async with connection.transaction():
+            await connection.execute("set local session_replication_role = replica")
+            await connection.execute(f"update data.audit_archives set {change}", *args)
+
+    row = _sql(
+        url, lambda c: c.fetchrow("select runs, period_end, events from data.audit_archives")
+    )
+    # Attack: the anchored row's runs, month or count changed, so that the walk trusts a gap
+    # (or, its month moved on, reads no live event).
+    for change in (
+        "runs = runs || runs",
+        "period_end = period_end + interval '10 years'",
+        "events = events + 1",
+    ):
+        _sql(url, lambda c, change=change: forge(c, change))
+        changed = _verify(url, "--anchor", str(folder))
+        assert changed.returncode == 1, changed.stdout
+        assert changed.stderr == (
+            f"gateway: audit chain broken at archive {name}: its catalog row differs from the "
+            "anchored one\n"
+        )
+        back = (row["runs"], row["period_end"], row["events"])
+        _sql(url, lambda c, back=back: forge(c, "runs = $1, period_end = $2, events = $3", *back))
+    assert _verify(url, "--anchor", str(folder)).returncode == 0  # as it was
+
+    # An anchor whose head lies inside a run of an archive it saw (no verification writes one:
+    # the walk goes past every run's end) is not trusted across that run.
+    saved = (folder / "anchor.json").read_text()
+    document = json.loads(saved)
+    run = next(r for r in json.loads(row["runs"]) if r["last"] > r["first"])
+    for head in document["heads"]:
+        if head["chain"] == run["chain"]:
+            head["position"] = run["first"]
+    (folder / "anchor.json").write_text(json.dumps(document))
+    inside = _verify(url, "--anchor", str(folder))
+    (folder / "anchor.json").write_text(saved)
+    assert inside.returncode == 1, inside.stdout
+    assert inside.stderr == (
+        f"gateway: audit chain broken at archive {name}: its run of chain {run['chain']} goes on "
+        f"past the head anchored at position {run['first']}, and its file is not read (deleted, "
+        "or seen by an anchored run that went no further)\n"
+    )
+
     async def attack(connection: asyncpg.Connection) -> None:
         async with connection.transaction():
             await connection.execute("set local session_replication_role = replica")
@@ -501,10 +552,32 @@ def test_an_anchor_written_meanwhile_further_on_is_kept(tmp_path):
     """A long ``--full`` ends after a nightly run wrote its anchor further on: the anchor keeps
     each chain's furthest head and every archive either saw, so it never moves back."""
     store = FolderStore(tmp_path)
-    catalog = [{"partition_name": "access_events_2026_01", "sha256": "aa"}]
-    write_anchor(store, {1: (10, b"\x01" * 32), 2: (5, b"\x02" * 32)}, catalog)
+    month = {
+        "partition_name": "access_events_2026_01",
+        "period_start": datetime(2026, 1, 1, tzinfo=UTC),
+        "period_end": datetime(2026, 2, 1, tzinfo=UTC),
+        "sha256": "aa",
+        "events": 3,
+        "runs": '[{"chain": 1, "first": 1, "last": 3, "hash": "bb", "prev_hash": "cc"}]',
+        "deleted": False,
+    }
+    write_anchor(store, {1: (10, b"\x01" * 32), 2: (5, b"\x02" * 32)}, [month])
     write_anchor(store, {1: (8, b"\x03" * 32), 2: (7, b"\x04" * 32), 3: (0, b"")}, [])
     anchor = read_anchor(store)
     assert anchor is not None
     assert anchor.heads == {1: (10, b"\x01" * 32), 2: (7, b"\x04" * 32)}
-    assert anchor.archives == {"access_events_2026_01": "aa"}
+    assert anchor.archives == {"access_events_2026_01": (archive_identity(month), False)}
+    assert anchor.catalog([month]) == (None, [])
+    for change in (
+        {"events": 4},
+        {"period_end": datetime(2026, 3, 1, tzinfo=UTC)},
+        {"runs": '[{"chain": 1, "first": 1, "last": 4, "hash": "bb", "prev_hash": "cc"}]'},
+    ):
+        assert anchor.catalog([{**month, **change}]) == (
+            "archive access_events_2026_01: its catalog row differs from the anchored one",
+            [],
+        )
+    assert (
+        anchor.catalog([month, month])[0] == "archive access_events_2026_01: in the catalog twice"
+    )
+    assert anchor.catalog([{**month, "deleted": True}]) == (None, [])  # retention since

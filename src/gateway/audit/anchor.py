@@ -21,6 +21,7 @@ Versioning with Object Lock), so that an old anchor cannot be put back (docs/OPE
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from dataclasses import dataclass
@@ -33,18 +34,43 @@ from gateway.audit.archive_store import ArchiveStore, FolderStore, MissingArchiv
 from gateway.audit.chain import Held, Tails
 from gateway.errors import ConfigurationError
 
-__all__ = ["Anchor", "anchor_store", "read_anchor", "write_anchor"]
+__all__ = [
+    "Anchor",
+    "AnchorMissing",
+    "anchor_store",
+    "archive_identity",
+    "read_anchor",
+    "write_anchor",
+]
 
 FORMAT = "consultation-gateway/audit-anchor"
 VERSION = 1
 NAME = "anchor.json"
 
 
+class AnchorMissing(ConfigurationError):
+    """There is no anchor where it should be."""
+
+
+def archive_identity(row: Any) -> str:
+    """What the walk takes from a catalog row (``data.audit_archives``: its month, file digest,
+    count and runs, which the walk trusts), as one digest."""
+    value = [
+        row["partition_name"],
+        row["sha256"],
+        row["period_start"].isoformat(),
+        row["period_end"].isoformat(),
+        row["events"],
+        json.loads(row["runs"]),
+    ]
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class Anchor:
     heads: Tails
-    archives: dict[str, str]
-    """The archived months the anchored run saw (deleted ones too): partition to sha256."""
+    archives: dict[str, tuple[str, bool]]
+    """The archived months the anchored run saw: partition to (``archive_identity``, deleted)."""
     written_at: str
     location: str
 
@@ -54,18 +80,22 @@ class Anchor:
         return {(chain, at): (digest, label) for chain, (at, digest) in self.heads.items()}
 
     def catalog(self, rows: list[Any]) -> tuple[str | None, list[Any]]:
-        """The archive catalog (``data.audit_archives`` rows: ``partition_name``, ``sha256``,
-        ``deleted``) against the anchor: what is wrong with it, and the months archived since
-        (their runs are trusted by the walk: the caller checks their files). An archive the
-        anchor saw must still be there as it was; one it did not see cannot have been deleted
-        already (retention deletes years-old archives, which every nightly run has seen): else a
-        month's events were removed and their catalog row forged to cover the gap."""
-        present = {row["partition_name"]: row for row in rows}
-        for name, digest in sorted(self.archives.items()):
+        """The archive catalog (``data.audit_archives`` rows, with ``deleted``) against the
+        anchor: what is wrong with it, and the months archived since (their files to be checked
+        before the walk trusts their runs). An archive the anchor saw must still be there as it
+        was (deleted since, at most); one it did not see cannot have been deleted already
+        (retention deletes years-old archives, which every nightly run has seen): else a month's
+        events were removed and its catalog row forged to cover the gap."""
+        present: dict[str, Any] = {}
+        for row in rows:
+            if row["partition_name"] in present:
+                return f"archive {row['partition_name']}: in the catalog twice", []
+            present[row["partition_name"]] = row
+        for name, (identity, deleted) in sorted(self.archives.items()):
             row = present.get(name)
             if row is None:
                 return f"archive {name}: anchored, but no longer in the catalog", []
-            if row["sha256"] != digest:
+            if archive_identity(row) != identity or (deleted and not row["deleted"]):
                 return f"archive {name}: its catalog row differs from the anchored one", []
         new = [row for name, row in sorted(present.items()) if name not in self.archives]
         for row in new:
@@ -107,10 +137,10 @@ def read_anchor(store: ArchiveStore, *, first: bool = False) -> Anchor | None:
         except MissingArchive:
             if first:
                 return None
-            raise ConfigurationError(
+            raise AnchorMissing(
                 f"there is no audit anchor at {location}: the first verification against it "
-                "writes it with --first-anchor; after that, a missing anchor was removed (put "
-                "back the one the store's versions keep)"
+                "writes it with --full --first-anchor; after that, a missing anchor was removed "
+                "(put back the one the store's versions keep)"
             ) from None
         except ArchiveError as exc:
             raise ConfigurationError(f"the audit anchor cannot be read: {exc}") from None
@@ -122,7 +152,10 @@ def read_anchor(store: ArchiveStore, *, first: bool = False) -> Anchor | None:
                 int(head["chain"]): (int(head["position"]), bytes.fromhex(head["hash"]))
                 for head in value["heads"]
             }
-            archives = {str(a["partition"]): str(a["sha256"]) for a in value["archives"]}
+            archives = {
+                str(a["partition"]): (str(a["identity"]), bool(a["deleted"]))
+                for a in value["archives"]
+            }
             written_at = str(value["written_at"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigurationError(
@@ -142,10 +175,10 @@ def write_anchor(store: ArchiveStore, tails: Tails, catalog: list[Any]) -> str:
     it saw as the anchor; its location. An anchor written meanwhile by a run that went further
     (a nightly run during a long ``--full``) keeps its further heads and the archives it saw."""
     heads = {chain: tail for chain, tail in tails.items() if tail[0] > 0}
-    archives = {row["partition_name"]: row["sha256"] for row in catalog}
+    archives = {row["partition_name"]: (archive_identity(row), row["deleted"]) for row in catalog}
     try:
         meanwhile = read_anchor(store)
-    except ConfigurationError:  # none, or not one: this run's stands
+    except AnchorMissing:  # the first
         meanwhile = None
     if meanwhile is not None:
         for chain, tail in meanwhile.heads.items():
@@ -161,7 +194,8 @@ def write_anchor(store: ArchiveStore, tails: Tails, catalog: list[Any]) -> str:
             for chain, (position, digest) in sorted(heads.items())
         ],
         "archives": [
-            {"partition": name, "sha256": digest} for name, digest in sorted(archives.items())
+            {"partition": name, "identity": identity, "deleted": deleted}
+            for name, (identity, deleted) in sorted(archives.items())
         ],
     }
     with tempfile.TemporaryDirectory(prefix="gateway-audit-anchor-") as work:

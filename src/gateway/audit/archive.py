@@ -98,7 +98,7 @@ order by case when chain_id is not null then chain_id when seq is not null then 
 # constraint): only those are dropped.
 # The archive catalog as verify reads it (deleted archives too: the walk takes their runs).
 _CATALOG = """
-select partition_name, location, sha256, events, runs::text as runs,
+select partition_name, period_start, period_end, location, sha256, events, runs::text as runs,
        deleted_at is not null as deleted
 from data.audit_archives order by period_start
 """
@@ -373,16 +373,23 @@ async def write_month(connection: asyncpg.Connection, name: str, path: Path) -> 
 
 
 def _check_file(
-    path: Path, runs: list[dict[str, Any]], events: int, held: Held | None = None
+    path: Path,
+    runs: list[dict[str, Any]],
+    events: int,
+    held: Held | None = None,
+    period: tuple[str, str] | None = None,
 ) -> str | None:
     """Every event's hash and its link to the one before it in the file, its runs (as its
-    events make them) and count as expected, and every checkpoint (``held``) it holds; what is
-    wrong, or None."""
+    events make them), count and month (``period``, when given) as expected, and every
+    checkpoint (``held``) it holds; what is wrong, or None."""
     held = held or {}
     try:
         reader = ArchiveReader(path)
-        if reader.header["runs"] != runs or reader.header["events"] != events:
+        header = reader.header
+        if header["runs"] != runs or header["events"] != events:
             return "its header differs from the catalog"
+        if period is not None and (header.get("period_start"), header.get("period_end")) != period:
+            return "its month differs from the catalog's"
         field_sets = {int(k): (v[0], list(v[1])) for k, v in reader.header["field_sets"].items()}
         found = Runs()
         inside: dict[int, tuple[int, bytes]] = {}
@@ -444,11 +451,12 @@ async def verify(
         check = [row for row in catalog if not row["deleted"]] if full else []
         if anchor is not None:
             problem, new = anchor.catalog(catalog)
+            if not full:
+                since, check = {**(since or {}), **anchor.heads}, new
+            problem = problem or _across_anchored(catalog, check, anchor)
             if problem is not None:
                 return ChainReport(False, 0, f"broken at {problem}"), {}, catalog
             held = {**held, **anchor.held()}
-            if not full:
-                since, check = {**(since or {}), **anchor.heads}, new
         if check:
             store = archives() if archives is not None else None
             if store is None:
@@ -463,6 +471,26 @@ async def verify(
         return report, tails, catalog
 
 
+def _across_anchored(catalog: list[Any], checked: list[Any], anchor: Anchor) -> str | None:
+    """A run that goes on past an anchored head from at or before it: the walk would trust it
+    across the head (never comparing the event there), so its file must be checked in this run
+    (it holds the anchored heads). An archive the anchor saw never has one (the run that saw it
+    walked past its runs' ends)."""
+    names = {row["partition_name"] for row in checked}
+    for row in catalog:
+        if row["partition_name"] in names:
+            continue
+        for run in json.loads(row["runs"]):
+            head = anchor.heads.get(int(run["chain"]))
+            if head is not None and int(run["first"]) <= head[0] < int(run["last"]):
+                return (
+                    f"archive {row['partition_name']}: its run of chain {run['chain']} goes on "
+                    f"past the head anchored at position {head[0]}, and its file is not read "
+                    "(deleted, or seen by an anchored run that went no further)"
+                )
+    return None
+
+
 def _check_archived(store: ArchiveStore, row: Any, held: Held, work: Path) -> str | None:
     """One archived month's file, fetched and checked; what is wrong (naming the file), or
     None."""
@@ -475,7 +503,8 @@ def _check_archived(store: ArchiveStore, row: Any, held: Held, work: Path) -> st
         store.fetch(file_name, path)
         if _sha256(path) != row["sha256"]:
             return f"{where}: its bytes differ from those archived (digest)"
-        problem = _check_file(path, json.loads(row["runs"]), row["events"], held)
+        period = (row["period_start"].isoformat(), row["period_end"].isoformat())
+        problem = _check_file(path, json.loads(row["runs"]), row["events"], held, period)
         return None if problem is None else f"{where}: {problem}"
     except ArchiveError as exc:  # from the store: it names the file
         return str(exc)

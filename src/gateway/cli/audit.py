@@ -87,7 +87,7 @@ def _operator_option(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--first-anchor",
     is_flag=True,
-    help="Write the first anchor where there is none (refused where there is one).",
+    help="With --full: write the first anchor where there is none (refused where there is one).",
 )
 def audit_verify(
     database_url: str,
@@ -119,6 +119,11 @@ def audit_verify(
         where = anchor_at or settings.audit_anchor
         if first_anchor and not where:
             raise ConfigurationError("--first-anchor needs --anchor or GATEWAY_AUDIT_ANCHOR")
+        if first_anchor and not full:
+            raise ConfigurationError(
+                "--first-anchor needs --full: the first anchor is written once every event and "
+                "every archived month has been verified"
+            )
         store = anchor_store(where, settings) if where else None
         anchor = read_anchor(store, first=first_anchor) if store is not None else None
         connection = await connect(database_url)
