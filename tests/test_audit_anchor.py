@@ -581,3 +581,50 @@ def test_an_anchor_written_meanwhile_further_on_is_kept(tmp_path):
         anchor.catalog([month, month])[0] == "archive access_events_2026_01: in the catalog twice"
     )
     assert anchor.catalog([{**month, "deleted": True}]) == (None, [])  # retention since
+
+
+def test_a_chain_the_anchor_lacks_is_walked_from_its_start(trail):
+    """Attack: an event fabricated in a chain no anchored run saw (a chain added, its event's
+    hash made up), its head row and a checkpoint set past it, so that a walk starting at the
+    database's checkpoints never reads it. Expected: against the anchor that chain is walked
+    from its start and the event named (exit 1)."""
+    env, folder = trail
+    url = env.admin_url
+    assert _verify(url, "--anchor", str(folder), "--full", "--first-anchor").returncode == 0
+    unused = _sql(url, lambda c: c.fetchval("select max(id) + 1 from data.audit_chains"))
+    assert unused not in _anchored(folder)
+    made_up = bytes(range(32))
+
+    async def attack(connection: asyncpg.Connection) -> int:
+        async with connection.transaction():
+            await connection.execute("set local session_replication_role = replica")
+            event = await connection.fetchval(
+                "insert into data.access_events (occurred_at, request_id, kind, issuer, subject, "
+                "role, detail, objects, seq, prev_hash, hash, chain_id, chain_seq) "
+                "select now(), 'fabricated', kind, issuer, subject, role, detail, objects, "
+                "(select max(seq) + 1 from data.access_events), $2, $3, $1, 1 "
+                "from data.access_events where chain_id is not null limit 1 returning id",
+                unused,
+                chain_genesis(unused),
+                made_up,
+            )
+            await connection.execute(
+                "insert into data.audit_chains (id, last_seq, last_hash) values ($1, 1, $2)",
+                unused,
+                made_up,
+            )
+            await connection.execute(
+                "insert into data.audit_checkpoints (chain_id, chain_seq, hash) values ($1, 1, $2)",
+                unused,
+                made_up,
+            )
+        return event
+
+    event = _sql(url, attack)
+    assert _verify(url).returncode == 0  # from the database's checkpoints: never read
+    refused = _verify(url, "--anchor", str(folder))
+    assert refused.returncode == 1, refused.stdout
+    assert refused.stderr == (
+        f"gateway: audit chain broken at chain {unused} position 1 (event id {event}): contents "
+        "were altered\n"
+    )

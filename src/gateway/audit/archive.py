@@ -94,14 +94,14 @@ from audit_partitions.{name}
 order by case when chain_id is not null then chain_id when seq is not null then 0 else -1 end,
          coalesce(chain_seq, seq, id)
 """
-# The months archived whose tables are still there: ``closed`` when the archive closed them (its
-# constraint): only those are dropped.
 # The archive catalog as verify reads it (deleted archives too: the walk takes their runs).
 _CATALOG = """
 select partition_name, period_start, period_end, location, sha256, events, runs::text as runs,
        deleted_at is not null as deleted
 from data.audit_archives order by period_start
 """
+# The months archived whose tables are still there: ``closed`` when the archive closed them (its
+# constraint): only those are dropped.
 _ARCHIVED_PARTITIONS = """
 select c.relname, coalesce(i.inhdetachpending, false) as pending, a.location,
        exists (select from pg_constraint k
@@ -438,11 +438,12 @@ async def verify(
     (the report, where each chain's walk ended, the archive catalog it saw).
 
     Each chain starts at its furthest checkpoint, or (``full``) at its start; with an
-    ``anchor``, at the anchor's heads, which are also held as checkpoints and as the least each
-    chain must reach, and the catalog is held to the archives the anchor saw. The archived
-    months' files are checked one at a time (the digest against the catalog, then
-    ``_check_file`` against its runs and every checkpoint): with ``full`` every one not deleted,
-    else those archived since the anchor (the walk trusts their runs), from ``archives()``."""
+    ``anchor``, at the anchor's heads (a chain it lacks at its start), which are also held as
+    checkpoints and as the least each chain must reach, and the catalog is held to the archives
+    the anchor saw. The archived months' files are checked one at a time (the digest against
+    the catalog, then ``_check_file`` against its runs and every checkpoint): with ``full`` every
+    one not deleted, else those archived since the anchor (the walk trusts their runs), from
+    ``archives()``."""
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         await lock_trail(connection)
         held = await held_checkpoints(connection)
@@ -451,8 +452,8 @@ async def verify(
         check = [row for row in catalog if not row["deleted"]] if full else []
         if anchor is not None:
             problem, new = anchor.catalog(catalog)
-            if not full:
-                since, check = {**(since or {}), **anchor.heads}, new
+            if not full:  # not the database's checkpoints: a chain the anchor lacks from its start
+                since, check = dict(anchor.heads), new
             problem = problem or _across_anchored(catalog, check, anchor)
             if problem is not None:
                 return ChainReport(False, 0, f"broken at {problem}"), {}, catalog
