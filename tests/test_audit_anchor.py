@@ -75,6 +75,35 @@ async def _checkpoints_rewritten(connection: asyncpg.Connection, chain: int) -> 
         )
 
 
+async def _cut(connection: asyncpg.Connection, chain: int, keep: int) -> None:
+    """As a superuser, the chain's events after position ``keep`` deleted, its head row and
+    checkpoints set back to match (what a restore from an older backup also leaves)."""
+    async with connection.transaction():
+        await connection.execute("set local session_replication_role = replica")
+        await connection.execute(
+            "delete from data.access_events where chain_id = $1 and chain_seq > $2", chain, keep
+        )
+        await connection.execute(
+            "update data.audit_chains c set last_seq = e.chain_seq, last_hash = e.hash "
+            "from data.access_events e where c.id = $1 and e.chain_id = $1 and e.chain_seq = $2",
+            chain,
+            keep,
+        )
+    await _checkpoints_rewritten(connection, chain)
+
+
+async def _remove(connection: asyncpg.Connection, chain: int) -> None:
+    """As a superuser, the chain removed whole: its events, checkpoints and head row."""
+    async with connection.transaction():
+        await connection.execute("set local session_replication_role = replica")
+        for table, column in (
+            ("access_events", "chain_id"),
+            ("audit_checkpoints", "chain_id"),
+            ("audit_chains", "id"),
+        ):
+            await connection.execute(f"delete from data.{table} where {column} = $1", chain)
+
+
 def _chain_of(url: str) -> tuple[int, int]:
     """The chain with the most events, and its head's position."""
     row = _sql(
@@ -188,24 +217,7 @@ def test_events_cut_from_a_chains_end_are_named(trail):
     assert _verify(url, "--anchor", str(folder), "--full", "--first-anchor").returncode == 0
     chain, head = _chain_of(url)
 
-    async def attack(connection: asyncpg.Connection) -> None:
-        async with connection.transaction():
-            await connection.execute("set local session_replication_role = replica")
-            await connection.execute(
-                "delete from data.access_events where chain_id = $1 and chain_seq > $2",
-                chain,
-                head - 3,
-            )
-            await connection.execute(
-                "update data.audit_chains c set last_seq = e.chain_seq, last_hash = e.hash "
-                "from data.access_events e where c.id = $1 and e.chain_id = $1 "
-                "and e.chain_seq = $2",
-                chain,
-                head - 3,
-            )
-        await _checkpoints_rewritten(connection, chain)
-
-    _sql(url, attack)
+    _sql(url, lambda c: _cut(c, chain, head - 3))
     assert _verify(url).returncode == 0
     refused = _verify(url, "--anchor", str(folder))
     assert refused.returncode == 1, refused.stdout
@@ -244,17 +256,7 @@ def test_a_chain_removed_whole_is_named(trail):
     assert _verify(url, "--anchor", str(folder), "--full", "--first-anchor").returncode == 0
     chain, head = _chain_of(url)
 
-    async def attack(connection: asyncpg.Connection) -> None:
-        async with connection.transaction():
-            await connection.execute("set local session_replication_role = replica")
-            for table, column in (
-                ("access_events", "chain_id"),
-                ("audit_checkpoints", "chain_id"),
-                ("audit_chains", "id"),
-            ):
-                await connection.execute(f"delete from data.{table} where {column} = $1", chain)
-
-    _sql(url, attack)
+    _sql(url, lambda c: _remove(c, chain))
     assert _verify(url).returncode == 0
     refused = _verify(url, "--anchor", str(folder))
     assert refused.returncode == 1, refused.stdout
@@ -359,33 +361,7 @@ def test_full_holds_every_chain_to_its_anchored_head_and_keeps_the_anchor(trail,
     chain, head = _chain_of(url)
     anchor_bytes = (folder / "anchor.json").read_bytes()
 
-    async def attack(connection: asyncpg.Connection) -> None:
-        async with connection.transaction():
-            await connection.execute("set local session_replication_role = replica")
-            if cut == "end":
-                await connection.execute(
-                    "delete from data.access_events where chain_id = $1 and chain_seq > $2",
-                    chain,
-                    head - 3,
-                )
-                await connection.execute(
-                    "update data.audit_chains c set last_seq = e.chain_seq, last_hash = e.hash "
-                    "from data.access_events e where c.id = $1 and e.chain_id = $1 "
-                    "and e.chain_seq = $2",
-                    chain,
-                    head - 3,
-                )
-            else:
-                for table, column in (
-                    ("access_events", "chain_id"),
-                    ("audit_checkpoints", "chain_id"),
-                    ("audit_chains", "id"),
-                ):
-                    await connection.execute(f"delete from data.{table} where {column} = $1", chain)
-        if cut == "end":
-            await _checkpoints_rewritten(connection, chain)
-
-    _sql(url, attack)
+    _sql(url, lambda c: _cut(c, chain, head - 3) if cut == "end" else _remove(c, chain))
     assert _verify(url, "--full").returncode == 0  # the database alone
     refused = _verify(url, "--full", "--anchor", str(folder))
     assert refused.returncode == 1, refused.stdout
