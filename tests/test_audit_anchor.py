@@ -21,7 +21,7 @@ import pytest
 from gateway.audit.anchor import archive_identity, read_anchor, write_anchor
 from gateway.audit.archive_store import FolderStore
 from gateway.audit.chain import chain_genesis
-from tests.support.audit_history import append_history, rewrite_chain
+from tests.support.audit_history import append_history, rewrite_chain, triggers_off
 from tests.support.backup_restore import CREDENTIALS, ObjectStore
 from tests.test_audit_archive import _drop, _gateway, _make_trail, _month, _sql
 
@@ -65,8 +65,7 @@ async def _append(connection: asyncpg.Connection, events: int) -> None:
 
 async def _checkpoints_rewritten(connection: asyncpg.Connection, chain: int) -> None:
     """As a superuser, the chain's checkpoints replaced by one at its (rewritten) head."""
-    async with connection.transaction():
-        await connection.execute("set local session_replication_role = replica")
+    async with triggers_off(connection):
         await connection.execute("delete from data.audit_checkpoints where chain_id = $1", chain)
         await connection.execute(
             "insert into data.audit_checkpoints (chain_id, chain_seq, hash) "
@@ -78,8 +77,7 @@ async def _checkpoints_rewritten(connection: asyncpg.Connection, chain: int) -> 
 async def _cut(connection: asyncpg.Connection, chain: int, keep: int) -> None:
     """As a superuser, the chain's events after position ``keep`` deleted, its head row and
     checkpoints set back to match (what a restore from an older backup also leaves)."""
-    async with connection.transaction():
-        await connection.execute("set local session_replication_role = replica")
+    async with triggers_off(connection):
         await connection.execute(
             "delete from data.access_events where chain_id = $1 and chain_seq > $2", chain, keep
         )
@@ -94,8 +92,7 @@ async def _cut(connection: asyncpg.Connection, chain: int, keep: int) -> None:
 
 async def _remove(connection: asyncpg.Connection, chain: int) -> None:
     """As a superuser, the chain removed whole: its events, checkpoints and head row."""
-    async with connection.transaction():
-        await connection.execute("set local session_replication_role = replica")
+    async with triggers_off(connection):
         for table, column in (
             ("access_events", "chain_id"),
             ("audit_checkpoints", "chain_id"),
@@ -398,8 +395,7 @@ def test_a_month_removed_behind_a_forged_deleted_archive_is_named(trail):
     )
 
     async def attack(connection: asyncpg.Connection) -> None:
-        async with connection.transaction():
-            await connection.execute("set local session_replication_role = replica")
+        async with triggers_off(connection):
             await connection.execute("delete from data.access_events where chain_id = $1", chain)
             await connection.execute(
                 "delete from data.audit_checkpoints where chain_id = $1", chain
@@ -468,8 +464,7 @@ def test_a_month_archived_after_the_anchor_is_checked_from_its_file(trail, tmp_p
     assert [a["partition"] for a in document["archives"]] == [name]
 
     async def forge(connection: asyncpg.Connection, change: str, *args: Any) -> None:
-        async with connection.transaction():
-            await connection.execute("set local session_replication_role = replica")
+        async with triggers_off(connection):
             await connection.execute(f"update data.audit_archives set {change}", *args)
 
     row = _sql(
@@ -512,8 +507,7 @@ def test_a_month_archived_after_the_anchor_is_checked_from_its_file(trail, tmp_p
     )
 
     async def attack(connection: asyncpg.Connection) -> None:
-        async with connection.transaction():
-            await connection.execute("set local session_replication_role = replica")
+        async with triggers_off(connection):
             await connection.execute("delete from data.audit_archives")
 
     _sql(url, attack)
@@ -572,8 +566,7 @@ def test_a_chain_the_anchor_lacks_is_walked_from_its_start(trail):
     made_up = bytes(range(32))
 
     async def attack(connection: asyncpg.Connection) -> int:
-        async with connection.transaction():
-            await connection.execute("set local session_replication_role = replica")
+        async with triggers_off(connection):
             event = await connection.fetchval(
                 "insert into data.access_events (occurred_at, request_id, kind, issuer, subject, "
                 "role, detail, objects, seq, prev_hash, hash, chain_id, chain_seq) "

@@ -23,7 +23,7 @@ from gateway.audit.archive_file import ArchiveError
 from gateway.audit.archive_store import FolderStore
 from gateway.audit.chain import lock_trail, verify_chain, walk_from
 from gateway.errors import ConfigurationError
-from tests.support.audit_history import append_history, rewrite_chain
+from tests.support.audit_history import append_history, rewrite_chain, triggers_off
 from tests.test_audit_archive import PER_MONTH, _drop, _gateway, _make_trail, _month, _sql
 
 
@@ -198,8 +198,7 @@ def test_an_archived_month_waiting_for_its_drop_is_read_from_its_archive_and_clo
             # own table (closed by its constraint).
             for label, table in (("late", "data.access_events"), ("late here", month)):
                 try:
-                    async with other.transaction():
-                        await other.execute("set local session_replication_role = replica")
+                    async with triggers_off(other):
                         await other.execute(
                             f"insert into {'audit_partitions.' * (table == month)}{table} "
                             "(id, occurred_at, request_id, kind, issuer, subject, role) "

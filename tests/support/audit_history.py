@@ -13,8 +13,9 @@ whole trail intact: a copy is an event like any other.
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -29,6 +30,15 @@ _COLUMNS = (
     "request_id, kind, issuer, subject, role, actor_id, patient_id, client_id, "
     "break_glass_reason, objects, detail, object_groups, object_sets, object_counts, object_ids"
 )
+
+
+@contextlib.asynccontextmanager
+async def triggers_off(connection: asyncpg.Connection) -> AsyncIterator[None]:
+    """A transaction in which the trail's triggers are off, as a superuser can switch them off
+    (``session_replication_role = replica``): how the attacks of the tests are made."""
+    async with connection.transaction():
+        await connection.execute("set local session_replication_role = replica")
+        yield
 
 
 def month_start(year: int, month: int) -> datetime:
@@ -51,8 +61,7 @@ async def append_history(
     chance = random.Random(seed)
     field_sets = await _field_sets(connection)
     written = 0
-    async with connection.transaction():
-        await connection.execute("set local session_replication_role = replica")
+    async with triggers_off(connection):
         heads = {
             row["id"]: (row["last_seq"], bytes(row["last_hash"]))
             for row in await connection.fetch(
@@ -134,8 +143,7 @@ async def rewrite_chain(
     (across months) and the chain's head row, so that the chain is whole again from its start:
     the rewrite a checkpoint is there to find."""
     field_sets = await _field_sets(connection)
-    async with connection.transaction():
-        await connection.execute("set local session_replication_role = replica")
+    async with triggers_off(connection):
         rows = await connection.fetch(
             "select id, occurred_at, seq, chain_id, chain_seq, request_id, kind, issuer, "
             "subject, role, actor_id, patient_id, client_id, break_glass_reason, "
